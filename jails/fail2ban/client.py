@@ -1,0 +1,189 @@
+"""A native client for fail2ban's Unix socket (no ``fail2ban-client`` subprocess).
+
+One :class:`Fail2banClient` knows where the socket is and how long to wait; each call
+opens a short-lived :class:`Connection` (a round trip costs well under a millisecond),
+and a page that needs many answers sends them back to back over one connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .commands import check_command
+from .errors import (
+    CommandRejected,
+    Fail2banUnreachable,
+    ProtocolError,
+    UnknownJail,
+    UnsupportedCommand,
+)
+from .protocol import CLOSE, END, RemoteException, encode_request, restricted_loads
+
+DEFAULT_SOCKET = "/var/run/fail2ban/fail2ban.sock"
+MAX_REPLY_BYTES = 256 * 1024 * 1024
+_RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.ECONNREFUSED, errno.EWOULDBLOCK})
+
+
+class Connection:
+    """One open connection; commands go back to back, each waiting for its reply."""
+
+    def __init__(
+        self, sock: socket.socket, socket_path: str, timeout: float, *, allow_server_stop: bool
+    ) -> None:
+        self._sock = sock
+        self._socket_path = socket_path
+        self._timeout = timeout
+        self._allow_server_stop = allow_server_stop
+
+    def send(self, *command: str) -> Any:
+        """Send one allow-listed command and return fail2ban's answer."""
+        words = check_command(command, allow_server_stop=self._allow_server_stop)
+        try:
+            self._sock.sendall(encode_request(words))
+            payload = self._read_reply()
+        except TimeoutError:
+            raise Fail2banUnreachable(
+                self._socket_path, f"no answer within {self._timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise Fail2banUnreachable(self._socket_path, exc.strerror or str(exc)) from None
+        return _decode_reply(words, payload)
+
+    def _read_reply(self) -> bytes:
+        deadline = time.monotonic() + self._timeout
+        chunks: list[bytes] = []
+        size = 0
+        tail = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self._sock.settimeout(remaining)
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ProtocolError("fail2ban closed the connection in the middle of a reply")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                raise ProtocolError("reply is larger than the client accepts")
+            # The marker may be split across two reads: look at the joined tail.
+            tail = (tail + chunk)[-len(END) :]
+            if tail == END:
+                return b"".join(chunks)[: -len(END)]
+
+    def close(self) -> None:
+        try:
+            self._sock.settimeout(0.5)
+            self._sock.sendall(CLOSE + END)
+        except OSError:
+            pass
+        finally:
+            self._sock.close()
+
+
+def _decode_reply(command: list[str], payload: bytes) -> Any:
+    try:
+        reply = restricted_loads(payload)
+    except Exception as exc:  # any unpickling failure is a protocol error, whatever its type
+        raise ProtocolError(f"undecodable reply from fail2ban: {exc}") from None
+    if isinstance(reply, str) and reply.startswith("ERROR:"):
+        raise ProtocolError(f"fail2ban could not read the request: {reply[6:].strip()}")
+    if not (isinstance(reply, tuple | list) and len(reply) == 2 and reply[0] in (0, 1)):
+        raise ProtocolError("reply is not an (rc, value) pair")
+    rc, value = reply
+    if rc == 0:
+        if isinstance(value, RemoteException):
+            raise ProtocolError("success reply carries an exception")
+        return value
+    raise _rejection(command, value)
+
+
+def _rejection(command: list[str], value: Any) -> CommandRejected:
+    if not isinstance(value, RemoteException):
+        return CommandRejected(command, "unknown", str(value))
+    if value.type_name == "UnknownJailException":
+        jail = str(value.args[0]) if value.args else "?"
+        return UnknownJail(command, jail)
+    message = value.message
+    if message.startswith("Invalid command"):
+        return UnsupportedCommand(command, value.type_name, message)
+    return CommandRejected(command, value.type_name, message)
+
+
+class Fail2banClient:
+    """Where fail2ban listens and how patiently to talk to it."""
+
+    def __init__(
+        self,
+        socket_path: str = DEFAULT_SOCKET,
+        *,
+        timeout: float = 5.0,
+        retry_backoff: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
+        allow_server_stop: bool = False,
+    ) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.retry_backoff = tuple(retry_backoff)
+        # Only the private-server harness may shut a whole server down.
+        self.allow_server_stop = allow_server_stop
+
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.timeout
+        delays = iter(self.retry_backoff)
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock.connect(self.socket_path)
+                return sock
+            except TimeoutError:
+                sock.close()
+                raise Fail2banUnreachable(
+                    self.socket_path, f"no answer within {self.timeout:g} s"
+                ) from None
+            except OSError as exc:
+                sock.close()
+                # A busy single-threaded server answers EAGAIN/ECONNREFUSED for a moment;
+                # a missing socket or a permission problem will not get better by waiting.
+                delay = next(delays, None) if exc.errno in _RETRY_ERRNOS else None
+                if delay is None or time.monotonic() + delay > deadline:
+                    raise Fail2banUnreachable(
+                        self.socket_path, _describe_connect_error(exc)
+                    ) from None
+                time.sleep(delay)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """Open one connection for several commands; closed on exit."""
+        conn = Connection(
+            self._connect(),
+            self.socket_path,
+            self.timeout,
+            allow_server_stop=self.allow_server_stop,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def send(self, *command: str) -> Any:
+        """Open a connection, send one command, close; return the answer."""
+        with self.connection() as conn:
+            return conn.send(*command)
+
+
+def _describe_connect_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "the socket does not exist"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied on the socket"
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused (is fail2ban running?)"
+    if exc.errno == errno.ENOTSOCK:
+        return "the path is not a socket"
+    return exc.strerror or str(exc)

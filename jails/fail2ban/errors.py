@@ -1,0 +1,46 @@
+"""Typed errors for talking to fail2ban. Nothing Django in here."""
+
+from __future__ import annotations
+
+
+class Fail2banError(Exception):
+    """Base class of every error the fail2ban client raises."""
+
+
+class InvalidArgument(Fail2banError, ValueError):
+    """An argument was refused before anything was sent to fail2ban."""
+
+
+class Fail2banUnreachable(Fail2banError):
+    """The socket is missing, refuses connections, or did not answer in time."""
+
+    def __init__(self, socket_path: str, reason: str) -> None:
+        super().__init__(f"fail2ban is not reachable at {socket_path}: {reason}")
+        self.socket_path = socket_path
+        self.reason = reason
+
+
+class ProtocolError(Fail2banError):
+    """The reply could not be decoded (garbage, forbidden pickle, cut off)."""
+
+
+class CommandRejected(Fail2banError):
+    """fail2ban answered the command with an error."""
+
+    def __init__(self, command: list[str], remote_type: str, message: str) -> None:
+        super().__init__(message or remote_type)
+        self.command = command
+        self.remote_type = remote_type
+        self.message = message
+
+
+class UnknownJail(CommandRejected):
+    """fail2ban does not know the jail the command named."""
+
+    def __init__(self, command: list[str], jail: str) -> None:
+        super().__init__(command, "UnknownJailException", f"unknown jail: {jail}")
+        self.jail = jail
+
+
+class UnsupportedCommand(CommandRejected):
+    """This fail2ban version does not implement the command."""

@@ -1,0 +1,345 @@
+"""A private fail2ban server: tests, benchmarks and the demo run one of these.
+
+No root, no firewall, no system files: everything lives in one short directory
+(``conf/``, ``run/``, ``logs/``), the actions are no-ops (or append the banned address to
+a file, to prove that actions fire), and the server runs in its own process group.
+Nothing Django in here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .client import Fail2banClient
+from .errors import Fail2banError
+
+# Debian's fail2ban package, unpacked into the project by `make` (scripts/install-fail2ban.sh);
+# the system's own installation is used when there is no unpacked copy.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+UNPACKED_ROOT = PROJECT_ROOT / "var" / "fail2ban"
+FAILURE_LINE = "{when} AUTH FAIL user={user} from {ip}\n"
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class Fail2banInstall:
+    """How to run fail2ban's own programs (server and client)."""
+
+    server_argv: tuple[str, ...]
+    client_argv: tuple[str, ...]
+    pythonpath: str | None
+
+    def env(self, *, tz: str | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        if self.pythonpath:
+            env["PYTHONPATH"] = self.pythonpath
+        if tz:
+            env["TZ"] = tz
+        return env
+
+
+def find_fail2ban(unpacked_root: Path = UNPACKED_ROOT) -> Fail2banInstall:
+    """Locate fail2ban's programs: the project's unpacked package first, then the system's."""
+    bin_dir = unpacked_root / "usr" / "bin"
+    if (bin_dir / "fail2ban-server").exists():
+        python = shutil.which("python3", path="/usr/bin") or sys.executable
+        return Fail2banInstall(
+            server_argv=(python, str(bin_dir / "fail2ban-server")),
+            client_argv=(python, str(bin_dir / "fail2ban-client")),
+            pythonpath=str(unpacked_root / "usr" / "lib" / "python3" / "dist-packages"),
+        )
+    server = shutil.which("fail2ban-server")
+    client = shutil.which("fail2ban-client")
+    if server and client:
+        return Fail2banInstall((server,), (client,), None)
+    raise FileNotFoundError(
+        "fail2ban is not installed: run `make install` (unpacks Debian's fail2ban package)"
+    )
+
+
+@dataclass(frozen=True)
+class JailSpec:
+    """One jail of a private server; every jail reads its own log file."""
+
+    name: str
+    maxretry: int = 3
+    findtime: str = "10m"
+    bantime: str = "10m"
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PrivateServer:
+    """A fail2ban server in ``base_dir`` with the given jails."""
+
+    base_dir: Path
+    jails: Sequence[JailSpec]
+    backend: str = "polling"
+    record_actions: bool = False
+    tz: str | None = None
+    dbpurgeage: str = "1d"
+    install: Fail2banInstall | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_dir = Path(self.base_dir)
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            raise ValueError(f"socket path too long for AF_UNIX: {self.socket_path}")
+        if self.install is None:
+            self.install = find_fail2ban()
+
+    # Paths -------------------------------------------------------------------------------
+    @property
+    def conf_dir(self) -> Path:
+        return self.base_dir / "conf"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.base_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.base_dir / "logs"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.base_dir / "run" / "f2b.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "f2b.pid"
+
+    @property
+    def dbfile(self) -> Path:
+        return self.run_dir / "f2b.sqlite3"
+
+    @property
+    def server_log(self) -> Path:
+        return self.run_dir / "server.log"
+
+    @property
+    def actions_log(self) -> Path:
+        return self.run_dir / "actions.log"
+
+    def log_path(self, jail: str) -> Path:
+        return self.logs_dir / f"{jail}.log"
+
+    def client(self, *, timeout: float = 5.0) -> Fail2banClient:
+        return Fail2banClient(str(self.socket_path), timeout=timeout, allow_server_stop=True)
+
+    # Configuration ---------------------------------------------------------------------------
+    def write_config(self) -> None:
+        """Write conf/ (fail2ban.conf, jail.conf, one filter per jail, the action)."""
+        for directory in (self.conf_dir / "filter.d", self.conf_dir / "action.d"):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        (self.conf_dir / "fail2ban.conf").write_text(
+            "[Definition]\n"
+            "loglevel = INFO\n"
+            f"logtarget = {self.server_log}\n"
+            f"socket = {self.socket_path}\n"
+            f"pidfile = {self.pidfile}\n"
+            f"dbfile = {self.dbfile}\n"
+            f"dbpurgeage = {self.dbpurgeage}\n"
+            "allowipv6 = yes\n"
+        )
+        ban = f'printf "%%s\\n" "<ip>" >> {self.actions_log}' if self.record_actions else ""
+        unban = f'printf "unban %%s\\n" "<ip>" >> {self.actions_log}' if self.record_actions else ""
+        (self.conf_dir / "action.d" / "jailadmin-record.conf").write_text(
+            "[Definition]\n"
+            "actionstart =\nactionstop =\nactioncheck =\n"
+            f"actionban = {ban}\n"
+            f"actionunban = {unban}\n"
+        )
+        sections = [
+            "[DEFAULT]\n"
+            f"backend = {self.backend}\n"
+            "usedns = no\n"
+            "ignoreself = false\n"
+            "action = jailadmin-record\n"
+        ]
+        for jail in self.jails:
+            (self.conf_dir / "filter.d" / f"{jail.name}.conf").write_text(
+                "[Definition]\n"
+                "failregex = ^\\s*AUTH FAIL user=\\S+ from <HOST>\\s*$\n"
+                "datepattern = {^LN-BEG}%%Y-%%m-%%d %%H:%%M:%%S\n"
+            )
+            self.log_path(jail.name).touch()
+            options = "".join(f"{key} = {value}\n" for key, value in jail.options.items())
+            sections.append(
+                f"[{jail.name}]\n"
+                "enabled = true\n"
+                f"filter = {jail.name}\n"
+                f"logpath = {self.log_path(jail.name)}\n"
+                f"maxretry = {jail.maxretry}\n"
+                f"findtime = {jail.findtime}\n"
+                f"bantime = {jail.bantime}\n"
+                f"{options}"
+            )
+        (self.conf_dir / "jail.conf").write_text("\n".join(sections))
+
+    def configure_command(self) -> list[str]:
+        """The fail2ban-client argv prefix for this server (used for reload and -t)."""
+        assert self.install is not None
+        return [
+            *self.install.client_argv,
+            "-c",
+            str(self.conf_dir),
+            "-s",
+            str(self.socket_path),
+        ]
+
+    # Life cycle ---------------------------------------------------------------------------------
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Write the configuration, start the server, wait until every jail is up."""
+        assert self.install is not None
+        self.write_config()
+        argv = [
+            *self.install.server_argv,
+            "-f",
+            "-x",
+            "-c",
+            str(self.conf_dir),
+            "-s",
+            str(self.socket_path),
+            "-p",
+            str(self.pidfile),
+        ]
+        # Its own process group: a Ctrl-C meant for the tests or `make run` never reaches it
+        # half-way; it is stopped with the `stop` command instead.
+        with (self.run_dir / "stdout.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                argv,
+                env=self.install.env(tz=self.tz),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self.wait_ready(timeout=timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def wait_ready(self, *, timeout: float = 30.0) -> None:
+        """Wait until `status` lists every configured jail."""
+        deadline = time.monotonic() + timeout
+        wanted = {jail.name for jail in self.jails}
+        client = self.client(timeout=2.0)
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"fail2ban exited with {self.process.returncode}; see {self.run_dir}"
+                )
+            try:
+                status = dict(client.send("status"))
+                listed = {n.strip() for n in str(status.get("Jail list", "")).split(",")}
+                if wanted <= listed:
+                    return
+            except Fail2banError as exc:
+                last_error = exc
+            time.sleep(0.05)
+        raise RuntimeError(f"fail2ban did not become ready in {timeout} s: {last_error}")
+
+    def read_pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def is_running(self) -> bool:
+        try:
+            self.client(timeout=1.0).send("ping")
+        except Fail2banError:
+            return False
+        return True
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        """Ask the server to stop, wait for it, and kill it if it does not go."""
+        pid = self.process.pid if self.process else self.read_pid()
+        try:
+            self.client(timeout=2.0).send("stop")
+        except Fail2banError:
+            pass
+        deadline = time.monotonic() + timeout
+        while pid and time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        if self.process:
+            self.process.wait(timeout=5)
+            self.process = None
+
+    def reset(self) -> None:
+        """Unban everything and restore each jail's configured settings."""
+        client = self.client()
+        with client.connection() as conn:
+            conn.send("unban", "--all")
+            for jail in self.jails:
+                try:
+                    conn.send("start", jail.name)
+                except Fail2banError:
+                    pass  # already running
+                conn.send("set", jail.name, "idle", "off")
+                for key, value in (
+                    ("maxretry", str(jail.maxretry)),
+                    ("findtime", str(_seconds(jail.findtime))),
+                    ("bantime", str(_seconds(jail.bantime))),
+                ):
+                    conn.send("set", jail.name, key, value)
+                for ip in conn.send("get", jail.name, "ignoreip"):
+                    conn.send("set", jail.name, "delignoreip", str(ip))
+
+    # Traffic --------------------------------------------------------------------------------------
+    def append_failures(
+        self, jail: str, ips: Iterable[str], *, count: int = 1, when: datetime | None = None
+    ) -> None:
+        """Append `count` failure lines per address to the jail's log (fail2ban bans on them)."""
+        # The server reads the stamp in its own local time zone.
+        zone = ZoneInfo(self.tz) if self.tz else None
+        stamp = (when or datetime.now(zone)).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+        lines = [
+            FAILURE_LINE.format(when=stamp, user=f"user{n}", ip=ip)
+            for ip in ips
+            for n in range(count)
+        ]
+        with self.log_path(jail).open("a") as log:
+            log.writelines(lines)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(value: str) -> int:
+    value = value.strip()
+    if value and value[-1] in _UNITS:
+        return int(value[:-1]) * _UNITS[value[-1]]
+    return int(value)

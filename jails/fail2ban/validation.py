@@ -1,0 +1,112 @@
+"""Validation of everything that is sent to fail2ban.
+
+fail2ban itself validates nothing: it "bans" ``''``, ``example.com`` or ``--all``, and an
+argument that contains the end marker followed by a pickle is run as a second command.
+Every value therefore passes through here before it reaches the socket.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from .errors import InvalidArgument
+from .protocol import CLOSE, END
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# fail2ban jail names are section names of jail.conf; real ones use letters, digits,
+# dash, underscore and dot. Nothing else gets through, and never a leading dash
+# (``--all`` is a keyword to the server).
+JAIL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+
+_MARKERS = (END.decode(), CLOSE.decode())
+MAX_ARGUMENT_LENGTH = 4096
+
+
+def check_argument(value: str) -> str:
+    """Refuse any argument that is not a short, printable, marker-free str."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"argument must be a string, not {type(value).__name__}")
+    if any(marker in value for marker in _MARKERS) or "<F2B_" in value:
+        raise InvalidArgument("argument contains fail2ban's protocol marker")
+    if len(value) > MAX_ARGUMENT_LENGTH:
+        raise InvalidArgument("argument is too long")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidArgument("argument contains control characters")
+    return value
+
+
+def validate_jail_name(name: str) -> str:
+    """Return the jail name if it matches the strict pattern, else raise InvalidArgument."""
+    if not isinstance(name, str) or not JAIL_NAME_RE.fullmatch(name):
+        raise InvalidArgument(f"invalid jail name: {name!r}")
+    return name
+
+
+def parse_ip(value: str) -> IPAddress:
+    """Parse a single IPv4/IPv6 address (surrounding blanks allowed)."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not text or "/" in text or "%" in text:
+        raise InvalidArgument(f"not an IP address: {value!r}")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidArgument(f"not an IP address: {value!r}") from None
+
+
+def parse_ip_or_network(value: str) -> IPAddress | IPNetwork:
+    """Parse an address or a CIDR network; a /32 (/128) network collapses to its address."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not text or "%" in text:
+        raise InvalidArgument(f"not an IP address or network: {value!r}")
+    if "/" not in text:
+        return parse_ip(text)
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"not an IP address or network: {value!r}") from None
+    if network.num_addresses == 1:
+        return network.network_address
+    return network
+
+
+def normalise_ip(value: str, *, allow_network: bool = False) -> str:
+    """Validated, canonical text form of an address (or network) as fail2ban should get it."""
+    parsed = parse_ip_or_network(value) if allow_network else parse_ip(value)
+    return str(parsed)
+
+
+def parse_count(value: str | int, *, name: str, minimum: int = 0) -> int:
+    """Parse a non-negative integer setting such as maxretry."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise InvalidArgument(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise InvalidArgument(f"{name} must be at least {minimum}")
+    return number
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
+def parse_duration(value: str | int, *, allow_permanent: bool = True) -> int:
+    """Parse ``600``, ``10m``, ``1h``, ``1d``, ``2w`` or ``-1`` (permanent) into seconds."""
+    text = str(value).strip().lower()
+    if text == "-1":
+        if not allow_permanent:
+            raise InvalidArgument("a permanent (-1) value is not allowed here")
+        return -1
+    match = _DURATION_RE.fullmatch(text)
+    if not match:
+        raise InvalidArgument(f"not a duration: {value!r} (use e.g. 600, 10m, 1h, 1d or -1)")
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise InvalidArgument("a duration must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidArgument("a duration must be at most 100 years")
+    return seconds
