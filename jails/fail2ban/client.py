@@ -39,10 +39,18 @@ class Connection:
         self._socket_path = socket_path
         self._timeout = timeout
         self._allow_server_stop = allow_server_stop
+        # Set when a reply was not read whole: a late or left-over answer would otherwise
+        # be taken as the answer to the next command on this connection.
+        self._broken = False
 
     def send(self, *command: str) -> Any:
         """Send one allow-listed command and return fail2ban's answer."""
         words = check_command(command, allow_server_stop=self._allow_server_stop)
+        if self._broken:
+            raise Fail2banUnreachable(
+                self._socket_path, "the connection is unusable after an earlier error"
+            )
+        self._broken = True  # until a whole reply has been read and decoded
         try:
             self._sock.sendall(encode_request(words))
             payload = self._read_reply()
@@ -52,7 +60,13 @@ class Connection:
             ) from None
         except OSError as exc:
             raise Fail2banUnreachable(self._socket_path, exc.strerror or str(exc)) from None
-        return _decode_reply(words, payload)
+        try:
+            value = _decode_reply(words, payload)
+        except CommandRejected:
+            self._broken = False  # a whole, well-formed error reply: still in step
+            raise
+        self._broken = False
+        return value
 
     def _read_reply(self) -> bytes:
         deadline = time.monotonic() + self._timeout

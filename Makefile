@@ -1,0 +1,56 @@
+# jailadmin — `make run` serves the site, `make test` runs lint and the whole test suite.
+# Both install what is missing first (Debian packages, the venv, fail2ban unpacked into var/).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VAR := var
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 3
+APT_PACKAGES := python3 python3-venv redis-server chromium sqlite3
+export JAILADMIN_VAR_DIR ?= $(CURDIR)/$(VAR)
+
+.PHONY: install system-packages fail2ban venv test lint format run bench screenshot clean
+
+install: system-packages fail2ban venv
+
+# Debian packages the project needs; apt runs only when one of them is missing.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Debian's fail2ban, unpacked (not installed): no system service, config or firewall is touched.
+fail2ban: $(VAR)/fail2ban/usr/bin/fail2ban-server
+$(VAR)/fail2ban/usr/bin/fail2ban-server:
+	bash scripts/install-fail2ban.sh $(VAR)/fail2ban
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install lint
+	JAILADMIN_DEBUG=false $(PY) -m pytest $(PYTEST_ARGS)
+
+run: install
+	bash scripts/run.sh
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(VAR)

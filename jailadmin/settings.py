@@ -1,0 +1,178 @@
+"""Django settings for jailadmin, read from JAILADMIN_* environment variables.
+
+Every variable is listed with its default in README.md. A bad value raises
+ImproperlyConfigured at startup rather than misbehaving later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from jailadmin.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    host_time_zone,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("JAILADMIN_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("JAILADMIN_DEBUG", False)
+_DEV_SECRET = "insecure-development-key-only-for-debug-and-tests"
+SECRET_KEY = env_str("JAILADMIN_SECRET_KEY", _DEV_SECRET if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "JAILADMIN_SECRET_KEY must be set (or JAILADMIN_DEBUG=true for development)"
+    )
+ALLOWED_HOSTS = env_list("JAILADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("JAILADMIN_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "jails.apps.JailsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "jails.middleware.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "jails.middleware.Fail2banErrorMiddleware",
+]
+
+ROOT_URLCONF = "jailadmin.urls"
+WSGI_APPLICATION = "jailadmin.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "jails.context_processors.status_bar",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("JAILADMIN_DATABASE_URL", f"sqlite:///{VAR_DIR / 'jailadmin.sqlite3'}"),
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several gunicorn workers and the job runner share the file: wait for locks, use WAL.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("JAILADMIN_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("JAILADMIN_STATIC_ROOT", str(VAR_DIR / "static")))
+# WhiteNoise serves the (vendored) static files from gunicorn itself, with far-future
+# cache headers on hashed names: no separate web server is needed for a small admin site.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+# Before `collectstatic` has run (tests, first start) fall back to the unhashed names.
+WHITENOISE_MANIFEST_STRICT = False
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE = env_bool("JAILADMIN_SECURE", False)
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = SECURE
+SECURE_HSTS_SECONDS = 31536000 if SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
+SECURE_HSTS_PRELOAD = SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("JAILADMIN_LOG_LEVEL", "INFO")},
+}
+
+# --- jailadmin's own settings (seed values for the runtime settings) ---------------------------
+JAILADMIN_FAIL2BAN_SOCKET = env_str("JAILADMIN_FAIL2BAN_SOCKET", "/var/run/fail2ban/fail2ban.sock")
+JAILADMIN_FAIL2BAN_TIMEOUT = env_float("JAILADMIN_FAIL2BAN_TIMEOUT", 5.0, minimum=0.1)
+# fail2ban reports ban times in the server's local time, without a zone.
+JAILADMIN_FAIL2BAN_TIME_ZONE = env_str("JAILADMIN_FAIL2BAN_TIME_ZONE", host_time_zone())
+# Configuration directory and fail2ban-client for `reload` (the one subprocess we run).
+JAILADMIN_FAIL2BAN_CONFIG_DIR = env_str("JAILADMIN_FAIL2BAN_CONFIG_DIR", "/etc/fail2ban")
+JAILADMIN_FAIL2BAN_CLIENT = env_str("JAILADMIN_FAIL2BAN_CLIENT", "fail2ban-client")
+JAILADMIN_SESSION_CACHE = env_choice(
+    "JAILADMIN_SESSION_CACHE", "database", ("database", "redis", "memory")
+)
+JAILADMIN_REDIS_URL = env_str("JAILADMIN_REDIS_URL", "")
+JAILADMIN_GEOIP_DB = env_str("JAILADMIN_GEOIP_DB", "")
+JAILADMIN_PAGE_SIZE = env_int("JAILADMIN_PAGE_SIZE", 50, minimum=5)
+JAILADMIN_POLL_SECONDS = env_int("JAILADMIN_POLL_SECONDS", 10, minimum=2)
+
+for _name in ("TIME_ZONE", "JAILADMIN_FAIL2BAN_TIME_ZONE"):
+    try:
+        ZoneInfo(globals()[_name])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(f"{_name} is not a known time zone") from None

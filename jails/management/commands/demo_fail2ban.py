@@ -1,0 +1,74 @@
+"""`manage.py demo_fail2ban start|stop|status|attack`: the private demo fail2ban server."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from jails.demo import attack, demo_directory, demo_server
+
+
+class Command(BaseCommand):
+    help = "Start, stop or feed the private demo fail2ban server (no root, no firewall)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("action", choices=["start", "stop", "status", "attack", "socket"])
+        parser.add_argument(
+            "--dir", type=Path, default=None, help="Directory of the demo server (default var/demo)."
+        )
+        parser.add_argument(
+            "--interval", type=float, default=1.5, help="Seconds between attack bursts."
+        )
+        parser.add_argument("--seed", type=int, default=None, help="Random seed of the attacker.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        directory = options["dir"] or demo_directory(Path(settings.VAR_DIR))
+        server = demo_server(directory, tz=settings.JAILADMIN_FAIL2BAN_TIME_ZONE)
+        action = options["action"]
+        if action == "socket":
+            self.stdout.write(str(server.socket_path))
+        elif action == "start":
+            if server.is_running():
+                self.stdout.write(f"demo fail2ban already running at {server.socket_path}")
+                return
+            try:
+                server.start()
+            except (RuntimeError, FileNotFoundError) as exc:
+                raise CommandError(str(exc)) from exc
+            jails = ", ".join(j.name for j in server.jails)
+            self.stdout.write(self.style.SUCCESS(f"demo fail2ban started: {jails}"))
+            self.stdout.write(f"socket: {server.socket_path}")
+            self.stdout.write(f"use it: JAILADMIN_FAIL2BAN_SOCKET={server.socket_path}")
+        elif action == "stop":
+            if not server.is_running():
+                self.stdout.write("demo fail2ban is not running")
+                return
+            server.stop()
+            self.stdout.write(self.style.SUCCESS("demo fail2ban stopped"))
+        elif action == "status":
+            running = server.is_running()
+            self.stdout.write(f"{'running' if running else 'stopped'}: {server.socket_path}")
+            if not running:
+                raise CommandError("demo fail2ban is not running")
+        else:
+            if not server.is_running():
+                raise CommandError("start the demo server first: manage.py demo_fail2ban start")
+            stopping: list[bool] = []
+
+            def request_stop(signum: int, frame: object) -> None:
+                stopping.append(True)
+
+            signal.signal(signal.SIGTERM, request_stop)
+            signal.signal(signal.SIGINT, request_stop)
+            self.stdout.write(f"attacking the demo jails every {options['interval']} s")
+            bursts = attack(
+                server,
+                interval=options["interval"],
+                should_stop=lambda: bool(stopping),
+                seed=options["seed"],
+            )
+            self.stdout.write(f"attacker stopped after {bursts} bursts")

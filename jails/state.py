@@ -1,0 +1,91 @@
+"""The explicit per-process state: built once by JailsConfig.ready(), passed down to services.
+
+No module in the project keeps mutable state at module level; everything a process
+remembers between requests lives in one RuntimeState, so tests can build a fresh one
+per test and nothing leaks between them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jails.fail2ban import Fail2banClient
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The settings a RuntimeState was built from (a snapshot, never mutated)."""
+
+    fail2ban_socket: str
+    fail2ban_timeout: float = 5.0
+    fail2ban_time_zone: str = "UTC"
+    fail2ban_config_dir: str = "/etc/fail2ban"
+    fail2ban_client: str = "fail2ban-client"
+    display_time_zone: str = "UTC"
+    session_cache: str = "database"
+    redis_url: str = ""
+    geoip_db: str = ""
+    page_size: int = 50
+    poll_seconds: int = 10
+
+    @classmethod
+    def from_django_settings(cls, settings: Any) -> RuntimeSettings:
+        """Seed values from the JAILADMIN_* settings (read only here and in apps.py)."""
+        return cls(
+            fail2ban_socket=settings.JAILADMIN_FAIL2BAN_SOCKET,
+            fail2ban_timeout=settings.JAILADMIN_FAIL2BAN_TIMEOUT,
+            fail2ban_time_zone=settings.JAILADMIN_FAIL2BAN_TIME_ZONE,
+            fail2ban_config_dir=settings.JAILADMIN_FAIL2BAN_CONFIG_DIR,
+            fail2ban_client=settings.JAILADMIN_FAIL2BAN_CLIENT,
+            display_time_zone=settings.TIME_ZONE,
+            session_cache=settings.JAILADMIN_SESSION_CACHE,
+            redis_url=settings.JAILADMIN_REDIS_URL,
+            geoip_db=settings.JAILADMIN_GEOIP_DB,
+            page_size=settings.JAILADMIN_PAGE_SIZE,
+            poll_seconds=settings.JAILADMIN_POLL_SECONDS,
+        )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the connected fail2ban supports, probed once per process."""
+
+    version: str
+    get_backend: bool
+    get_idle: bool
+    stats: bool
+    status_all: bool
+
+
+@dataclass
+class JailServiceState:
+    """The jails service's per-process state: the client and the capability cache."""
+
+    client: Fail2banClient
+    server_time_zone: ZoneInfo
+    capabilities: Capabilities | None = None
+    # Views are synchronous under gunicorn's threads: one probe at a time.
+    probe_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    probes_run: int = 0
+
+
+@dataclass
+class RuntimeState:
+    """Everything one process keeps between requests."""
+
+    settings: RuntimeSettings
+    jail_service: JailServiceState
+
+
+def build_runtime_state(settings: RuntimeSettings) -> RuntimeState:
+    """Build a fresh state from a settings snapshot. Does no I/O."""
+    client = Fail2banClient(settings.fail2ban_socket, timeout=settings.fail2ban_timeout)
+    return RuntimeState(
+        settings=settings,
+        jail_service=JailServiceState(
+            client=client, server_time_zone=ZoneInfo(settings.fail2ban_time_zone)
+        ),
+    )

@@ -1,0 +1,31 @@
+"""The status bar (its own URL for polling) and the health check."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from jails.apps import runtime_state
+from jails.context_processors import status_bar_context
+from jails.fail2ban import Fail2banError
+
+
+@require_GET
+def status_bar(request: HttpRequest) -> HttpResponse:
+    """The status bar alone, for HTMX polling."""
+    return render(request, "base.html#status-bar", status_bar_context(request))
+
+
+@require_GET
+@never_cache
+@login_not_required
+def healthz(request: HttpRequest) -> HttpResponse:
+    """200 when fail2ban answers, 503 otherwise; no details, no login."""
+    try:
+        runtime_state().jail_service.client.send("ping")
+    except Fail2banError:
+        return HttpResponse("unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse("ok\n", content_type="text/plain")

@@ -1,0 +1,130 @@
+"""Shared fixtures: a real private fail2ban server, a fresh runtime state per test, users."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from jails.fail2ban.server import JailSpec, PrivateServer
+
+# Non-UTC on purpose: ban times come back in the server's local time and must be converted.
+SERVER_TZ = "Asia/Kolkata"
+TEST_JAILS = (
+    JailSpec("sshd", maxretry=3, findtime="10m", bantime="10m"),
+    JailSpec("nginx-http-auth", maxretry=2, findtime="5m", bantime="1h"),
+    JailSpec("postfix", maxretry=5, findtime="1h", bantime="1d"),
+)
+
+
+@pytest.fixture(scope="session")
+def f2b_server() -> Iterator[PrivateServer]:
+    """One real fail2ban server for the whole session (about 0.2 s to start)."""
+    base = Path(tempfile.mkdtemp(prefix="ja-", dir="/tmp"))
+    server = PrivateServer(base, TEST_JAILS, record_actions=True, tz=SERVER_TZ)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def f2b(f2b_server: PrivateServer) -> PrivateServer:
+    """The private server, reset: no bans, configured settings, all jails running."""
+    if not f2b_server.is_running():
+        f2b_server.start()
+    f2b_server.reset()
+    return f2b_server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state() -> Iterator[None]:
+    """Every test gets a fresh RuntimeState, so no cache leaks between tests."""
+    from django.apps import apps
+
+    if not apps.ready:  # run without pytest-django (`-p no:django`): nothing to install
+        yield
+        return
+    from django.conf import settings
+
+    from jails.state import RuntimeSettings, build_runtime_state
+
+    config = apps.get_app_config("jails")
+    previous = config.state
+    config.state = build_runtime_state(RuntimeSettings.from_django_settings(settings))
+    yield
+    config.state = previous
+
+
+@pytest.fixture
+def runtime(f2b: PrivateServer):
+    """A fresh runtime state pointed at the private fail2ban server."""
+    from django.apps import apps
+
+    from jails.state import build_runtime_state
+
+    config = apps.get_app_config("jails")
+    settings_snapshot = replace(
+        config.state.settings,
+        fail2ban_socket=str(f2b.socket_path),
+        fail2ban_time_zone=SERVER_TZ,
+        fail2ban_config_dir=str(f2b.conf_dir),
+        fail2ban_client=" ".join(f2b.configure_command()[:-4]),
+    )
+    config.state = build_runtime_state(settings_snapshot)
+    return config.state
+
+
+def point_state_at(socket_path: str, *, timeout: float = 1.0):
+    """Install a fresh state whose fail2ban socket is `socket_path` (for failure tests)."""
+    from django.apps import apps
+
+    from jails.state import build_runtime_state
+
+    config = apps.get_app_config("jails")
+    config.state = build_runtime_state(
+        replace(config.state.settings, fail2ban_socket=socket_path, fail2ban_timeout=timeout)
+    )
+    return config.state
+
+
+@pytest.fixture
+def operator_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="oper", password="a-long-test-password-1", is_superuser=True, is_staff=True
+    )
+
+
+@pytest.fixture
+def logged_in_client(client, operator_user):
+    client.force_login(operator_user)
+    return client
+
+
+def wait_until(predicate, *, timeout: float = 15.0, interval: float = 0.1):
+    """Poll `predicate` until it returns a truthy value (fail2ban bans asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static(django_db_blocker) -> None:
+    """Pages are rendered as in production (hashed static names), so collect once."""
+    from django.apps import apps
+
+    if not apps.ready:
+        return
+    from django.core.management import call_command
+
+    call_command("collectstatic", "--noinput", verbosity=0)
