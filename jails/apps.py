@@ -13,7 +13,11 @@ class JailsConfig(AppConfig):
     state: RuntimeState
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from jails import checks  # noqa: F401  (registers the system checks)
+
+        post_migrate.connect(_roles_after_migrate, sender=self)
 
         # No I/O here: the capability probe and every fail2ban call happen on first use.
         self.state = build_runtime_state(RuntimeSettings.from_django_settings(settings))
@@ -24,3 +28,13 @@ def runtime_state() -> RuntimeState:
     config = apps.get_app_config("jails")
     assert isinstance(config, JailsConfig)
     return config.state
+
+
+def _roles_after_migrate(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    # Permissions are created by post_migrate too (auth's handler runs first), so the
+    # groups are (re)built here rather than in a data migration.
+    from django.contrib.auth.models import Group, Permission
+
+    from jails.roles import roles_ensure
+
+    roles_ensure(Group, Permission)

@@ -29,7 +29,28 @@ DEMO_JAILS = (
 )
 
 # Prefixes spread over the registries, so the demo's map and country figures show something.
-_V4_PREFIXES = (5, 31, 41, 45, 58, 61, 77, 91, 103, 109, 118, 125, 177, 181, 185, 186, 190, 196, 201, 212)
+_V4_PREFIXES = (
+    5,
+    31,
+    41,
+    45,
+    58,
+    61,
+    77,
+    91,
+    103,
+    109,
+    118,
+    125,
+    177,
+    181,
+    185,
+    186,
+    190,
+    196,
+    201,
+    212,
+)
 _V6_PREFIXES = ("2a01:4f8", "2400:cb00", "2800:3f0", "2c0f:fb50", "2001:db8", "2a02:598")
 
 
@@ -52,7 +73,13 @@ def random_attacker(rng: random.Random) -> str:
         prefix = rng.choice(_V6_PREFIXES)
         groups = ":".join(f"{rng.randrange(0x10000):x}" for _ in range(3))
         return f"{prefix}::{groups}"
-    return f"{rng.choice(_V4_PREFIXES)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    octets = (
+        rng.choice(_V4_PREFIXES),
+        rng.randrange(256),
+        rng.randrange(256),
+        rng.randrange(1, 255),
+    )
+    return ".".join(str(o) for o in octets)
 
 
 def attack(

@@ -1,0 +1,82 @@
+"""jailadmin's own data: runtime settings, the audit log, and the access permissions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Access(models.Model):
+    """Holds the site's permissions (no table): who may read, operate or administer."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_fail2ban", "Can see jails, bans, history and the dashboard"),
+            ("operate_jails", "Can ban, unban, whitelist and control jails"),
+            ("administer_site", "Can change settings, configuration and users"),
+        ]
+
+    def __str__(self) -> str:
+        return "jailadmin access"
+
+
+class SiteSettings(models.Model):
+    """The runtime settings: one row, written by the setup wizard and /settings/."""
+
+    class SessionCache(models.TextChoices):
+        DATABASE = "database", "This server's database"
+        REDIS = "redis", "Redis"
+        MEMORY = "memory", "Process memory (single process only)"
+
+    singleton = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
+    setup_complete = models.BooleanField(default=False)
+    fail2ban_socket = models.CharField(max_length=107)
+    display_time_zone = models.CharField(max_length=64, default="UTC")
+    session_lifetime_seconds = models.PositiveIntegerField(default=8 * 3600)
+    session_cache = models.CharField(
+        max_length=16, choices=SessionCache.choices, default=SessionCache.DATABASE
+    )
+    redis_url = models.CharField(max_length=255, blank=True)
+    history_retention_days = models.PositiveIntegerField(default=365)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "site settings"
+        verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+
+class AuditEntry(models.Model):
+    """One change anyone made, from the web, the admin, a command or a job."""
+
+    class Source(models.TextChoices):
+        WEB = "web", "Web"
+        ADMIN = "admin", "Admin"
+        COMMAND = "command", "Command"
+        JOB = "job", "Job"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor = models.CharField(max_length=150, db_index=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    jail = models.CharField(max_length=64, blank=True, db_index=True)
+    ips = models.JSONField(default=list, blank=True)
+    ip_count = models.PositiveIntegerField(default=0)
+    parameters = models.JSONField(default=dict, blank=True)
+    ok = models.BooleanField(default=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.jail}"

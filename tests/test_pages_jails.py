@@ -76,9 +76,7 @@ def test_jail_list_paginates(runtime, f2b, logged_in_client, settings):
     assert "/jails/sshd/" in second and "/jails/nginx-http-auth/" not in second
 
 
-def test_jail_detail_shows_settings_and_bans_with_converted_times(
-    runtime, f2b, logged_in_client
-):
+def test_jail_detail_shows_settings_and_bans_with_converted_times(runtime, f2b, logged_in_client):
     f2b.client().send("set", "sshd", "banip", "198.51.100.20")
     before = datetime.now(UTC).replace(microsecond=0)
     response = logged_in_client.get("/jails/sshd/")
@@ -99,7 +97,9 @@ def test_jail_detail_shows_settings_and_bans_with_converted_times(
 
 def test_jail_detail_search_filters_bans(runtime, f2b, logged_in_client):
     f2b.client().send("set", "sshd", "banip", "198.51.100.21", "203.0.113.77")
-    response = logged_in_client.get("/jails/sshd/?q=203.0", headers={"HX-Request": "true", "HX-Target": "jail-bans"})
+    response = logged_in_client.get(
+        "/jails/sshd/?q=203.0", headers={"HX-Request": "true", "HX-Target": "jail-bans"}
+    )
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="jail-bans"')
     assert "203.0.113.77" in body and "198.51.100.21" not in body

@@ -8,6 +8,7 @@ Nothing Django in here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -270,10 +271,8 @@ class PrivateServer:
     def stop(self, *, timeout: float = 15.0) -> None:
         """Ask the server to stop, wait for it, and kill it if it does not go."""
         pid = self.process.pid if self.process else self.read_pid()
-        try:
+        with contextlib.suppress(Fail2banError):
             self.client(timeout=2.0).send("stop")
-        except Fail2banError:
-            pass
         deadline = time.monotonic() + timeout
         while pid and time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
@@ -283,16 +282,29 @@ class PrivateServer:
             self.process.wait(timeout=5)
             self.process = None
 
+    def reload(self, jail: str | None = None) -> None:
+        """`fail2ban-client reload [JAIL]`: re-reads the configuration (re-adds stopped jails)."""
+        assert self.install is not None
+        argv = [*self.configure_command(), "reload", *([jail] if jail else [])]
+        result = subprocess.run(
+            argv, env=self.install.env(tz=self.tz), capture_output=True, timeout=60, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                "fail2ban reload failed: " + (result.stderr or result.stdout).decode()[-2000:]
+            )
+
     def reset(self) -> None:
         """Unban everything and restore each jail's configured settings."""
         client = self.client()
+        status = dict(client.send("status"))
+        listed = {n.strip() for n in str(status.get("Jail list", "")).split(",")}
+        if not {jail.name for jail in self.jails} <= listed:
+            self.reload()  # a stopped jail is gone from the server until a reload
+            self.wait_ready()
         with client.connection() as conn:
             conn.send("unban", "--all")
             for jail in self.jails:
-                try:
-                    conn.send("start", jail.name)
-                except Fail2banError:
-                    pass  # already running
                 conn.send("set", jail.name, "idle", "off")
                 for key, value in (
                     ("maxretry", str(jail.maxretry)),

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 NOT_REPORTED = None  # shown as "not reported by this fail2ban version"
 
 
-# Results ------------------------------------------------------------------------------------------
+# Results -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JailSummary:
     """One row of the jail list: counters from `status J short`."""
@@ -118,7 +118,7 @@ class BanEntry:
         return max(int((self.ends_at - now).total_seconds()), 0)
 
 
-# Capabilities --------------------------------------------------------------------------------------
+# Capabilities ------------------------------------------------------------------------------------
 def _supported(conn: Connection, *command: str) -> bool:
     try:
         conn.send(*command)
@@ -162,7 +162,7 @@ def capabilities_get(state: RuntimeState) -> Capabilities:
         return capabilities
 
 
-# Overview ------------------------------------------------------------------------------------------
+# Overview ----------------------------------------------------------------------------------------
 def _pairs(value: Any) -> dict[str, Any]:
     """fail2ban's status replies are lists of (label, value) pairs."""
     try:
@@ -230,7 +230,7 @@ def jail_require(state: RuntimeState, *, name: str) -> str:
     return name
 
 
-# One jail ---------------------------------------------------------------------------------------------
+# One jail ----------------------------------------------------------------------------------------
 def _as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -300,9 +300,7 @@ def _parse_ban_line(line: str, state: RuntimeState) -> BanEntry | None:
         banned_at = datetime.fromisoformat(start_text.strip()).replace(tzinfo=zone)
         bantime = int(bantime_text)
         ends_at = (
-            None
-            if bantime < 0
-            else datetime.fromisoformat(end_text.strip()).replace(tzinfo=zone)
+            None if bantime < 0 else datetime.fromisoformat(end_text.strip()).replace(tzinfo=zone)
         )
     except ValueError:
         logger.warning("unreadable ban line from fail2ban: %r", line[:200])

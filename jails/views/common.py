@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 
 from jails.services import jails as jail_service
+from jails.services.audit import Actor
 from jails.services.jails import Overview
 from jails.state import RuntimeState
 
@@ -26,3 +27,14 @@ def page_number(request: HttpRequest) -> int:
         return max(int(request.GET.get("page", "1")), 1)
     except ValueError:
         return 1
+
+
+def actor_from_request(request: HttpRequest, *, source: str = "web") -> Actor:
+    """The audit actor for a request: the signed-in user and the client address."""
+    user = request.user
+    return Actor(
+        name=user.get_username() if user.is_authenticated else "anonymous",
+        source=source,
+        user_id=user.pk if user.is_authenticated else None,
+        address=request.META.get("REMOTE_ADDR") or None,
+    )

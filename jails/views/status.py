@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.decorators import login_not_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -11,9 +11,11 @@ from django.views.decorators.http import require_GET
 from jails.apps import runtime_state
 from jails.context_processors import status_bar_context
 from jails.fail2ban import Fail2banError
+from jails.roles import PERM_VIEW
 
 
 @require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
 def status_bar(request: HttpRequest) -> HttpResponse:
     """The status bar alone, for HTMX polling."""
     return render(request, "base.html#status-bar", status_bar_context(request))

@@ -18,7 +18,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["start", "stop", "status", "attack", "socket"])
         parser.add_argument(
-            "--dir", type=Path, default=None, help="Directory of the demo server (default var/demo)."
+            "--dir",
+            type=Path,
+            default=None,
+            help="Directory of the demo server (default var/demo).",
         )
         parser.add_argument(
             "--interval", type=float, default=1.5, help="Seconds between attack bursts."
