@@ -24,8 +24,8 @@ system-packages:
 	fi
 
 # Debian's fail2ban, unpacked (not installed): no system service, config or firewall is touched.
-fail2ban: $(VAR)/fail2ban/usr/bin/fail2ban-server
-$(VAR)/fail2ban/usr/bin/fail2ban-server:
+fail2ban: $(VAR)/fail2ban/bin/fail2ban-client
+$(VAR)/fail2ban/bin/fail2ban-client:
 	bash scripts/install-fail2ban.sh $(VAR)/fail2ban
 
 venv: $(VENV)/.installed

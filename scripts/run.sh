@@ -27,7 +27,7 @@ else
   echo "no fail2ban socket at $system_socket: starting the private demo server"
   demo=1
   $PY manage.py demo_fail2ban start
-  JAILADMIN_FAIL2BAN_SOCKET=$($PY manage.py demo_fail2ban socket); export JAILADMIN_FAIL2BAN_SOCKET
+  eval "$($PY manage.py demo_fail2ban env)"
   $PY manage.py demo_fail2ban attack --interval 1.5 & pids+=($!)
 fi
 

@@ -73,7 +73,7 @@ def runtime(f2b: PrivateServer):
         fail2ban_socket=str(f2b.socket_path),
         fail2ban_time_zone=SERVER_TZ,
         fail2ban_config_dir=str(f2b.conf_dir),
-        fail2ban_client=" ".join(f2b.configure_command()[:-4]),
+        fail2ban_client=f2b.install.client,
     )
     config.state = build_runtime_state(settings_snapshot)
     return config.state

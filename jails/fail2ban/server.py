@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,16 +33,13 @@ MAX_SOCKET_PATH = 107
 
 @dataclass(frozen=True)
 class Fail2banInstall:
-    """How to run fail2ban's own programs (server and client)."""
+    """Where fail2ban's own programs are (server and client)."""
 
-    server_argv: tuple[str, ...]
-    client_argv: tuple[str, ...]
-    pythonpath: str | None
+    server: str
+    client: str
 
     def env(self, *, tz: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        if self.pythonpath:
-            env["PYTHONPATH"] = self.pythonpath
         if tz:
             env["TZ"] = tz
         return env
@@ -51,18 +47,15 @@ class Fail2banInstall:
 
 def find_fail2ban(unpacked_root: Path = UNPACKED_ROOT) -> Fail2banInstall:
     """Locate fail2ban's programs: the project's unpacked package first, then the system's."""
-    bin_dir = unpacked_root / "usr" / "bin"
-    if (bin_dir / "fail2ban-server").exists():
-        python = shutil.which("python3", path="/usr/bin") or sys.executable
+    wrappers = unpacked_root / "bin"
+    if (wrappers / "fail2ban-server").exists() and (wrappers / "fail2ban-client").exists():
         return Fail2banInstall(
-            server_argv=(python, str(bin_dir / "fail2ban-server")),
-            client_argv=(python, str(bin_dir / "fail2ban-client")),
-            pythonpath=str(unpacked_root / "usr" / "lib" / "python3" / "dist-packages"),
+            server=str(wrappers / "fail2ban-server"), client=str(wrappers / "fail2ban-client")
         )
     server = shutil.which("fail2ban-server")
     client = shutil.which("fail2ban-client")
     if server and client:
-        return Fail2banInstall((server,), (client,), None)
+        return Fail2banInstall(server=server, client=client)
     raise FileNotFoundError(
         "fail2ban is not installed: run `make install` (unpacks Debian's fail2ban package)"
     )
@@ -194,7 +187,7 @@ class PrivateServer:
         """The fail2ban-client argv prefix for this server (used for reload and -t)."""
         assert self.install is not None
         return [
-            *self.install.client_argv,
+            self.install.client,
             "-c",
             str(self.conf_dir),
             "-s",
@@ -207,7 +200,7 @@ class PrivateServer:
         assert self.install is not None
         self.write_config()
         argv = [
-            *self.install.server_argv,
+            self.install.server,
             "-f",
             "-x",
             "-c",

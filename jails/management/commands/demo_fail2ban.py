@@ -16,7 +16,7 @@ class Command(BaseCommand):
     help = "Start, stop or feed the private demo fail2ban server (no root, no firewall)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("action", choices=["start", "stop", "status", "attack", "socket"])
+        parser.add_argument("action", choices=["start", "stop", "status", "attack", "env"])
         parser.add_argument(
             "--dir",
             type=Path,
@@ -32,8 +32,12 @@ class Command(BaseCommand):
         directory = options["dir"] or demo_directory(Path(settings.VAR_DIR))
         server = demo_server(directory, tz=settings.JAILADMIN_FAIL2BAN_TIME_ZONE)
         action = options["action"]
-        if action == "socket":
-            self.stdout.write(str(server.socket_path))
+        if action == "env":
+            # For `eval` in scripts: point jailadmin at the demo server.
+            assert server.install is not None
+            self.stdout.write(f"export JAILADMIN_FAIL2BAN_SOCKET={server.socket_path}")
+            self.stdout.write(f"export JAILADMIN_FAIL2BAN_CONFIG_DIR={server.conf_dir}")
+            self.stdout.write(f"export JAILADMIN_FAIL2BAN_CLIENT={server.install.client}")
         elif action == "start":
             if server.is_running():
                 self.stdout.write(f"demo fail2ban already running at {server.socket_path}")
@@ -45,7 +49,7 @@ class Command(BaseCommand):
             jails = ", ".join(j.name for j in server.jails)
             self.stdout.write(self.style.SUCCESS(f"demo fail2ban started: {jails}"))
             self.stdout.write(f"socket: {server.socket_path}")
-            self.stdout.write(f"use it: JAILADMIN_FAIL2BAN_SOCKET={server.socket_path}")
+            self.stdout.write("point jailadmin at it: eval $(manage.py demo_fail2ban env)")
         elif action == "stop":
             if not server.is_running():
                 self.stdout.write("demo fail2ban is not running")
