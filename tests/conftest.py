@@ -119,7 +119,7 @@ def wait_until(predicate, *, timeout: float = 15.0, interval: float = 0.1):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _collected_static(django_db_blocker) -> None:
+def _collected_static() -> None:
     """Pages are rendered as in production (hashed static names), so collect once."""
     from django.apps import apps
 

@@ -35,9 +35,10 @@ from jails.fail2ban.protocol import CLOSE, END
 Behaviour = Callable[[socket.socket, bytes], "bool | None"]
 
 MAX_UNIX_PATH = 107
+_SETTLE = b"<FAKE_SETTLE>"  # the fake server's own probe (see settle()), never recorded
 
 
-# Behaviours ------------------------------------------------------------------------------
+# Behaviours -------------------------------------------------------------------------------
 def reply_raw(data: bytes) -> Behaviour:
     """Send exactly ``data`` (nothing appended)."""
 
@@ -189,16 +190,14 @@ def fake_fail2ban_exceptions() -> tuple[types.ModuleType, types.ModuleType]:
     return package, module
 
 
-# The server ------------------------------------------------------------------------------
+# The server -------------------------------------------------------------------------------
 class FakeFail2ban:
     """A threaded Unix-socket server that plays fail2ban according to ``behaviour``."""
 
     def __init__(self, behaviour: Behaviour | Sequence[Behaviour] | None = None) -> None:
         if behaviour is None:
             behaviour = reply_value(0, "pong")
-        self._behaviours: list[Behaviour] = (
-            [behaviour] if callable(behaviour) else list(behaviour)
-        )
+        self._behaviours: list[Behaviour] = [behaviour] if callable(behaviour) else list(behaviour)
         if not self._behaviours:
             raise ValueError("at least one behaviour is required")
         self._dir = tempfile.mkdtemp(prefix="ff2b", dir="/tmp")
@@ -214,7 +213,6 @@ class FakeFail2ban:
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._served = 0
-        self._empty_polls = 0
 
     # Life cycle ----------------------------------------------------------------------------
     def __enter__(self) -> FakeFail2ban:
@@ -236,7 +234,8 @@ class FakeFail2ban:
         for behaviour in self._behaviours:
             if isinstance(behaviour, _Hang):
                 behaviour.stop.set()
-        for thread in list(self._threads):
+        self._threads[0].join(timeout=5)  # the accept loop: no new connections after this
+        for thread in list(self._threads[1:]):
             thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
@@ -260,13 +259,16 @@ class FakeFail2ban:
 
         Recording happens in the server's threads: call this before asserting on what
         arrived after the last reply (such as the CLOSE a connection sends on exit).
+        A connection stuck in ``hang()`` is waited for until ``timeout``.
         """
         deadline = time.monotonic() + timeout
-        # First let the accept loop come back empty-handed twice: the second empty poll
-        # began after this call, so every connection the test made has been accepted.
-        polls = self._empty_polls
-        while self._empty_polls < polls + 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Connections are accepted in order: once a probe connection has been answered,
+        # every connection the test made before it has been accepted.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(self.path)
+            probe.sendall(_SETTLE + END)
+            probe.recv(16)
         for thread in list(self._threads[1:]):
             thread.join(timeout=max(deadline - time.monotonic(), 0))
 
@@ -289,7 +291,6 @@ class FakeFail2ban:
             try:
                 conn, _ = self._listener.accept()
             except TimeoutError:
-                self._empty_polls += 1
                 continue
             except OSError:
                 return
@@ -314,6 +315,11 @@ class FakeFail2ban:
                     return
                 if not chunk:
                     return
+                if not buffer and chunk == _SETTLE + END:
+                    with self._lock:
+                        self.connections -= 1  # the probe is not the test's connection
+                    conn.sendall(b"ok")
+                    return
                 with self._lock:
                     self.raw.extend(chunk)
                 buffer += chunk
@@ -325,10 +331,12 @@ class FakeFail2ban:
                         return
                     with self._lock:
                         self.requests.append(payload)
+                    conn.settimeout(None)  # a behaviour writes at its own pace
                     try:
                         keep_open = self._next_behaviour()(conn, payload)
                     except OSError:
                         return  # the client went away while we were answering
+                    conn.settimeout(0.05)
                     if keep_open is False:
                         return
         finally:

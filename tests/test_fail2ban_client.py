@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -56,17 +58,14 @@ def fail2ban_exceptions(monkeypatch):
 
 
 @pytest.fixture
-def short_dir(tmp_path_factory):
+def short_dir():
     # pytest's tmp_path can be longer than AF_UNIX allows; keep socket paths short.
-    import shutil
-    import tempfile
-
     path = tempfile.mkdtemp(prefix="f2bt", dir="/tmp")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
-# The fake server itself ----------------------------------------------------------------------------
+# The fake server itself -------------------------------------------------------------------
 def test_fakeserver_cleans_up_socket_and_threads():
     with FakeFail2ban(hang()) as fake:
         path = fake.path
@@ -83,7 +82,7 @@ def test_fakeserver_path_fits_af_unix():
         assert len(fake.path.encode()) <= 107
 
 
-# Normal traffic --------------------------------------------------------------------------------------
+# Normal traffic ---------------------------------------------------------------------------
 def test_send_returns_value_and_sends_pickled_list():
     with FakeFail2ban(reply_value(0, "pong")) as fake:
         assert make_client(fake).send("ping") == "pong"
@@ -185,72 +184,72 @@ def test_send_large_reply():
         )
 
 
-# Error replies ----------------------------------------------------------------------------------------
+# Error replies ----------------------------------------------------------------------------
 def test_send_unknown_jail_exception_raises_unknown_jail(fail2ban_exceptions):
     exc = fail2ban_exceptions.UnknownJailException("nope")
-    with FakeFail2ban(reply_value(1, exc)) as fake:
-        with pytest.raises(UnknownJail) as info:
-            make_client(fake).send("get", "nope", "bantime")
+    with FakeFail2ban(reply_value(1, exc)) as fake, pytest.raises(UnknownJail) as info:
+        make_client(fake).send("get", "nope", "bantime")
     assert info.value.jail == "nope"
     assert info.value.command == ["get", "nope", "bantime"]
 
 
 def test_send_invalid_command_raises_unsupported_command():
     exc = Exception("Invalid command (no get action or not yet implemented)")
-    with FakeFail2ban(reply_value(1, exc)) as fake:
-        with pytest.raises(UnsupportedCommand):
-            make_client(fake).send("get", "sshd", "backend")
+    with FakeFail2ban(reply_value(1, exc)) as fake, pytest.raises(UnsupportedCommand):
+        make_client(fake).send("get", "sshd", "backend")
 
 
 def test_send_other_exception_raises_command_rejected():
-    with FakeFail2ban(reply_value(1, ValueError("bad"))) as fake:
-        with pytest.raises(CommandRejected) as info:
-            make_client(fake).send("set", "sshd", "maxretry", "3")
+    with (
+        FakeFail2ban(reply_value(1, ValueError("bad"))) as fake,
+        pytest.raises(CommandRejected) as info,
+    ):
+        make_client(fake).send("set", "sshd", "maxretry", "3")
     assert type(info.value) is CommandRejected
     assert info.value.remote_type == "ValueError"
 
 
 def test_send_bare_error_string_raises_protocol_error():
     reply = pickle.dumps("ERROR: pickle data was truncated", protocol=4) + END
-    with FakeFail2ban(reply_raw(reply)) as fake:
-        with pytest.raises(ProtocolError, match="could not read the request"):
-            make_client(fake).send("ping")
+    with (
+        FakeFail2ban(reply_raw(reply)) as fake,
+        pytest.raises(ProtocolError, match="could not read the request"),
+    ):
+        make_client(fake).send("ping")
 
 
-# Fault injection ------------------------------------------------------------------------------------
+# Fault injection --------------------------------------------------------------------------
 def test_send_garbage_reply_raises_protocol_error():
-    with FakeFail2ban(reply_garbage()) as fake:
-        with pytest.raises(ProtocolError):
-            make_client(fake).send("ping")
+    with FakeFail2ban(reply_garbage()) as fake, pytest.raises(ProtocolError):
+        make_client(fake).send("ping")
 
 
 def test_send_empty_reply_raises_protocol_error():
-    with FakeFail2ban(reply_raw(END)) as fake:
-        with pytest.raises(ProtocolError):
-            make_client(fake).send("ping")
+    with FakeFail2ban(reply_raw(END)) as fake, pytest.raises(ProtocolError):
+        make_client(fake).send("ping")
 
 
 def test_send_non_pair_reply_raises_protocol_error():
-    with FakeFail2ban(reply_raw(pickle.dumps("pong") + END)) as fake:
-        with pytest.raises(ProtocolError):
-            make_client(fake).send("ping")
+    with FakeFail2ban(reply_raw(pickle.dumps("pong") + END)) as fake, pytest.raises(ProtocolError):
+        make_client(fake).send("ping")
 
 
 @pytest.mark.parametrize("kind", ["os.system", "posix.system", "builtins.eval", "subprocess.Popen"])
 def test_send_malicious_reply_raises_protocol_error_and_runs_nothing(tmp_path, kind):
     sentinel = tmp_path / "pwned"
-    with FakeFail2ban(reply_malicious(sentinel, via=kind)) as fake:
-        with pytest.raises(ProtocolError):
-            make_client(fake).send("ping")
+    with FakeFail2ban(reply_malicious(sentinel, via=kind)) as fake, pytest.raises(ProtocolError):
+        make_client(fake).send("ping")
     time.sleep(0.05)  # a spawned process would have had time to create it
     assert not sentinel.exists()
 
 
 def test_send_malicious_bare_reply_raises_protocol_error_and_runs_nothing(tmp_path):
     sentinel = tmp_path / "pwned"
-    with FakeFail2ban(reply_malicious(sentinel, as_reply=False)) as fake:
-        with pytest.raises(ProtocolError):
-            make_client(fake).send("ping")
+    with (
+        FakeFail2ban(reply_malicious(sentinel, as_reply=False)) as fake,
+        pytest.raises(ProtocolError),
+    ):
+        make_client(fake).send("ping")
     assert not sentinel.exists()
 
 
@@ -275,15 +274,16 @@ def test_send_slow_trickle_still_times_out():
 
 
 def test_send_disconnect_mid_reply_raises_protocol_error():
-    with FakeFail2ban(disconnect_mid_reply()) as fake:
-        with pytest.raises(ProtocolError, match="closed the connection"):
-            make_client(fake).send("ping")
+    with (
+        FakeFail2ban(disconnect_mid_reply()) as fake,
+        pytest.raises(ProtocolError, match="closed the connection"),
+    ):
+        make_client(fake).send("ping")
 
 
 def test_send_disconnect_without_reply_raises_protocol_error():
-    with FakeFail2ban(lambda conn, payload: False) as fake:
-        with pytest.raises(ProtocolError):
-            make_client(fake).send("ping")
+    with FakeFail2ban(lambda conn, payload: False) as fake, pytest.raises(ProtocolError):
+        make_client(fake).send("ping")
 
 
 def test_connection_refuses_further_commands_after_timeout():
@@ -313,12 +313,14 @@ def test_connection_refuses_further_commands_after_garbled_reply():
         time.sleep(0.1)
         conn.sendall(data[cut:])
 
-    with FakeFail2ban([split, reply_value(0, "pong")]) as fake:
-        with make_client(fake).connection() as conn:
-            with pytest.raises(ProtocolError):
-                conn.send("ping")
-            with pytest.raises(Fail2banUnreachable, match="earlier error"):
-                conn.send("ping")
+    with (
+        FakeFail2ban([split, reply_value(0, "pong")]) as fake,
+        make_client(fake).connection() as conn,
+    ):
+        with pytest.raises(ProtocolError):
+            conn.send("ping")
+        with pytest.raises(Fail2banUnreachable, match="earlier error"):
+            conn.send("ping")
 
 
 def test_new_connection_works_after_broken_one():
@@ -329,7 +331,7 @@ def test_new_connection_works_after_broken_one():
         assert client.send("ping") == "pong"
 
 
-# Connecting ------------------------------------------------------------------------------------------
+# Connecting -------------------------------------------------------------------------------
 def test_connect_missing_socket_raises_unreachable(short_dir):
     path = os.path.join(short_dir, "missing.sock")
     started = time.monotonic()
@@ -414,7 +416,7 @@ def test_connect_retry_succeeds_when_server_appears(short_dir):
         listener.close()
 
 
-# Nothing is sent for refused commands --------------------------------------------------------------
+# Nothing is sent for refused commands -----------------------------------------------------
 @pytest.mark.parametrize("marker", [END.decode(), CLOSE.decode()])
 @pytest.mark.parametrize(
     "command",
@@ -428,9 +430,8 @@ def test_connect_retry_succeeds_when_server_appears(short_dir):
 )
 def test_send_marker_in_argument_raises_before_sending(marker, command):
     words = [word.replace("{m}", marker) for word in command]
-    with FakeFail2ban(reply_value(0, "pong")) as fake:
-        with pytest.raises(InvalidArgument):
-            make_client(fake).send(*words)
+    with FakeFail2ban(reply_value(0, "pong")) as fake, pytest.raises(InvalidArgument):
+        make_client(fake).send(*words)
         with pytest.raises(InvalidArgument), make_client(fake).connection() as conn:
             conn.send(*words)
         fake.settle()
@@ -455,17 +456,15 @@ def test_send_marker_in_argument_raises_before_sending(marker, command):
     ],
 )
 def test_send_refused_command_sends_nothing(command):
-    with FakeFail2ban(reply_value(0, "pong")) as fake:
-        with pytest.raises(InvalidArgument):
-            make_client(fake).send(*command)
+    with FakeFail2ban(reply_value(0, "pong")) as fake, pytest.raises(InvalidArgument):
+        make_client(fake).send(*command)
         fake.settle()
         assert fake.requests == []
 
 
 def test_send_server_stop_only_with_flag():
-    with FakeFail2ban(reply_value(0, None)) as fake:
-        with pytest.raises(InvalidArgument):
-            make_client(fake).send("stop")
+    with FakeFail2ban(reply_value(0, None)) as fake, pytest.raises(InvalidArgument):
+        make_client(fake).send("stop")
         assert make_client(fake, allow_server_stop=True).send("stop") is None
         assert fake.decoded_requests() == [["stop"]]
 

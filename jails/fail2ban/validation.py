@@ -51,9 +51,13 @@ def parse_ip(value: str) -> IPAddress:
     if not isinstance(text, str) or not text or "/" in text or "%" in text:
         raise InvalidArgument(f"not an IP address: {value!r}")
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise InvalidArgument(f"not an IP address: {value!r}") from None
+    # fail2ban lists ::ffff:1.2.3.4 as 1.2.3.4: use that form, so lists and actions agree.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def parse_ip_or_network(value: str) -> IPAddress | IPNetwork:
