@@ -5,11 +5,12 @@ Two backends, both read from local files only:
 - geoip2fast's bundled ``geoip2fast-asn-ipv6.dat.gz`` (GeoLite2 country + AS name, IPv4 and
   IPv6). We read the file ourselves instead of calling ``geoip2fast.GeoIP2Fast``: that class
   keeps the loaded tables in *module globals*, so a second instance (or anyone else in the
-  process loading the default IPv4-only file) silently replaces the data under the first, and
-  importing it sets ``os.environ["PYTHONWARNINGS"]``. The file format is a pickle of plain
-  lists; we unpickle it with a loader that refuses every class, so the file can only ever
-  produce data. The data set has AS *names* but no AS numbers, so ``asn`` stays ``None``
-  unless a MaxMind database supplies it.
+  process loading the default IPv4-only file) silently replaces the data under the first;
+  importing it sets ``os.environ["PYTHONWARNINGS"]``; and with this file its AS lookup
+  stretches each range over the gap after it (about 9% of random public addresses got the AS
+  of a neighbouring network). The file is a pickle of plain lists; we unpickle it with a
+  loader that refuses every class, so it can only ever produce data. The data set has AS
+  *names* but no AS numbers, so ``asn`` stays ``None`` unless a MaxMind database supplies it.
 - An optional MaxMind ``.mmdb`` (GeoLite2-Country/City and/or GeoLite2-ASN shape) read with
   ``maxminddb``. Its fields take precedence; fields it lacks fall back to geoip2fast.
 
@@ -81,6 +82,51 @@ def default_geoip2fast_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / GEOIP2FAST_ASN_IPV6_FILE
 
 
+def _ranges(*cidrs: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    nets = sorted(ipaddress.ip_network(c) for c in cidrs)
+    return (
+        tuple(int(n.network_address) for n in nets),
+        tuple(int(n.broadcast_address) for n in nets),
+    )
+
+
+# Addresses with no location, from the IANA special-purpose registries. Spelled out rather
+# than taken from ipaddress's is_global/is_private, whose answers changed between 3.11
+# patch releases, and checked with one bisect instead of a scan over network objects.
+_NO_LOCATION_V4 = _ranges(
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",  # carrier-grade NAT
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",  # documentation
+    "192.88.99.0/24",  # 6to4 relay anycast
+    "192.168.0.0/16",
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation
+    "203.0.113.0/24",  # documentation
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, broadcast
+)
+# Only 2000::/3 is allocated as global unicast; inside it these have no location (6to4 and
+# Teredo embed an IPv4 address rather than belong to a network of their own).
+_GLOBAL_V6 = ipaddress.ip_network("2000::/3")
+_NO_LOCATION_V6 = _ranges(
+    "2001::/23",  # IETF protocol assignments, Teredo
+    "2001:db8::/32",  # documentation
+    "2002::/16",  # 6to4
+    "3fff::/20",  # documentation
+)
+
+
+def _listed(n: int, ranges: tuple[tuple[int, ...], tuple[int, ...]]) -> bool:
+    starts, ends = ranges
+    i = bisect_right(starts, n) - 1
+    return i >= 0 and n <= ends[i]
+
+
 def public_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """Parse ``text`` as an IP address; None if invalid or not a public unicast address."""
     if not isinstance(text, str) or len(text) > _MAX_IP_TEXT:
@@ -90,15 +136,15 @@ def public_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv6Address):
-        if addr.scope_id is not None:
-            addr = ipaddress.IPv6Address(str(addr).split("%", 1)[0])
         if addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
-    # is_global excludes private, loopback, link-local, documentation, CGNAT and unspecified;
-    # multicast and reserved ranges are "global" to ipaddress but have no location.
-    if not addr.is_global or addr.is_multicast or addr.is_reserved:
-        return None
-    return addr
+        else:
+            if addr.scope_id is not None:
+                addr = ipaddress.IPv6Address(int(addr))
+            if addr not in _GLOBAL_V6 or _listed(int(addr), _NO_LOCATION_V6):
+                return None
+            return addr
+    return None if _listed(int(addr), _NO_LOCATION_V4) else addr
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):

@@ -9,9 +9,10 @@ needs the npm package or the network at run time::
 
 Source: npm package world-atlas 2.0.2 (ISC, Mike Bostock), a TopoJSON redistribution of
 Natural Earth 4.1.0 "Admin 0 - Countries" 1:50m, which is in the public domain. The
-generator projects it (Natural Earth I projection), simplifies shared borders once per arc
-(so neighbours still meet), rounds to 0.1 units in a 1000-unit-wide viewBox and drops
-Antarctica and the specks of land too small to see, keeping every country's largest part.
+generator simplifies shared borders once per arc (so neighbours still meet), cuts rings at the
+antimeridian, projects (Natural Earth I), rounds to 0.1 units in a 1000-unit-wide viewBox and
+drops Antarctica and the specks of land too small to see, keeping every country's largest
+part. Countries are stored largest first, so drawn in that order enclaves stay visible.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "jails" / "data" / "world_map.json"
@@ -33,6 +35,7 @@ PRECISION = 10  # coordinates are kept in tenths of a viewBox unit
 
 Point = tuple[float, float]
 IntPoint = tuple[int, int]
+P = TypeVar("P", Point, IntPoint)
 
 # ISO 3166-1 numeric -> alpha-2, as "NNNCC" tokens (from the ISO 3166-1 table; 983 is the
 # user-assigned code commonly used for Kosovo, XK, which GeoLite2 also uses).
@@ -118,8 +121,12 @@ def natural_earth(lon: float, lat: float) -> Point:
     lam, phi = math.radians(lon), math.radians(lat)
     phi2 = phi * phi
     phi4 = phi2 * phi2
-    x = lam * (0.8707 - 0.131979 * phi2 + phi4 * (-0.013791 + phi4 * (0.003971 * phi2 - 0.001529 * phi4)))
-    y = phi * (1.007226 + phi2 * (0.015085 + phi4 * (-0.044475 + 0.028874 * phi2 - 0.005916 * phi4)))
+    x = lam * (
+        0.8707 - 0.131979 * phi2 + phi4 * (-0.013791 + phi4 * (0.003971 * phi2 - 0.001529 * phi4))
+    )
+    y = phi * (
+        1.007226 + phi2 * (0.015085 + phi4 * (-0.044475 + 0.028874 * phi2 - 0.005916 * phi4))
+    )
     return x, y
 
 
@@ -166,9 +173,9 @@ def simplify(points: Sequence[Point], tolerance: float) -> list[Point]:
     return [p for p, k in zip(points, keep, strict=True) if k]
 
 
-def ring_points(ring: Iterable[int], arcs: Sequence[Sequence[IntPoint]]) -> list[IntPoint]:
+def ring_points(ring: Iterable[int], arcs: Sequence[Sequence[P]]) -> list[P]:
     """Stitch a TopoJSON ring (arc indexes, ~i = arc i reversed) into one point list."""
-    points: list[IntPoint] = []
+    points: list[P] = []
     for index in ring:
         arc = list(arcs[index]) if index >= 0 else list(reversed(arcs[~index]))
         for point in arc if not points else arc[1:]:
@@ -177,8 +184,70 @@ def ring_points(ring: Iterable[int], arcs: Sequence[Sequence[IntPoint]]) -> list
     return points
 
 
-def area(points: Sequence[IntPoint]) -> float:
-    """Absolute shoelace area, in square tenths."""
+def _clip(poly: Sequence[Point], edge: float, *, keep_above: bool) -> list[Point]:
+    """Sutherland-Hodgman against the meridian lon = edge."""
+
+    def inside(p: Point) -> bool:
+        return p[0] >= edge if keep_above else p[0] <= edge
+
+    def cross(a: Point, b: Point) -> Point:
+        t = (edge - a[0]) / (b[0] - a[0])
+        return (edge, a[1] + t * (b[1] - a[1]))
+
+    out: list[Point] = []
+    for i, cur in enumerate(poly):
+        prev = poly[i - 1]
+        if inside(cur):
+            if not inside(prev):
+                out.append(cross(prev, cur))
+            out.append(cur)
+        elif inside(prev):
+            out.append(cross(prev, cur))
+    return out
+
+
+def _densify_edges(poly: Sequence[Point], step: float = 0.5) -> list[Point]:
+    """Add points along stretches that run up the map edge, which is curved once projected."""
+    out: list[Point] = []
+    for i, (lon, lat) in enumerate(poly):
+        out.append((lon, lat))
+        nlon, nlat = poly[(i + 1) % len(poly)]
+        if abs(lon) == 180 and nlon == lon and abs(nlat - lat) > step:
+            n = int(abs(nlat - lat) / step)
+            out.extend((lon, lat + (nlat - lat) * k / (n + 1)) for k in range(1, n + 1))
+    return out
+
+
+def cut_antimeridian(ring: Sequence[Point]) -> list[list[Point]]:
+    """Split a lon/lat ring that crosses +-180 degrees into pieces inside [-180, 180].
+
+    Natural Earth rings for Russia, Fiji and the Aleutians jump from 179.9 to -179.9; drawn
+    as is, that jump becomes a line across the whole map.
+    """
+    unwrapped = [ring[0]]
+    offset = 0.0
+    for (lon, lat), (prev_lon, _) in zip(ring[1:], ring, strict=False):
+        if lon - prev_lon > 180:
+            offset -= 360
+        elif lon - prev_lon < -180:
+            offset += 360
+        unwrapped.append((lon + offset, lat))
+    if offset:
+        raise SystemExit("a ring winds round a pole; skip it (like Antarctica)")
+    lons = [lon for lon, _ in unwrapped]
+    if min(lons) >= -180 and max(lons) <= 180:
+        return [list(ring)]
+    pieces = []
+    for shift in (-360.0, 0.0, 360.0):
+        moved = [(lon + shift, lat) for lon, lat in unwrapped]
+        piece = _clip(_clip(moved, -180.0, keep_above=True), 180.0, keep_above=False)
+        if len(piece) >= 3 and area(piece) > 1e-9:
+            pieces.append(_densify_edges(piece))
+    return pieces
+
+
+def area(points: Sequence[IntPoint] | Sequence[Point]) -> float:
+    """Absolute shoelace area (square tenths for view points)."""
     total = 0
     for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True):
         total += x1 * y2 - x2 * y1
@@ -217,72 +286,86 @@ def path_d(rings: Sequence[Sequence[IntPoint]]) -> str:
 def build(topology: dict, *, tolerance: float, min_area: float) -> dict:
     """Project, simplify and encode every country; returns the JSON document."""
     numeric = iso_numeric_to_alpha2()
-    geometries = [
-        g for g in topology["objects"]["countries"]["geometries"] if g["properties"]["name"] not in SKIP
-    ]
-    raw_arcs = decode_arcs(topology)
-    projected = [[natural_earth(lon, lat) for lon, lat in arc] for arc in raw_arcs]
+    arcs = decode_arcs(topology)
 
-    used: set[int] = set()
-    for g in geometries:
-        polygons = g["arcs"] if g["type"] == "MultiPolygon" else [g["arcs"]]
-        for polygon in polygons:
-            for ring in polygon:
-                used.update(i if i >= 0 else ~i for i in ring)
-    xs = [x for i in used for x, _ in projected[i]]
-    ys = [y for i in used for _, y in projected[i]]
-    scale = (WIDTH - 2 * PADDING) / (max(xs) - min(xs))
-    height = round((max(ys) - min(ys)) * scale + 2 * PADDING, 1)
-
-    def to_view(p: Point) -> Point:
-        return ((p[0] - min(xs)) * scale + PADDING, (max(ys) - p[1]) * scale + PADDING)
-
-    simplified: list[list[IntPoint]] = []
-    for i, arc in enumerate(projected):
-        view = [to_view(p) for p in arc] if i in used else []
-        pts = simplify(view, tolerance)
-        rounded = [(round(x * PRECISION), round(y * PRECISION)) for x, y in pts]
-        simplified.append([p for j, p in enumerate(rounded) if j == 0 or p != rounded[j - 1]])
-    exact = [
-        [(round(x * PRECISION), round(y * PRECISION)) for x, y in (to_view(p) for p in arc)]
-        if i in used
-        else []
-        for i, arc in enumerate(projected)
-    ]
-
-    rings_by_code: dict[str, list[list[IntPoint]]] = {}
+    # code -> list of polygons, each a list of index rings (outer ring first, then holes)
+    shapes: dict[str, list[list[list[int]]]] = {}
     names: dict[str, str] = {}
-    for g in geometries:
+    for g in topology["objects"]["countries"]["geometries"]:
         name = g["properties"]["name"]
+        if name in SKIP:
+            continue
         code = UNCODED.get(name) or numeric.get(g.get("id", ""))
         if code is None:
             raise SystemExit(f"no ISO code for {name!r} (id {g.get('id')!r})")
-        polygons = g["arcs"] if g["type"] == "MultiPolygon" else [g["arcs"]]
         names.setdefault(code, NAMES.get(code, name))
-        rings = rings_by_code.setdefault(code, [])
-        for polygon in polygons:
-            # Only outer rings carry land; holes (lakes, enclaves) are drawn by the neighbour.
-            outer = ring_points(polygon[0], simplified)
-            if len(set(outer)) >= 3:
-                rings.append(outer)
-            else:
-                rings.append([])  # placeholder so the exact fallback below can use it
-                rings[-1] = ring_points(polygon[0], exact)
+        polygons = g["arcs"] if g["type"] == "MultiPolygon" else [g["arcs"]]
+        shapes.setdefault(code, []).extend(polygons)
+
+    # Fit the projected, cut outlines into the viewBox width.
+    projected = [
+        natural_earth(lon, lat)
+        for polygons in shapes.values()
+        for polygon in polygons
+        for piece in cut_antimeridian(ring_points(polygon[0], arcs))
+        for lon, lat in piece
+    ]
+    min_x, max_x = min(x for x, _ in projected), max(x for x, _ in projected)
+    min_y, max_y = min(y for _, y in projected), max(y for _, y in projected)
+    scale = (WIDTH - 2 * PADDING) / (max_x - min_x)
+    height = round((max_y - min_y) * scale + 2 * PADDING, 1)
+
+    def to_view(ring: Sequence[Point]) -> list[IntPoint]:
+        out: list[IntPoint] = []
+        for lon, lat in ring:
+            x, y = natural_earth(lon, lat)
+            p = (
+                round(((x - min_x) * scale + PADDING) * PRECISION),
+                round(((max_y - y) * scale + PADDING) * PRECISION),
+            )
+            if not out or out[-1] != p:
+                out.append(p)
+        return out
+
+    # Simplify each arc once, in degrees (about `tolerance` view units at the equator), so
+    # the border two countries share is simplified the same way for both.
+    degrees = tolerance / (scale * math.pi / 180)
+    simple = [simplify(arc, degrees) for arc in arcs]
+
+    def draw(ring: list[int]) -> list[list[IntPoint]]:
+        pieces = [to_view(p) for p in cut_antimeridian(ring_points(ring, simple))]
+        pieces = [p for p in pieces if len(set(p)) >= 3]
+        if not pieces:
+            # Simplified away (a tiny island or city state): keep the exact outline so a
+            # country made only of such parts still appears.
+            pieces = [to_view(p) for p in cut_antimeridian(ring_points(ring, arcs))]
+            pieces = [p for p in pieces if len(set(p)) >= 3]
+        return pieces
 
     countries = {}
-    for code in sorted(rings_by_code):
-        rings = [r for r in rings_by_code[code] if len(set(r)) >= 3]
-        if not rings:
+    for code, polygons in shapes.items():
+        outers: list[list[IntPoint]] = []
+        holes: list[list[IntPoint]] = []
+        for polygon in polygons:
+            outers.extend(draw(polygon[0]))
+            for hole in polygon[1:]:
+                holes.extend(draw(hole))
+        if not outers:
             continue
-        largest = max(rings, key=area)
-        kept = [r for r in rings if r is largest or area(r) >= min_area]
-        countries[code] = {"name": names[code], "d": path_d(kept)}
+        largest = max(outers, key=area)
+        kept = [r for r in outers if r is largest or area(r) >= min_area]
+        kept += [r for r in holes if area(r) >= min_area]
+        countries[code] = {"name": names[code], "d": path_d(kept), "area": area(largest)}
+
+    # Largest first: drawn in this order, small countries and enclaves stay on top.
+    ordered = sorted(countries.items(), key=lambda item: -item[1]["area"])
     return {
         "source": SOURCE,
         "licence": LICENCE,
         "generator": "scripts/build_world_map.py",
+        "projection": "Natural Earth I",
         "viewBox": [0, 0, WIDTH, height],
-        "countries": countries,
+        "countries": {code: {"name": c["name"], "d": c["d"]} for code, c in ordered},
     }
 
 
@@ -298,8 +381,6 @@ def main() -> None:
     topology = json.loads(args.source.read_text(encoding="utf-8"))
     doc = build(topology, tolerance=args.tolerance, min_area=args.min_area)
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-    # One country per line keeps diffs of a regenerated map readable.
-    text = text.replace(',"', ',\n"') if False else text
     args.out.write_text(text + "\n", encoding="utf-8")
     print(f"{len(doc['countries'])} countries, {len(text.encode()):,} bytes -> {args.out}")
 

@@ -50,6 +50,12 @@ PRIVATE_AND_SPECIAL = [
     "2001:db8::1",
     "ff02::1",
     "::ffff:10.0.0.1",
+    "fec0::1",  # old site-local
+    "100::1",  # discard prefix
+    "64:ff9b::808:808",  # NAT64
+    "2001:0:4136:e378::1",  # Teredo
+    "2002:c000:204::1",  # 6to4
+    "3fff::1",  # documentation
 ]
 
 GARBAGE = [
@@ -140,6 +146,10 @@ def test_lookup_well_known_ipv6(locator):
 
 def test_lookup_ipv4_mapped_ipv6_uses_the_ipv4_answer(locator):
     assert locator.lookup("::ffff:8.8.8.8") == GOOGLE_V4
+
+
+def test_lookup_ignores_an_ipv6_zone_id(locator):
+    assert locator.lookup("2001:4860:4860::8888%eth0") == GOOGLE_V6
 
 
 def test_lookup_strips_whitespace(locator):
