@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jails.charts import WorldMap, load_world_map
 from jails.fail2ban import Fail2banClient
+from jails.geo import GeoLocator
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,34 @@ class JailServiceState:
 
 
 @dataclass
+class HistoryState:
+    """The ban history's per-process things: the geo locator and the world map outlines.
+
+    The locator loads its ~100 MB of data on the first lookup, and only the job runner and
+    `manage.py history_sync` look anything up (when archiving); web workers read the stored
+    country and AS, so they never load it.
+    """
+
+    geo: GeoLocator = field(default_factory=GeoLocator)
+    world_map_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    world_map_loaded: WorldMap | None = field(default=None, repr=False)
+
+    def world_map(self) -> WorldMap:
+        """The map outlines, read from disk once per process."""
+        if self.world_map_loaded is None:
+            with self.world_map_lock:
+                if self.world_map_loaded is None:
+                    self.world_map_loaded = load_world_map()
+        return self.world_map_loaded
+
+
+@dataclass
 class RuntimeState:
     """Everything one process keeps between requests."""
 
     settings: RuntimeSettings
     jail_service: JailServiceState
+    history: HistoryState = field(default_factory=HistoryState)
 
 
 def build_runtime_state(settings: RuntimeSettings) -> RuntimeState:
@@ -88,4 +113,5 @@ def build_runtime_state(settings: RuntimeSettings) -> RuntimeState:
         jail_service=JailServiceState(
             client=client, server_time_zone=ZoneInfo(settings.fail2ban_time_zone)
         ),
+        history=HistoryState(geo=GeoLocator(mmdb_path=settings.geoip_db or None)),
     )

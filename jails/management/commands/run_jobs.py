@@ -1,0 +1,74 @@
+"""`manage.py run_jobs`: the long-running job runner (history sync every minute, purge daily)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from jails.apps import runtime_state
+from jails.jobs import JobOutcome, JobRunner, default_jobs
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the periodic jobs (ban history sync, retention purge) until SIGTERM or Ctrl-C. "
+        "Several runners may run at once: a lock in the database lets one run each job."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--once", action="store_true", help="Run the jobs that are due once, then exit."
+        )
+        parser.add_argument(
+            "--only", action="append", default=[], metavar="JOB", help="Run only this job."
+        )
+        parser.add_argument(
+            "--sync-interval", type=int, default=60, help="Seconds between history syncs (60)."
+        )
+        parser.add_argument(
+            "--purge-interval",
+            type=int,
+            default=86400,
+            help="Seconds between retention purges (86400).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["sync_interval"] < 5 or options["purge_interval"] < 60:
+            raise CommandError("intervals must be at least 5 s (sync) and 60 s (purge)")
+        jobs = default_jobs(
+            sync_interval=timedelta(seconds=options["sync_interval"]),
+            purge_interval=timedelta(seconds=options["purge_interval"]),
+        )
+        if options["only"]:
+            unknown = set(options["only"]) - {job.name for job in jobs}
+            if unknown:
+                known = ", ".join(job.name for job in jobs)
+                raise CommandError(f"unknown job {sorted(unknown)[0]!r} (jobs: {known})")
+            jobs = [job for job in jobs if job.name in options["only"]]
+        stop = threading.Event()
+        runner = JobRunner(jobs, state_getter=runtime_state, stop=stop)
+
+        def request_stop(signum: int, frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        names = ", ".join(job.name for job in jobs)
+        self.stdout.write(f"job runner {runner.owner} started: {names}")
+        self.stdout.flush()
+
+        def report(outcome: JobOutcome) -> None:
+            status = "ok" if outcome.ok else "FAILED"
+            self.stdout.write(f"{outcome.name} {status}: {outcome.message}")
+            self.stdout.flush()
+
+        if options["once"]:
+            for outcome in runner.run_due():
+                report(outcome)
+        else:
+            runner.run_forever(on_outcome=report)
+        self.stdout.write(f"job runner {runner.owner} stopped")
