@@ -249,12 +249,19 @@ class JobRunner:
         return min(max(wait, 1.0), longest)
 
     def run_forever(
-        self, *, on_outcome: Callable[[JobOutcome], None] | None = None, longest: float = 15.0
+        self,
+        *,
+        on_outcome: Callable[[JobOutcome], None] | None = None,
+        on_pass: Callable[[int], None] | None = None,
+        longest: float = 15.0,
     ) -> None:
         """Run passes until ``stop`` is set (SIGTERM); a job in progress finishes its batch."""
         while not self.stop.is_set():
-            for outcome in self.run_due():
+            outcomes = self.run_due()
+            for outcome in outcomes:
                 if on_outcome is not None:
                     on_outcome(outcome)
+            if on_pass is not None:
+                on_pass(len(outcomes))
             self.stop.wait(self.seconds_to_next(longest=longest))
         close_old_connections()

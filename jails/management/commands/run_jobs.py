@@ -66,9 +66,14 @@ class Command(BaseCommand):
             self.stdout.write(f"{outcome.name} {status}: {outcome.message}")
             self.stdout.flush()
 
+        def passed(ran: int) -> None:
+            if options["verbosity"] >= 2:
+                self.stdout.write(f"pass complete: {ran} jobs run")
+                self.stdout.flush()
+
         if options["once"]:
             for outcome in runner.run_due():
                 report(outcome)
         else:
-            runner.run_forever(on_outcome=report)
+            runner.run_forever(on_outcome=report, on_pass=passed)
         self.stdout.write(f"job runner {runner.owner} stopped")
