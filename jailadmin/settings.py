@@ -134,6 +134,10 @@ WHITENOISE_USE_FINDERS = DEBUG
 # Before `collectstatic` has run (tests, first start) fall back to the unhashed names.
 WHITENOISE_MANIFEST_STRICT = False
 
+# The bulk-ban form takes a pasted list of up to 100 000 addresses (IPv6 with prefixes:
+# about 4.4 MB), and its confirmation step posts the held-back ones again.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("JAILADMIN_SECURE", False)

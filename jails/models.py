@@ -252,3 +252,20 @@ class ScheduledJob(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LiveBan(models.Model):
+    """No table: the Django admin's "Live bans" page shows fail2ban's current bans.
+
+    It exists so the page has a place in the admin (jails.admin_bans); its rows come from
+    fail2ban, never from the database.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "live ban"
+        verbose_name_plural = "live bans"
+
+    def __str__(self) -> str:
+        return "live ban"

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from jails.views import jails, status
+from jails.views import bans, control, ip, jails, status
 
 app_name = "jails"
 
@@ -9,6 +9,22 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jails:jail-list"), name="dashboard"),
     path("jails/", jails.jail_list, name="jail-list"),
     path("jails/<str:name>/", jails.jail_detail, name="jail-detail"),
+    # Operating jails (issue #4): every change is a POST, operators only.
+    path("jails/<str:name>/ban/", bans.jail_ban, name="jail-ban"),
+    path("jails/<str:name>/bulk-ban/", bans.jail_bulk_ban, name="jail-bulk-ban"),
+    path("jails/<str:name>/unban/", bans.jail_unban, name="jail-unban"),
+    path("jails/<str:name>/unban-all/", bans.jail_unban_all, name="jail-unban-all"),
+    path("jails/<str:name>/ignore/", control.jail_ignore, name="jail-ignore"),
+    path("jails/<str:name>/tune/", control.jail_tune, name="jail-tune"),
+    path("jails/<str:name>/control/", control.jail_control, name="jail-control"),
+    path("ip/", ip.ip_search, name="ip-search"),
+    path("ip/<path:address>/unban/", ip.ip_unban, name="ip-unban"),
+    path("ip/<path:address>/ban/", ip.ip_ban, name="ip-ban"),
+    path("ip/<path:address>/ignore/", ip.ip_ignore, name="ip-ignore"),
+    path("ip/<path:address>/", ip.ip_detail, name="ip-detail"),
+    path("server/", control.server_actions, name="server"),
+    path("server/reload/", control.server_reload, name="server-reload"),
+    path("server/unban-all/", bans.server_unban_all, name="server-unban-all"),
     path("status-bar/", status.status_bar, name="status-bar"),
     path("healthz", status.healthz, name="healthz"),
 ]

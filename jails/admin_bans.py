@@ -1,0 +1,146 @@
+"""Bans in the Django admin: the live bans page, and an unban action for archived bans.
+
+"Live bans" (admin/jails/liveban/) lists what fail2ban bans right now, straight from the
+server, with checkboxes and two actions: unban from the row's jail, or from every jail.
+``unban_ban_events`` is the same action for archived bans (BanEvent) in the admin.
+Both go through the ban service: validated, permission-checked (operate), and audited with
+source "admin" (one record per jail acted on).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+from jails.apps import runtime_state
+from jails.models import AuditEntry, LiveBan
+from jails.roles import PERM_OPERATE, PERM_VIEW
+from jails.services import bans as ban_service
+from jails.services import jails as jail_service
+from jails.services.bans import LineStatus
+from jails.views.common import actor_from_request
+
+PER_PAGE = 100
+ACTIONS = {
+    "unban": "Unban the selected addresses from their jail",
+    "unban_everywhere": "Unban the selected addresses from every jail",
+}
+
+
+def unban_pairs(
+    request: HttpRequest, pairs: Iterable[tuple[str, str]], *, everywhere: bool
+) -> None:
+    """Unban (jail, address) pairs, one service call (and audit record) per jail."""
+    actor = actor_from_request(request, source=AuditEntry.Source.ADMIN)
+    state = runtime_state()
+    by_jail: dict[str | None, list[str]] = defaultdict(list)
+    for jail, ip in pairs:
+        by_jail[None if everywhere else jail].append(ip)
+    for jail, ips in by_jail.items():
+        report = ban_service.ips_unban(state, jail=jail, lines=sorted(set(ips)), actor=actor)
+        where = f"from {jail}" if jail else "from every jail"
+        if report.error:
+            messages.error(request, f"Unban {where} failed: {report.error}")
+            continue
+        unbanned = report.count(LineStatus.UNBANNED)
+        not_banned = report.count(LineStatus.NOT_BANNED)
+        text = f"Unbanned {unbanned} address{'es' if unbanned != 1 else ''} {where}."
+        if not_banned:
+            text += f" {not_banned} {'were' if not_banned != 1 else 'was'} not banned any more."
+        if report.count(LineStatus.INVALID):
+            text += f" {report.count(LineStatus.INVALID)} invalid entries ignored."
+        if unbanned:
+            messages.success(request, text)
+        else:
+            messages.info(request, text)
+
+
+@admin.action(description="Unban the selected addresses in their jails (where still banned)")
+def unban_ban_events(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> None:
+    """Admin action for archived bans (BanEvent): unban each (jail, ip) in fail2ban."""
+    if not request.user.has_perm(PERM_OPERATE):
+        raise PermissionDenied
+    pairs = queryset.order_by().values_list("jail", "ip").distinct()
+    unban_pairs(request, list(pairs), everywhere=False)
+
+
+@admin.register(LiveBan)
+class LiveBanAdmin(admin.ModelAdmin):
+    """Not a table: fail2ban's current bans, with unban actions."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view(self.live_bans_view)
+        return [path("", view, name="%s_%s_changelist" % info)]  # noqa: UP031
+
+    def live_bans_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._act(request)
+        state = runtime_state()
+        overview = jail_service.overview_get(state)
+        jail = request.GET.get("jail", "")
+        query = request.GET.get("q", "").strip()[:64]
+        rows = []
+        for summary in overview.jails:
+            if (jail and summary.name != jail) or not summary.currently_banned:
+                continue
+            for ban in jail_service.jail_bans_list(state, name=summary.name, search=query):
+                rows.append((summary.name, ban))
+        page = Paginator(rows, PER_PAGE).get_page(request.GET.get("page"))
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Live bans",
+            "subtitle": "What fail2ban bans right now",
+            "jails": [j.name for j in overview.jails],
+            "jail": jail,
+            "query": query,
+            "page": page,
+            "now": timezone.now(),
+            "actions": ACTIONS.items(),
+            "can_operate": request.user.has_perm(PERM_OPERATE),
+        }
+        return TemplateResponse(request, "admin/jails/liveban/change_list.html", context)
+
+    def _act(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm(PERM_OPERATE):
+            raise PermissionDenied
+        action = request.POST.get("action", "")
+        selected = request.POST.getlist("_selected_action")
+        if action not in ACTIONS:
+            messages.warning(request, "Choose an action.")
+        elif not selected:
+            messages.warning(request, "Tick at least one ban.")
+        else:
+            pairs = [tuple(value.split("|", 1)) for value in selected if "|" in value]
+            unban_pairs(request, pairs, everywhere=action == "unban_everywhere")  # type: ignore[arg-type]
+        return HttpResponseRedirect(request.get_full_path())

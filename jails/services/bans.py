@@ -1,0 +1,562 @@
+"""Banning and unbanning: one address or a hundred thousand; and where an address is banned.
+
+Bulk lists go to fail2ban in batches (many addresses per ``set J banip``), never one
+command per address. Before anything is sent, every line is validated and normalised,
+checked against what the jail already bans, and held back if it is the acting person's
+own address or on the jail's ignore list, unless the action is confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from jails.fail2ban import Connection, Fail2banError, InvalidArgument, UnknownJail
+from jails.fail2ban.validation import IPAddress, IPNetwork, validate_jail_name
+from jails.services import jails as jail_service
+from jails.services.audit import Actor
+from jails.services.operations import (
+    AuditDraft,
+    Entry,
+    as_network,
+    audited,
+    entries_parse,
+    entry_parse,
+    operator_address,
+    overlaps,
+)
+from jails.state import RuntimeState
+
+logger = logging.getLogger(__name__)
+
+# Addresses per `set J banip` / `set J unbanip`. fail2ban is single-threaded: a batch of
+# 2000 keeps it busy for about 80 ms, so other clients are never held up for long, while
+# the per-command round trip is paid once per 2000 addresses (see bench/bench_bulk_ban.py).
+BATCH_SIZE = 2000
+
+
+class LineStatus(StrEnum):
+    BANNED = "banned"
+    ALREADY_BANNED = "already banned"
+    UNBANNED = "unbanned"
+    NOT_BANNED = "not banned"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+
+
+STATUS_ORDER = tuple(LineStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """What happened to one input line."""
+
+    number: int
+    text: str
+    status: LineStatus
+    address: str = ""
+    reason: str = ""
+
+
+@dataclass
+class ActionReport:
+    """The per-line outcome of a ban or unban, with fail2ban's own count."""
+
+    action: str  # "ban" or "unban"
+    jail: str  # empty: every jail
+    lines: list[LineResult] = field(default_factory=list)
+    sent: int = 0  # addresses sent to fail2ban
+    changed: int = 0  # what fail2ban reported as newly banned (or unbanned)
+    batches: int = 0
+    needs_confirmation: list[str] = field(default_factory=list)
+    error: str = ""
+    # unban in every jail: which jails held each address before
+    jails_by_address: dict[str, list[str]] = field(default_factory=dict)
+
+    def count(self, status: LineStatus) -> int:
+        return sum(1 for line in self.lines if line.status is status)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        totals = dict.fromkeys(STATUS_ORDER, 0)
+        for line in self.lines:
+            totals[line.status] += 1
+        return {str(status): n for status, n in totals.items() if n}
+
+    @property
+    def ok(self) -> bool:
+        """No failure in fail2ban, and the input was not only invalid lines."""
+        if self.error:
+            return False
+        invalid = self.count(LineStatus.INVALID)
+        return invalid == 0 or invalid < len(self.lines)
+
+    @property
+    def concurrent(self) -> int:
+        """Sent addresses that fail2ban reported as already done (someone else got there)."""
+        return max(self.sent - self.changed, 0)
+
+    def lines_with(self, status: LineStatus) -> list[LineResult]:
+        return [line for line in self.lines if line.status is status]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "jail": self.jail or None,
+            "ok": self.ok,
+            "error": self.error or None,
+            "counts": self.counts,
+            "sent": self.sent,
+            "changed": self.changed,
+            "batches": self.batches,
+            "needs_confirmation": self.needs_confirmation,
+            "lines": [
+                {
+                    "line": line.number,
+                    "text": line.text,
+                    "status": str(line.status),
+                    "address": line.address or None,
+                    "reason": line.reason or None,
+                }
+                for line in self.lines
+            ],
+        }
+
+
+def _fill_draft(draft: AuditDraft, report: ActionReport, sent: list[str], **extra: Any) -> None:
+    draft.ips = sent
+    draft.parameters = {
+        "counts": report.counts,
+        "sent": report.sent,
+        "changed": report.changed,
+        "batches": report.batches,
+        **extra,
+    }
+    if not report.ok:
+        draft.ok = False
+        first_invalid = next(iter(report.lines_with(LineStatus.INVALID)), None)
+        draft.error = report.error or (
+            f"{first_invalid.text!r}: {first_invalid.reason}" if first_invalid else "failed"
+        )
+
+
+def _batches(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    size = max(size, 1)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _banned_in_jail(conn: Connection, jail: str) -> set[str]:
+    return {str(ip) for ip in conn.send("get", jail, "banip") or ()}
+
+
+def _ignore_networks(conn: Connection, jail: str) -> list[tuple[str, IPNetwork]]:
+    """The jail's ignore list as networks; entries that are no address (host names) are left out."""
+    networks = []
+    for text in conn.send("get", jail, "ignoreip") or ():
+        network = as_network(str(text))
+        if network is not None:
+            networks.append((str(text), network))
+    return networks
+
+
+def _confirmation_reason(
+    address: str,
+    *,
+    own: IPAddress | None,
+    ignore: list[tuple[str, IPNetwork]],
+) -> str:
+    if own is None and not ignore:
+        return ""
+    network = as_network(address)
+    if network is None:  # cannot happen for a validated entry
+        return ""
+    if own is not None and own in network:
+        if network.num_addresses == 1:
+            return "this is the address you are connected from"
+        return f"this network contains the address you are connected from ({own})"
+    for text, ignored in ignore:
+        if overlaps(network, ignored):
+            return f"on the jail's ignore list ({text})"
+    return ""
+
+
+# Ban ---
+def ban_confirmations(
+    state: RuntimeState, *, jail: str, lines: Iterable[str], actor: Actor
+) -> dict[str, str]:
+    """Which of these addresses need an explicit confirmation, and why (reads only)."""
+    entries = [e for e in entries_parse(lines) if e.valid]
+    if not entries:
+        return {}
+    jail_service.jail_require(state, name=jail)
+    own = operator_address(actor)
+    with state.jail_service.client.connection() as conn:
+        ignore = _ignore_networks(conn, jail)
+        banned = _banned_in_jail(conn, jail)
+    reasons = {}
+    for entry in entries:
+        if entry.address in banned:
+            continue
+        reason = _confirmation_reason(entry.address, own=own, ignore=ignore)
+        if reason:
+            reasons[entry.address] = reason
+    return reasons
+
+
+def ips_ban(
+    state: RuntimeState,
+    *,
+    jail: str,
+    lines: Iterable[str],
+    actor: Actor,
+    confirmed: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> ActionReport:
+    """Ban every valid address of `lines` in `jail`, in batches; report each line.
+
+    Never raises for bad input or a failing fail2ban: the report carries the error, and
+    exactly one audit record is written either way.
+    """
+    report = ActionReport(action="ban", jail=jail)
+    sent: list[str] = []
+    with audited(actor=actor, action="ban", jail=jail) as draft:
+        try:
+            _ban(
+                state,
+                report,
+                sent,
+                jail=jail,
+                lines=lines,
+                actor=actor,
+                confirmed=confirmed,
+                batch_size=batch_size,
+            )
+        except Fail2banError as exc:
+            report.error = str(exc)
+        _fill_draft(draft, report, sent, confirmed=confirmed)
+    return report
+
+
+def _ban(
+    state: RuntimeState,
+    report: ActionReport,
+    sent: list[str],
+    *,
+    jail: str,
+    lines: Iterable[str],
+    actor: Actor,
+    confirmed: bool,
+    batch_size: int,
+) -> None:
+    validate_jail_name(jail)
+    batch_size = max(batch_size, 1)
+    entries = entries_parse(lines)
+    results: list[LineResult | None] = [
+        None if e.valid else LineResult(e.number, e.text, LineStatus.INVALID, reason=e.error)
+        for e in entries
+    ]
+    try:
+        if all(r is not None for r in results):
+            return  # nothing valid: fail2ban is not even asked
+        jail_service.jail_require(state, name=jail)
+        own = operator_address(actor)
+        with state.jail_service.client.connection() as conn:
+            banned = _banned_in_jail(conn, jail)
+            ignore = _ignore_networks(conn, jail)
+            first_line: dict[str, int] = {}
+            pending: list[int] = []
+            for index, entry in enumerate(entries):
+                if results[index] is None:
+                    results[index] = _classify(
+                        entry, first_line, banned, own, ignore, confirmed, report
+                    )
+                    if results[index] is None:
+                        pending.append(index)
+            for start in range(0, len(pending), batch_size):
+                chunk = pending[start : start + batch_size]
+                batch = [entries[i].address for i in chunk]
+                report.changed += int(conn.send("set", jail, "banip", *batch) or 0)
+                report.batches += 1
+                report.sent += len(batch)
+                sent.extend(batch)
+                for i in chunk:
+                    e = entries[i]
+                    results[i] = LineResult(e.number, e.text, LineStatus.BANNED, e.address)
+    finally:
+        report.lines = _finish(results, entries)
+
+
+def _finish(results: list[LineResult | None], entries: list[Entry]) -> list[LineResult]:
+    """Lines not done when the action stopped (fail2ban failed) are reported as not sent."""
+    return [
+        result
+        if result is not None
+        else LineResult(
+            e.number, e.text, LineStatus.SKIPPED, e.address, "not sent: the action failed"
+        )
+        for result, e in zip(results, entries, strict=True)
+    ]
+
+
+def _classify(
+    entry: Entry,
+    first_line: dict[str, int],
+    banned: set[str],
+    own: IPAddress | None,
+    ignore: list[tuple[str, IPNetwork]],
+    confirmed: bool,
+    report: ActionReport,
+) -> LineResult | None:
+    """The line's final result, or None if it is to be sent to fail2ban."""
+    address = entry.address
+    if address in first_line:
+        reason = f"duplicate of line {first_line[address]}"
+        return LineResult(entry.number, entry.text, LineStatus.SKIPPED, address, reason)
+    first_line[address] = entry.number
+    if address in banned:
+        return LineResult(entry.number, entry.text, LineStatus.ALREADY_BANNED, address)
+    reason = _confirmation_reason(address, own=own, ignore=ignore)
+    if reason and not confirmed:
+        report.needs_confirmation.append(address)
+        note = f"{reason}: needs confirmation"
+        return LineResult(entry.number, entry.text, LineStatus.SKIPPED, address, note)
+    return None
+
+
+# Unban ---
+def ips_unban(
+    state: RuntimeState,
+    *,
+    jail: str | None,
+    lines: Iterable[str],
+    actor: Actor,
+    batch_size: int = BATCH_SIZE,
+) -> ActionReport:
+    """Unban addresses from one jail, or from every jail when `jail` is None; report each line."""
+    report = ActionReport(action="unban", jail=jail or "")
+    sent: list[str] = []
+    action = "unban" if jail else "unban_everywhere"
+    with audited(actor=actor, action=action, jail=jail or "") as draft:
+        try:
+            _unban(state, report, sent, jail=jail, lines=lines, batch_size=batch_size)
+        except Fail2banError as exc:
+            report.error = str(exc)
+        _fill_draft(draft, report, sent)
+        if not jail:
+            draft.parameters["jails"] = dict(list(report.jails_by_address.items())[:1000])
+    return report
+
+
+def _all_bans(conn: Connection) -> dict[str, list[str]]:
+    """`banned`: every jail with its banned addresses."""
+    bans: dict[str, list[str]] = {}
+    for item in conn.send("banned") or ():
+        if isinstance(item, dict):
+            for jail, ips in item.items():
+                bans[str(jail)] = [str(ip) for ip in ips or ()]
+    return bans
+
+
+def _unban(
+    state: RuntimeState,
+    report: ActionReport,
+    sent: list[str],
+    *,
+    jail: str | None,
+    lines: Iterable[str],
+    batch_size: int,
+) -> None:
+    if jail is not None:
+        validate_jail_name(jail)
+    batch_size = max(batch_size, 1)
+    entries = entries_parse(lines)
+    results: list[LineResult | None] = []
+    pending: list[int] = []
+    first_line: dict[str, int] = {}
+    for index, e in enumerate(entries):
+        if not e.valid:
+            results.append(LineResult(e.number, e.text, LineStatus.INVALID, reason=e.error))
+        elif e.address in first_line:
+            reason = f"duplicate of line {first_line[e.address]}"
+            results.append(LineResult(e.number, e.text, LineStatus.SKIPPED, e.address, reason))
+        else:
+            first_line[e.address] = e.number
+            results.append(None)
+            pending.append(index)
+    try:
+        if not pending:
+            return
+        if jail is not None:
+            jail_service.jail_require(state, name=jail)
+        with state.jail_service.client.connection() as conn:
+            if jail is not None:
+                held = _banned_in_jail(conn, jail)
+            else:
+                for name, ips in _all_bans(conn).items():
+                    for ip in ips:
+                        if ip in first_line:
+                            report.jails_by_address.setdefault(ip, []).append(name)
+                held = set(report.jails_by_address)
+            for start in range(0, len(pending), batch_size):
+                chunk = pending[start : start + batch_size]
+                batch = [entries[i].address for i in chunk]
+                command = ("set", jail, "unbanip", *batch) if jail else ("unban", *batch)
+                report.changed += int(conn.send(*command) or 0)
+                report.batches += 1
+                report.sent += len(batch)
+                sent.extend(batch)
+                for i in chunk:
+                    e = entries[i]
+                    status = LineStatus.UNBANNED if e.address in held else LineStatus.NOT_BANNED
+                    results[i] = LineResult(e.number, e.text, status, e.address)
+    finally:
+        report.lines = _finish(results, entries)
+
+
+def jail_unban_all(
+    state: RuntimeState, *, jail: str, actor: Actor, batch_size: int = BATCH_SIZE
+) -> int:
+    """Unban every address of one jail; return how many fail2ban unbanned."""
+    with audited(actor=actor, action="unban_jail", jail=jail) as draft:
+        jail_service.jail_require(state, name=jail)
+        changed = 0
+        with state.jail_service.client.connection() as conn:
+            addresses = sorted(_banned_in_jail(conn, jail))
+            draft.ips = addresses
+            for batch in _batches(addresses, batch_size):
+                changed += int(conn.send("set", jail, "unbanip", *batch) or 0)
+        draft.parameters = {"unbanned": changed}
+        return changed
+
+
+def everything_unban(state: RuntimeState, *, actor: Actor) -> int:
+    """Unban every address in every jail (`unban --all`); return fail2ban's count."""
+    with audited(actor=actor, action="unban_all") as draft:
+        changed = int(state.jail_service.client.send("unban", "--all") or 0)
+        draft.parameters = {"unbanned": changed}
+        return changed
+
+
+# Where is this address? ---
+@dataclass(frozen=True)
+class WhereBan:
+    """One jail that bans the address, directly or through a network that contains it."""
+
+    jail: str
+    entry: str  # what fail2ban holds: the address itself, or a network around it
+    exact: bool
+    banned_at: datetime | None
+    ends_at: datetime | None
+    bantime: int | None
+
+    @property
+    def permanent(self) -> bool:
+        return self.bantime is not None and self.bantime < 0
+
+    def seconds_left(self, now: datetime) -> int | None:
+        if self.ends_at is None:
+            return None
+        return max(int((self.ends_at - now).total_seconds()), 0)
+
+
+@dataclass(frozen=True)
+class WhereIgnore:
+    jail: str
+    entry: str
+
+
+@dataclass(frozen=True)
+class WhereReport:
+    """Where an address (or network) is banned or ignored right now."""
+
+    address: str
+    is_network: bool
+    bans: tuple[WhereBan, ...]
+    ignored_by: tuple[WhereIgnore, ...]
+    jails: tuple[str, ...]
+
+    @property
+    def banned_jails(self) -> list[str]:
+        return sorted({ban.jail for ban in self.bans})
+
+    @property
+    def exact_jails(self) -> list[str]:
+        return sorted({ban.jail for ban in self.bans if ban.exact})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "banned": bool(self.bans),
+            "bans": [
+                {
+                    "jail": b.jail,
+                    "entry": b.entry,
+                    "exact": b.exact,
+                    "banned_at": b.banned_at.isoformat() if b.banned_at else None,
+                    "ends_at": b.ends_at.isoformat() if b.ends_at else None,
+                    "bantime": b.bantime,
+                }
+                for b in self.bans
+            ],
+            "ignored_by": [{"jail": i.jail, "entry": i.entry} for i in self.ignored_by],
+        }
+
+
+def ip_where(state: RuntimeState, *, address: str) -> WhereReport:
+    """Which jails ban `address` right now (since when, until when) and which ignore it."""
+    entry = entry_parse(address)
+    if not entry.valid:
+        raise InvalidArgument(f"{entry.text!r} is {entry.error}")
+    query = as_network(entry.address)
+    assert query is not None
+    is_network = "/" in entry.address
+    with state.jail_service.client.connection() as conn:
+        all_bans = _all_bans(conn)
+        ignored: list[WhereIgnore] = []
+        for jail in all_bans:
+            try:
+                for text, network in _ignore_networks(conn, jail):
+                    if overlaps(query, network):
+                        ignored.append(WhereIgnore(jail, text))
+            except UnknownJail:
+                continue
+    matches: dict[str, set[str]] = {}
+    for jail, ips in all_bans.items():
+        for ip in ips:
+            if ip == entry.address:
+                matches.setdefault(jail, set()).add(ip)
+            elif is_network or "/" in ip:
+                network = as_network(ip)
+                if network is not None and overlaps(query, network):
+                    matches.setdefault(jail, set()).add(ip)
+    bans: list[WhereBan] = []
+    for jail in sorted(matches):
+        try:
+            listed = jail_service.jail_bans_list(state, name=jail)
+        except UnknownJail:
+            continue  # stopped since
+        timed = {ban.ip: ban for ban in listed}
+        for ip in sorted(matches[jail]):
+            ban = timed.get(ip)
+            bans.append(
+                WhereBan(
+                    jail=jail,
+                    entry=ip,
+                    exact=ip == entry.address,
+                    banned_at=ban.banned_at if ban else None,
+                    ends_at=ban.ends_at if ban else None,
+                    bantime=ban.bantime if ban else None,
+                )
+            )
+    return WhereReport(
+        address=entry.address,
+        is_network=is_network,
+        bans=tuple(bans),
+        ignored_by=tuple(ignored),
+        jails=tuple(sorted(all_bans)),
+    )

@@ -1,0 +1,155 @@
+"""What every operating action shares: parsing address lists and writing its one audit record.
+
+The ban, unban, ignore-list and control services all take raw text from a form, a command
+line or stdin, turn it into validated, canonical addresses here, and record exactly one
+audit entry per action, whether it worked, was refused as invalid, or failed in fail2ban.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from jails.fail2ban import Fail2banError, InvalidArgument
+from jails.fail2ban.validation import (
+    IPAddress,
+    IPNetwork,
+    normalise_ip,
+    parse_ip,
+    parse_ip_or_network,
+)
+from jails.services.audit import Actor, audit_record
+
+# The bulk form and the command accept at most this many addresses in one action.
+MAX_ENTRIES = 100_000
+# No address or network is longer than this (IPv6 with a prefix: 43 characters).
+MAX_ENTRY_LENGTH = 64
+# Text kept from an invalid line for the report (the rest is cut off).
+MAX_ECHO_LENGTH = 80
+COMMENT_MARKERS = ("#", ";")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One address or network from the input, with its line number, as given and normalised."""
+
+    number: int
+    text: str
+    address: str = ""  # canonical form; empty when the line is invalid
+    error: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.address)
+
+
+def _echo(text: str) -> str:
+    return text if len(text) <= MAX_ECHO_LENGTH else text[: MAX_ECHO_LENGTH - 1] + "…"
+
+
+def entry_parse(text: str, *, number: int = 1, allow_network: bool = True) -> Entry:
+    """Validate one address (or network) and return it in the form fail2ban should get."""
+    raw = text.strip() if isinstance(text, str) else ""
+    if not raw:
+        return Entry(number, "", error="empty")
+    if len(raw) > MAX_ENTRY_LENGTH:
+        return Entry(number, _echo(raw), error="too long to be an address")
+    try:
+        address = normalise_ip(raw, allow_network=allow_network)
+    except InvalidArgument:
+        kind = "an IP address or network" if allow_network else "an IP address"
+        return Entry(number, raw, error=f"not {kind}")
+    return Entry(number, raw, address=address)
+
+
+def entries_parse(
+    lines: Iterable[str], *, allow_network: bool = True, max_entries: int = MAX_ENTRIES
+) -> list[Entry]:
+    """Parse a pasted or uploaded list: one address per line, blank lines and comments skipped.
+
+    A comment starts with ``#`` or ``;`` (as in Spamhaus-style lists). More than
+    ``max_entries`` addresses is refused as a whole, before anything is sent.
+    """
+    entries: list[Entry] = []
+    for number, line in enumerate(lines, start=1):
+        text = line if isinstance(line, str) else str(line)
+        for marker in COMMENT_MARKERS:
+            text = text.split(marker, 1)[0]
+        text = text.strip()
+        if not text:
+            continue
+        if len(entries) >= max_entries:
+            raise InvalidArgument(
+                f"too many addresses: at most {max_entries:,} in one go".replace(",", " ")
+            )
+        entries.append(entry_parse(text, number=number, allow_network=allow_network))
+    return entries
+
+
+def as_network(value: str) -> IPNetwork | None:
+    """An address or network as a network (an address is a /32 or /128); None if unparseable."""
+    try:
+        parsed = parse_ip_or_network(value)
+    except InvalidArgument:
+        return None
+    if isinstance(parsed, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return ipaddress.ip_network(parsed)
+    return parsed
+
+
+def operator_address(actor: Actor) -> IPAddress | None:
+    """The address the acting person is connected from, if known and valid."""
+    if not actor.address:
+        return None
+    try:
+        return parse_ip(actor.address)
+    except InvalidArgument:
+        return None
+
+
+def overlaps(a: IPNetwork, b: IPNetwork) -> bool:
+    """Whether two networks share an address (False for IPv4 against IPv6)."""
+    return a.version == b.version and a.overlaps(b)  # type: ignore[arg-type]
+
+
+@dataclass
+class AuditDraft:
+    """The audit record an action fills in while it runs; written once when it ends."""
+
+    ips: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+    error: str = ""
+
+
+@contextmanager
+def audited(*, actor: Actor, action: str, jail: str = "") -> Iterator[AuditDraft]:
+    """Write exactly one audit record for the action in the block: ok, refused or failed.
+
+    A Fail2banError (refused input or a failure in fail2ban) is recorded and re-raised;
+    the block may also mark the draft as failed itself and return normally.
+    """
+    draft = AuditDraft()
+    try:
+        yield draft
+    except Fail2banError as exc:
+        draft.ok = False
+        draft.error = str(exc)
+        raise
+    except Exception as exc:
+        draft.ok = False
+        draft.error = f"internal error: {type(exc).__name__}"
+        raise
+    finally:
+        audit_record(
+            actor=actor,
+            action=action,
+            jail=jail[:64],
+            ips=draft.ips,
+            parameters=draft.parameters,
+            ok=draft.ok,
+            error=draft.error,
+        )

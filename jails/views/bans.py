@@ -1,0 +1,258 @@
+"""Ban and unban from the jail page, the bulk-ban page and the server page."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import permission_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from jails.action_forms import BulkBanForm
+from jails.apps import runtime_state
+from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
+from jails.fail2ban.validation import validate_jail_name
+from jails.roles import PERM_OPERATE
+from jails.services import bans as ban_service
+from jails.services import jails as jail_service
+from jails.services.bans import ActionReport, LineStatus
+from jails.services.control import describe_error
+from jails.services.operations import entry_parse
+from jails.views.common import actor_from_request
+from jails.views.jail_page import (
+    Confirmation,
+    Outcome,
+    jail_action_response,
+    list_state,
+    redirect_with_message,
+)
+
+FULL_REPORT_LINES = 1000  # up to this many lines, the report lists every line
+REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per kind
+MAX_FIELD = 200
+
+JailView = Callable[..., HttpResponse]
+
+
+def jail_action(view: JailView) -> JailView:
+    """A POST on a jail: operators only; bad name 404; a jail gone meanwhile → the jail list."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            validate_jail_name(name)
+        except InvalidArgument:
+            raise Http404("no such jail") from None
+        try:
+            return view(request, name, *args, **kwargs)
+        except UnknownJail as exc:
+            return redirect_with_message(
+                request,
+                reverse("jails:jail-list"),
+                f"fail2ban has no jail named {exc.jail} (stopped or removed).",
+                level="error",
+            )
+
+    return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
+
+
+def _list_fields(request: HttpRequest) -> list[tuple[str, str]]:
+    query, page = list_state(request)
+    return [("q", query), ("page", str(page))]
+
+
+# Ban one ---
+@jail_action
+def jail_ban(request: HttpRequest, name: str) -> HttpResponse:
+    """Ban one address or network from the jail page (own/ignored address: confirm first)."""
+    state = runtime_state()
+    actor = actor_from_request(request)
+    value = request.POST.get("ip", "")[:MAX_FIELD]
+    confirmed = request.POST.get("confirm") == "yes"
+    entry = entry_parse(value)
+    if not entry.valid:
+        error = (
+            "Enter an address or network."
+            if not entry.text
+            else f"“{entry.text}” is {entry.error}."
+        )
+        outcome = Outcome(errors={"ban": error}, values={"ban": value})
+        return jail_action_response(request, state, name, outcome)
+    if not confirmed:
+        reasons = ban_service.ban_confirmations(
+            state, jail=name, lines=[entry.address], actor=actor
+        )
+        if reasons:
+            confirm = Confirmation(
+                title=f"Ban {entry.address} in {name}?",
+                details=[f"{entry.address}: {reasons[entry.address]}."],
+                url=reverse("jails:jail-ban", args=[name]),
+                fields=[("ip", entry.address), ("confirm", "yes"), *_list_fields(request)],
+                button="Ban anyway",
+            )
+            outcome = Outcome(confirm=confirm, values={"ban": value})
+            return jail_action_response(request, state, name, outcome)
+    report = ban_service.ips_ban(
+        state, jail=name, lines=[entry.address], actor=actor, confirmed=confirmed
+    )
+    return jail_action_response(request, state, name, _single_ban_outcome(report, entry.address))
+
+
+def _single_ban_outcome(report: ActionReport, address: str) -> Outcome:
+    if report.error:
+        return Outcome(f"Could not ban {address}: {report.error}", "error", values={"ban": address})
+    if report.count(LineStatus.BANNED):
+        if report.concurrent:
+            return Outcome(f"{address} was banned in {report.jail} meanwhile.", "info")
+        return Outcome(f"Banned {address} in {report.jail}.")
+    if report.count(LineStatus.ALREADY_BANNED):
+        return Outcome(f"{address} was already banned in {report.jail}.", "info")
+    reason = report.lines[0].reason if report.lines else "not banned"
+    return Outcome(f"{address} was not banned: {reason}.", "warning", values={"ban": address})
+
+
+# Unban one or selected ---
+@jail_action
+def jail_unban(request: HttpRequest, name: str) -> HttpResponse:
+    """Unban the row's address (button `ip`) or the ticked ones (`selected`) from the jail."""
+    state = runtime_state()
+    single = request.POST.get("ip", "")[:MAX_FIELD]
+    lines = [single] if single else [v[:MAX_FIELD] for v in request.POST.getlist("selected")]
+    if not [line for line in lines if line.strip()]:
+        outcome = Outcome("Tick at least one address to unban.", "warning")
+        return jail_action_response(request, state, name, outcome)
+    report = ban_service.ips_unban(state, jail=name, lines=lines, actor=actor_from_request(request))
+    return jail_action_response(request, state, name, unban_outcome(report))
+
+
+def unban_outcome(report: ActionReport) -> Outcome:
+    """One sentence for an unban report (jail or every jail)."""
+    where = f"from {report.jail}" if report.jail else "from every jail"
+    if report.error:
+        return Outcome(f"Unban failed: {report.error}", "error")
+    unbanned = report.lines_with(LineStatus.UNBANNED)
+    not_banned = report.lines_with(LineStatus.NOT_BANNED)
+    invalid = report.lines_with(LineStatus.INVALID)
+    parts = []
+    if len(unbanned) == 1:
+        parts.append(f"Unbanned {unbanned[0].address} {where}.")
+    elif unbanned:
+        parts.append(f"Unbanned {len(unbanned)} addresses {where}.")
+    if len(not_banned) == 1:
+        parts.append(f"{not_banned[0].address} was not banned (any more).")
+    elif not_banned:
+        parts.append(f"{len(not_banned)} addresses were not banned (any more).")
+    if invalid:
+        parts.append(f"{len(invalid)} invalid entries ignored.")
+    level = "success" if unbanned else "info" if not invalid else "error"
+    return Outcome(" ".join(parts) or "Nothing to unban.", level)
+
+
+# Unban all of a jail ---
+@jail_action
+def jail_unban_all(request: HttpRequest, name: str) -> HttpResponse:
+    """Unban every address of the jail, after a confirmation step."""
+    state = runtime_state()
+    if request.POST.get("confirm") != "yes":
+        count = len(jail_service.jail_bans_list(state, name=name))
+        if not count:
+            outcome = Outcome(f"No address is banned in {name}.", "info")
+            return jail_action_response(request, state, name, outcome)
+        confirm = Confirmation(
+            title=f"Unban all {count} addresses of {name}?",
+            details=["fail2ban runs the jail's unban action for each of them."],
+            url=reverse("jails:jail-unban-all", args=[name]),
+            fields=[("confirm", "yes")],
+            button=f"Unban all {count}",
+        )
+        return jail_action_response(request, state, name, Outcome(confirm=confirm))
+    try:
+        count = ban_service.jail_unban_all(state, jail=name, actor=actor_from_request(request))
+    except UnknownJail:
+        raise
+    except Fail2banError as exc:
+        outcome = Outcome(f"Unban failed: {describe_error(exc)}", "error")
+        return jail_action_response(request, state, name, outcome)
+    outcome = Outcome(f"Unbanned all {count} addresses of {name}.")
+    return jail_action_response(request, state, name, outcome)
+
+
+# Bulk ban ---
+@require_http_methods(["GET", "POST"])
+@permission_required(PERM_OPERATE, raise_exception=True)
+def jail_bulk_ban(request: HttpRequest, name: str) -> HttpResponse:
+    """Paste or upload up to 100 000 addresses; ban them in batches; report every line."""
+    try:
+        validate_jail_name(name)
+    except InvalidArgument:
+        raise Http404("no such jail") from None
+    state = runtime_state()
+    jail_service.jail_require(state, name=name)  # unknown jail: the middleware's 404 page
+    form = BulkBanForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        report = ban_service.ips_ban(
+            state,
+            jail=name,
+            lines=form.cleaned_data["lines"],
+            actor=actor_from_request(request),
+            confirmed=form.cleaned_data["confirm"],
+        )
+        form = BulkBanForm()
+    context = {"jail_name": name, "form": form, "report": report, "view": report_view(report)}
+    return render(request, "jails/bulkban_form.html", context)
+
+
+def report_view(report: ActionReport | None) -> dict[str, Any] | None:
+    """What the page shows of a report: every line when short, else the problem lines."""
+    if report is None:
+        return None
+    counts = [(str(status), report.count(status)) for status in LineStatus]
+    if len(report.lines) <= FULL_REPORT_LINES:
+        groups = [("Every line", report.lines, 0)] if report.lines else []
+    else:
+        groups = []
+        for status in LineStatus:
+            if status is LineStatus.BANNED:
+                continue
+            lines = report.lines_with(status)
+            if lines:
+                shown = lines[:REPORT_LINES_PER_STATUS]
+                groups.append((str(status).capitalize(), shown, len(lines) - len(shown)))
+    return {
+        "counts": [(label, n) for label, n in counts if n],
+        "groups": groups,
+        "total": len(report.lines),
+        "confirm_text": "\n".join(report.needs_confirmation),
+    }
+
+
+# Unban everything ---
+UNBAN_EVERYTHING_PHRASE = "unban everything"
+
+
+@require_POST
+@permission_required(PERM_OPERATE, raise_exception=True)
+def server_unban_all(request: HttpRequest) -> HttpResponse:
+    """Unban every address in every jail; the operator must type the phrase to confirm."""
+    from jails.views.control import server_page
+
+    typed = request.POST.get("phrase", "").strip().lower()
+    if typed != UNBAN_EVERYTHING_PHRASE:
+        outcome = Outcome(
+            errors={"unban_all": f"Type “{UNBAN_EVERYTHING_PHRASE}” to confirm."},
+            values={"phrase": request.POST.get("phrase", "")[:MAX_FIELD]},
+        )
+        return server_page(request, outcome)
+    state = runtime_state()
+    try:
+        count = ban_service.everything_unban(state, actor=actor_from_request(request))
+    except Fail2banError as exc:
+        return server_page(request, Outcome(f"Unban failed: {describe_error(exc)}", "error"))
+    return redirect_with_message(
+        request, reverse("jails:server"), f"Unbanned {count} addresses in every jail."
+    )

@@ -1,0 +1,255 @@
+"""Ignore list, tuning and control (idle, stop, start, reload) from the jail and server pages."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from jails.apps import runtime_state
+from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
+from jails.roles import PERM_OPERATE
+from jails.services import control as control_service
+from jails.services.control import ReloadFailed, describe_error
+from jails.services.operations import entry_parse
+from jails.templatetags.jail_actions import duration_input
+from jails.views.bans import MAX_FIELD, jail_action
+from jails.views.common import actor_from_request
+from jails.views.jail_page import (
+    Confirmation,
+    Outcome,
+    jail_action_response,
+    jail_url,
+    list_state,
+    redirect_with_message,
+)
+
+LOST_ON_RELOAD = (
+    "This is a runtime change: fail2ban forgets it on the next reload or restart unless it is "
+    "also made in the configuration."
+)
+
+
+def _list_fields(request: HttpRequest) -> list[tuple[str, str]]:
+    query, page = list_state(request)
+    return [("q", query), ("page", str(page))]
+
+
+# Ignore list ---
+@jail_action
+def jail_ignore(request: HttpRequest, name: str) -> HttpResponse:
+    """Add (`op=add`) or remove (`op=remove`) an address or network on the jail's ignore list."""
+    state = runtime_state()
+    op = request.POST.get("op", "add")
+    value = request.POST.get("ip", "")[:MAX_FIELD]
+    entry = entry_parse(value)
+    if op not in ("add", "remove"):
+        return jail_action_response(request, state, name, Outcome("Unknown action.", "error"))
+    if not entry.valid:
+        error = (
+            "Enter an address or network."
+            if not entry.text
+            else f"“{entry.text}” is {entry.error}."
+        )
+        outcome = Outcome(errors={"ignore": error}, values={"ignore": value})
+        return jail_action_response(request, state, name, outcome)
+    actor = actor_from_request(request)
+    try:
+        if op == "add":
+            control_service.ignore_add(state, jail=name, address=entry.address, actor=actor)
+            message = f"Added {entry.address} to the ignore list of {name}. {LOST_ON_RELOAD}"
+        else:
+            control_service.ignore_remove(state, jail=name, address=entry.address, actor=actor)
+            message = f"Removed {entry.address} from the ignore list of {name}. {LOST_ON_RELOAD}"
+    except UnknownJail:
+        raise
+    except Fail2banError as exc:
+        outcome = Outcome(errors={"ignore": describe_error(exc)}, values={"ignore": value})
+        return jail_action_response(request, state, name, outcome)
+    return jail_action_response(request, state, name, Outcome(message))
+
+
+# Tune ---
+@jail_action
+def jail_tune(request: HttpRequest, name: str) -> HttpResponse:
+    """Change bantime/findtime/maxretry: validate, show the change, apply on confirmation."""
+    state = runtime_state()
+    raw = {key: request.POST.get(key, "").strip()[:32] for key in control_service.TUNE_KEYS}
+    try:
+        values = control_service.tune_parse(**raw)
+    except InvalidArgument as exc:
+        outcome = Outcome(errors={"tune": str(exc)}, values=raw)
+        return jail_action_response(request, state, name, outcome)
+    changes = control_service.jail_tune_preview(state, jail=name, values=values)
+    if not changes:
+        return jail_action_response(request, state, name, Outcome("Nothing to change.", "info"))
+    if request.POST.get("confirm") != "yes":
+        confirm = Confirmation(
+            title=f"Change the settings of {name}?",
+            details=[
+                *(f"{c.key}: {_shown(c.key, c.old)} → {_shown(c.key, c.new)}" for c in changes),
+                LOST_ON_RELOAD,
+            ],
+            url=reverse("jails:jail-tune", args=[name]),
+            fields=[*raw.items(), ("confirm", "yes"), *_list_fields(request)],
+            button="Apply",
+            danger=False,
+        )
+        return jail_action_response(request, state, name, Outcome(confirm=confirm, values=raw))
+    try:
+        done = control_service.jail_tune(state, jail=name, actor=actor_from_request(request), **raw)
+    except UnknownJail:
+        raise
+    except Fail2banError as exc:
+        outcome = Outcome(errors={"tune": describe_error(exc)}, values=raw)
+        return jail_action_response(request, state, name, outcome)
+    summary = ", ".join(f"{c.key} {_shown(c.key, c.old)} → {_shown(c.key, c.new)}" for c in done)
+    return jail_action_response(
+        request, state, name, Outcome(f"Changed {summary} on {name}. {LOST_ON_RELOAD}")
+    )
+
+
+def _shown(key: str, value: int) -> str:
+    if key == "maxretry":
+        return str(value)
+    return "permanent (-1)" if value < 0 else duration_input(value)
+
+
+# Idle, stop, start, reload ---
+CONTROL_ACTIONS = {
+    "idle-on": (
+        "Pause {jail} (idle on)?",
+        "fail2ban stops reading the jail's logs; its current bans stay and still expire.",
+        "Set idle on",
+        False,
+    ),
+    "idle-off": (
+        "Resume {jail} (idle off)?",
+        "fail2ban reads the jail's logs again and bans on new failures.",
+        "Set idle off",
+        False,
+    ),
+    "reload": (
+        "Reload {jail}?",
+        "fail2ban re-reads the jail's configuration: runtime changes (ignore list, ban time,"
+        " find time, max retry) are replaced by the configured values. Bans are kept.",
+        "Reload jail",
+        True,
+    ),
+    "stop": (
+        "Stop {jail}?",
+        "fail2ban unbans every address of the jail and removes the jail until the next reload;"
+        " its page will be gone until then.",
+        "Stop jail",
+        True,
+    ),
+    "start": (
+        "Start {jail}?",
+        "fail2ban 1.0 forgets a stopped jail: starting it again reloads the whole configuration"
+        " (every jail re-reads its settings; bans are kept).",
+        "Start jail",
+        True,
+    ),
+}
+
+
+@jail_action
+def jail_control(request: HttpRequest, name: str) -> HttpResponse:
+    """Idle on/off, reload, stop or start a jail, each after a confirmation step."""
+    state = runtime_state()
+    op = request.POST.get("op", "")
+    if op not in CONTROL_ACTIONS:
+        return jail_action_response(request, state, name, Outcome("Unknown action.", "error"))
+    title, detail, button, danger = CONTROL_ACTIONS[op]
+    if request.POST.get("confirm") != "yes":
+        confirm = Confirmation(
+            title=title.format(jail=name),
+            details=[detail],
+            url=reverse("jails:jail-control", args=[name]),
+            fields=[("op", op), ("confirm", "yes"), *_list_fields(request)],
+            button=button,
+            danger=danger,
+        )
+        if op == "start":  # the jail has no page while it is stopped: a page of its own
+            confirm.htmx = False
+            confirm.cancel = reverse("jails:jail-list")
+            return render(request, "jails/action_confirm.html", {"confirm": confirm})
+        return jail_action_response(request, state, name, Outcome(confirm=confirm))
+    actor = actor_from_request(request)
+    try:
+        if op in ("idle-on", "idle-off"):
+            control_service.jail_idle_set(state, jail=name, idle=op == "idle-on", actor=actor)
+            message = f"{name} is now {'idle' if op == 'idle-on' else 'active'}."
+        elif op == "reload":
+            control_service.server_reload(state, jail=name, actor=actor)
+            message = f"Reloaded {name} from the configuration."
+        elif op == "stop":
+            control_service.jail_stop(state, jail=name, actor=actor)
+            return redirect_with_message(
+                request,
+                reverse("jails:jail-list"),
+                f"Stopped {name}. It comes back with the next reload (or Start on its page).",
+            )
+        else:
+            result = control_service.jail_start(state, jail=name, actor=actor)
+            how = " by reloading the configuration" if result.via_reload else ""
+            return redirect_with_message(request, jail_url(name), f"Started {name}{how}.")
+    except UnknownJail:
+        raise
+    except ReloadFailed as exc:
+        return _failed(request, name, f"Reload failed: {exc}", op)
+    except Fail2banError as exc:
+        return _failed(request, name, f"{button} failed: {describe_error(exc)}", op)
+    return jail_action_response(request, state, name, Outcome(message))
+
+
+def _failed(request: HttpRequest, name: str, message: str, op: str) -> HttpResponse:
+    if op == "start":
+        return redirect_with_message(request, reverse("jails:jail-list"), message, level="error")
+    return jail_action_response(request, runtime_state(), name, Outcome(message, "error"))
+
+
+# The server page: reload everything, unban everything ---
+@require_GET
+@permission_required(PERM_OPERATE, raise_exception=True)
+def server_actions(request: HttpRequest) -> HttpResponse:
+    """Actions on the whole fail2ban server."""
+    return server_page(request, Outcome())
+
+
+def server_page(request: HttpRequest, outcome: Outcome, *, status: int = 200) -> HttpResponse:
+    state = runtime_state()
+    context = {
+        "outcome": outcome,
+        "reload_command": " ".join(control_service.reload_command(state, jail=None)),
+    }
+    return render(request, "jails/server_actions.html", context, status=status)
+
+
+@require_POST
+@permission_required(PERM_OPERATE, raise_exception=True)
+def server_reload(request: HttpRequest) -> HttpResponse:
+    """Reload fail2ban's whole configuration, after a confirmation step."""
+    if request.POST.get("confirm") != "yes":
+        confirm = Confirmation(
+            title="Reload fail2ban?",
+            details=[
+                "fail2ban re-reads its whole configuration: stopped jails come back, and every"
+                " runtime change (ignore lists, ban times) is replaced by the configured values."
+                " Bans are kept."
+            ],
+            url=reverse("jails:server-reload"),
+            fields=[("confirm", "yes")],
+            button="Reload fail2ban",
+            cancel=reverse("jails:server"),
+            htmx=False,
+        )
+        return server_page(request, Outcome(confirm=confirm))
+    state = runtime_state()
+    try:
+        control_service.server_reload(state, actor=actor_from_request(request))
+    except Fail2banError as exc:
+        return server_page(request, Outcome(f"Reload failed: {describe_error(exc)}", "error"))
+    return redirect_with_message(request, reverse("jails:server"), "Reloaded fail2ban.")

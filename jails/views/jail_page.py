@@ -1,0 +1,145 @@
+"""How every action on a jail's page answers: HTMX gets the changed parts, a browser the page.
+
+An HTMX form posts with ``hx-swap="none"`` and gets back only out-of-band fragments (the
+message, the confirmation panel, counters, settings, ignore list and ban table), so the
+acted-on row disappears and the counters change in place. Without JavaScript the same
+POST redirects back to the page with a message, or shows the page with the confirmation
+step or the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from jails.services import jails as jail_service
+from jails.state import RuntimeState
+
+TEMPLATE = "jails/jail_detail.html"
+OOB_PARTIALS = (
+    "action-message",
+    "action-confirm",
+    "jail-counters",
+    "jail-settings",
+    "ban-form",
+    "jail-ignore",
+    "jail-bans",
+)
+MAX_QUERY = 64
+
+
+@dataclass
+class Confirmation:
+    """A second step: what will happen, and the form that does it (with confirm=yes)."""
+
+    title: str
+    url: str
+    fields: list[tuple[str, str]]
+    button: str
+    details: list[str] = field(default_factory=list)
+    danger: bool = True
+    cancel: str = ""  # where "Cancel" goes (default: the page the form is on)
+    htmx: bool = True  # posted with hx-post (pages that answer with OOB fragments)
+
+
+@dataclass
+class Outcome:
+    """What an action has to say: a message, a pending confirmation, form errors."""
+
+    message: str = ""
+    level: str = "success"
+    confirm: Confirmation | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def shows_form(self) -> bool:
+        return self.confirm is not None or bool(self.errors)
+
+
+def list_state(request: HttpRequest) -> tuple[str, int]:
+    """The ban table's search text and page, carried through the action's form."""
+    data = request.POST if request.method == "POST" else request.GET
+    query = data.get("q", "").strip()[:MAX_QUERY]
+    try:
+        page = max(int(data.get("page", "1")), 1)
+    except ValueError:
+        page = 1
+    return query, page
+
+
+def jail_url(name: str, request: HttpRequest | None = None) -> str:
+    url = reverse("jails:jail-detail", args=[name])
+    if request is None:
+        return url
+    query, page = list_state(request)
+    params = {k: v for k, v in (("q", query), ("page", str(page))) if v and v != "1"}
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def jail_page_context(
+    request: HttpRequest, state: RuntimeState, name: str, outcome: Outcome
+) -> dict[str, Any]:
+    """The jail page's context (as the page view builds it) plus the action's outcome."""
+    detail = jail_service.jail_detail_get(state, name=name)
+    query, page_number = list_state(request)
+    bans = jail_service.jail_bans_list(state, name=name, search=query)
+    page = Paginator(bans, state.settings.page_size).get_page(page_number)
+    return {
+        "jail": detail,
+        "page": page,
+        "query": query,
+        "now": timezone.now(),
+        "capabilities": jail_service.capabilities_get(state),
+        "poll_seconds": state.settings.poll_seconds,
+        "outcome": outcome,
+    }
+
+
+def jail_action_response(
+    request: HttpRequest, state: RuntimeState, name: str, outcome: Outcome
+) -> HttpResponse:
+    """Answer a jail-page action: OOB fragments for HTMX, else redirect or the page itself."""
+    if not request.htmx and not outcome.shows_form:
+        if outcome.message:
+            messages.add_message(request, _LEVELS[outcome.level], outcome.message)
+        return HttpResponseRedirect(jail_url(name, request))
+    if outcome.confirm is not None and not outcome.confirm.cancel:
+        outcome.confirm.cancel = jail_url(name, request)
+    context = jail_page_context(request, state, name, outcome)
+    if not request.htmx:
+        return render(request, TEMPLATE, context)
+    context["oob"] = True
+    body = "".join(
+        render_to_string(f"{TEMPLATE}#{partial}", context, request) for partial in OOB_PARTIALS
+    )
+    return HttpResponse(body)
+
+
+def redirect_with_message(
+    request: HttpRequest, url: str, message: str, *, level: str = "success"
+) -> HttpResponse:
+    """Go to `url` with a message; HTMX follows the HX-Redirect header."""
+    messages.add_message(request, _LEVELS[level], message)
+    if request.htmx:
+        response = HttpResponse()
+        response["HX-Redirect"] = url
+        return response
+    return HttpResponseRedirect(url)
+
+
+_LEVELS = {
+    "success": messages.SUCCESS,
+    "info": messages.INFO,
+    "warning": messages.WARNING,
+    "error": messages.ERROR,
+}
