@@ -125,12 +125,22 @@ class BanEvent(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["timeofban", "ip"], name="ban_event_time_ip"),
+            # Covers the window scans that rank addresses and networks.
+            models.Index(fields=["timeofban", "ip", "network"], name="ban_event_time_ip"),
             models.Index(fields=["ip", "timeofban"], name="ban_event_ip_time"),
             models.Index(fields=["network", "timeofban"], name="ban_event_net_time"),
-            models.Index(fields=["jail", "timeofban"], name="ban_event_jail_time"),
-            models.Index(fields=["country_code", "timeofban"], name="ban_event_country_time"),
-            models.Index(fields=["origin", "timeofban"], name="ban_event_origin_time"),
+            models.Index(
+                fields=["jail", "timeofban", "country_code", "origin", "ip", "network"],
+                name="ban_event_jail_time",
+            ),
+            models.Index(
+                fields=["country_code", "timeofban", "jail", "origin", "ip", "network"],
+                name="ban_event_country_time",
+            ),
+            models.Index(
+                fields=["origin", "timeofban", "jail", "country_code", "ip", "network"],
+                name="ban_event_origin_time",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -190,7 +200,7 @@ class IPSummary(models.Model):
     bans = models.PositiveIntegerField(db_index=True)
     days = models.PositiveIntegerField(default=1, help_text="Distinct UTC days with a ban.")
     jails = models.PositiveIntegerField(default=1)
-    country_code = models.CharField(max_length=2, blank=True)
+    country_code = models.CharField(max_length=2, blank=True, db_index=True)
     country_name = models.CharField(max_length=64, blank=True)
     asn = models.PositiveBigIntegerField(null=True, blank=True)
     as_name = models.CharField(max_length=255, blank=True)
@@ -252,20 +262,3 @@ class ScheduledJob(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class LiveBan(models.Model):
-    """No table: the Django admin's "Live bans" page shows fail2ban's current bans.
-
-    It exists so the page has a place in the admin (jails.admin_bans); its rows come from
-    fail2ban, never from the database.
-    """
-
-    class Meta:
-        managed = False
-        default_permissions = ()
-        verbose_name = "live ban"
-        verbose_name_plural = "live bans"
-
-    def __str__(self) -> str:
-        return "live ban"

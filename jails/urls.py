@@ -1,12 +1,14 @@
 from django.urls import path
-from django.views.generic import RedirectView
 
-from jails.views import bans, control, ip, jails, status
+from jails.views import bans, control, history, ip, jails, status
 
 app_name = "jails"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="jails:jail-list"), name="dashboard"),
+    path("", history.dashboard, name="dashboard"),
+    # Ban history (issue #5): archive, filters, CSV export of the filtered set.
+    path("history/", history.history_list, name="history"),
+    path("history/export.csv", history.history_export, name="history-export"),
     path("jails/", jails.jail_list, name="jail-list"),
     path("jails/<str:name>/", jails.jail_detail, name="jail-detail"),
     # Operating jails (issue #4): every change is a POST, operators only.

@@ -119,7 +119,12 @@ def test_bans_trend_equals_brute_force(archive):
             assert sum(n for _, n in trend) == len(brute(archive, f))
 
 
-def test_unique_ips_and_top_offenders_equal_brute_force(archive):
+@pytest.mark.parametrize("strategy", ["direct", "summary-walk"])
+def test_unique_ips_and_top_offenders_equal_brute_force(archive, strategy, monkeypatch):
+    if strategy == "summary-walk":
+        # Walk the summaries in small batches even for small windows.
+        monkeypatch.setattr(history, "RAW_RANKING_LIMIT", 0)
+        monkeypatch.setattr(history, "THRESHOLD_BATCH", 3)
     rng = random.Random(4)
     latest = history.latest_ban_time()
     for start, end in windows(rng):

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
                 ('bans', models.PositiveIntegerField(db_index=True)),
                 ('days', models.PositiveIntegerField(default=1, help_text='Distinct UTC days with a ban.')),
                 ('jails', models.PositiveIntegerField(default=1)),
-                ('country_code', models.CharField(blank=True, max_length=2)),
+                ('country_code', models.CharField(blank=True, db_index=True, max_length=2)),
                 ('country_name', models.CharField(blank=True, max_length=64)),
                 ('asn', models.PositiveBigIntegerField(blank=True, null=True)),
                 ('as_name', models.CharField(blank=True, max_length=255)),
@@ -98,7 +98,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-timeofban', '-id'],
-                'indexes': [models.Index(fields=['timeofban', 'ip'], name='ban_event_time_ip'), models.Index(fields=['ip', 'timeofban'], name='ban_event_ip_time'), models.Index(fields=['network', 'timeofban'], name='ban_event_net_time'), models.Index(fields=['jail', 'timeofban'], name='ban_event_jail_time'), models.Index(fields=['country_code', 'timeofban'], name='ban_event_country_time'), models.Index(fields=['origin', 'timeofban'], name='ban_event_origin_time')],
+                'indexes': [models.Index(fields=['timeofban', 'ip', 'network'], name='ban_event_time_ip'), models.Index(fields=['ip', 'timeofban'], name='ban_event_ip_time'), models.Index(fields=['network', 'timeofban'], name='ban_event_net_time'), models.Index(fields=['jail', 'timeofban', 'country_code', 'origin', 'ip', 'network'], name='ban_event_jail_time'), models.Index(fields=['country_code', 'timeofban', 'jail', 'origin', 'ip', 'network'], name='ban_event_country_time'), models.Index(fields=['origin', 'timeofban', 'jail', 'country_code', 'ip', 'network'], name='ban_event_origin_time')],
                 'constraints': [models.UniqueConstraint(fields=('jail', 'ip', 'timeofban'), name='ban_event_jail_ip_time_uniq')],
             },
         ),

@@ -933,9 +933,13 @@ def unique_ips_count(f: HistoryFilter, *, latest: int | None) -> int:
     """Distinct addresses banned in the window."""
     if latest is None:
         return 0
-    if f.unfiltered and f.end > latest:
+    if f.end > latest and not (f.jail or f.origin):
         # A window that reaches past the newest ban holds an address iff its last ban is in it.
-        return IPSummary.objects.filter(last_seen__gte=f.start).count()
+        # (With a country: the address's summary country, that of its latest lookup.)
+        summaries = IPSummary.objects.filter(last_seen__gte=f.start)
+        if f.country:
+            summaries = summaries.filter(country_code=f.country)
+        return summaries.count()
     return f.events().order_by().values("ip").distinct().count()
 
 
@@ -962,46 +966,112 @@ class Offender:
         return datetime.fromtimestamp(self.last_seen, tz=UTC)
 
 
+RAW_RANKING_LIMIT = 30000  # up to this many bans in a window, rank them directly
+THRESHOLD_BATCH = 100
+THRESHOLD_BATCHES = 5
+
+
+def _ranked_items(found: Mapping[str, int], limit: int) -> list[tuple[str, int]]:
+    return sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def _top_by_summary_totals(
+    f: HistoryFilter, *, key: str, limit: int, candidates: QuerySet[Any]
+) -> list[tuple[str, int]] | None:
+    """Rank by walking the summaries by all-time total (an upper bound of any window count).
+
+    Exact counts are taken for a batch of candidates at a time; once the next candidate's
+    total is below the current `limit`-th count, no later one can enter the ranking. None if
+    that does not happen within THRESHOLD_BATCHES (the caller then counts directly).
+    """
+    best: list[int] = []  # min-heap of the `limit` largest counts so far
+    found: dict[str, int] = {}
+    ordered = candidates.order_by("-bans").values_list(key, "bans")
+    for batch in range(THRESHOLD_BATCHES):
+        chunk = list(ordered[batch * THRESHOLD_BATCH : (batch + 1) * THRESHOLD_BATCH])
+        if not chunk:
+            return _ranked_items(found, limit)
+        if len(best) >= limit and chunk[0][1] < best[0]:
+            return _ranked_items(found, limit)
+        counts = dict(
+            f.events()
+            .filter(**{f"{key}__in": [name for name, _ in chunk]})
+            .order_by()
+            .values_list(key)
+            .annotate(n=Count("id"))
+            .values_list(key, "n")
+        )
+        for name, total in chunk:
+            if len(best) >= limit and total < best[0]:
+                return _ranked_items(found, limit)
+            n = counts.get(name, 0)
+            if n <= 0:
+                continue
+            found[str(name)] = n
+            if len(best) < limit:
+                heapq.heappush(best, n)
+            elif n > best[0]:
+                heapq.heapreplace(best, n)
+    return None
+
+
 def _top_keys(
     f: HistoryFilter, *, key: str, limit: int, latest: int | None
 ) -> list[tuple[str, int]]:
     """The `limit` addresses (key "ip") or networks ("network") with most bans in the window."""
     if latest is None:
         return []
-    summary_model = IPSummary if key == "ip" else NetworkSummary
-    if f.unfiltered and f.end > latest:
-        outside = BanEvent.objects.filter(timeofban__lt=f.start).count()
-        inside = BanEvent.objects.filter(timeofban__gte=f.start).count()
-        if outside < inside:
-            # Most of the archive is in the window: every count is the summary's total minus
-            # the bans before the window; walk the summaries by total, stop when no later one
-            # can beat the current top `limit`.
-            before = dict(
-                BanEvent.objects.filter(timeofban__lt=f.start)
-                .order_by()
-                .values_list(key)
-                .annotate(n=Count("id"))
-                .values_list(key, "n")
-            )
-            best: list[int] = []  # min-heap of the `limit` largest counts so far
-            candidates: list[tuple[str, int]] = []
-            rows = (
-                summary_model.objects.filter(last_seen__gte=f.start)
-                .order_by("-bans")
-                .values_list(key, "bans")
-            )
-            for name, total in rows.iterator(chunk_size=500):
-                if len(best) >= limit and total < best[0]:
-                    break  # this and every later total is below the current top `limit`
-                n = total - before.get(name, 0)
-                if n <= 0:
-                    continue
-                candidates.append((str(name), n))
-                if len(best) < limit:
-                    heapq.heappush(best, n)
-                elif n > best[0]:
-                    heapq.heapreplace(best, n)
-            return sorted(candidates, key=lambda kv: (-kv[1], kv[0]))[:limit]
+    summary_model: Any = IPSummary if key == "ip" else NetworkSummary
+    inside = bans_count(f).get(None, 0)
+    if f.unfiltered and f.end > latest and archive_size() - inside < inside:
+        # Most of the archive is in the window: every count is the summary's total minus
+        # the bans before the window; walk the summaries by total, stop when no later one
+        # can beat the current top `limit`.
+        before = dict(
+            BanEvent.objects.filter(timeofban__lt=f.start)
+            .order_by()
+            .values_list(key)
+            .annotate(n=Count("id"))
+            .values_list(key, "n")
+        )
+        best: list[int] = []
+        candidates: dict[str, int] = {}
+        rows = (
+            summary_model.objects.filter(last_seen__gte=f.start)
+            .order_by("-bans")
+            .values_list(key, "bans")
+        )
+        for name, total in rows.iterator(chunk_size=500):
+            if len(best) >= limit and total < best[0]:
+                break  # this and every later total is below the current top `limit`
+            n = total - before.get(name, 0)
+            if n <= 0:
+                continue
+            candidates[str(name)] = n
+            if len(best) < limit:
+                heapq.heappush(best, n)
+            elif n > best[0]:
+                heapq.heapreplace(best, n)
+        return _ranked_items(candidates, limit)
+    # A jail or origin filter keeps a slice of every address's bans, so all-time totals are a
+    # loose bound and the walk below would rarely stop early: count directly (the indexes
+    # on jail/origin, time and address cover that query).
+    if inside > RAW_RANKING_LIMIT and not (f.jail or f.origin):
+        pool = summary_model.objects.filter(last_seen__gte=f.start, first_seen__lt=f.end)
+        if f.country:
+            if key != "ip":
+                pool = None  # networks have no country of their own: count directly
+            else:
+                # An address's summary country is its latest lookup's; its bans carry the
+                # country of their own lookup, which only differs if the geo data changed.
+                pool = pool.filter(country_code=f.country)
+        ranked = (
+            _top_by_summary_totals(f, key=key, limit=limit, candidates=pool)
+            if pool is not None
+            else None
+        )
+        if ranked is not None:
+            return ranked
     rows = (
         f.events()
         .order_by()
@@ -1053,11 +1123,24 @@ def top_networks(f: HistoryFilter, *, limit: int = 10, latest: int | None) -> li
     ]
 
 
-def country_names(codes: Iterable[str]) -> dict[str, str]:
-    """English names of countries as the geo data gave them."""
-    wanted = [c for c in set(codes) if c and c != ROLLUP_ALL]
+def archive_size() -> int:
+    """How many bans the archive holds (from the monthly rollups: a few dozen rows)."""
+    return int(
+        BanRollup.objects.filter(
+            grain=Grain.MONTH, jail=ROLLUP_ALL, country_code=ROLLUP_ALL
+        ).aggregate(n=Sum("bans"))["n"]
+        or 0
+    )
+
+
+def country_names(
+    codes: Iterable[str], *, known: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """English names of countries: from ``known`` (e.g. the map's), else as the geo data gave."""
+    names = {c: known[c] for c in set(codes) if known and c in known}
+    wanted = [c for c in set(codes) if c and c != ROLLUP_ALL and c not in names]
     if not wanted:
-        return {}
+        return names
     rows = (
         IPSummary.objects.filter(country_code__in=wanted)
         .exclude(country_name="")
@@ -1066,7 +1149,7 @@ def country_names(codes: Iterable[str]) -> dict[str, str]:
         .annotate(name=Max("country_name"))
         .values_list("country_code", "name")
     )
-    return dict(rows)
+    return {**names, **dict(rows)}
 
 
 @dataclass(frozen=True)
@@ -1101,7 +1184,9 @@ def _ranked(counts: Mapping[Any, int]) -> list[tuple[str, int]]:
     return sorted(((str(k or ""), n) for k, n in counts.items()), key=lambda kv: (-kv[1], kv[0]))
 
 
-def dashboard_get(*, f: HistoryFilter, top: int = 10) -> Dashboard:
+def dashboard_get(
+    *, f: HistoryFilter, top: int = 10, known_names: Mapping[str, str] | None = None
+) -> Dashboard:
     """The dashboard's figures, charts and rankings for the window and filter."""
     latest = latest_ban_time()
     by_jail = _ranked(bans_count(f, group="jail"))
@@ -1119,7 +1204,7 @@ def dashboard_get(*, f: HistoryFilter, top: int = 10) -> Dashboard:
         trend_grain=grain,
         top_ips=top_ips(f, limit=top, latest=latest),
         top_networks=top_networks(f, limit=top, latest=latest),
-        country_names=country_names(c for c, _ in by_country),
+        country_names=country_names((c for c, _ in by_country), known=known_names),
         latest=latest,
         archive_empty=latest is None,
     )
@@ -1189,7 +1274,7 @@ def jail_names_archived() -> list[str]:
     )
 
 
-def countries_archived() -> list[tuple[str, str]]:
+def countries_archived(*, known_names: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """(code, name) of every country with archived bans (for the filter forms)."""
     codes = set(
         BanRollup.objects.filter(grain=Grain.MONTH, jail=ROLLUP_ALL)
@@ -1197,7 +1282,7 @@ def countries_archived() -> list[tuple[str, str]]:
         .values_list("country_code", flat=True)
         .distinct()
     )
-    names = country_names(codes)
+    names = country_names(codes, known=known_names)
     return sorted(((c, names.get(c, c)) for c in codes), key=lambda cn: cn[1])
 
 

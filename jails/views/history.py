@@ -1,0 +1,433 @@
+"""The dashboard (`/`), the ban history (`/history/`, CSV export) and an address's history.
+
+All three read the archive only (never fail2ban's socket, except the status bar) through
+jails.services.history; figures come from the summaries the sync keeps, so a year of bans
+costs a few small queries.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from jails import charts
+from jails.apps import runtime_state
+from jails.fail2ban import InvalidArgument
+from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
+from jails.models import BanEvent
+from jails.roles import PERM_VIEW
+from jails.services import history as history_service
+from jails.services.history import Dashboard, HistoryFilter
+from jails.state import RuntimeState
+from jails.views.common import page_number
+
+WINDOWS: dict[str, tuple[str, float | None]] = {
+    "24h": ("24 hours", 1),
+    "7d": ("7 days", 7),
+    "30d": ("30 days", 30),
+    "365d": ("365 days", 365),
+    "all": ("Everything", None),
+    "custom": ("Custom", None),
+}
+MAX_CUSTOM_DAYS = 3660
+DASHBOARD_REFRESH_SECONDS = 60  # the archive changes once a minute (the sync's interval)
+SORT_LABELS = {"time": "Time", "jail": "Jail", "ip": "Address", "country": "Country"}
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+
+
+# --- Filters --------------------------------------------------------------------------------------
+class HistoryFilterForm(forms.Form):
+    """Window and filters shared by the dashboard and the history list (GET parameters)."""
+
+    window = forms.ChoiceField(
+        choices=[(k, label) for k, (label, _) in WINDOWS.items()], required=False
+    )
+    start = forms.DateField(required=False, label="From")
+    end = forms.DateField(required=False, label="To")
+    jail = forms.CharField(required=False, max_length=64)
+    country = forms.CharField(required=False, max_length=2)
+    origin = forms.ChoiceField(
+        choices=[("", "Any origin"), *BanEvent.Origin.choices], required=False
+    )
+    q = forms.CharField(required=False, max_length=64, label="Address or network")
+    sort = forms.CharField(required=False, max_length=16)
+
+    def clean_jail(self) -> str:
+        jail = self.cleaned_data["jail"].strip()
+        if jail and not JAIL_NAME_RE.fullmatch(jail):
+            raise forms.ValidationError("Not a jail name.")
+        return jail
+
+    def clean_country(self) -> str:
+        country = self.cleaned_data["country"].strip()
+        if country and not _COUNTRY_RE.fullmatch(country):
+            raise forms.ValidationError("Use a two-letter country code.")
+        return country.upper()
+
+    def clean_q(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Any | None:
+        text = self.cleaned_data["q"].strip()
+        if not text:
+            return None
+        try:
+            target = parse_ip_or_network(text)
+            history_service.search_condition(target)  # refuses networks too large to search
+        except InvalidArgument as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return target
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("window") == "custom":
+            start, end = data.get("start"), data.get("end")
+            if not start or not end:
+                raise forms.ValidationError("A custom window needs a start and an end date.")
+            if end < start:
+                raise forms.ValidationError("The end date is before the start date.")
+            if (end - start).days > MAX_CUSTOM_DAYS:
+                raise forms.ValidationError(f"At most {MAX_CUSTOM_DAYS} days, please.")
+        return data
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The parsed request: the filter for the service, plus what the page shows about it."""
+
+    form: HistoryFilterForm
+    window: str
+    filter: HistoryFilter
+    search: Any | None
+    sort: str
+    zone: ZoneInfo
+
+    @property
+    def window_label(self) -> str:
+        if self.window == "custom":
+            start = datetime.fromtimestamp(self.filter.start, tz=self.zone)
+            end = datetime.fromtimestamp(self.filter.end - 1, tz=self.zone)
+            return f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
+        return WINDOWS[self.window][0]
+
+    def params(self, **changes: str | None) -> str:
+        """The query string of this page with some parameters changed (None removes one)."""
+        values: dict[str, str] = {}
+        data = self.form.data
+        for key in ("window", "start", "end", "jail", "country", "origin", "q", "sort"):
+            value = data.get(key, "")
+            if value and key not in self.form.errors:
+                values[key] = str(value)
+        for key, value in changes.items():
+            if value is None or value == "":
+                values.pop(key, None)
+            else:
+                values[key] = value
+        return "?" + urlencode(values) if values else "?"
+
+
+def _zone(state: RuntimeState) -> ZoneInfo:
+    try:
+        return ZoneInfo(state.settings.display_time_zone)
+    except (ValueError, KeyError):
+        return ZoneInfo("UTC")
+
+
+def filters_from_request(
+    request: HttpRequest, state: RuntimeState, *, default_window: str
+) -> Filters:
+    """Read window, filters, search and sort from the query string; bad values are ignored."""
+    form = HistoryFilterForm(request.GET)
+    form.is_valid()
+    data = {k: v for k, v in form.cleaned_data.items() if k not in form.errors}
+    if form.non_field_errors():
+        data["window"] = default_window
+    window = data.get("window") or default_window
+    zone = _zone(state)
+    now = timezone.now()
+    if window == "custom":
+        start_day: date = data["start"]
+        end_day: date = data["end"]
+        start = int(datetime.combine(start_day, time.min, tzinfo=zone).timestamp())
+        end = int(datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=zone).timestamp())
+    elif window == "all":
+        oldest = BanEvent.objects.order_by("timeofban").values_list("timeofban", flat=True).first()
+        end = int(now.timestamp()) + 1
+        start = min(oldest if oldest is not None else end - 86400, end - 86400)
+        start -= start % 86400
+    else:
+        days = WINDOWS[window][1]
+        assert days is not None
+        start, end = history_service.window_ending_now(days, now=now)
+    sort = data.get("sort") or "-time"
+    if sort.lstrip("-") not in history_service.HISTORY_SORTS:
+        sort = "-time"
+    return Filters(
+        form=form,
+        window=window,
+        filter=HistoryFilter(
+            start=start,
+            end=end,
+            jail=data.get("jail") or "",
+            country=data.get("country") or "",
+            origin=data.get("origin") or "",
+        ),
+        search=data.get("q"),
+        sort=sort,
+        zone=zone,
+    )
+
+
+# --- Dashboard ------------------------------------------------------------------------------------
+def _bucket_label(epoch: int, grain: str, zone: ZoneInfo) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    if grain == "hour":
+        return f"{moment.astimezone(zone):%d %b %H:%M}"
+    if grain == "day":
+        return f"{moment:%d %b %Y}"
+    return f"{moment:%b %Y}"
+
+
+def _country_label(code: str, names: dict[str, str]) -> str:
+    if not code:
+        return "Unknown"
+    return f"{names.get(code, code)} ({code})"
+
+
+def dashboard_charts(board: Dashboard, filters: Filters, state: RuntimeState) -> dict[str, Any]:
+    """The SVG charts (escaped by jails.charts, so safe to insert as markup)."""
+    grain = board.trend_grain
+    unit = {"hour": "hour", "day": "day (UTC)", "month": "month (UTC)"}[grain]
+    trend = charts.bar_chart_svg(
+        [(_bucket_label(t, grain, filters.zone), n) for t, n in board.trend],
+        title=f"Bans per {unit}, last {filters.window_label.lower()}"
+        if filters.window not in ("custom", "all")
+        else f"Bans per {unit}",
+    )
+    by_jail = charts.hbar_chart_svg(
+        [(jail, n, filters.params(jail=jail, page=None)) for jail, n in board.by_jail[:15]],
+        title="Bans by jail",
+    )
+    by_country = charts.hbar_chart_svg(
+        [
+            (
+                _country_label(code, board.country_names),
+                n,
+                filters.params(country=code, page=None) if code else None,
+            )
+            for code, n in board.by_country[:10]
+        ],
+        title="Top countries",
+    )
+    template = filters.params(country="CODE", page=None).replace("country=CODE", "country={code}")
+    world = charts.world_map_svg(
+        {code: n for code, n in board.by_country if code},
+        world=state.history.world_map(),
+        href_template=template,
+        selected=filters.filter.country or None,
+        title="Bans by country",
+    )
+    return {
+        # jails.charts escapes every label and attribute: the markup is safe to insert.
+        "trend_svg": mark_safe(trend),
+        "by_jail_svg": mark_safe(by_jail),
+        "by_country_svg": mark_safe(by_country),
+        "world_svg": mark_safe(world),
+    }
+
+
+def _map_names(state: RuntimeState) -> dict[str, str]:
+    return {code: country.name for code, country in state.history.world_map().countries.items()}
+
+
+def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
+    jails = history_service.jail_names_archived()
+    if filters.filter.jail and filters.filter.jail not in jails:
+        jails.append(filters.filter.jail)
+    countries = history_service.countries_archived(known_names=_map_names(state))
+    if filters.filter.country and filters.filter.country not in {c for c, _ in countries}:
+        countries.append((filters.filter.country, filters.filter.country))
+    return {
+        "jail_choices": jails,
+        "country_choices": countries,
+        "origin_choices": BanEvent.Origin.choices,
+        "window_choices": [(k, label) for k, (label, _) in WINDOWS.items()],
+    }
+
+
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+@vary_on_headers("HX-Request", "HX-Target")
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Headline figures, trend, bans by jail and country, world map and top offenders."""
+    state = runtime_state()
+    filters = filters_from_request(request, state, default_window="7d")
+    board = history_service.dashboard_get(f=filters.filter, known_names=_map_names(state))
+    busiest = board.busiest_jail
+    links = {
+        "self": request.path + filters.params(),
+        "windows": [
+            (key, label, filters.params(window=key, start=None, end=None), key == filters.window)
+            for key, (label, _) in WINDOWS.items()
+            if key != "custom"
+        ],
+        "busiest_jail": filters.params(jail=busiest[0]) if busiest else "",
+        "every_country": filters.params(country=None),
+        "history": "/history/" + filters.params(),
+    }
+    context = {
+        "filters": filters,
+        "board": board,
+        "links": links,
+        "repeat_days": history_service.REPEAT_DAYS,
+        "refresh_seconds": DASHBOARD_REFRESH_SECONDS,
+        "latest_at": datetime.fromtimestamp(board.latest, tz=UTC) if board.latest else None,
+        **dashboard_charts(board, filters, state),
+    }
+    template = "jails/dashboard.html"
+    if request.htmx and request.htmx.target == "dashboard-panels":
+        template += "#dashboard-panels"  # the periodic refresh: figures and charts only
+    else:
+        context.update(_choices(filters, state))
+        if request.htmx:
+            template += "#dashboard"
+    return render(request, template, context)
+
+
+# --- History list and CSV -------------------------------------------------------------------------
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+@vary_on_headers("HX-Request")
+def history_list(request: HttpRequest) -> HttpResponse:
+    """Every archived ban, filtered, searchable by address or network, sortable, paginated."""
+    state = runtime_state()
+    filters = filters_from_request(request, state, default_window="all")
+    events = history_service.history_events(
+        f=filters.filter, search=filters.search, sort=filters.sort
+    )
+    page = Paginator(events, state.settings.page_size).get_page(page_number(request))
+    headers = []
+    for key, label in SORT_LABELS.items():
+        direction = {key: "up", f"-{key}": "down"}.get(filters.sort, "")
+        # A click reverses the current order; time starts newest first, the others A to Z.
+        descending = direction == "up" or (not direction and key == "time")
+        next_sort = f"-{key}" if descending else key
+        headers.append((label, filters.params(sort=next_sort), direction))
+    context = {
+        "filters": filters,
+        "page": page,
+        "sort_headers": headers,
+        "export_url": "export.csv" + filters.params(page=None),
+    }
+    template = "jails/history_list.html"
+    if request.htmx:
+        template += "#history-table"
+    else:
+        context.update(_choices(filters, state))
+    return render(request, template, context)
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet shows as text: formulas (= + - @) are defused with a quote."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+CSV_HEADER = (
+    "time_utc",
+    "jail",
+    "ip",
+    "network",
+    "origin",
+    "banned_by",
+    "bantime_seconds",
+    "bancount",
+    "failures",
+    "country_code",
+    "country",
+    "asn",
+    "as_name",
+    "matches",
+)
+
+
+def _csv_rows(events: Iterable[BanEvent]) -> Iterator[list[object]]:
+    yield list(CSV_HEADER)
+    for e in events:
+        yield [
+            csv_cell(cell)
+            for cell in (
+                e.banned_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                e.jail,
+                e.ip,
+                e.network,
+                e.origin,
+                e.banned_by,
+                e.bantime,
+                e.bancount,
+                e.failures,
+                e.country_code,
+                e.country_name,
+                e.asn if e.asn is not None else "",
+                e.as_name,
+                e.matches,
+            )
+        ]
+
+
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+def history_export(request: HttpRequest) -> HttpResponse:
+    """The filtered history as CSV, streamed (a million rows never sit in memory)."""
+    state = runtime_state()
+    filters = filters_from_request(request, state, default_window="all")
+    events = history_service.history_events(
+        f=filters.filter, search=filters.search, sort=filters.sort
+    ).iterator(chunk_size=2000)
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in _csv_rows(events)), content_type="text/csv; charset=utf-8"
+    )
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="jailadmin-bans-{stamp}.csv"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --- One address ----------------------------------------------------------------------------------
+def ip_history_context(request: HttpRequest, address: str) -> dict[str, Any]:
+    """Context for templates/jails/_ip_history.html (the history part of `/ip/<address>/`)."""
+    try:
+        found = history_service.ip_history_get(ip=address)
+    except InvalidArgument:
+        return {"ip_history": None}
+    page_size = runtime_state().settings.page_size
+    try:
+        number = max(int(request.GET.get("hpage", "1")), 1)
+    except ValueError:
+        number = 1
+    return {
+        "ip_history": found,
+        "ip_history_page": Paginator(found.events, page_size).get_page(number),
+    }
