@@ -113,10 +113,8 @@ def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 
     written = 0
     with transaction.atomic(), connection.cursor() as cursor:
         for n in range(events):
-            if n < len(ips):
-                ip = ips[n]
-            else:
-                ip = ips[int(len(ips) * rng.random() ** 4)]  # heavy tail
+            # Every address once, then a heavy tail: a few addresses take most bans.
+            ip = ips[n] if n < len(ips) else ips[int(len(ips) * rng.random() ** 4)]
             jail = rng.choices(JAILS, weights=jail_weights)[0]
             age = rng.randrange(span)
             when = now - age

@@ -204,3 +204,14 @@ def test_dashboard_after_fail2ban_banned_from_log_lines(runtime, f2b, logged_in_
     body = logged_in_client.get("/?window=24h").content.decode()
     assert 'href="/ip/203.0.113.77/"' in body
     assert "fail2ban 1.0.2" in body  # the status bar above the dashboard
+
+
+def test_ip_page_shows_the_archived_history_below_the_live_bans(archive, f2b, logged_in_client):
+    response = logged_in_client.get("/ip/203.0.113.7/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="ip-history"' in body
+    assert "2 in 1 jail, on 2 days" in body
+    assert "sshd: fail from 203.0.113.7" in body
+    body = logged_in_client.get("/ip/203.0.113.8/").content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert(1)" not in body

@@ -50,7 +50,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from jails.fail2ban import InvalidArgument
-from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip, parse_ip_or_network
+from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
 from jails.geo import GeoDataError, GeoInfo
 from jails.models import (
     ROLLUP_ALL,
@@ -1059,19 +1059,14 @@ def _top_keys(
     if inside > RAW_RANKING_LIMIT and not (f.jail or f.origin):
         pool = summary_model.objects.filter(last_seen__gte=f.start, first_seen__lt=f.end)
         if f.country:
-            if key != "ip":
-                pool = None  # networks have no country of their own: count directly
-            else:
-                # An address's summary country is its latest lookup's; its bans carry the
-                # country of their own lookup, which only differs if the geo data changed.
-                pool = pool.filter(country_code=f.country)
-        ranked = (
-            _top_by_summary_totals(f, key=key, limit=limit, candidates=pool)
-            if pool is not None
-            else None
-        )
-        if ranked is not None:
-            return ranked
+            # An address's summary country is its latest lookup's; its bans carry the country
+            # of their own lookup, which only differs if the geo data changed. Networks have
+            # no country of their own: they are counted directly.
+            pool = pool.filter(country_code=f.country) if key == "ip" else None
+        if pool is not None:
+            ranked = _top_by_summary_totals(f, key=key, limit=limit, candidates=pool)
+            if ranked is not None:
+                return ranked
     rows = (
         f.events()
         .order_by()
@@ -1309,8 +1304,8 @@ class IPHistory:
 
 
 def ip_history_get(*, ip: str) -> IPHistory:
-    """One address's archived bans (newest first), per-jail counts and summary."""
-    address = str(parse_ip(ip))
+    """One address's (or banned network's) archived bans, newest first, and its summary."""
+    address = str(parse_ip_or_network(ip))
     events = BanEvent.objects.filter(ip=address).order_by("-timeofban", "-id")
     by_jail = _ranked(
         dict(

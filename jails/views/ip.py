@@ -31,6 +31,7 @@ from jails.state import RuntimeState
 from jails.views.bans import MAX_FIELD, unban_outcome
 from jails.views.common import actor_from_request
 from jails.views.control import LOST_ON_RELOAD
+from jails.views.history import ip_history_context
 from jails.views.jail_page import Confirmation, Outcome, redirect_with_message
 
 TEMPLATE = "jails/ip_detail.html"
@@ -54,7 +55,8 @@ def ip_context(
         "now": timezone.now(),
         "outcome": outcome,
         "search": where.address,
-        # The history section (history feature) adds its own context here.
+        # The archived bans of the address (the history feature's section).
+        **ip_history_context(request, where.address),
     }
 
 
