@@ -153,6 +153,33 @@ def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 
                 if written % 200000 == 0:
                     print(f"  {written} events written ({time.perf_counter() - started:.0f} s)")
         cursor.executemany(sql, rows)
+        # Draws that repeated a (jail, address, time) key were ignored: top up to the count.
+        while (missing := events - BanEvent.objects.count()) > 0:
+            extra = []
+            for _ in range(missing):
+                ip = rng.choice(ips)
+                info = geo[ip]
+                when = now - rng.randrange(span)
+                extra.append(
+                    (
+                        rng.choice(JAILS),
+                        ip,
+                        network_of(ip),
+                        when,
+                        600,
+                        1,
+                        3,
+                        "top-up",
+                        "jail",
+                        "",
+                        info.country_code or "",
+                        (info.country_name or "")[:64],
+                        info.asn,
+                        (info.as_name or "")[:255],
+                        archived_at,
+                    )
+                )
+            cursor.executemany(sql, extra)
     print(f"{BanEvent.objects.count()} events in {time.perf_counter() - started:.1f} s")
     step = time.perf_counter()
     summaries_rebuild()

@@ -116,10 +116,14 @@ def job_release(
 
 
 # --- The jobs -------------------------------------------------------------------------------------
-def retention_days_get() -> int:
-    """The archive's retention from the runtime settings (365 days until set up)."""
+def retention_days_get(state: RuntimeState) -> int:
+    """The archive's retention: the saved runtime setting, else the state's seed (365 days)."""
     days = SiteSettings.objects.values_list("history_retention_days", flat=True).first()
-    return int(days) if days else DEFAULT_RETENTION_DAYS
+    if days:
+        return int(days)
+    # Before the first-run setup saved settings: JAILADMIN_HISTORY_RETENTION_DAYS, if the
+    # runtime settings carry it.
+    return int(getattr(state.settings, "history_retention_days", DEFAULT_RETENTION_DAYS))
 
 
 def history_sync_job(ctx: JobContext) -> str:
@@ -130,7 +134,7 @@ def history_sync_job(ctx: JobContext) -> str:
 
 def history_purge_job(ctx: JobContext) -> str:
     return history_service.history_purge(
-        retention_days=retention_days_get(),
+        retention_days=retention_days_get(ctx.state),
         now=ctx.now,
         actor=Actor.system("job runner", source=AuditEntry.Source.JOB),
         should_stop=ctx.should_stop,

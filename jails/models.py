@@ -120,14 +120,14 @@ class BanEvent(models.Model):
     class Meta:
         ordering = ["-timeofban", "-id"]
         constraints = [
+            # Address first: it also serves every per-address lookup.
             models.UniqueConstraint(
-                fields=["jail", "ip", "timeofban"], name="ban_event_jail_ip_time_uniq"
+                fields=["ip", "jail", "timeofban"], name="ban_event_ip_jail_time_uniq"
             )
         ]
         indexes = [
             # Covers the window scans that rank addresses and networks.
             models.Index(fields=["timeofban", "ip", "network"], name="ban_event_time_ip"),
-            models.Index(fields=["ip", "timeofban"], name="ban_event_ip_time"),
             models.Index(fields=["network", "timeofban"], name="ban_event_net_time"),
             models.Index(
                 fields=["jail", "timeofban", "country_code", "origin", "ip", "network"],
@@ -199,7 +199,6 @@ class IPSummary(models.Model):
     last_seen = models.BigIntegerField(db_index=True)
     bans = models.PositiveIntegerField(db_index=True)
     days = models.PositiveIntegerField(default=1, help_text="Distinct UTC days with a ban.")
-    jails = models.PositiveIntegerField(default=1)
     country_code = models.CharField(max_length=2, blank=True, db_index=True)
     country_name = models.CharField(max_length=64, blank=True)
     asn = models.PositiveBigIntegerField(null=True, blank=True)

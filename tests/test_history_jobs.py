@@ -169,3 +169,49 @@ def test_two_job_runners_run_a_due_job_once_and_exit_cleanly_on_sigterm(f2b, tmp
     assert jobs == {"history-sync": 1, "history-purge": 1}
     assert archived == 2
     assert not BanEvent.objects.exists()  # the runners used their own database, not the test's
+
+
+def test_history_sync_command_syncs_purges_and_reports_json(runtime, f2b, tmp_path):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from jails.models import SiteSettings
+
+    SiteSettings.objects.update_or_create(
+        singleton=1,
+        defaults={"fail2ban_socket": str(f2b.socket_path), "history_retention_days": 30},
+    )
+    f2b.client().send("set", "sshd", "banip", "203.0.113.55")
+    wait_until(
+        lambda: (
+            __import__("sqlite3")
+            .connect(f2b.dbfile)
+            .execute("SELECT COUNT(*) FROM bans")
+            .fetchone()[0]
+            == 1
+        )
+    )
+    out = StringIO()
+    call_command("history_sync", "--purge", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["sync"]["archived"] == 1
+    assert report["purge"] == {"retention_days": 30, "deleted": 0}
+    assert BanEvent.objects.filter(ip="203.0.113.55").exists()
+    jobs = {j.name: j for j in ScheduledJob.objects.all()}
+    assert jobs["history-sync"].last_ok and jobs["history-sync"].locked_by == ""
+    assert jobs["history-purge"].last_ok
+
+
+def test_history_sync_command_fails_clearly_when_fail2ban_is_down(db):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from tests.conftest import point_state_at
+
+    point_state_at("/tmp/jailadmin-no-such.sock")
+    with pytest.raises(CommandError, match="history sync failed"):
+        call_command("history_sync")
+    job = ScheduledJob.objects.get(name="history-sync")
+    assert job.last_ok is False and job.locked_by == ""

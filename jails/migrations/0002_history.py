@@ -33,7 +33,6 @@ class Migration(migrations.Migration):
                 ('last_seen', models.BigIntegerField(db_index=True)),
                 ('bans', models.PositiveIntegerField(db_index=True)),
                 ('days', models.PositiveIntegerField(default=1, help_text='Distinct UTC days with a ban.')),
-                ('jails', models.PositiveIntegerField(default=1)),
                 ('country_code', models.CharField(blank=True, db_index=True, max_length=2)),
                 ('country_name', models.CharField(blank=True, max_length=64)),
                 ('asn', models.PositiveBigIntegerField(blank=True, null=True)),
@@ -98,8 +97,8 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-timeofban', '-id'],
-                'indexes': [models.Index(fields=['timeofban', 'ip', 'network'], name='ban_event_time_ip'), models.Index(fields=['ip', 'timeofban'], name='ban_event_ip_time'), models.Index(fields=['network', 'timeofban'], name='ban_event_net_time'), models.Index(fields=['jail', 'timeofban', 'country_code', 'origin', 'ip', 'network'], name='ban_event_jail_time'), models.Index(fields=['country_code', 'timeofban', 'jail', 'origin', 'ip', 'network'], name='ban_event_country_time'), models.Index(fields=['origin', 'timeofban', 'jail', 'country_code', 'ip', 'network'], name='ban_event_origin_time')],
-                'constraints': [models.UniqueConstraint(fields=('jail', 'ip', 'timeofban'), name='ban_event_jail_ip_time_uniq')],
+                'indexes': [models.Index(fields=['timeofban', 'ip', 'network'], name='ban_event_time_ip'), models.Index(fields=['network', 'timeofban'], name='ban_event_net_time'), models.Index(fields=['jail', 'timeofban', 'country_code', 'origin', 'ip', 'network'], name='ban_event_jail_time'), models.Index(fields=['country_code', 'timeofban', 'jail', 'origin', 'ip', 'network'], name='ban_event_country_time'), models.Index(fields=['origin', 'timeofban', 'jail', 'country_code', 'ip', 'network'], name='ban_event_origin_time')],
+                'constraints': [models.UniqueConstraint(fields=('ip', 'jail', 'timeofban'), name='ban_event_ip_jail_time_uniq')],
             },
         ),
         migrations.CreateModel(

@@ -94,21 +94,22 @@ class Command(BaseCommand):
             )
         if options["purge"]:
             self._lock(PURGE_JOB, owner, options["wait"])
+            ok, message = False, "interrupted"
             try:
-                days = retention_days_get()
+                days = retention_days_get(state)
                 purge = history_service.history_purge(
                     retention_days=days,
                     now=timezone.now(),
                     actor=Actor.system("history_sync", source=AuditEntry.Source.COMMAND),
                 )
                 report["purge"] = {"retention_days": days, "deleted": purge.deleted}
-                message = purge.message
+                ok, message = True, purge.message
             finally:
                 job_release(
                     name=PURGE_JOB,
                     owner=owner,
                     now=timezone.now(),
-                    ok=True,
+                    ok=ok,
                     message=message,
                     next_run_at=None,
                 )
