@@ -6,6 +6,7 @@ ImproperlyConfigured at startup rather than misbehaving later.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "jails.apps.JailsConfig",
 ]
 
@@ -51,7 +53,11 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "jails.middleware.ContentSecurityPolicyMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Until the first-run setup is done every page except /setup/ and /healthz redirects
+    # there; it runs before sessions, so the wizard never needs the session storage.
+    "jails.site_middleware.SetupRequiredMiddleware",
+    # Django's SessionMiddleware, with an unreachable session storage as a 503 page.
+    "jails.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -59,7 +65,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "jails.site_middleware.DisplayTimeZoneMiddleware",
     "jails.middleware.Fail2banErrorMiddleware",
+    # Last, as django-axes asks: turns a lockout into the "locked out" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "jailadmin.urls"
@@ -108,6 +117,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username or address before any password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -134,6 +148,9 @@ WHITENOISE_USE_FINDERS = DEBUG
 # Before `collectstatic` has run (tests, first start) fall back to the unhashed names.
 WHITENOISE_MANIFEST_STRICT = False
 
+# Sessions live in the cache backend held in the runtime state (jails/sessions.py), chosen
+# from the runtime settings at startup and swapped when /settings/ changes it.
+SESSION_ENGINE = "jails.sessions"
 # The bulk-ban form takes a pasted list of up to 100 000 addresses (IPv6 with prefixes:
 # about 4.4 MB), and its confirmation step posts the held-back ones again.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
@@ -174,6 +191,22 @@ JAILADMIN_REDIS_URL = env_str("JAILADMIN_REDIS_URL", "")
 JAILADMIN_GEOIP_DB = env_str("JAILADMIN_GEOIP_DB", "")
 JAILADMIN_PAGE_SIZE = env_int("JAILADMIN_PAGE_SIZE", 50, minimum=5)
 JAILADMIN_POLL_SECONDS = env_int("JAILADMIN_POLL_SECONDS", 10, minimum=2)
+# Seeds of the first-run setup (the wizard saves the runtime values in the database).
+JAILADMIN_SESSION_LIFETIME = env_int("JAILADMIN_SESSION_LIFETIME", 8 * 3600, minimum=300)
+JAILADMIN_HISTORY_RETENTION_DAYS = env_int("JAILADMIN_HISTORY_RETENTION_DAYS", 365, minimum=1)
+# How many gunicorn workers serve the site (scripts/run.sh starts exactly this many):
+# process-local `memory` sessions are refused with more than one (system check jails.E010).
+JAILADMIN_WORKERS = env_int("JAILADMIN_WORKERS", 3, minimum=1)
+
+# Brute-force protection (django-axes): after JAILADMIN_LOGIN_FAILURE_LIMIT failed logins
+# for one username, or from one address, further attempts are refused for the cool-off time.
+AXES_FAILURE_LIMIT = env_int("JAILADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("JAILADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
 
 for _name in ("TIME_ZONE", "JAILADMIN_FAIL2BAN_TIME_ZONE"):
     try:

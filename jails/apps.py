@@ -15,18 +15,27 @@ class JailsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from jails import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks and the audit hooks for logins (site_signals).
+        from jails import checks, site_checks, site_signals  # noqa: F401
 
         post_migrate.connect(_roles_after_migrate, sender=self)
 
         # No I/O here: the capability probe and every fail2ban call happen on first use.
         self.state = build_runtime_state(RuntimeSettings.from_django_settings(settings))
+        # The JAILADMIN_* values are only seeds: the stored runtime settings are read once
+        # before first use (jailadmin/wsgi.py at process start, else the accessor below).
+        self.state.load_pending = True
+        self.state.setup_pending = True
 
 
 def runtime_state() -> RuntimeState:
     """The one accessor views, commands and admin actions use to get the state."""
     config = apps.get_app_config("jails")
     assert isinstance(config, JailsConfig)
+    if config.state.load_pending:
+        from jails.runtime import runtime_load
+
+        runtime_load(config.state)
     return config.state
 
 

@@ -43,6 +43,9 @@ class SiteSettings(models.Model):
     redis_url = models.CharField(max_length=255, blank=True)
     history_retention_days = models.PositiveIntegerField(default=365)
     updated_at = models.DateTimeField(auto_now=True)
+    # Bumped by every save through the settings service; each process polls it to notice
+    # a change made by another worker (jails.runtime.SettingsWatcher).
+    version = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name = "site settings"
@@ -82,6 +85,25 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.jail}"
+
+
+class SessionCacheEntry(models.Model):
+    """The table behind the `database` session storage (Django's DatabaseCache layout).
+
+    Declared as a model so that a migration creates it: no `createcachetable` step to forget.
+    Only DatabaseCache reads and writes it.
+    """
+
+    cache_key = models.CharField(max_length=255, primary_key=True)
+    value = models.TextField()
+    expires = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "jailadmin_session_cache"
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return self.cache_key
 
 
 # --- Ban history archive (issue #5) ---------------------------------------------------------------

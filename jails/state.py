@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from jails.charts import WorldMap, load_world_map
 from jails.fail2ban import Fail2banClient
 from jails.geo import GeoLocator
+from jails.sessions import SessionCache, build_session_cache
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class RuntimeSettings:
     geoip_db: str = ""
     page_size: int = 50
     poll_seconds: int = 10
+    session_lifetime_seconds: int = 8 * 3600
+    history_retention_days: int = 365
+    web_workers: int = 1  # gunicorn workers this site runs with (JAILADMIN_WORKERS)
 
     @classmethod
     def from_django_settings(cls, settings: Any) -> RuntimeSettings:
@@ -48,6 +52,9 @@ class RuntimeSettings:
             geoip_db=settings.JAILADMIN_GEOIP_DB,
             page_size=settings.JAILADMIN_PAGE_SIZE,
             poll_seconds=settings.JAILADMIN_POLL_SECONDS,
+            session_lifetime_seconds=settings.JAILADMIN_SESSION_LIFETIME,
+            history_retention_days=settings.JAILADMIN_HISTORY_RETENTION_DAYS,
+            web_workers=settings.JAILADMIN_WORKERS,
         )
 
 
@@ -103,6 +110,23 @@ class RuntimeState:
     settings: RuntimeSettings
     jail_service: JailServiceState
     history: HistoryState = field(default_factory=HistoryState)
+    # Sessions and runtime settings (jails.sessions, jails.runtime). The session cache is
+    # built from `settings` when not given, and later only replaced whole (never mutated)
+    # by jails.runtime when the stored settings change; requests just read it.
+    session_cache: SessionCache = field(default=None)  # type: ignore[assignment]
+    settings_version: int = 0  # SiteSettings.version these settings come from
+    # Only the state JailsConfig.ready() builds starts with these set: its settings are the
+    # JAILADMIN_* seeds until jails.runtime reads the database (no I/O in ready()).
+    load_pending: bool = False
+    setup_pending: bool = False  # latched to False once setup is known to be complete
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    watcher: Any = field(default=None, repr=False)  # jails.runtime.SettingsWatcher
+
+    def __post_init__(self) -> None:
+        if self.session_cache is None:
+            self.session_cache = build_session_cache(
+                self.settings.session_cache, self.settings.redis_url
+            )
 
 
 def build_runtime_state(settings: RuntimeSettings) -> RuntimeState:

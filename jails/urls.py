@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jails.views import bans, control, history, ip, jails, status
+from jails.views import audit, bans, control, history, ip, jails, setup, site_settings, status
 
 app_name = "jails"
 
@@ -28,5 +28,9 @@ urlpatterns = [
     path("server/reload/", control.server_reload, name="server-reload"),
     path("server/unban-all/", bans.server_unban_all, name="server-unban-all"),
     path("status-bar/", status.status_bar, name="status-bar"),
+    # First-run setup, runtime settings, audit log (issue #3).
+    path("setup/", setup.setup_wizard, name="setup"),
+    path("settings/", site_settings.settings_edit, name="settings"),
+    path("audit/", audit.audit_list, name="audit"),
     path("healthz", status.healthz, name="healthz"),
 ]

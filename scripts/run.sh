@@ -31,17 +31,21 @@ else
   $PY manage.py demo_fail2ban attack --interval 1.5 & pids+=($!)
 fi
 
+# One number for gunicorn and for Django's check that refuses process-local (memory)
+# sessions with several workers.
+export JAILADMIN_WORKERS=${JAILADMIN_WORKERS:-${WORKERS:-3}}
 $PY manage.py migrate --noinput -v0
 $PY manage.py collectstatic --noinput -v0
 if $PY manage.py help run_jobs >/dev/null 2>&1; then
   $PY manage.py run_jobs & pids+=($!)
 fi
 if $PY manage.py help jailadmin_setup >/dev/null 2>&1; then
-  echo "first launch: open http://${HOST:-127.0.0.1}:${PORT:-8000}/setup/ to create the administrator"
+  echo "first launch: open http://${HOST:-127.0.0.1}:${PORT:-8000}/setup/ to create the administrator" \
+    "(or run: .venv/bin/python manage.py jailadmin_setup --username admin --password-stdin)"
 else
   echo "create a login with: .venv/bin/python manage.py createsuperuser"
 fi
 echo "jailadmin: http://${HOST:-127.0.0.1}:${PORT:-8000}/"
 .venv/bin/gunicorn jailadmin.wsgi:application --bind "${HOST:-127.0.0.1}:${PORT:-8000}" \
-  --workers "${WORKERS:-3}" --threads 4 --access-logfile - & pids+=($!)
+  --workers "$JAILADMIN_WORKERS" --threads 4 --access-logfile - & pids+=($!)
 wait "${pids[-1]}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jails.fail2ban.server import JailSpec, PrivateServer
+from tests.redis_server import RedisServer
 
 # Non-UTC on purpose: ban times come back in the server's local time and must be converted.
 SERVER_TZ = "Asia/Kolkata"
@@ -128,3 +129,47 @@ def _collected_static() -> None:
     from django.core.management import call_command
 
     call_command("collectstatic", "--noinput", verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real private redis-server (loopback, free port) for the whole session."""
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="ja-redis-", dir="/tmp")))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis(redis_server: RedisServer) -> RedisServer:
+    """The private Redis, running and empty."""
+    if not redis_server.is_running():
+        redis_server.start()
+    redis_server.flush()
+    return redis_server
+
+
+@pytest.fixture
+def role_client(django_user_model):
+    """role_client("viewer"|"operator"|"administrator"): a test client logged in with that role."""
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    def make(role: str, *, username: str | None = None, staff: bool = False) -> Client:
+        user = django_user_model.objects.create_user(
+            username=username or f"{role}-user", password="a-long-test-password-1", is_staff=staff
+        )
+        user.groups.add(Group.objects.get(name=role))
+        client = Client()
+        client.force_login(user)
+        client.user = user
+        return client
+
+    return make
+
+
+@pytest.fixture
+def fast_password_hashing(settings) -> None:
+    """Tests that log in many times: a cheap hasher (the real one costs ~0.3 s a login)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -12,6 +12,7 @@ from jails.apps import runtime_state
 from jails.context_processors import status_bar_context
 from jails.fail2ban import Fail2banError
 from jails.roles import PERM_VIEW
+from jails.sessions import SessionStorageUnavailable
 
 
 @require_GET
@@ -25,9 +26,11 @@ def status_bar(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_not_required
 def healthz(request: HttpRequest) -> HttpResponse:
-    """200 when fail2ban answers, 503 otherwise; no details, no login."""
+    """200 when fail2ban and the session storage answer, 503 otherwise; no details, no login."""
+    state = runtime_state()
     try:
-        runtime_state().jail_service.client.send("ping")
-    except Fail2banError:
+        state.jail_service.client.send("ping")
+        state.session_cache.check()
+    except (Fail2banError, SessionStorageUnavailable):
         return HttpResponse("unavailable\n", status=503, content_type="text/plain")
     return HttpResponse("ok\n", content_type="text/plain")

@@ -1,0 +1,49 @@
+"""Reading the audit log (writing is jails.services.audit.audit_record, and only there)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from jails.models import AuditEntry
+
+
+def audit_actions() -> list[str]:
+    """Every action name the log holds, for the filter's choices."""
+    return sorted(AuditEntry.objects.order_by().values_list("action", flat=True).distinct())
+
+
+def audit_entries_filter(
+    *,
+    user: str = "",
+    action: str = "",
+    jail: str = "",
+    ip: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    result: str = "",
+) -> QuerySet[AuditEntry]:
+    """The log, newest first, narrowed by each filter that is given (`ip`: canonical form)."""
+    entries = AuditEntry.objects.select_related("user").order_by("-created_at", "-id")
+    if user:
+        entries = entries.filter(actor__iexact=user)
+    if action:
+        entries = entries.filter(action=action)
+    if jail:
+        entries = entries.filter(jail=jail)
+    if ip:
+        # `ips` is a JSON list of canonical addresses; searching for the quoted string in
+        # its text finds exact members only (203.0.113.7 does not match 203.0.113.70) and
+        # works on SQLite and PostgreSQL alike.
+        entries = entries.filter(ips__icontains=json.dumps(ip))
+    if since:
+        entries = entries.filter(created_at__gte=since)
+    if until:
+        entries = entries.filter(created_at__lte=until)
+    if result == "ok":
+        entries = entries.filter(ok=True)
+    elif result == "failed":
+        entries = entries.filter(ok=False)
+    return entries

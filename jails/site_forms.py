@@ -1,0 +1,269 @@
+"""Forms for the runtime settings (one ModelForm for /settings/ and the admin), the first-run
+setup and the audit log filters. The live checks live in jails.services.settings."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
+
+from jails.fail2ban import InvalidArgument
+from jails.fail2ban.validation import normalise_ip, parse_duration
+from jails.models import SiteSettings
+from jails.services import settings as settings_service
+from jails.services.settings import SettingsInvalid, SiteValues
+from jails.sessions import MEMORY, REDIS
+from jails.state import RuntimeSettings
+from jails.templatetags.jailadmin import duration
+
+
+@dataclass(frozen=True)
+class SettingsContext:
+    """What validation needs to know about this installation (from the runtime settings)."""
+
+    fail2ban_timeout: float
+    web_workers: int
+
+    @classmethod
+    def from_settings(cls, settings: RuntimeSettings) -> SettingsContext:
+        return cls(fail2ban_timeout=settings.fail2ban_timeout, web_workers=settings.web_workers)
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class DurationTextField(forms.CharField):
+    """Seconds, written and shown as 30m, 8h, 7d (or plain seconds)."""
+
+    def __init__(self, *, min_seconds: int, max_seconds: int, **kwargs: Any) -> None:
+        self.min_seconds = min_seconds
+        self.max_seconds = max_seconds
+        super().__init__(**kwargs)
+        self.widget.attrs.setdefault("maxlength", "32")
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, int):
+            return duration(value)
+        return value
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        if len(str(text)) > 32:
+            raise ValidationError("Write a duration such as 30m, 8h or 7d.", code="invalid")
+        try:
+            seconds = sum(parse_duration(part, allow_permanent=False) for part in str(text).split())
+        except InvalidArgument:
+            raise ValidationError(
+                "Write a duration such as 30m, 8h or 7d.", code="invalid"
+            ) from None
+        if not self.min_seconds <= seconds <= self.max_seconds:
+            raise ValidationError(
+                f"Choose between {duration(self.min_seconds)} and {duration(self.max_seconds)}.",
+                code="range",
+            )
+        return seconds
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != initial
+        except ValidationError:
+            return True
+
+
+class SiteSettingsForm(forms.ModelForm):
+    """The runtime settings, with the live checks; used on /settings/ and in the admin.
+
+    On a change, the live checks run for what changed (an unrelated edit is not blocked
+    while fail2ban happens to be down); the setup wizard runs all of them.
+    """
+
+    always_check = False
+
+    display_time_zone = forms.ChoiceField(label="Display time zone", choices=time_zone_choices)
+    session_lifetime_seconds = DurationTextField(
+        label="Session lifetime",
+        min_seconds=settings_service.SESSION_LIFETIME_MIN,
+        max_seconds=settings_service.SESSION_LIFETIME_MAX,
+        help_text="How long a login lasts, e.g. 30m, 8h, 7d.",
+    )
+    history_retention_days = forms.IntegerField(
+        label="Ban history retention (days)",
+        min_value=1,
+        max_value=settings_service.RETENTION_DAYS_MAX,
+        help_text="Archived bans older than this are deleted.",
+    )
+
+    class Meta:
+        model = SiteSettings
+        fields = [
+            "fail2ban_socket",
+            "display_time_zone",
+            "session_lifetime_seconds",
+            "session_cache",
+            "redis_url",
+            "history_retention_days",
+        ]
+        labels = {
+            "fail2ban_socket": "fail2ban socket",
+            "session_cache": "Session storage",
+            "redis_url": "Redis URL",
+        }
+        help_texts = {
+            "fail2ban_socket": "Checked live: it must exist, be a socket and answer.",
+            "redis_url": "Only for Redis session storage, e.g. redis://127.0.0.1:6379/0. "
+            "Checked live with a real round trip.",
+        }
+        widgets = {"session_cache": forms.RadioSelect}
+
+    def __init__(self, *args: Any, context: SettingsContext | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if context is None:
+            from jails.apps import runtime_state
+
+            context = SettingsContext.from_settings(runtime_state().settings)
+        self.context = context
+        self.fail2ban_version: str | None = None
+        self.redis_checked = False
+
+    def _should_check(self, *names: str) -> bool:
+        return self.always_check or any(name in self.changed_data for name in names)
+
+    def clean_fail2ban_socket(self) -> str:
+        path = self.cleaned_data["fail2ban_socket"].strip()
+        if self._should_check("fail2ban_socket"):
+            try:
+                self.fail2ban_version = settings_service.fail2ban_socket_check(
+                    path=path, timeout=self.context.fail2ban_timeout
+                )
+            except SettingsInvalid as exc:
+                raise ValidationError(str(exc), code="fail2ban") from None
+        return path
+
+    def clean_redis_url(self) -> str:
+        return self.cleaned_data.get("redis_url", "").strip()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        storage = cleaned.get("session_cache")
+        if storage == MEMORY and self.context.web_workers > 1:
+            self.add_error(
+                "session_cache",
+                f"Process memory only works with a single process, and this site runs "
+                f"{self.context.web_workers} workers (JAILADMIN_WORKERS): each would have "
+                "its own sessions. Use the database or Redis.",
+            )
+        if storage == REDIS and "redis_url" not in self.errors:
+            url = cleaned.get("redis_url", "")
+            if self._should_check("session_cache", "redis_url"):
+                try:
+                    settings_service.redis_url_check(url=url)
+                    self.redis_checked = True
+                except SettingsInvalid as exc:
+                    self.add_error("redis_url", str(exc))
+        return cleaned
+
+    def site_values(self) -> SiteValues:
+        return SiteValues.from_mapping(self.cleaned_data)
+
+
+class SetupForm(SiteSettingsForm):
+    """The first-run setup: the first administrator plus every runtime setting, all checked."""
+
+    always_check = True
+
+    username = forms.CharField(
+        label="Administrator username",
+        max_length=150,
+        validators=[get_user_model().username_validator],
+        help_text="Letters, digits and @ . + - _ only.",
+    )
+    password1 = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label="Password again",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    field_order = ["username", "password1", "password2"]
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"].strip()
+        user_model = get_user_model()
+        if user_model.objects.filter(username__iexact=username).exists():
+            raise ValidationError(f"A user named {username} already exists.", code="exists")
+        return username
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        password1 = cleaned.get("password1")
+        password2 = cleaned.get("password2")
+        if password1 and password2 and password1 != password2:
+            self.add_error("password2", "The two passwords differ.")
+        elif password1:
+            user_model = get_user_model()
+            probe = user_model(username=cleaned.get("username", ""))
+            try:
+                password_validation.validate_password(password1, user=probe)
+            except ValidationError as exc:
+                self.add_error("password1", exc)
+        return cleaned
+
+
+class AuditFilterForm(forms.Form):
+    """Filters of /audit/: all optional, all validated (an IP through the fail2ban rules)."""
+
+    user = forms.CharField(required=False, max_length=150, label="User")
+    action = forms.ChoiceField(required=False, label="Action")
+    jail = forms.CharField(required=False, max_length=64, label="Jail")
+    ip = forms.CharField(required=False, max_length=64, label="IP address")
+    since = forms.DateTimeField(
+        required=False,
+        label="From",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+    )
+    until = forms.DateTimeField(
+        required=False,
+        label="To",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+    )
+    result = forms.ChoiceField(
+        required=False,
+        label="Result",
+        choices=[("", "any"), ("ok", "ok"), ("failed", "failed")],
+    )
+
+    def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "any")] + [(a, a) for a in actions]
+
+    def clean_ip(self) -> str:
+        value = self.cleaned_data["ip"].strip()
+        if not value:
+            return ""
+        try:
+            return normalise_ip(value)
+        except InvalidArgument:
+            raise ValidationError("Not an IP address.", code="invalid") from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        since: datetime | None = cleaned.get("since")
+        until: datetime | None = cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", "“To” is before “From”.")
+        return cleaned

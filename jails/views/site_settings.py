@@ -1,0 +1,68 @@
+"""Runtime settings (/settings/): administrators only, same form and checks as the admin."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+from django.views.decorators.vary import vary_on_headers
+
+from jails.apps import runtime_state
+from jails.roles import PERM_ADMINISTER
+from jails.runtime import site_settings_row
+from jails.services import settings as settings_service
+from jails.services.settings import SetupRequired, SiteValues
+from jails.sessions import SessionStorageUnavailable, build_session_cache, session_copy
+from jails.site_forms import SettingsContext, SiteSettingsForm
+from jails.views.common import actor_from_request
+
+
+def storage_switch_keep_session(request: HttpRequest, values: SiteValues) -> None:
+    """The administrator who switched the session storage stays logged in: their session
+    goes into the new storage now; every worker's watcher swaps to it within a second."""
+    target = build_session_cache(values.session_cache, values.redis_url)
+    try:
+        session_copy(request.session, target)
+    except SessionStorageUnavailable as exc:
+        messages.warning(request, f"Your session could not be copied ({exc}): log in again.")
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(PERM_ADMINISTER, raise_exception=True)
+@vary_on_headers("HX-Request")
+def settings_edit(request: HttpRequest) -> HttpResponse:
+    """Show and change the runtime settings; a change reaches every worker within seconds."""
+    state = runtime_state()
+    row = site_settings_row()
+    if row is None or not row.setup_complete:
+        return redirect("jails:setup")
+    context = SettingsContext.from_settings(state.settings)
+    if request.method == "POST":
+        form = SiteSettingsForm(request.POST, instance=row, context=context)
+        if form.is_valid():
+            try:
+                change = settings_service.settings_update(
+                    state, values=form.site_values(), actor=actor_from_request(request)
+                )
+            except SetupRequired:
+                return redirect("jails:setup")
+            if change.storage_changed:
+                storage_switch_keep_session(request, form.site_values())
+            if change.changes:
+                names = ", ".join(form.fields[name].label or name for name in change.changes)
+                messages.success(request, f"Saved: {names}. Every worker uses it within seconds.")
+            else:
+                messages.info(request, "Nothing changed.")
+            return redirect("jails:settings")
+    else:
+        form = SiteSettingsForm(instance=row, context=context)
+    template = "jails/settings_form.html"
+    if request.htmx:
+        template += "#settings-form"
+    return render(
+        request,
+        template,
+        {"form": form, "storage": state.session_cache, "row": row, "runtime": state.settings},
+    )
