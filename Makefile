@@ -52,5 +52,9 @@ run: install
 bench: install
 	$(PY) bench/run_all.py
 
+# Dashboard and history screenshots (headless Chromium) into artifacts/.
+screenshot: install
+	$(PY) scripts/screenshot_dashboard.py --out artifacts
+
 clean:
 	rm -rf $(VENV) $(VAR)

@@ -199,7 +199,7 @@ def _bucket_label(epoch: int, grain: str, zone: ZoneInfo) -> str:
     if grain == "hour":
         return f"{moment.astimezone(zone):%d %b %H:%M}"
     if grain == "day":
-        return f"{moment:%d %b %Y}"
+        return f"{moment:%d %b}"
     return f"{moment:%b %Y}"
 
 
@@ -218,6 +218,9 @@ def dashboard_charts(board: Dashboard, filters: Filters, state: RuntimeState) ->
         title=f"Bans per {unit}, last {filters.window_label.lower()}"
         if filters.window not in ("custom", "all")
         else f"Bans per {unit}",
+        width=1200,
+        height=260,
+        max_labels=10,
     )
     by_jail = charts.hbar_chart_svg(
         [(jail, n, filters.params(jail=jail, page=None)) for jail, n in board.by_jail[:15]],
