@@ -140,3 +140,6 @@ for model, base in (
     if admin.site.is_registered(model):
         admin.site.unregister(model)
     admin.site.register(model, type(f"Audited{base.__name__}", (AuditedAdminMixin, base), {}))
+
+# The ban archive and the job runner's jobs (issue #5).
+from jails import admin_history  # noqa: E402, F401

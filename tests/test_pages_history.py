@@ -215,3 +215,15 @@ def test_ip_page_shows_the_archived_history_below_the_live_bans(archive, f2b, lo
     assert "sshd: fail from 203.0.113.7" in body
     body = logged_in_client.get("/ip/203.0.113.8/").content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert(1)" not in body
+
+
+def test_admin_lists_archived_bans_read_only_with_escaped_log_lines(archive, admin_client):
+    response = admin_client.get("/admin/jails/banevent/?jail=sshd")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "203.0.113.8" in body and "198.51.100.9" not in body
+    assert "Add ban event" not in body
+    event = BanEvent.objects.get(ip="203.0.113.8")
+    detail = admin_client.get(f"/admin/jails/banevent/{event.pk}/change/").content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail and "<script>alert(1)" not in detail
+    assert admin_client.get("/admin/jails/scheduledjob/").status_code == 200

@@ -1,0 +1,66 @@
+"""The ban archive and the job runner in the Django admin (read-only views of both).
+
+Archived bans are written only by the sync and removed only by the retention purge, so the
+admin may look and filter but not add, edit or delete; its one action unbans the selected
+addresses in fail2ban (jails.admin_bans.unban_ban_events, through the ban service).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from jails.admin_bans import unban_ban_events
+from jails.models import BanEvent, ScheduledJob
+from jails.roles import PERM_VIEW
+
+
+class _ReadOnlyForViewers(admin.ModelAdmin):
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(BanEvent)
+class BanEventAdmin(_ReadOnlyForViewers):
+    list_display = ("banned_at", "jail", "ip", "origin", "banned_by", "country_code", "as_name")
+    list_filter = ("origin", "jail", "country_code")
+    search_fields = ("=ip", "=network", "=jail")
+    ordering = ("-timeofban", "-id")
+    show_full_result_count = False  # a million rows: no second COUNT(*) per page
+    actions = [unban_ban_events]
+    readonly_fields = ("banned_at", "log_lines")
+    exclude = ("matches",)
+
+    @admin.display(description="matched log lines")
+    def log_lines(self, obj: BanEvent) -> str:
+        # Attacker-controlled text: format_html_join escapes every line.
+        return format_html_join(
+            "", "<div><code>{}</code></div>", ((line,) for line in obj.match_lines)
+        )
+
+
+@admin.register(ScheduledJob)
+class ScheduledJobAdmin(_ReadOnlyForViewers):
+    list_display = (
+        "name",
+        "last_ok",
+        "last_finished_at",
+        "next_run_at",
+        "locked_by",
+        "run_count",
+        "last_message",
+    )
