@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "jails.middleware.ContentSecurityPolicyMiddleware",
+    # An HTMX request redirected to the login page or the wizard reloads the whole page.
+    "jails.site_middleware.HtmxAuthRedirectMiddleware",
     # Until the first-run setup is done every page except /setup/ and /healthz redirects
     # there; it runs before sessions, so the wizard never needs the session storage.
     "jails.site_middleware.SetupRequiredMiddleware",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 
 from jails.apps import runtime_state
 from jails.models import SiteSettings
@@ -33,16 +35,43 @@ class SetupRequiredMiddleware:
                 # Completed by another process: its watcher applies the settings shortly.
                 state.setup_pending = False
             else:
-                response = HttpResponseRedirect(SETUP_PATH)
-                if getattr(request, "htmx", False) or request.headers.get("HX-Request"):
-                    response["HX-Redirect"] = SETUP_PATH
-                return response
+                return HttpResponseRedirect(SETUP_PATH)
         return self.get_response(request)
 
 
 def _always_open(path: str) -> bool:
     """What works before the setup: the wizard itself, the health check, static files."""
     return path == HEALTHZ_PATH or path.startswith((SETUP_PATH, settings.STATIC_URL))
+
+
+class HtmxAuthRedirectMiddleware:
+    """An HTMX request sent to the login page or the wizard reloads the whole page there.
+
+    The browser follows a 302 inside the XMLHttpRequest, so a polling fragment whose session
+    ran out would get the login form swapped into it. HTMX requests get a 204 with
+    HX-Redirect instead; a normal request keeps the plain redirect.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.headers.get("HX-Request") != "true" or response.status_code not in (301, 302):
+            return response
+        location = response.get("Location", "")
+        if not location.startswith((settings.LOGIN_URL, "/admin/login/", SETUP_PATH)):
+            return response
+        # `next` would be the fragment's URL: return to the page the user is on instead.
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        if location.startswith(settings.LOGIN_URL) and current.path.startswith("/"):
+            target = current.path + (f"?{current.query}" if current.query else "")
+            if not target.startswith("//"):
+                location = f"{settings.LOGIN_URL}?{urlencode({'next': target})}"
+        redirect = HttpResponse(status=204)
+        redirect["HX-Redirect"] = location
+        patch_vary_headers(redirect, ("HX-Request",))
+        return redirect
 
 
 class DisplayTimeZoneMiddleware:

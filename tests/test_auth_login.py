@@ -186,3 +186,16 @@ def test_admin_user_management_is_audited(runtime, role_client, django_user_mode
     change = AuditEntry.objects.get(action="admin_change")
     assert change.parameters["object"] == "newop"
     assert "groups" in str(change.parameters["message"]).lower()
+
+
+def test_htmx_request_without_login_reloads_the_page_to_login(viewer, client: Client):
+    """A polling fragment whose session ran out: the whole page goes to the login form,
+    which then returns to the page (not to the fragment's URL)."""
+    response = client.get(
+        "/status-bar/",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/jails/sshd/?page=2"},
+    )
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == "/login/?next=%2Fjails%2Fsshd%2F%3Fpage%3D2"
+    plain = client.get("/status-bar/")
+    assert (plain.status_code, plain["Location"]) == (302, "/login/?next=/status-bar/")
