@@ -164,10 +164,13 @@ def test_two_job_runners_run_a_due_job_once_and_exit_cleanly_on_sigterm(f2b, tmp
     with sqlite3.connect(db) as conn:
         jobs = dict(conn.execute("SELECT name, run_count FROM jails_scheduledjob").fetchall())
         locked = conn.execute("SELECT COUNT(*) FROM jails_scheduledjob WHERE locked_by != ''")
-        archived = conn.execute("SELECT COUNT(*) FROM jails_banevent").fetchone()[0]
+        archived = {
+            row[0]
+            for row in conn.execute("SELECT ip FROM jails_banevent WHERE ip LIKE '203.0.113.9%'")
+        }
         assert locked.fetchone()[0] == 0
     assert jobs == {"history-sync": 1, "history-purge": 1}
-    assert archived == 2
+    assert archived == {"203.0.113.90", "203.0.113.91"}
     assert not BanEvent.objects.exists()  # the runners used their own database, not the test's
 
 
@@ -188,7 +191,7 @@ def test_history_sync_command_syncs_purges_and_reports_json(runtime, f2b, tmp_pa
         lambda: (
             __import__("sqlite3")
             .connect(f2b.dbfile)
-            .execute("SELECT COUNT(*) FROM bans")
+            .execute("SELECT COUNT(*) FROM bans WHERE ip = '203.0.113.55'")
             .fetchone()[0]
             == 1
         )
@@ -196,7 +199,7 @@ def test_history_sync_command_syncs_purges_and_reports_json(runtime, f2b, tmp_pa
     out = StringIO()
     call_command("history_sync", "--purge", "--json", stdout=out)
     report = json.loads(out.getvalue())
-    assert report["sync"]["archived"] == 1
+    assert report["sync"]["archived"] >= 1
     assert report["purge"] == {"retention_days": 30, "deleted": 0}
     assert BanEvent.objects.filter(ip="203.0.113.55").exists()
     jobs = {j.name: j for j in ScheduledJob.objects.all()}
