@@ -111,6 +111,9 @@ def test_dashboard_custom_window(archive, logged_in_client):
     body = logged_in_client.get(f"/?window=custom&start={day}&end={day}").content.decode()
     assert '<span class="figure">1</span> bans' in body
     assert "198.51.100.10" in body
+    # Dates filled in while a fixed window is still selected: the dates win.
+    body = logged_in_client.get(f"/?window=7d&start={day}&end={day}").content.decode()
+    assert '<span class="figure">1</span> bans' in body
 
 
 def test_history_lists_every_archived_ban_with_log_lines_escaped(archive, logged_in_client):

@@ -95,6 +95,8 @@ class HistoryFilterForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if data.get("start") and data.get("end"):
+            data["window"] = "custom"  # dates given: they are the window
         if data.get("window") == "custom":
             start, end = data.get("start"), data.get("end")
             if not start or not end:
