@@ -121,9 +121,8 @@ def retention_days_get(state: RuntimeState) -> int:
     days = SiteSettings.objects.values_list("history_retention_days", flat=True).first()
     if days:
         return int(days)
-    # Before the first-run setup saved settings: JAILADMIN_HISTORY_RETENTION_DAYS, if the
-    # runtime settings carry it.
-    return int(getattr(state.settings, "history_retention_days", DEFAULT_RETENTION_DAYS))
+    # Before the first-run setup saved settings: the JAILADMIN_HISTORY_RETENTION_DAYS seed.
+    return int(state.settings.history_retention_days or DEFAULT_RETENTION_DAYS)
 
 
 def history_sync_job(ctx: JobContext) -> str:
