@@ -141,5 +141,6 @@ for model, base in (
         admin.site.unregister(model)
     admin.site.register(model, type(f"Audited{base.__name__}", (AuditedAdminMixin, base), {}))
 
-# The ban archive and the job runner's jobs (issue #5).
-from jails import admin_history  # noqa: E402, F401
+# Live bans and the unban action for archived bans (issue #4); the ban archive and the job
+# runner's jobs (issue #5).
+from jails import admin_bans, admin_history  # noqa: E402, F401

@@ -87,6 +87,23 @@ class AuditEntry(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.jail}"
 
 
+class LiveBan(models.Model):
+    """No table: the Django admin's "Live bans" page shows fail2ban's current bans.
+
+    It exists so the page has a place in the admin (jails.admin_bans); its rows come from
+    fail2ban, never from the database.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "live ban"
+        verbose_name_plural = "live bans"
+
+    def __str__(self) -> str:
+        return "live ban"
+
+
 class SessionCacheEntry(models.Model):
     """The table behind the `database` session storage (Django's DatabaseCache layout).
 

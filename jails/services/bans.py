@@ -256,6 +256,8 @@ def _ban(
     validate_jail_name(jail)
     batch_size = max(batch_size, 1)
     entries = entries_parse(lines)
+    if not entries:
+        raise InvalidArgument("no addresses given")
     results: list[LineResult | None] = [
         None if e.valid else LineResult(e.number, e.text, LineStatus.INVALID, reason=e.error)
         for e in entries
@@ -375,6 +377,8 @@ def _unban(
         validate_jail_name(jail)
     batch_size = max(batch_size, 1)
     entries = entries_parse(lines)
+    if not entries:
+        raise InvalidArgument("no addresses given")
     results: list[LineResult | None] = []
     pending: list[int] = []
     first_line: dict[str, int] = {}

@@ -27,7 +27,7 @@ from jails.views.jail_page import (
     Confirmation,
     Outcome,
     jail_action_response,
-    list_state,
+    list_fields,
     redirect_with_message,
 )
 
@@ -60,11 +60,6 @@ def jail_action(view: JailView) -> JailView:
     return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
 
 
-def _list_fields(request: HttpRequest) -> list[tuple[str, str]]:
-    query, page = list_state(request)
-    return [("q", query), ("page", str(page))]
-
-
 # Ban one ---
 @jail_action
 def jail_ban(request: HttpRequest, name: str) -> HttpResponse:
@@ -91,7 +86,7 @@ def jail_ban(request: HttpRequest, name: str) -> HttpResponse:
                 title=f"Ban {entry.address} in {name}?",
                 details=[f"{entry.address}: {reasons[entry.address]}."],
                 url=reverse("jails:jail-ban", args=[name]),
-                fields=[("ip", entry.address), ("confirm", "yes"), *_list_fields(request)],
+                fields=[("ip", entry.address), ("confirm", "yes"), *list_fields(request)],
                 button="Ban anyway",
             )
             outcome = Outcome(confirm=confirm, values={"ban": value})

@@ -22,7 +22,7 @@ from jails.views.jail_page import (
     Outcome,
     jail_action_response,
     jail_url,
-    list_state,
+    list_fields,
     redirect_with_message,
 )
 
@@ -30,11 +30,6 @@ LOST_ON_RELOAD = (
     "This is a runtime change: fail2ban forgets it on the next reload or restart unless it is "
     "also made in the configuration."
 )
-
-
-def _list_fields(request: HttpRequest) -> list[tuple[str, str]]:
-    query, page = list_state(request)
-    return [("q", query), ("page", str(page))]
 
 
 # Ignore list ---
@@ -93,7 +88,7 @@ def jail_tune(request: HttpRequest, name: str) -> HttpResponse:
                 LOST_ON_RELOAD,
             ],
             url=reverse("jails:jail-tune", args=[name]),
-            fields=[*raw.items(), ("confirm", "yes"), *_list_fields(request)],
+            fields=[*raw.items(), ("confirm", "yes"), *list_fields(request)],
             button="Apply",
             danger=False,
         )
@@ -168,7 +163,7 @@ def jail_control(request: HttpRequest, name: str) -> HttpResponse:
             title=title.format(jail=name),
             details=[detail],
             url=reverse("jails:jail-control", args=[name]),
-            fields=[("op", op), ("confirm", "yes"), *_list_fields(request)],
+            fields=[("op", op), ("confirm", "yes"), *list_fields(request)],
             button=button,
             danger=danger,
         )

@@ -77,6 +77,12 @@ def list_state(request: HttpRequest) -> tuple[str, int]:
     return query, page
 
 
+def list_fields(request: HttpRequest) -> list[tuple[str, str]]:
+    """Hidden fields that keep the ban table's search and page through a confirmation."""
+    query, page = list_state(request)
+    return [("q", query), ("page", str(page))]
+
+
 def jail_url(name: str, request: HttpRequest | None = None) -> str:
     url = reverse("jails:jail-detail", args=[name])
     if request is None:
