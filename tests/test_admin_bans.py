@@ -134,3 +134,12 @@ def test_unban_ban_events_action_refuses_viewers(runtime, f2b, as_role):
     request.user = viewer.user
     with pytest.raises(PermissionDenied):
         unban_ban_events(None, request, BanEvent.objects.all())
+
+
+def test_live_bans_page_when_fail2ban_is_down_is_503_not_500(logged_in_client):
+    from tests.conftest import point_state_at
+
+    point_state_at("/tmp/jailadmin-no-such.sock")
+    response = logged_in_client.get(URL)
+    assert response.status_code == 503
+    assert "fail2ban is not reachable" in response.content.decode()
