@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -295,8 +296,8 @@ class PrivateServer:
         if not {jail.name for jail in self.jails} <= listed:
             self.reload()  # a stopped jail is gone from the server until a reload
             self.wait_ready()
+        self._unban_all_until_database_empty(client)
         with client.connection() as conn:
-            conn.send("unban", "--all")
             for jail in self.jails:
                 conn.send("set", jail.name, "idle", "off")
                 for key, value in (
@@ -307,6 +308,27 @@ class PrivateServer:
                     conn.send("set", jail.name, key, value)
                 for ip in conn.send("get", jail.name, "ignoreip"):
                     conn.send("set", jail.name, "delignoreip", str(ip))
+
+    def _unban_all_until_database_empty(self, client: Fail2banClient, timeout: float = 3.0) -> None:
+        # fail2ban writes a ban to its database from an observer thread, after `banip` has
+        # answered: an `unban --all` that overtakes that write leaves a stale row, which the
+        # next test would see in the history. Repeat until the database is really empty.
+        deadline = time.monotonic() + timeout
+        while True:
+            client.send("unban", "--all")
+            if self._database_ban_rows() == 0 or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def _database_ban_rows(self) -> int:
+        if not self.dbfile.exists():
+            return 0
+        uri = f"file:{self.dbfile}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1)) as db:
+                return int(db.execute("SELECT count(*) FROM bans").fetchone()[0])
+        except sqlite3.Error:
+            return 0
 
     # Traffic --------------------------------------------------------------------------------------
     def append_failures(
