@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jails.apps import runtime_state
 from jails.jobs import JobOutcome, JobRunner, default_jobs
+from jails.runtime import runtime_start
 
 
 class Command(BaseCommand):
@@ -49,6 +50,9 @@ class Command(BaseCommand):
                 known = ", ".join(job.name for job in jobs)
                 raise CommandError(f"unknown job {sorted(unknown)[0]!r} (jobs: {known})")
             jobs = [job for job in jobs if job.name in options["only"]]
+        # A long-running process: follow settings saved on /settings/ (fail2ban socket, geo
+        # database...) the same way web workers do, instead of keeping the startup values.
+        runtime_start(runtime_state(), watch=True)
         stop = threading.Event()
         runner = JobRunner(jobs, state_getter=runtime_state, stop=stop)
 
