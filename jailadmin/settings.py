@@ -209,6 +209,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no "AXES: BEGIN" banner on every command and worker start
 
 for _name in ("TIME_ZONE", "JAILADMIN_FAIL2BAN_TIME_ZONE"):
     try:
