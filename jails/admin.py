@@ -19,9 +19,10 @@ from django.db.models import Model, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.models import AuditEntry, SiteSettings
-from jails.roles import PERM_ADMINISTER, PERM_VIEW
+from jails.roles import PERM_ADMINISTER
 from jails.services import settings as settings_service
 from jails.services.audit import audit_record
 from jails.site_forms import SiteSettingsForm
@@ -100,7 +101,7 @@ class SiteSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyForViewersAdmin):
     """The audit log, read-only for everybody (nobody edits or deletes history)."""
 
     list_display = ("created_at", "actor", "source", "address", "action", "jail", "ip_count", "ok")
@@ -111,21 +112,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         return [field.name for field in AuditEntry._meta.fields]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 # Users, groups and django-axes' records (unlocking = deleting an access attempt): the stock

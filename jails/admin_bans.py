@@ -16,15 +16,16 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
+from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.models import AuditEntry, LiveBan
-from jails.roles import PERM_OPERATE, PERM_VIEW
+from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
 from jails.services.bans import LineStatus
@@ -77,23 +78,8 @@ def unban_ban_events(
 
 
 @admin.register(LiveBan)
-class LiveBanAdmin(admin.ModelAdmin):
+class LiveBanAdmin(ReadOnlyForViewersAdmin):
     """Not a table: fail2ban's current bans, with unban actions."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.has_module_permission(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name

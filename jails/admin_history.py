@@ -8,34 +8,15 @@ addresses in fail2ban (jails.admin_bans.unban_ban_events, through the ban servic
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Model
-from django.http import HttpRequest
 from django.utils.html import format_html_join
 
 from jails.admin_bans import unban_ban_events
+from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.models import BanEvent, ScheduledJob
-from jails.roles import PERM_VIEW
-
-
-class _ReadOnlyForViewers(admin.ModelAdmin):
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 @admin.register(BanEvent)
-class BanEventAdmin(_ReadOnlyForViewers):
+class BanEventAdmin(ReadOnlyForViewersAdmin):
     list_display = ("banned_at", "jail", "ip", "origin", "banned_by", "country_code", "as_name")
     list_filter = ("origin", "jail", "country_code")
     search_fields = ("=ip", "=network", "=jail")
@@ -54,7 +35,7 @@ class BanEventAdmin(_ReadOnlyForViewers):
 
 
 @admin.register(ScheduledJob)
-class ScheduledJobAdmin(_ReadOnlyForViewers):
+class ScheduledJobAdmin(ReadOnlyForViewersAdmin):
     list_display = (
         "name",
         "last_ok",
