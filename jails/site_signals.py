@@ -25,32 +25,25 @@ def _address(request: HttpRequest | None) -> str | None:
     return (request.META.get("REMOTE_ADDR") if request is not None else None) or None
 
 
+def _user_actor(request: HttpRequest | None, user: Any) -> Actor:
+    return Actor(
+        name=user.get_username(),
+        source=_source(request),
+        user_id=user.pk,
+        address=_address(request),
+    )
+
+
 @receiver(user_logged_in, dispatch_uid="jails-audit-login")
 def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
-    audit_record(
-        actor=Actor(
-            name=user.get_username(),
-            source=_source(request),
-            user_id=user.pk,
-            address=_address(request),
-        ),
-        action="login",
-    )
+    audit_record(actor=_user_actor(request, user), action="login")
 
 
 @receiver(user_logged_out, dispatch_uid="jails-audit-logout")
 def audit_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if user is None:
         return  # an anonymous "logout" changes nothing
-    audit_record(
-        actor=Actor(
-            name=user.get_username(),
-            source=_source(request),
-            user_id=user.pk,
-            address=_address(request),
-        ),
-        action="logout",
-    )
+    audit_record(actor=_user_actor(request, user), action="logout")
 
 
 @receiver(user_locked_out, dispatch_uid="jails-audit-lockout")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from jails.fail2ban.commands import PROBE_JAIL
 from jails.fail2ban.errors import InvalidArgument, UnknownJail, UnsupportedCommand
 from jails.fail2ban.server import JailSpec, PrivateServer, find_fail2ban
 from jails.fail2ban.validation import normalise_ip
+from tests.conftest import wait_until
 
 JAILS = (
     JailSpec("sshd", maxretry=3, findtime="10m", bantime="10m"),
@@ -55,16 +55,6 @@ def client(server):
     return server.client(timeout=5.0)
 
 
-def wait_for(predicate, *, timeout=15.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def test_private_server_answers_basic_commands(client):
     assert client.send("ping") == "pong"
     assert str(client.send("version")).startswith(("0.", "1."))
@@ -76,14 +66,14 @@ def test_private_server_failure_lines_make_it_ban(server, client):
     server.append_failures("sshd", ["203.0.113.7", "2001:db8::7"], count=3)
     server.append_failures("sshd", ["203.0.113.8"], count=1)  # below maxretry
 
-    banned = wait_for(
+    banned = wait_until(
         lambda: {"203.0.113.7", "2001:db8::7"} <= set(client.send("get", "sshd", "banip"))
     )
     assert banned
     assert "203.0.113.8" not in client.send("get", "sshd", "banip")
     assert client.send("get", "web-auth", "banip") == []
     # The action ran for each ban (it appends the address to a file).
-    logged = wait_for(lambda: server.actions_log.exists() and server.actions_log.read_text())
+    logged = wait_until(lambda: server.actions_log.exists() and server.actions_log.read_text())
     assert "203.0.113.7" in logged.split()
 
 
