@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Screenshots of the dashboard and the ban history, taken with headless Chromium.
+"""Screenshots of the main pages (dashboard, history, jails, a jail, an address, audit, settings).
 
     .venv/bin/python scripts/screenshot_dashboard.py [--out artifacts]
 
 Builds a throw-away site in a temp directory: a SQLite database with a seeded archive (a
 year of bans, real countries from the offline geo data), a private fail2ban server for the
 status bar, gunicorn on a free loopback port, a logged-in session; then Chromium (Debian's,
-driven by Playwright, no browser download) saves artifacts/dashboard.png and
-artifacts/history.png. Everything it starts is stopped again. Also reports what the browser
-logged (a Content Security Policy violation shows up there).
+driven by Playwright, no browser download) saves artifacts/<page>.png for each of PAGES
+(dashboard.png, history.png, ...). Everything it starts is stopped again. Also reports
+what the browser logged (a Content Security Policy violation shows up there).
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PAGES = (
+    ("dashboard", "/?window=30d"),
+    ("history", "/history/?window=7d"),
+    ("jails", "/jails/"),
+    ("jail", "/jails/sshd/"),
+    ("ip", "/ip/203.0.113.7/"),
+    ("audit", "/audit/"),
+    ("settings", "/settings/"),
+)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -155,7 +164,7 @@ def capture(url: str, cookie: tuple[str, str], out: Path) -> dict[str, object]:
                 "response",
                 lambda r: console.append(f"http {r.status}: {r.url}") if r.status >= 400 else None,
             )
-            for name, path in (("dashboard", "/?window=30d"), ("history", "/history/?window=7d")):
+            for name, path in PAGES:
                 response = page.goto(url + path, wait_until="networkidle")
                 assert response is not None and response.status == 200, (path, response)
                 target = out / f"{name}.png"
