@@ -19,6 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+$PY manage.py migrate --noinput -v0
+$PY manage.py collectstatic --noinput -v0
+
 system_socket=${JAILADMIN_FAIL2BAN_SOCKET:-/var/run/fail2ban/fail2ban.sock}
 if [ -S "$system_socket" ]; then
   echo "using fail2ban at $system_socket"
@@ -34,8 +37,6 @@ fi
 # One number for gunicorn and for Django's check that refuses process-local (memory)
 # sessions with several workers.
 export JAILADMIN_WORKERS=${JAILADMIN_WORKERS:-${WORKERS:-3}}
-$PY manage.py migrate --noinput -v0
-$PY manage.py collectstatic --noinput -v0
 if $PY manage.py help run_jobs >/dev/null 2>&1; then
   $PY manage.py run_jobs & pids+=($!)
 fi
