@@ -111,11 +111,21 @@ def test_normalise_ip_returns_canonical_form(value, canonical):
         ("2001:DB8::/32", "2001:db8::/32"),
         ("2001:db8::1/128", "2001:db8::1"),
         ("2001:db8::1", "2001:db8::1"),
-        ("0.0.0.0/0", "0.0.0.0/0"),
+        ("0.0.0.0/1", "0.0.0.0/1"),
     ],
 )
 def test_normalise_ip_with_network_returns_canonical_form(value, canonical):
     assert normalise_ip(value, allow_network=True) == canonical
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0/0", "::/0", "10.1.2.3/0"])
+def test_normalise_ip_refuses_the_whole_internet(value):
+    # fail2ban would ban (or ignore) everybody, and lists 0.0.0.0/0 as "0.0.0.0", so it
+    # could not even be removed again.
+    with pytest.raises(InvalidArgument, match="covers every address"):
+        normalise_ip(value, allow_network=True)
+    with pytest.raises(InvalidArgument):
+        check_command(["set", "sshd", "addignoreip", value])
 
 
 def test_parse_ip_returns_ipaddress_objects():

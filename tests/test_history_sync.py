@@ -94,12 +94,12 @@ def test_history_sync_archives_bans_fail2ban_made_from_log_lines(runtime, f2b):
 def test_history_sync_second_run_adds_nothing(runtime, f2b):
     ban_from_log(f2b, "nginx-http-auth", ["198.51.100.1"], count=2)
     wait_until(lambda: "198.51.100.1" in ips_in_fail2ban_db(f2b))
-    # The f2b fixture leaves fail2ban's database empty, so this ban is the only row.
-    assert history.history_sync(runtime).archived == 1
+    first = history.history_sync(runtime)
+    assert first.archived >= 1  # ours, and possibly a late ban from an earlier test's log lines
     HistorySource.objects.update(last_rowid=0)  # make the next sync read every row again
     again = history.history_sync(runtime)
     assert again.archived == 0
-    assert again.already == 1
+    assert again.already == again.read >= first.archived
     assert archived("198.51.100.1") == ["198.51.100.1"]
     month = BanRollup.objects.get(grain=BanRollup.Grain.MONTH, jail="*", country_code="*")
     assert month.bans == BanEvent.objects.count()  # nothing counted twice

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from .client import Fail2banClient
 from .errors import Fail2banError
+from .validation import normalise_ip
 
 # Debian's fail2ban package, unpacked into the project by `make` (scripts/install-fail2ban.sh);
 # the system's own installation is used when there is no unpacked copy.
@@ -296,6 +297,13 @@ class PrivateServer:
         if not {jail.name for jail in self.jails} <= listed:
             self.reload()  # a stopped jail is gone from the server until a reload
             self.wait_ready()
+            # The re-added jail restores its old bans from the database, asynchronously
+            # (its actions thread picks them up about a second later): outwait that, or a
+            # restored ban with little time left expires in the middle of the next test.
+            settle_until = time.monotonic() + 2.0
+            while time.monotonic() < settle_until:
+                client.send("unban", "--all")
+                time.sleep(0.25)
         self._unban_all_until_database_empty(client)
         with client.connection() as conn:
             for jail in self.jails:
@@ -307,7 +315,9 @@ class PrivateServer:
                 ):
                     conn.send("set", jail.name, key, value)
                 for ip in conn.send("get", jail.name, "ignoreip"):
-                    conn.send("set", jail.name, "delignoreip", str(ip))
+                    conn.send(
+                        "set", jail.name, "delignoreip", normalise_ip(str(ip), allow_network=True)
+                    )
 
     def _unban_all_until_database_empty(self, client: Fail2banClient, timeout: float = 3.0) -> None:
         # fail2ban writes a ban to its database from an observer thread, after `banip` has
