@@ -19,6 +19,7 @@ from jailadmin.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_str,
     host_time_zone,
 )
@@ -35,6 +36,8 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env_list("JAILADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("JAILADMIN_CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks).
+JAILADMIN_TRUSTED_PROXIES = env_networks("JAILADMIN_TRUSTED_PROXIES", [])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -50,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: everything after it (audit, lockout, own-address check) sees the real client.
+    "jails.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "jails.middleware.ContentSecurityPolicyMiddleware",

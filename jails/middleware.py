@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
@@ -61,3 +63,42 @@ class Fail2banErrorMiddleware:
                 template += "#fail2ban-unavailable"
             return render(request, template, context, status=503)
         return None
+
+
+class TrustedProxyMiddleware:
+    """Behind a reverse proxy, the client's address comes from X-Forwarded-For.
+
+    Only when the connection comes from one of JAILADMIN_TRUSTED_PROXIES: then REMOTE_ADDR
+    becomes the right-most X-Forwarded-For address that is not itself a trusted proxy, so
+    the audit log, the login lockout and the "your own address" check all see the real
+    client. Anyone else's X-Forwarded-For is ignored (it is trivially forged).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.proxies = tuple(
+            ipaddress.ip_network(entry, strict=False)
+            for entry in settings.JAILADMIN_TRUSTED_PROXIES
+        )
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in self.proxies)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if self.proxies and forwarded and self._trusted(request.META.get("REMOTE_ADDR", "")):
+            for hop in reversed(forwarded.split(",")):
+                hop = hop.strip()
+                if self._trusted(hop):
+                    continue
+                # A garbage hop keeps the proxy's own address.
+                with contextlib.suppress(ValueError):
+                    request.META["REMOTE_ADDR"] = str(ipaddress.ip_address(hop))
+                break
+        return self.get_response(request)
