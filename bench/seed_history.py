@@ -91,7 +91,8 @@ def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 
 
     from jails.geo import GeoLocator
     from jails.models import BanEvent
-    from jails.services.history import network_of, summaries_rebuild
+    from jails.services.history import network_of
+    from jails.services.history_summaries import summaries_rebuild
 
     rng = random.Random(seed_value)
     started = time.perf_counter()

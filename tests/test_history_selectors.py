@@ -10,8 +10,10 @@ import pytest
 
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
 from jails.models import BanEvent
-from jails.services import history
-from jails.services.history import HistoryFilter
+from jails.selectors import history
+from jails.selectors.history import HistoryFilter
+from jails.services.history import history_sync
+from jails.services.history_summaries import summaries_rebuild
 from tests.test_history_sync import assert_summaries_match_archive
 
 pytestmark = pytest.mark.django_db
@@ -41,13 +43,13 @@ def archive(runtime, tmp_path):
     path = tmp_path / "f2b.sqlite3"
     fail2ban_db_create(path)
     fail2ban_db_add(path, bans)
-    history.history_sync(runtime, dbfile=str(path), batch_size=200, commit_rows=300)
+    history_sync(runtime, dbfile=str(path), batch_size=200, commit_rows=300)
     # Summaries kept batch by batch (bans out of time order) equal a rebuild.
     assert_summaries_match_archive()
     for event in BanEvent.objects.all():
         event.country_code = COUNTRIES[hash(event.ip) % len(COUNTRIES)]
         event.save(update_fields=["country_code"])
-    history.summaries_rebuild()
+    summaries_rebuild()
     return list(
         BanEvent.objects.values("jail", "ip", "network", "timeofban", "country_code", "origin")
     )

@@ -10,6 +10,7 @@ from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_crea
 from jails.models import AuditEntry, BanEvent, BanRollup, HistorySource, IPSummary, NetworkSummary
 from jails.services import history
 from jails.services.audit import Actor, audit_record
+from jails.services.history_summaries import summaries_rebuild
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +66,7 @@ def summaries_snapshot() -> tuple:
 def assert_summaries_match_archive() -> None:
     """The incrementally kept summaries equal a rebuild from the archive."""
     incremental = summaries_snapshot()
-    history.summaries_rebuild()
+    summaries_rebuild()
     assert incremental == summaries_snapshot()
 
 

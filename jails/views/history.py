@@ -1,7 +1,7 @@
 """The dashboard (`/`), the ban history (`/history/`, CSV export) and an address's history.
 
 All three read the archive only (never fail2ban's socket, except the status bar) through
-jails.services.history; figures come from the summaries the sync keeps, so a year of bans
+jails.selectors.history; figures come from the summaries the sync keeps, so a year of bans
 costs a few small queries.
 """
 
@@ -33,8 +33,8 @@ from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
 from jails.models import BanEvent
 from jails.roles import PERM_VIEW
-from jails.services import history as history_service
-from jails.services.history import Dashboard, HistoryFilter
+from jails.selectors import history as history_selectors
+from jails.selectors.history import Dashboard, HistoryFilter
 from jails.state import RuntimeState
 from jails.views.common import page_number
 
@@ -88,7 +88,7 @@ class HistoryFilterForm(forms.Form):
             return None
         try:
             target = parse_ip_or_network(text)
-            history_service.search_condition(target)  # refuses networks too large to search
+            history_selectors.search_condition(target)  # refuses networks too large to search
         except InvalidArgument as exc:
             raise forms.ValidationError(str(exc)) from None
         return target
@@ -175,9 +175,9 @@ def filters_from_request(
     else:
         days = WINDOWS[window][1]
         assert days is not None
-        start, end = history_service.window_ending_now(days, now=now)
+        start, end = history_selectors.window_ending_now(days, now=now)
     sort = data.get("sort") or "-time"
-    if sort.lstrip("-") not in history_service.HISTORY_SORTS:
+    if sort.lstrip("-") not in history_selectors.HISTORY_SORTS:
         sort = "-time"
     return Filters(
         form=form,
@@ -261,10 +261,10 @@ def _map_names(state: RuntimeState) -> dict[str, str]:
 
 
 def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
-    jails = history_service.jail_names_archived()
+    jails = history_selectors.jail_names_archived()
     if filters.filter.jail and filters.filter.jail not in jails:
         jails.append(filters.filter.jail)
-    countries = history_service.countries_archived(known_names=_map_names(state))
+    countries = history_selectors.countries_archived(known_names=_map_names(state))
     if filters.filter.country and filters.filter.country not in {c for c, _ in countries}:
         countries.append((filters.filter.country, filters.filter.country))
     return {
@@ -282,7 +282,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """Headline figures, trend, bans by jail and country, world map and top offenders."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="7d")
-    board = history_service.dashboard_get(f=filters.filter, known_names=_map_names(state))
+    board = history_selectors.dashboard_get(f=filters.filter, known_names=_map_names(state))
     busiest = board.busiest_jail
     links = {
         "self": request.path + filters.params(),
@@ -299,7 +299,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "board": board,
         "links": links,
-        "repeat_days": history_service.REPEAT_DAYS,
+        "repeat_days": history_selectors.REPEAT_DAYS,
         "refresh_seconds": DASHBOARD_REFRESH_SECONDS,
         "latest_at": datetime.fromtimestamp(board.latest, tz=UTC) if board.latest else None,
         **dashboard_charts(board, filters, state),
@@ -322,7 +322,7 @@ def history_list(request: HttpRequest) -> HttpResponse:
     """Every archived ban, filtered, searchable by address or network, sortable, paginated."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="all")
-    events = history_service.history_events(
+    events = history_selectors.history_events(
         f=filters.filter, search=filters.search, sort=filters.sort
     )
     page = Paginator(events, state.settings.page_size).get_page(page_number(request))
@@ -407,7 +407,7 @@ def history_export(request: HttpRequest) -> HttpResponse:
     """The filtered history as CSV, streamed (a million rows never sit in memory)."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="all")
-    events = history_service.history_events(
+    events = history_selectors.history_events(
         f=filters.filter, search=filters.search, sort=filters.sort
     ).iterator(chunk_size=2000)
     writer = csv.writer(_Echo())
@@ -424,7 +424,7 @@ def history_export(request: HttpRequest) -> HttpResponse:
 def ip_history_context(request: HttpRequest, address: str) -> dict[str, Any]:
     """Context for templates/jails/_ip_history.html (the history part of `/ip/<address>/`)."""
     try:
-        found = history_service.ip_history_get(ip=address)
+        found = history_selectors.ip_history_get(ip=address)
     except InvalidArgument:
         return {"ip_history": None}
     page_size = runtime_state().settings.page_size

@@ -22,6 +22,7 @@ from jails.jobs import (
 )
 from jails.models import AuditEntry
 from jails.services import history as history_service
+from jails.services import history_summaries
 from jails.services.audit import Actor
 
 LEASE = timedelta(minutes=30)
@@ -78,7 +79,7 @@ class Command(BaseCommand):
                 "geo_error": result.geo_error or None,
             }
             if options["rebuild_summaries"]:
-                history_service.summaries_rebuild()
+                history_summaries.summaries_rebuild()
                 report["summaries_rebuilt"] = True
         except (Fail2banError, history_service.HistoryError) as exc:
             message = str(exc)

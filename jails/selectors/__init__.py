@@ -1,0 +1,1 @@
+"""Read-only queries (selectors) used by the pages; services do the writes."""

@@ -1,0 +1,311 @@
+"""Ban history summaries: the tables pages read instead of a year of events.
+
+Every archived event updates three summaries in the same transaction as the event itself:
+
+- BanRollup: counts per hour, day and month (UTC) by jail, country and origin, with
+  ROLLUP_ALL rows for "every jail" / "every country";
+- IPSummary and NetworkSummary: first and last ban, count and distinct days per address and
+  per /24 (IPv4) or /64 (IPv6).
+
+The archive (jails.services.history) adds and removes events through these functions; the
+selectors (jails.selectors.history) read the tables.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection, transaction
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    OuterRef,
+)
+
+from jails.geo import GeoInfo
+from jails.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
+
+HOUR, DAY = 3600, 86400
+Grain = BanRollup.Grain
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A ban about to be archived (a light stand-in for a BanEvent instance)."""
+
+    jail: str
+    ip: str
+    network: str
+    timeofban: int
+    bantime: int
+    bancount: int
+    failures: int
+    matches: str
+    origin: str
+    banned_by: str
+    country_code: str
+    country_name: str
+    asn: int | None
+    as_name: str
+
+
+# --- Summaries ------------------------------------------------------------------------------------
+def _month_start(epoch: int) -> int:
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+def _next_month(epoch: int) -> int:
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp())
+
+
+RollupKey = tuple[int, int, str, str, str]  # grain, period, jail, country, origin
+
+
+def rollup_deltas(counts: Iterable[tuple[int, str, str, str, int]]) -> Counter[RollupKey]:
+    """Rollup increments for (hour start, jail, country, origin, bans) tuples."""
+    deltas: Counter[RollupKey] = Counter()
+    months: dict[int, int] = {}
+    for hour, jail, country, origin, n in counts:
+        day = hour - hour % DAY
+        month = months.get(day)
+        if month is None:
+            month = months[day] = _month_start(day)
+        deltas[(Grain.HOUR, hour, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
+        deltas[(Grain.HOUR, hour, jail, ROLLUP_ALL, origin)] += n
+        for grain, period in ((Grain.DAY, day), (Grain.MONTH, month)):
+            deltas[(grain, period, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
+            deltas[(grain, period, jail, ROLLUP_ALL, origin)] += n
+            deltas[(grain, period, ROLLUP_ALL, country, origin)] += n
+            deltas[(grain, period, jail, country, origin)] += n
+    return deltas
+
+
+def _rollup_apply(deltas: Mapping[RollupKey, int]) -> None:
+    """Add the deltas to BanRollup (an upsert); rows that reach zero are deleted."""
+    rows = [(*key, n) for key, n in deltas.items() if n]
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    table = qn(BanRollup._meta.db_table)
+    # One statement for SQLite and PostgreSQL alike; the ORM cannot add to a conflicting row.
+    sql = (
+        f"INSERT INTO {table} (grain, period, jail, country_code, origin, bans) "
+        "VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (grain, jail, country_code, period, origin) "
+        f"DO UPDATE SET bans = {table}.bans + excluded.bans"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+    if any(n < 0 for *_, n in rows):
+        BanRollup.objects.filter(bans__lte=0).delete()
+
+
+def _hour_expression() -> ExpressionWrapper:
+    return ExpressionWrapper(F("timeofban") - F("timeofban") % HOUR, output_field=BigIntegerField())
+
+
+SUMMARY_CHUNK = 500  # keys per summary statement
+
+
+def _sql_names() -> dict[str, str]:
+    qn = connection.ops.quote_name
+    return {
+        "event": qn(BanEvent._meta.db_table),
+        "ipsum": qn(IPSummary._meta.db_table),
+        "netsum": qn(NetworkSummary._meta.db_table),
+    }
+
+
+def _summaries_add(
+    events: Sequence[NewEvent], existing: set[tuple[str, str, int]], geo: Mapping[str, GeoInfo]
+) -> None:
+    """Add newly archived bans to IPSummary and NetworkSummary (an upsert per key).
+
+    ``existing`` holds the archive's bans of these addresses on the same days (read before
+    the insert), so a day counts as new only if the address had no ban on it yet.
+    """
+    t = _sql_names()
+    least, greatest = ("MIN", "MAX") if connection.vendor == "sqlite" else ("LEAST", "GREATEST")
+    old_days: dict[str, set[int]] = {}
+    for _, ip, when in existing:
+        old_days.setdefault(ip, set()).add(when // DAY)
+    known = set()
+    ip_list = sorted({e.ip for e in events})
+    for i in range(0, len(ip_list), SUMMARY_CHUNK * 4):
+        known.update(
+            IPSummary.objects.filter(ip__in=ip_list[i : i + SUMMARY_CHUNK * 4]).values_list(
+                "ip", flat=True
+            )
+        )
+    per_ip: dict[str, list[NewEvent]] = {}
+    for e in events:
+        per_ip.setdefault(e.ip, []).append(e)
+    ip_rows = []
+    net_rows: dict[str, list[int]] = {}  # network -> [first, last, bans, new addresses]
+    for ip, mine in per_ip.items():
+        times = [e.timeofban for e in mine]
+        days = {t // DAY for t in times} - old_days.get(ip, set())
+        info = geo.get(ip) or GeoInfo()
+        ip_rows.append(
+            (
+                ip,
+                mine[0].network,
+                min(times),
+                max(times),
+                len(mine),
+                len(days),
+                info.country_code or "",
+                (info.country_name or "")[:64],
+                info.asn,
+                (info.as_name or "")[:255],
+            )
+        )
+        net = net_rows.setdefault(mine[0].network, [min(times), max(times), 0, 0])
+        net[0], net[1] = min(net[0], *times), max(net[1], *times)
+        net[2] += len(mine)
+        net[3] += ip not in known
+    ip_sql = (
+        f"INSERT INTO {t['ipsum']} (ip, network, first_seen, last_seen, bans, days, "
+        "country_code, country_name, asn, as_name) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ip) DO UPDATE SET "
+        f"first_seen = {least}({t['ipsum']}.first_seen, excluded.first_seen), "
+        f"last_seen = {greatest}({t['ipsum']}.last_seen, excluded.last_seen), "
+        f"bans = {t['ipsum']}.bans + excluded.bans, days = {t['ipsum']}.days + excluded.days, "
+        "country_code = excluded.country_code, country_name = excluded.country_name, "
+        "asn = excluded.asn, as_name = excluded.as_name"
+    )
+    net_sql = (
+        f"INSERT INTO {t['netsum']} (network, first_seen, last_seen, bans, ips) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (network) DO UPDATE SET "
+        f"first_seen = {least}({t['netsum']}.first_seen, excluded.first_seen), "
+        f"last_seen = {greatest}({t['netsum']}.last_seen, excluded.last_seen), "
+        f"bans = {t['netsum']}.bans + excluded.bans, ips = {t['netsum']}.ips + excluded.ips"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(ip_sql, ip_rows)
+        cursor.executemany(net_sql, [(net, *values) for net, values in net_rows.items()])
+
+
+def _summaries_refresh(ips: set[str], networks: set[str], *, after_delete: bool = False) -> None:
+    """Recompute IPSummary/NetworkSummary for these keys from the archive (deleting empty ones).
+
+    Set-based SQL (INSERT ... SELECT ... ON CONFLICT, the same on SQLite and PostgreSQL): the
+    rows never travel through Python, and an address's figures are always those of its bans.
+    The geo fields take the largest stored value: one per address unless the geo data changed.
+    """
+    t = _sql_names()
+    ip_sql = (
+        f"INSERT INTO {t['ipsum']} (ip, network, first_seen, last_seen, bans, days, "
+        "country_code, country_name, asn, as_name) "
+        "SELECT ip, MAX(network), MIN(timeofban), MAX(timeofban), COUNT(*), "
+        f"COUNT(DISTINCT timeofban / {DAY}), MAX(country_code), "
+        f"MAX(country_name), MAX(asn), MAX(as_name) FROM {t['event']} WHERE ip IN ({{marks}}) "
+        "GROUP BY ip ON CONFLICT (ip) DO UPDATE SET network = excluded.network, "
+        "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+        "bans = excluded.bans, days = excluded.days, "
+        "country_code = excluded.country_code, country_name = excluded.country_name, "
+        "asn = excluded.asn, as_name = excluded.as_name"
+    )
+    net_sql = (
+        f"INSERT INTO {t['netsum']} (network, first_seen, last_seen, bans, ips) "
+        "SELECT network, MIN(timeofban), MAX(timeofban), COUNT(*), COUNT(DISTINCT ip) "
+        f"FROM {t['event']} WHERE network IN ({{marks}}) GROUP BY network "
+        "ON CONFLICT (network) DO UPDATE SET first_seen = excluded.first_seen, "
+        "last_seen = excluded.last_seen, bans = excluded.bans, ips = excluded.ips"
+    )
+    with connection.cursor() as cursor:
+        for keys, sql, model, field_name in (
+            (sorted(ips), ip_sql, IPSummary, "ip"),
+            (sorted(networks), net_sql, NetworkSummary, "network"),
+        ):
+            for i in range(0, len(keys), SUMMARY_CHUNK):
+                chunk = keys[i : i + SUMMARY_CHUNK]
+                cursor.execute(sql.format(marks=", ".join(["%s"] * len(chunk))), chunk)
+                if after_delete:  # keys whose last ban was purged
+                    model.objects.filter(**{f"{field_name}__in": chunk}).exclude(
+                        Exists(BanEvent.objects.filter(**{field_name: OuterRef(field_name)}))
+                    ).delete()
+
+
+def summaries_rebuild() -> None:
+    """Rebuild BanRollup, IPSummary and NetworkSummary from the whole archive (seed, repair)."""
+    with transaction.atomic():
+        BanRollup.objects.all().delete()
+        IPSummary.objects.all().delete()
+        NetworkSummary.objects.all().delete()
+        counts = (
+            BanEvent.objects.order_by()
+            .annotate(hour=_hour_expression())
+            .values_list("hour", "jail", "country_code", "origin")
+            .annotate(n=Count("id"))
+        )
+        _rollup_apply(rollup_deltas(counts.iterator(chunk_size=20000)))
+        day = ExpressionWrapper(F("timeofban") / DAY, output_field=BigIntegerField())
+        # The address's geo fields: any of its events' (they come from one lookup per sync).
+        ip_rows = (
+            BanEvent.objects.order_by()
+            .values("ip")
+            .annotate(
+                net=Max("network"),
+                first=Min("timeofban"),
+                last=Max("timeofban"),
+                n=Count("id"),
+                days=Count(day, distinct=True),
+                cc=Max("country_code"),
+                cn=Max("country_name"),
+                asn_=Max("asn"),
+                asname=Max("as_name"),
+            )
+        )
+        batch: list[IPSummary] = []
+        for row in ip_rows.iterator(chunk_size=20000):
+            batch.append(
+                IPSummary(
+                    ip=row["ip"],
+                    network=row["net"],
+                    first_seen=row["first"],
+                    last_seen=row["last"],
+                    bans=row["n"],
+                    days=row["days"],
+                    country_code=row["cc"] or "",
+                    country_name=row["cn"] or "",
+                    asn=row["asn_"],
+                    as_name=row["asname"] or "",
+                )
+            )
+            if len(batch) >= 5000:
+                IPSummary.objects.bulk_create(batch)
+                batch = []
+        IPSummary.objects.bulk_create(batch)
+        net_rows = (
+            BanEvent.objects.order_by()
+            .values("network")
+            .annotate(
+                first=Min("timeofban"),
+                last=Max("timeofban"),
+                n=Count("id"),
+                ips=Count("ip", distinct=True),
+            )
+        )
+        nets = [
+            NetworkSummary(
+                network=row["network"],
+                first_seen=row["first"],
+                last_seen=row["last"],
+                bans=row["n"],
+                ips=row["ips"],
+            )
+            for row in net_rows.iterator(chunk_size=20000)
+        ]
+        NetworkSummary.objects.bulk_create(nets, batch_size=5000)
