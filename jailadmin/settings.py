@@ -59,10 +59,10 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "jails.middleware.ContentSecurityPolicyMiddleware",
     # An HTMX request redirected to the login page or the wizard reloads the whole page.
-    "jails.site_middleware.HtmxAuthRedirectMiddleware",
+    "jails.middleware.HtmxAuthRedirectMiddleware",
     # Until the first-run setup is done every page except /setup/ and /healthz redirects
     # there; it runs before sessions, so the wizard never needs the session storage.
-    "jails.site_middleware.SetupRequiredMiddleware",
+    "jails.middleware.SetupRequiredMiddleware",
     # Django's SessionMiddleware, with an unreachable session storage as a 503 page.
     "jails.sessions.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,7 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "jails.site_middleware.DisplayTimeZoneMiddleware",
+    "jails.middleware.DisplayTimeZoneMiddleware",
     "jails.middleware.Fail2banErrorMiddleware",
     # Last, as django-axes asks: turns a lockout into the "locked out" page.
     "axes.middleware.AxesMiddleware",

@@ -21,11 +21,11 @@ from django.http import HttpRequest
 
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
+from jails.forms import SiteSettingsForm
 from jails.models import AuditEntry, SiteSettings
 from jails.roles import PERM_ADMINISTER
 from jails.services import settings as settings_service
 from jails.services.audit import audit_record
-from jails.site_forms import SiteSettingsForm
 from jails.views.common import actor_from_request
 
 

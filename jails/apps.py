@@ -15,8 +15,8 @@ class JailsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        # Registers the system checks and the audit hooks for logins (site_signals).
-        from jails import checks, site_checks, site_signals  # noqa: F401
+        # Registers the system checks and the audit hooks for logins (signals).
+        from jails import checks, signals  # noqa: F401
 
         post_migrate.connect(_roles_after_migrate, sender=self)
 

@@ -14,8 +14,8 @@ from django.contrib.auth.models import Group
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
+from jails.checks import session_storage_check
 from jails.sessions import SessionMiddleware, build_session_cache
-from jails.site_checks import session_storage_check
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]

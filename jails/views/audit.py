@@ -10,9 +10,9 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
+from jails.forms import AuditFilterForm
 from jails.roles import PERM_VIEW
 from jails.services import audit_log
-from jails.site_forms import AuditFilterForm
 from jails.views.common import page_number
 
 FILTER_NAMES = ("user", "action", "jail", "ip", "since", "until", "result")

@@ -11,10 +11,10 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
+from jails.forms import SettingsContext, SetupForm
 from jails.models import AuditEntry
 from jails.services import settings as settings_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
-from jails.site_forms import SettingsContext, SetupForm
 from jails.state import RuntimeSettings
 
 

@@ -10,12 +10,12 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
+from jails.forms import SettingsContext, SiteSettingsForm
 from jails.roles import PERM_ADMINISTER
 from jails.runtime import site_settings_row
 from jails.services import settings as settings_service
 from jails.services.settings import SetupRequired, SiteValues
 from jails.sessions import SessionStorageUnavailable, build_session_cache, session_copy
-from jails.site_forms import SettingsContext, SiteSettingsForm
 from jails.views.common import actor_from_request
 
 

@@ -9,11 +9,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jails.apps import runtime_state
+from jails.forms import SettingsContext, SetupForm
 from jails.models import AuditEntry
 from jails.services import settings as settings_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
 from jails.sessions import KINDS
-from jails.site_forms import SettingsContext, SetupForm
 from jails.views.setup import setup_initial
 
 DEFAULT_PASSWORD_ENV = "JAILADMIN_ADMIN_PASSWORD"
