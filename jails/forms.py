@@ -1,5 +1,6 @@
 """Forms for the runtime settings (one ModelForm for /settings/ and the admin), the first-run
-setup and the audit log filters. The live checks live in jails.services.settings."""
+setup, the audit log filters and the bulk ban list. The live checks live in
+jails.services.settings."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import normalise_ip, parse_duration
 from jails.models import SiteSettings
 from jails.services import settings as settings_service
+from jails.services.operations import MAX_ENTRIES
 from jails.services.settings import SettingsInvalid, SiteValues
 from jails.sessions import MEMORY, REDIS
 from jails.state import RuntimeSettings
@@ -266,4 +268,45 @@ class AuditFilterForm(forms.Form):
         until: datetime | None = cleaned.get("until")
         if since and until and since > until:
             self.add_error("until", "“To” is before “From”.")
+        return cleaned
+
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+
+
+class BulkBanForm(forms.Form):
+    """Paste a list or upload a file: one address or network per line, up to 100 000 lines."""
+
+    text = forms.CharField(
+        label="Addresses",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="One IPv4/IPv6 address or CIDR network per line; # or ; start a comment.",
+        strip=False,
+    )
+    upload = forms.FileField(
+        label="Or upload a file",
+        required=False,
+        help_text=f"Plain text, at most {MAX_ENTRIES:,} lines and 16 MB.".replace(",", " "),
+    )
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        text = cleaned.get("text") or ""
+        upload = cleaned.get("upload")
+        if text.strip() and upload:
+            raise forms.ValidationError("Paste a list or upload a file, not both.")
+        if not text.strip() and not upload:
+            raise forms.ValidationError("Paste at least one address, or choose a file.")
+        if upload:
+            if upload.size > MAX_UPLOAD_BYTES:
+                raise forms.ValidationError("The file is larger than 16 MB.")
+            raw = b"".join(upload.chunks())
+            if b"\x00" in raw[:8192]:
+                raise forms.ValidationError("That is not a text file.")
+            # Undecodable bytes become U+FFFD: such a line is reported as invalid, not lost.
+            cleaned["lines"] = raw.decode("utf-8", errors="replace").splitlines()
+        else:
+            cleaned["lines"] = text.splitlines()
         return cleaned

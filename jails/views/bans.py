@@ -12,10 +12,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jails.action_forms import BulkBanForm
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import validate_jail_name
+from jails.forms import BulkBanForm
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
