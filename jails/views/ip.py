@@ -111,7 +111,9 @@ def _ip_response(request: HttpRequest, address: str, outcome: Outcome) -> HttpRe
     )
 
 
-def _ip_action(request: HttpRequest, address: str) -> tuple[str, str] | HttpResponse:
+def _ip_action(
+    request: HttpRequest, address: str, *, every_jail_allowed: bool
+) -> tuple[str, str] | HttpResponse:
     """The canonical address and the chosen jail; or the response for a bad request."""
     entry = entry_parse(address)
     if not entry.valid:
@@ -122,7 +124,8 @@ def _ip_action(request: HttpRequest, address: str) -> tuple[str, str] | HttpResp
             status=404,
         )
     jail = request.POST.get("jail", "")[:80]
-    if jail != EVERY_JAIL and not JAIL_NAME_RE.fullmatch(jail):
+    named = JAIL_NAME_RE.fullmatch(jail) is not None
+    if not (named or (every_jail_allowed and jail == EVERY_JAIL)):
         return _ip_response(request, entry.address, Outcome(errors={"jail": "Choose a jail."}))
     return entry.address, jail
 
@@ -131,7 +134,7 @@ def _ip_action(request: HttpRequest, address: str) -> tuple[str, str] | HttpResp
 @permission_required(PERM_OPERATE, raise_exception=True)
 def ip_unban(request: HttpRequest, address: str) -> HttpResponse:
     """Unban the address (or the network entry that holds it) from one jail or every jail."""
-    checked = _ip_action(request, address)
+    checked = _ip_action(request, address, every_jail_allowed=True)
     if isinstance(checked, HttpResponse):
         return checked
     address, jail = checked
@@ -152,12 +155,10 @@ def ip_unban(request: HttpRequest, address: str) -> HttpResponse:
 @permission_required(PERM_OPERATE, raise_exception=True)
 def ip_ban(request: HttpRequest, address: str) -> HttpResponse:
     """Ban the address in a jail (own or ignored address: confirm first)."""
-    checked = _ip_action(request, address)
+    checked = _ip_action(request, address, every_jail_allowed=False)
     if isinstance(checked, HttpResponse):
         return checked
     address, jail = checked
-    if jail == EVERY_JAIL:
-        return _ip_response(request, address, Outcome(errors={"jail": "Choose a jail."}))
     state = runtime_state()
     actor = actor_from_request(request)
     confirmed = request.POST.get("confirm") == "yes"
@@ -196,12 +197,10 @@ def ip_ban(request: HttpRequest, address: str) -> HttpResponse:
 @permission_required(PERM_OPERATE, raise_exception=True)
 def ip_ignore(request: HttpRequest, address: str) -> HttpResponse:
     """Put the address on a jail's ignore list (a runtime change)."""
-    checked = _ip_action(request, address)
+    checked = _ip_action(request, address, every_jail_allowed=False)
     if isinstance(checked, HttpResponse):
         return checked
     address, jail = checked
-    if jail == EVERY_JAIL:
-        return _ip_response(request, address, Outcome(errors={"jail": "Choose a jail."}))
     try:
         control_service.ignore_add(
             runtime_state(), jail=jail, address=address, actor=actor_from_request(request)
