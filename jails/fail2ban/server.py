@@ -63,15 +63,37 @@ def find_fail2ban(unpacked_root: Path = UNPACKED_ROOT) -> Fail2banInstall:
     )
 
 
+def package_roots(install: Fail2banInstall) -> list[Path]:
+    """Where the install's package files live: the unpacked package's root, then the system's."""
+    # The unpacked package's wrappers are <root>/bin/fail2ban-server; a system install has
+    # its programs in /usr/bin and its files under /.
+    return [Path(install.server).parent.parent, Path("/")]
+
+
+def shipped_filter_dir(install: Fail2banInstall) -> Path:
+    """The package's own ``filter.d`` (sshd.conf, common.conf, ...)."""
+    for root in package_roots(install):
+        candidate = root / "etc" / "fail2ban" / "filter.d"
+        if (candidate / "common.conf").is_file():
+            return candidate
+    raise FileNotFoundError(f"fail2ban's filter.d not found for {install.server}")
+
+
 @dataclass(frozen=True)
 class JailSpec:
-    """One jail of a private server; every jail reads its own log file."""
+    """One jail of a private server; every jail reads its own log file.
+
+    ``filter`` names one of fail2ban's shipped filters (``filter.d/<filter>.conf`` of the
+    installed package, copied into the server's ``conf/``); ``None`` keeps the toy filter
+    that matches `FAILURE_LINE`, which the tests' `append_failures` writes.
+    """
 
     name: str
     maxretry: int = 3
     findtime: str = "10m"
     bantime: str = "10m"
     options: dict[str, str] = field(default_factory=dict)
+    filter: str | None = None
 
 
 @dataclass
@@ -165,18 +187,22 @@ class PrivateServer:
             "ignoreself = false\n"
             "action = jailadmin-record\n"
         ]
+        shipped = {jail.filter for jail in self.jails if jail.filter}
+        if shipped:
+            self._copy_shipped_filters(shipped)
         for jail in self.jails:
-            (self.conf_dir / "filter.d" / f"{jail.name}.conf").write_text(
-                "[Definition]\n"
-                "failregex = ^\\s*AUTH FAIL user=\\S+ from <HOST>\\s*$\n"
-                "datepattern = {^LN-BEG}%%Y-%%m-%%d %%H:%%M:%%S\n"
-            )
+            if jail.filter is None:
+                (self.conf_dir / "filter.d" / f"{jail.name}.conf").write_text(
+                    "[Definition]\n"
+                    "failregex = ^\\s*AUTH FAIL user=\\S+ from <HOST>\\s*$\n"
+                    "datepattern = {^LN-BEG}%%Y-%%m-%%d %%H:%%M:%%S\n"
+                )
             self.log_path(jail.name).touch()
             options = "".join(f"{key} = {value}\n" for key, value in jail.options.items())
             sections.append(
                 f"[{jail.name}]\n"
                 "enabled = true\n"
-                f"filter = {jail.name}\n"
+                f"filter = {jail.filter or jail.name}\n"
                 f"logpath = {self.log_path(jail.name)}\n"
                 f"maxretry = {jail.maxretry}\n"
                 f"findtime = {jail.findtime}\n"
@@ -184,6 +210,19 @@ class PrivateServer:
                 f"{options}"
             )
         (self.conf_dir / "jail.conf").write_text("\n".join(sections))
+
+    def _copy_shipped_filters(self, names: set[str]) -> None:
+        # The whole filter.d: the shipped filters include common.conf (and others such as
+        # apache-common.conf or ignorecommands/) through [INCLUDES] and their own paths.
+        toy_names = {jail.name for jail in self.jails if jail.filter is None}
+        if clash := names & toy_names:
+            raise ValueError(f"a toy jail's filter would replace the shipped one: {clash}")
+        assert self.install is not None
+        source = shipped_filter_dir(self.install)
+        missing = sorted(n for n in names if not (source / f"{n}.conf").is_file())
+        if missing:
+            raise FileNotFoundError(f"no such fail2ban filter in {source}: {missing}")
+        shutil.copytree(source, self.conf_dir / "filter.d", dirs_exist_ok=True)
 
     def configure_command(self) -> list[str]:
         """The fail2ban-client argv prefix for this server (used for reload and -t)."""

@@ -29,6 +29,12 @@ class Command(BaseCommand):
             "--interval", type=float, default=1.5, help="Seconds between attack bursts."
         )
         parser.add_argument("--seed", type=int, default=None, help="Random seed of the attacker.")
+        parser.add_argument(
+            "--bursts",
+            type=int,
+            default=None,
+            help="Stop the attacker after this many bursts (default: until Ctrl-C).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         directory = options["dir"] or demo_directory(Path(settings.VAR_DIR))
@@ -71,13 +77,26 @@ class Command(BaseCommand):
             def request_stop(signum: int, frame: object) -> None:
                 stopping.append(True)
 
-            signal.signal(signal.SIGTERM, request_stop)
-            signal.signal(signal.SIGINT, request_stop)
-            self.stdout.write(f"attacking the demo jails every {options['interval']} s")
-            bursts = attack(
-                server,
-                interval=options["interval"],
-                should_stop=lambda: bool(stopping),
-                seed=options["seed"],
+            # Put the caller's handlers back afterwards (call_command from tests, scripts).
+            previous = {
+                signum: signal.signal(signum, request_stop)
+                for signum in (signal.SIGTERM, signal.SIGINT)
+            }
+            self.stdout.write(
+                "attacking the demo jails (fail2ban's sample log lines) "
+                f"every {options['interval']} s"
             )
+            try:
+                bursts = attack(
+                    server,
+                    interval=options["interval"],
+                    should_stop=lambda: bool(stopping),
+                    seed=options["seed"],
+                    bursts=options["bursts"],
+                )
+            except (RuntimeError, FileNotFoundError) as exc:
+                raise CommandError(str(exc)) from exc
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
             self.stdout.write(f"attacker stopped after {bursts} bursts")
