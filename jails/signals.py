@@ -54,20 +54,23 @@ def audit_lockout(
     ip_address: str | None,
     **kwargs: Any,
 ) -> None:
-    # django-axes signals again on every attempt during a lockout: one record per lockout
-    # (per username and address within the cool-off time) keeps an attacker from flooding
-    # the log. The attempts themselves are kept by axes (admin: Access attempts).
+    # django-axes signals again on every attempt during a lockout, whatever username each
+    # one names: one record per lockout — per address and cool-off time, not per username,
+    # or an attacker rotating usernames writes a row per request. The attempts themselves
+    # are kept by axes (admin: Access failures).
     name = (username or "")[:150] or "(no username)"
     since = timezone.now() - settings.AXES_COOLOFF_TIME
-    if AuditEntry.objects.filter(
-        action="login_locked_out", actor=name, address=ip_address, created_at__gte=since
-    ).exists():
+    earlier = AuditEntry.objects.filter(action="login_locked_out", created_at__gte=since)
+    # Without an address (no REMOTE_ADDR) the username is all there is to tell lockouts apart.
+    earlier = earlier.filter(address=ip_address) if ip_address else earlier.filter(actor=name)
+    if earlier.exists():
         return
     audit_record(
         actor=Actor(name=name, source=_source(request), user_id=None, address=ip_address),
         action="login_locked_out",
         parameters={
             "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "address_failure_limit": settings.JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT,
             "cooloff_minutes": int(settings.AXES_COOLOFF_TIME / timedelta(minutes=1)),
         },
         ok=False,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.test import Client
 
 from jails.models import AuditEntry
@@ -76,30 +79,77 @@ def test_login_and_logout_are_audited(viewer):
     ]
 
 
-def test_lockout_after_repeated_failures_for_a_username(viewer, settings):
+def test_lockout_after_repeated_failures_for_a_username_from_one_address(viewer, settings):
     limit = settings.AXES_FAILURE_LIMIT
-    statuses = [
-        login(Client(REMOTE_ADDR=f"198.51.100.{attempt + 1}"), "vera", "guess").status_code
-        for attempt in range(limit)  # a different address each time
-    ]
+    attacker = Client(REMOTE_ADDR="198.51.100.1")
+    statuses = [login(attacker, "vera", "guess").status_code for _ in range(limit)]
     assert statuses == [200] * (limit - 1) + [429]  # the limit-th failure locks
-    # The right password from yet another address is refused now: the username is locked.
-    response = login(Client(REMOTE_ADDR="198.51.100.200"), "vera", PASSWORD)
+    # The right password from that address is refused now: the pair is locked.
+    response = login(attacker, "vera", PASSWORD)
     assert response.status_code == 429
     body = response.content.decode()
     assert "Too many failed logins" in body
-    assert f"After {limit} failed attempts" in body
+    assert f"After {limit} failed attempts for one username from this address" in body
     assert "for 15m" in body
-    assert AccessAttempt.objects.filter(username="vera").exists()
+    assert AccessAttempt.objects.filter(username="vera", ip_address="198.51.100.1").exists()
+
+
+def test_lockout_of_a_username_elsewhere_does_not_lock_its_owner_out(viewer, settings):
+    """Locking on the username alone let anybody lock the administrator out."""
+    for attempt in range(settings.AXES_FAILURE_LIMIT * 2):
+        login(Client(REMOTE_ADDR=f"198.51.100.{attempt + 1}"), "vera", "guess")
+    assert login(Client(REMOTE_ADDR="198.51.100.1"), "vera", "guess").status_code == 200
+    # The owner, from her own address, logs in.
+    assert login(Client(REMOTE_ADDR="192.0.2.10"), "vera", PASSWORD).status_code == 302
 
 
 def test_lockout_after_repeated_failures_from_an_address(viewer, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT = 12
     client = Client(REMOTE_ADDR="203.0.113.99")
-    for attempt in range(settings.AXES_FAILURE_LIMIT):
-        login(client, f"nobody{attempt}", "guess")
-    assert login(client, "vera", PASSWORD).status_code == 429
+    # Two failures per username never reach the per-pair limit; the address limit locks.
+    statuses = [
+        login(client, f"nobody{attempt // 2}", "guess").status_code for attempt in range(12)
+    ]
+    assert statuses == [200] * 11 + [429]
+    response = login(client, "vera", PASSWORD)
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
     # Somebody else, elsewhere, is not affected.
     assert login(Client(REMOTE_ADDR="192.0.2.7"), "vera", PASSWORD).status_code == 302
+
+
+def test_address_limit_defaults_to_four_times_the_pair_limit(settings):
+    assert settings.JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT == 4 * settings.AXES_FAILURE_LIMIT
+
+
+def test_login_of_another_account_does_not_clear_the_administrators_failures(
+    viewer, settings, django_user_model
+):
+    """The bypass: a success used to delete every failure of its address, the admin's too."""
+    settings.AXES_FAILURE_LIMIT = 3
+    django_user_model.objects.create_superuser(username="admin", password=PASSWORD + "-admin")
+    attacker = Client(REMOTE_ADDR="203.0.113.60")
+    statuses = []
+    for _ in range(5):
+        statuses += [login(attacker, "admin", "guess").status_code for _ in range(2)]
+        statuses.append(login(attacker, "vera", PASSWORD).status_code)  # own account
+        attacker.post("/logout/")
+    # Locked at the third failure for admin, and from then on.
+    assert statuses[:4] == [200, 200, 302, 429]
+    assert login(attacker, "admin", PASSWORD + "-admin").status_code == 429
+    # The administrator, from elsewhere, is not locked out.
+    assert login(Client(REMOTE_ADDR="192.0.2.20"), "admin", PASSWORD + "-admin").status_code == 302
+
+
+def test_login_clears_only_that_usernames_failures_from_that_address(viewer, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    login(Client(REMOTE_ADDR="203.0.113.61"), "vera", "guess")
+    login(Client(REMOTE_ADDR="203.0.113.61"), "admin", "guess")
+    login(Client(REMOTE_ADDR="203.0.113.62"), "vera", "guess")
+    assert login(Client(REMOTE_ADDR="203.0.113.61"), "vera", PASSWORD).status_code == 302
+    left = set(AccessAttempt.objects.values_list("username", "ip_address"))
+    assert left == {("admin", "203.0.113.61"), ("vera", "203.0.113.62")}
 
 
 def test_lockout_is_audited_once_per_lockout(viewer, settings):
@@ -111,6 +161,22 @@ def test_lockout_is_audited_once_per_lockout(viewer, settings):
     entry = entries.get()
     assert (entry.actor, entry.address, entry.ok) == ("vera", "203.0.113.50", False)
     assert "too many failed logins" in entry.error
+
+
+def test_locked_out_address_rotating_usernames_is_audited_once(viewer, settings):
+    """25 requests naming a new username each used to write 26 audit rows."""
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT = 3
+    client = Client(REMOTE_ADDR="203.0.113.52")
+    statuses = [login(client, f"user{n}", "guess").status_code for n in range(28)]
+    assert statuses[2:] == [429] * 26
+    entries = AuditEntry.objects.filter(action="login_locked_out")
+    assert list(entries.values_list("actor", "address")) == [("user2", "203.0.113.52")]
+    # Another address's lockout is its own record.
+    other = Client(REMOTE_ADDR="203.0.113.53")
+    for n in range(4):
+        login(other, f"user{n}", "guess")
+    assert entries.count() == 2
 
 
 def test_lockout_escapes_the_attacker_controlled_username(runtime, settings, role_client):
@@ -126,7 +192,7 @@ def test_lockout_escapes_the_attacker_controlled_username(runtime, settings, rol
 def test_admin_unlock_is_audited_and_lets_the_user_in_again(viewer, settings, role_client):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         login(Client(REMOTE_ADDR="198.51.100.77"), "vera", "guess")
-    assert login(Client(), "vera", PASSWORD).status_code == 429
+    assert login(Client(REMOTE_ADDR="198.51.100.77"), "vera", PASSWORD).status_code == 429
     admin = role_client("administrator", staff=True)
     admin.user.is_superuser = True  # axes' records are managed by superusers in the admin
     admin.user.save()
@@ -140,7 +206,7 @@ def test_admin_unlock_is_audited_and_lets_the_user_in_again(viewer, settings, ro
     deleted = AuditEntry.objects.filter(action="admin_delete", source="admin")
     assert deleted.count() == len(attempts)
     assert {e.parameters["model"] for e in deleted} == {"axes.accessattempt"}
-    assert login(Client(), "vera", PASSWORD).status_code == 302
+    assert login(Client(REMOTE_ADDR="198.51.100.77"), "vera", PASSWORD).status_code == 302
 
 
 def test_admin_user_management_is_audited(runtime, role_client, django_user_model):
@@ -199,3 +265,19 @@ def test_htmx_request_without_login_reloads_the_page_to_login(viewer, client: Cl
     assert response["HX-Redirect"] == "/login/?next=%2Fjails%2Fsshd%2F%3Fpage%3D2"
     plain = client.get("/status-bar/")
     assert (plain.status_code, plain["Location"]) == (302, "/login/?next=/status-bar/")
+
+
+def test_break_glass_commands_lift_a_lockout(viewer, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    client = Client(REMOTE_ADDR="203.0.113.70")
+    for _ in range(2):
+        login(client, "vera", "guess")
+    assert login(client, "vera", PASSWORD).status_code == 429
+    call_command("axes_reset_ip_username", "203.0.113.70", "vera", stdout=io.StringIO())
+    assert login(client, "vera", PASSWORD).status_code == 302
+    client.post("/logout/")
+    for _ in range(2):
+        login(client, "vera", "guess")
+    assert login(client, "vera", PASSWORD).status_code == 429
+    call_command("axes_reset_ip", "203.0.113.70", stdout=io.StringIO())
+    assert login(client, "vera", PASSWORD).status_code == 302

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import stat
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from jails.models import AuditEntry, SiteSettings
+from jails.models import AuditEntry, BanEvent, SiteSettings
 from tests.redis_server import free_port
 from tests.site_helpers import STRONG_PASSWORD
 
@@ -16,7 +18,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hash
 
 
 @pytest.fixture
-def fresh_install(runtime):
+def token_file(settings, tmp_path) -> Path:
+    """This test's own setup-token file (never the site's var/)."""
+    settings.JAILADMIN_SETUP_TOKEN_FILE = tmp_path / "setup-token"
+    return settings.JAILADMIN_SETUP_TOKEN_FILE
+
+
+@pytest.fixture
+def fresh_install(runtime, token_file):
     runtime.setup_pending = True
     return runtime
 
@@ -103,3 +112,41 @@ def test_setup_command_refuses_to_run_twice(fresh_install, f2b, monkeypatch):
     with pytest.raises(CommandError, match="already complete"):
         call_command("jailadmin_setup", "--username=other", "--password-env=ADMIN_PW")
     assert get_user_model().objects.count() == 1
+
+
+def test_setup_command_print_token_creates_it_once_and_prints_it(fresh_install, token_file):
+    out = io.StringIO()
+    call_command("jailadmin_setup", "--print-token", stdout=out)
+    token = out.getvalue().strip()
+    assert token == token_file.read_text().strip()
+    assert len(token) >= 40 and " " not in token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    again = io.StringIO()
+    call_command("jailadmin_setup", "--print-token", stdout=again)
+    assert again.getvalue().strip() == token
+    assert not SiteSettings.objects.exists()  # printing the token sets nothing up
+
+
+def test_setup_command_needs_no_token_deletes_it_and_syncs_the_history(
+    fresh_install, f2b, token_file, monkeypatch
+):
+    call_command("jailadmin_setup", "--print-token", stdout=io.StringIO())
+    assert token_file.exists()
+    f2b.client().send("set", "nginx-http-auth", "banip", "198.51.100.23")
+    monkeypatch.setenv("JAILADMIN_ADMIN_PASSWORD", STRONG_PASSWORD)
+    out = io.StringIO()
+    call_command("jailadmin_setup", "--username=admin", stdout=out)
+    assert "Ban history: 1 bans archived from fail2ban." in out.getvalue()
+    assert BanEvent.objects.filter(jail="nginx-http-auth", ip="198.51.100.23").exists()
+    assert not token_file.exists()
+    done = io.StringIO()
+    call_command("jailadmin_setup", "--print-token", stdout=done)
+    assert done.getvalue().strip() == (
+        "The first-run setup is already complete: no setup token is needed."
+    )
+    assert not token_file.exists()
+
+
+def test_setup_command_without_username_or_print_token_says_what_is_missing(fresh_install):
+    with pytest.raises(CommandError, match="Give the first administrator with --username"):
+        call_command("jailadmin_setup")

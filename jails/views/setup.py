@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
@@ -14,20 +17,30 @@ from jails.apps import runtime_state
 from jails.forms import SettingsContext, SetupForm
 from jails.models import AuditEntry
 from jails.services import settings as settings_service
+from jails.services import setup as setup_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
+from jails.services.setup import SetupSync
 from jails.state import RuntimeSettings
 
 
-def setup_initial(settings: RuntimeSettings) -> dict[str, object]:
+def setup_initial(seeds: RuntimeSettings) -> dict[str, object]:
     """The wizard's defaults: the JAILADMIN_* seed values."""
     return {
-        "fail2ban_socket": settings.fail2ban_socket,
-        "display_time_zone": settings.display_time_zone,
-        "session_lifetime_seconds": settings.session_lifetime_seconds,
-        "session_cache": settings.session_cache,
-        "redis_url": settings.redis_url,
-        "history_retention_days": settings.history_retention_days,
+        "fail2ban_socket": seeds.fail2ban_socket,
+        "display_time_zone": seeds.display_time_zone,
+        "session_lifetime_seconds": seeds.session_lifetime_seconds,
+        "session_cache": seeds.session_cache,
+        "redis_url": seeds.redis_url,
+        "history_retention_days": seeds.history_retention_days,
     }
+
+
+def _setup_done_message(*, version: str | None, username: str, sync: SetupSync) -> str:
+    text = f"Setup complete (fail2ban {version}). Log in as {username}."
+    if sync.ok:
+        return f"{text} Ban history: {sync.archived} bans archived from fail2ban."
+    # The setup is saved; only the first copy of the ban history has to wait.
+    return f"{text} Ban history not synced yet ({sync.reason}); the job runner will sync it."
 
 
 @login_not_required
@@ -35,15 +48,28 @@ def setup_initial(settings: RuntimeSettings) -> dict[str, object]:
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
 def setup_wizard(request: HttpRequest) -> HttpResponse:
-    """Ask for the first administrator and every runtime setting; check live; save once."""
+    """Ask for the setup token, the first administrator and every runtime setting; save once."""
     state = runtime_state()
+    token_path = Path(settings.JAILADMIN_SETUP_TOKEN_FILE)
     if not state.setup_pending or settings_service.setup_is_complete():
         state.setup_pending = False
+        setup_service.setup_token_delete(path=token_path)
         return redirect("login")
+    try:
+        # First need of the token: create it here (never in ready(), which does no I/O).
+        setup_service.setup_token_ensure(path=token_path)
+    except setup_service.SetupTokenError as exc:
+        return render(
+            request, "jails/setup_form.html", {"form": None, "token_error": str(exc)}, status=503
+        )
+
+    def token_valid(given: str) -> bool:
+        return setup_service.setup_token_valid(path=token_path, given=given)
+
     context = SettingsContext.from_settings(state.settings)
     checked = False
     if request.method == "POST":
-        form = SetupForm(request.POST, context=context)
+        form = SetupForm(request.POST, context=context, token_valid=token_valid)
         if form.is_valid() and "check" in request.POST:
             checked = True  # "Check" button: run every check, save nothing
         elif form.is_valid():
@@ -61,14 +87,22 @@ def setup_wizard(request: HttpRequest) -> HttpResponse:
             except SetupFailed as exc:
                 form.add_error(None, f"Nothing was saved: {exc}.")
             else:
+                setup_service.setup_token_delete(path=token_path)
+                # Without this the dashboard says "No bans archived yet" until the job
+                # runner's next sync, although fail2ban holds bans.
+                sync = setup_service.setup_history_sync(
+                    state, fail2ban_socket=form.site_values().fail2ban_socket
+                )
                 messages.success(
                     request,
-                    f"Setup complete (fail2ban {form.fail2ban_version}). "
-                    f"Log in as {result.username}.",
+                    _setup_done_message(
+                        version=form.fail2ban_version, username=result.username, sync=sync
+                    ),
                 )
                 return redirect("login")
     else:
-        form = SetupForm(initial=setup_initial(state.settings), context=context)
+        initial = {**setup_initial(state.settings), "token": request.GET.get("token", "")}
+        form = SetupForm(initial=initial, context=context, token_valid=token_valid)
     template = "jails/setup_form.html"
     if request.htmx:
         template += "#setup-form"

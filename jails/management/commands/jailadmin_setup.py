@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jails.apps import runtime_state
 from jails.forms import SettingsContext, SetupForm
 from jails.models import AuditEntry
 from jails.services import settings as settings_service
+from jails.services import setup as setup_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
 from jails.sessions import KINDS
 from jails.views.setup import setup_initial
@@ -25,11 +28,19 @@ class Command(BaseCommand):
         "save the runtime settings, with the same live checks as /setup/. Defaults come from "
         "the JAILADMIN_* environment. The password is read from an environment variable "
         f"(--password-env, default {DEFAULT_PASSWORD_ENV}) or from standard input "
-        "(--password-stdin); never from the command line."
+        "(--password-stdin); never from the command line. No setup token is needed here "
+        "(whoever runs manage.py is trusted already); --print-token prints the token /setup/ "
+        "asks for instead."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--username", required=True, help="The first administrator.")
+        parser.add_argument("--username", help="The first administrator (required to set up).")
+        parser.add_argument(
+            "--print-token",
+            action="store_true",
+            help="Print the one-time token /setup/ asks for (created if there is none yet), "
+            "or say that the setup is complete; sets nothing up.",
+        )
         source = parser.add_mutually_exclusive_group()
         source.add_argument(
             "--password-env",
@@ -53,7 +64,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         state = runtime_state()
+        token_path = Path(settings.JAILADMIN_SETUP_TOKEN_FILE)
+        if options["print_token"]:
+            self._print_token(token_path)
+            return
+        if not options["username"]:
+            raise CommandError("Give the first administrator with --username (or --print-token).")
         if settings_service.setup_is_complete():
+            setup_service.setup_token_delete(path=token_path)
             raise CommandError(
                 "The first-run setup is already complete; change settings on /settings/ "
                 "or in the admin."
@@ -91,6 +109,7 @@ class Command(BaseCommand):
         except SetupFailed as exc:
             raise CommandError(f"Nothing was saved: {exc}.") from None
         values = form.site_values()
+        setup_service.setup_token_delete(path=token_path)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Setup complete: administrator {result.username}, fail2ban "
@@ -98,6 +117,25 @@ class Command(BaseCommand):
                 f"{values.session_cache}."
             )
         )
+        # So the dashboard shows the bans fail2ban holds now, not "No bans archived yet".
+        sync = setup_service.setup_history_sync(state, fail2ban_socket=values.fail2ban_socket)
+        if sync.ok:
+            self.stdout.write(f"Ban history: {sync.archived} bans archived from fail2ban.")
+        else:
+            self.stdout.write(
+                f"Ban history not synced yet ({sync.reason}); the job runner will sync it."
+            )
+
+    def _print_token(self, token_path: Path) -> None:
+        if settings_service.setup_is_complete():
+            setup_service.setup_token_delete(path=token_path)
+            self.stdout.write("The first-run setup is already complete: no setup token is needed.")
+            return
+        try:
+            token = setup_service.setup_token_ensure(path=token_path)
+        except setup_service.SetupTokenError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(token)
 
     def _password(self, options: dict[str, Any]) -> str:
         if options["password_stdin"]:
