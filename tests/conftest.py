@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from jails.fail2ban.server import JailSpec, PrivateServer
+from jails.fail2ban.server import JailSpec, PrivateServer, selected_version
 from tests.redis_server import RedisServer
 
+# The fail2ban the session server runs (JAILADMIN_TEST_FAIL2BAN=1.0|1.1) and the version
+# string it answers: tests that show the version compare with this, not a literal.
+FAIL2BAN_SERIES = selected_version()
+FAIL2BAN_VERSION = {"1.0": "1.0.2", "1.1": "1.1.0"}[FAIL2BAN_SERIES]
 # Non-UTC on purpose: ban times come back in the server's local time and must be converted.
 SERVER_TZ = "Asia/Kolkata"
 TEST_JAILS = (

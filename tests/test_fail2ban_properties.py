@@ -89,6 +89,14 @@ def has_marker(text: str) -> bool:
 
 
 # Pure validation --------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["::FFFF:0:0/128", "::ffff:203.0.113.7/128"])
+def test_normalise_ip_single_mapped_network_is_a_fixed_point(value):
+    # Found by Hypothesis: the /128 form kept the IPv6 spelling, the bare address did not.
+    result = normalise_ip(value, allow_network=True)
+    assert normalise_ip(result, allow_network=True) == result
+    assert "." in result
+
+
 @PROPERTY_SETTINGS
 @given(ip_like_text, st.booleans())
 def test_normalise_ip_output_is_canonical(value, allow_network):

@@ -11,6 +11,7 @@ from .errors import (
     Fail2banUnreachable,
     InvalidArgument,
     ProtocolError,
+    ReplyTooLarge,
     UnknownJail,
     UnsupportedCommand,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Fail2banUnreachable",
     "InvalidArgument",
     "ProtocolError",
+    "ReplyTooLarge",
     "UnknownJail",
     "UnsupportedCommand",
 ]

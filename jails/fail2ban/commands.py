@@ -176,8 +176,10 @@ def check_command(command: Sequence[str], *, allow_server_stop: bool = False) ->
     verb, args = words[0], words[1:]
     if verb == "stop" and not args and allow_server_stop:
         return words
-    if verb == "status" and args == ["--all"]:
-        return words  # fail2ban 1.1+: probed, then used
+    if verb == "status" and args == ["--all", "short"]:
+        # fail2ban 1.1+ (probed, then used): every jail's counters in one reply. Only the
+        # short flavor: the others list every banned address of every jail.
+        return words
     check = _CHECKS.get(verb)
     if check is None:
         raise InvalidArgument(f"command {verb!r} is not allowed")

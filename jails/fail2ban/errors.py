@@ -24,6 +24,17 @@ class ProtocolError(Fail2banError):
     """The reply could not be decoded (garbage, forbidden pickle, cut off)."""
 
 
+class ReplyTooLarge(ProtocolError):
+    """fail2ban's reply grew past the client's limit (MAX_REPLY_BYTES); it was not read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"fail2ban's reply is larger than {limit:,} bytes, the most this client reads"
+            " (the biggest real reply, 100 000 bans with their times, is about 7 MB)"
+        )
+        self.limit = limit
+
+
 class CommandRejected(Fail2banError):
     """fail2ban answered the command with an error."""
 

@@ -84,9 +84,37 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise ForbiddenPickle("persistent ids are not allowed in a reply")
 
 
-def restricted_loads(data: bytes) -> Any:
+class _BufferReader:
+    """A read-only file over a reply buffer: io.BytesIO would copy a bytearray whole."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self._data = data
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size is None or size < 0 else self._pos + size
+        piece = bytes(self._view[self._pos : end])
+        self._pos += len(piece)
+        return piece
+
+    def readinto(self, target: Any) -> int:
+        out = memoryview(target).cast("B")
+        piece = self._view[self._pos : self._pos + len(out)]
+        out[: len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+    def readline(self) -> bytes:
+        newline = self._data.find(b"\n", self._pos)
+        return self.read(-1 if newline < 0 else newline + 1 - self._pos)
+
+
+def restricted_loads(data: bytes | bytearray) -> Any:
     """Decode one pickled reply with the restricted unpickler."""
-    return RestrictedUnpickler(io.BytesIO(data)).load()
+    if isinstance(data, bytes):
+        return RestrictedUnpickler(io.BytesIO(data)).load()  # BytesIO shares bytes: no copy
+    return RestrictedUnpickler(_BufferReader(data)).load()
 
 
 def encode_request(command: list[str]) -> bytes:

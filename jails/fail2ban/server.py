@@ -25,12 +25,25 @@ from .client import Fail2banClient
 from .errors import Fail2banError
 from .validation import normalise_ip
 
-# Debian's fail2ban package, unpacked into the project by `make` (scripts/install-fail2ban.sh);
-# the system's own installation is used when there is no unpacked copy.
+# Debian's fail2ban packages, unpacked into the project by `make` (scripts/install-fail2ban.sh):
+# Debian 12's 1.0.2 in var/fail2ban, Debian 13's 1.1.0 in var/fail2ban-1.1. The system's own
+# installation is used when there is no unpacked 1.0 copy.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UNPACKED_ROOT = PROJECT_ROOT / "var" / "fail2ban"
+UNPACKED_ROOTS = {"1.0": UNPACKED_ROOT, "1.1": PROJECT_ROOT / "var" / "fail2ban-1.1"}
+# Which unpacked fail2ban the tests, benchmarks and the demo start (`1.0` or `1.1`).
+VERSION_VARIABLE = "JAILADMIN_TEST_FAIL2BAN"
+DEFAULT_VERSION = "1.0"
 FAILURE_LINE = "{when} AUTH FAIL user={user} from {ip}\n"
 MAX_SOCKET_PATH = 107
+# What the harness allows fail2ban per ban when it unbans or stops: `unban --all` of
+# 100 000 bans took 20 s on a loaded 2-core machine (0.2 ms a ban); 10x that is sized for
+# a slow machine without ever waiting forever on a hung server.
+HARNESS_SECONDS = 10.0
+HARNESS_SECONDS_PER_BAN = 0.002
+# The harness's reads (e.g. `get J banip` of 100 000 bans: 3 s on a loaded machine) get a
+# timeout that only a hung server reaches; the site's own client keeps its short one.
+HARNESS_CLIENT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class Fail2banInstall:
 
     server: str
     client: str
+    version: str | None = None  # the selected unpacked version; None for the system's
 
     def env(self, *, tz: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -47,12 +61,37 @@ class Fail2banInstall:
         return env
 
 
-def find_fail2ban(unpacked_root: Path = UNPACKED_ROOT) -> Fail2banInstall:
-    """Locate fail2ban's programs: the project's unpacked package first, then the system's."""
+def selected_version() -> str:
+    """The fail2ban version JAILADMIN_TEST_FAIL2BAN selects (default 1.0)."""
+    version = os.environ.get(VERSION_VARIABLE, "").strip() or DEFAULT_VERSION
+    if version not in UNPACKED_ROOTS:
+        raise ValueError(
+            f"{VERSION_VARIABLE}={version!r}: expected one of {', '.join(UNPACKED_ROOTS)}"
+        )
+    return version
+
+
+def find_fail2ban(
+    unpacked_root: Path | None = None, *, version: str | None = None
+) -> Fail2banInstall:
+    """Locate fail2ban's programs: the selected unpacked package first, then the system's.
+
+    Without arguments the version comes from JAILADMIN_TEST_FAIL2BAN. Only 1.0 falls back
+    to the system's fail2ban: a run that asked for 1.1 must not quietly test another one.
+    """
+    if unpacked_root is None:
+        version = version or selected_version()
+        unpacked_root = UNPACKED_ROOTS[version]
     wrappers = unpacked_root / "bin"
     if (wrappers / "fail2ban-server").exists() and (wrappers / "fail2ban-client").exists():
         return Fail2banInstall(
-            server=str(wrappers / "fail2ban-server"), client=str(wrappers / "fail2ban-client")
+            server=str(wrappers / "fail2ban-server"),
+            client=str(wrappers / "fail2ban-client"),
+            version=version,
+        )
+    if version not in (None, DEFAULT_VERSION):
+        raise FileNotFoundError(
+            f"fail2ban {version} is not unpacked in {unpacked_root}: run `make fail2ban`"
         )
     server = shutil.which("fail2ban-server")
     client = shutil.which("fail2ban-client")
@@ -152,7 +191,8 @@ class PrivateServer:
     def log_path(self, jail: str) -> Path:
         return self.logs_dir / f"{jail}.log"
 
-    def client(self, *, timeout: float = 5.0) -> Fail2banClient:
+    def client(self, *, timeout: float = HARNESS_CLIENT_TIMEOUT) -> Fail2banClient:
+        """The harness's own client (tests read fail2ban's real state with it)."""
         return Fail2banClient(str(self.socket_path), timeout=timeout, allow_server_stop=True)
 
     # Configuration ---------------------------------------------------------------------------
@@ -272,13 +312,15 @@ class PrivateServer:
         """Wait until `status` lists every configured jail."""
         deadline = time.monotonic() + timeout
         wanted = {jail.name for jail in self.jails}
-        client = self.client(timeout=2.0)
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(
                     f"fail2ban exited with {self.process.returncode}; see {self.run_dir}"
                 )
+            # A server restoring many bans answers late: give each try what is left of the
+            # deadline rather than a fixed slice a slow machine would miss every time.
+            client = self.client(timeout=max(deadline - time.monotonic(), 0.1))
             try:
                 status = dict(client.send("status"))
                 listed = {n.strip() for n in str(status.get("Jail list", "")).split(",")}
@@ -296,18 +338,25 @@ class PrivateServer:
             return None
 
     def is_running(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            return False  # our own child has exited: no need to ask the socket
+        # A live but busy server (still unbanning thousands) answers late, not never: a
+        # short timeout here would make the caller start a second server on the same socket.
         try:
-            self.client(timeout=1.0).send("ping")
+            self.client(timeout=HARNESS_SECONDS * 3).send("ping")
         except Fail2banError:
             return False
         return True
 
-    def stop(self, *, timeout: float = 15.0) -> None:
+    def stop(self, *, timeout: float | None = None) -> None:
         """Ask the server to stop, wait for it, and kill it if it does not go."""
         pid = self.process.pid if self.process else self.read_pid()
-        with contextlib.suppress(Fail2banError):
-            self.client(timeout=2.0).send("stop")
+        if timeout is None:
+            # Stopping unbans every ban (the actions' actionunban): sized like unban --all.
+            timeout = self._work_timeout(self._banned_count())
         deadline = time.monotonic() + timeout
+        with contextlib.suppress(Fail2banError):
+            self.client(timeout=timeout).send("stop")
         while pid and time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
         if pid and _alive(pid):
@@ -330,7 +379,7 @@ class PrivateServer:
 
     def reset(self) -> None:
         """Unban everything and restore each jail's configured settings."""
-        client = self.client()
+        client = self.client(timeout=HARNESS_SECONDS)
         status = dict(client.send("status"))
         listed = {n.strip() for n in str(status.get("Jail list", "")).split(",")}
         if not {jail.name for jail in self.jails} <= listed:
@@ -341,9 +390,10 @@ class PrivateServer:
             # restored ban with little time left expires in the middle of the next test.
             settle_until = time.monotonic() + 2.0
             while time.monotonic() < settle_until:
-                client.send("unban", "--all")
+                restored = self._banned_count()
+                self.client(timeout=self._work_timeout(restored)).send("unban", "--all")
                 time.sleep(0.25)
-        self._unban_all_until_database_empty(client)
+        self.unban_all()
         with client.connection() as conn:
             for jail in self.jails:
                 conn.send("set", jail.name, "idle", "off")
@@ -358,16 +408,45 @@ class PrivateServer:
                         "set", jail.name, "delignoreip", normalise_ip(str(ip), allow_network=True)
                     )
 
-    def _unban_all_until_database_empty(self, client: Fail2banClient, timeout: float = 3.0) -> None:
-        # fail2ban writes a ban to its database from an observer thread, after `banip` has
-        # answered: an `unban --all` that overtakes that write leaves a stale row, which the
-        # next test would see in the history. Repeat until the database is really empty.
+    def unban_all(self) -> None:
+        """Unban every address in every jail and wait until fail2ban's database is empty.
+
+        The time allowed grows with the number of bans (100 000 take fail2ban tens of
+        seconds), so the harness does not depend on how fast the machine is.
+        """
+        banned = self._banned_count()
+        timeout = self._work_timeout(banned)
+        client = self.client(timeout=timeout)
         deadline = time.monotonic() + timeout
+        # fail2ban writes a ban to its database from an observer thread, after `banip` has
+        # answered, and lags far behind after a bulk ban: an `unban --all` that overtakes
+        # those writes leaves rows that reappear afterwards, which the next test would see
+        # in the history. Wait until every current ban has its row, then unban; repeat
+        # until the database stays empty.
+        while banned and self._database_ban_rows() < banned and time.monotonic() < deadline:
+            time.sleep(0.05)
         while True:
             client.send("unban", "--all")
             if self._database_ban_rows() == 0 or time.monotonic() > deadline:
                 return
             time.sleep(0.05)
+
+    def _banned_count(self) -> int:
+        """How many bans the jails hold now (0 when the server does not answer)."""
+        total = 0
+        try:
+            with self.client(timeout=HARNESS_SECONDS).connection() as conn:
+                for jail in self.jails:
+                    with contextlib.suppress(Fail2banError):
+                        actions = dict(dict(conn.send("status", jail.name, "short"))["Actions"])
+                        total += int(actions.get("Currently banned", 0))
+        except (Fail2banError, KeyError, TypeError, ValueError):
+            return total
+        return total
+
+    @staticmethod
+    def _work_timeout(bans: int) -> float:
+        return HARNESS_SECONDS + bans * HARNESS_SECONDS_PER_BAN
 
     def _database_ban_rows(self) -> int:
         if not self.dbfile.exists():

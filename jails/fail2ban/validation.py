@@ -72,7 +72,8 @@ def parse_ip_or_network(value: str) -> IPAddress | IPNetwork:
     except ValueError:
         raise InvalidArgument(f"not an IP address or network: {value!r}") from None
     if network.num_addresses == 1:
-        return network.network_address
+        # Through parse_ip, so ::ffff:a.b.c.d/128 becomes a.b.c.d like the bare address does.
+        return parse_ip(str(network.network_address))
     if network.prefixlen == 0:
         # Every address at once: banning it locks everybody out, ignoring it disables the
         # jail, and fail2ban cannot even remove it again (it lists 0.0.0.0/0 as "0.0.0.0").
