@@ -76,7 +76,10 @@ class AuditEntry(models.Model):
     ips = models.JSONField(default=list, blank=True)
     ip_count = models.PositiveIntegerField(default=0)
     parameters = models.JSONField(default=dict, blank=True)
-    ok = models.BooleanField(default=True)
+    # None: started, no result stored yet. An action's record is written before it runs
+    # and completed after (jails.services.operations.audited); one still None later means
+    # the process died mid-action or its result could not be stored.
+    ok = models.BooleanField(null=True, default=True)
     error = models.TextField(blank=True)
 
     class Meta:

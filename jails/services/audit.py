@@ -1,14 +1,26 @@
-"""The audit log: every change anyone makes is recorded here, ok or failed."""
+"""The audit log: every change anyone makes is recorded here, ok, failed, or started.
+
+An action on fail2ban is recorded in two steps (jails.services.operations.audited): its
+intent before anything is sent (`audit_start`, result unknown), and its result after
+(`audit_finish`). A worker killed in the middle, or a database that fails when the result
+is written, still leaves the record of what was attempted, marked "started".
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import DatabaseError, transaction
+
 from jails.models import AuditEntry
 
+logger = logging.getLogger(__name__)
+
 MAX_STORED_IPS = 1000  # a bulk ban of 100 000 stores the first 1000 and the count
+MAX_ERROR_LENGTH = 4000
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,11 @@ class Actor:
         return cls(name=name, source=source)
 
 
+def _ip_fields(ips: Iterable[str]) -> dict[str, Any]:
+    ip_list = list(ips)
+    return {"ips": ip_list[:MAX_STORED_IPS], "ip_count": len(ip_list)}
+
+
 def audit_record(
     *,
     actor: Actor,
@@ -32,11 +49,10 @@ def audit_record(
     jail: str = "",
     ips: Iterable[str] = (),
     parameters: dict[str, Any] | None = None,
-    ok: bool = True,
+    ok: bool | None = True,
     error: str = "",
 ) -> AuditEntry:
-    """Store one audit record."""
-    ip_list = list(ips)
+    """Store one audit record (`ok=None`: started, no result yet)."""
     return AuditEntry.objects.create(
         user_id=actor.user_id,
         actor=actor.name,
@@ -44,9 +60,66 @@ def audit_record(
         address=actor.address,
         action=action,
         jail=jail,
-        ips=ip_list[:MAX_STORED_IPS],
-        ip_count=len(ip_list),
         parameters=parameters or {},
         ok=ok,
-        error=error[:4000],
+        error=error[:MAX_ERROR_LENGTH],
+        **_ip_fields(ips),
     )
+
+
+def audit_start(
+    *,
+    actor: Actor,
+    action: str,
+    jail: str = "",
+    ips: Iterable[str] = (),
+    parameters: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Store the intent of an action before it runs; raises if the database refuses.
+
+    Raising here is deliberate: an action whose intent cannot be recorded does not run.
+    """
+    return audit_record(
+        actor=actor, action=action, jail=jail, ips=ips, parameters=parameters, ok=None
+    )
+
+
+def audit_finish(
+    entry: AuditEntry,
+    *,
+    ips: Iterable[str] = (),
+    parameters: dict[str, Any] | None = None,
+    ok: bool,
+    error: str = "",
+) -> bool:
+    """Store the result in the record `audit_start` made; False if the database refused.
+
+    Never raises: the action has already happened, and its real outcome (a result or a
+    fail2ban error) must reach the caller, not a database error about its record. The
+    record then stays "started", which is the truth as far as the log can tell.
+    """
+    fields = {
+        "parameters": parameters or {},
+        "ok": ok,
+        "error": error[:MAX_ERROR_LENGTH],
+        **_ip_fields(ips),
+    }
+    try:
+        # A savepoint when called inside a transaction: a failed write must not break the
+        # caller's transaction on PostgreSQL.
+        with transaction.atomic():
+            AuditEntry.objects.filter(pk=entry.pk).update(**fields)
+    except DatabaseError:
+        logger.exception(
+            "audit record %s (%s by %s) left as started: its result could not be stored "
+            "(ok=%s, error=%r)",
+            entry.pk,
+            entry.action,
+            entry.actor,
+            ok,
+            fields["error"],
+        )
+        return False
+    for name, value in fields.items():
+        setattr(entry, name, value)
+    return True

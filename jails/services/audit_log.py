@@ -46,4 +46,6 @@ def audit_entries_filter(
         entries = entries.filter(ok=True)
     elif result == "failed":
         entries = entries.filter(ok=False)
+    elif result == "started":
+        entries = entries.filter(ok__isnull=True)
     return entries

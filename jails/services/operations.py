@@ -1,8 +1,9 @@
-"""What every operating action shares: parsing address lists and writing its one audit record.
+"""What every operating action shares: parsing address lists and its one audit record.
 
 The ban, unban, ignore-list and control services all take raw text from a form, a command
 line or stdin, turn it into validated, canonical addresses here, and record exactly one
-audit entry per action, whether it worked, was refused as invalid, or failed in fail2ban.
+audit entry per action (written as "started" before it runs, completed after), whether it
+worked, was refused as invalid, or failed in fail2ban.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jails.fail2ban.validation import (
     parse_ip,
     parse_ip_or_network,
 )
-from jails.services.audit import Actor, audit_record
+from jails.services.audit import Actor, audit_finish, audit_start
 
 # The bulk form and the command accept at most this many addresses in one action.
 MAX_ENTRIES = 100_000
@@ -117,7 +118,7 @@ def overlaps(a: IPNetwork, b: IPNetwork) -> bool:
 
 @dataclass
 class AuditDraft:
-    """The audit record an action fills in while it runs; written once when it ends."""
+    """The result an action fills in while it runs; stored in its audit record when it ends."""
 
     ips: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -127,11 +128,18 @@ class AuditDraft:
 
 @contextmanager
 def audited(*, actor: Actor, action: str, jail: str = "") -> Iterator[AuditDraft]:
-    """Write exactly one audit record for the action in the block: ok, refused or failed.
+    """Audit the action in the block: its intent before it runs, its result after.
+
+    The record is written (and, outside a transaction, committed) before the block runs,
+    so an action is never unaudited: if the process dies mid-action the record stays
+    "started"; if the database cannot take the intent, the action does not run. The result
+    (ok, refused or failed) is stored when the block ends; a database error at that point
+    is logged and never replaces the action's own result or exception.
 
     A Fail2banError (refused input or a failure in fail2ban) is recorded and re-raised;
     the block may also mark the draft as failed itself and return normally.
     """
+    entry = audit_start(actor=actor, action=action, jail=jail[:64])
     draft = AuditDraft()
     try:
         yield draft
@@ -143,13 +151,13 @@ def audited(*, actor: Actor, action: str, jail: str = "") -> Iterator[AuditDraft
         draft.ok = False
         draft.error = f"internal error: {type(exc).__name__}"
         raise
+    except BaseException as exc:
+        # SystemExit (gunicorn aborting a timed-out worker), KeyboardInterrupt: the action
+        # stopped part-way, which is not a success.
+        draft.ok = False
+        draft.error = f"interrupted: {type(exc).__name__}"
+        raise
     finally:
-        audit_record(
-            actor=actor,
-            action=action,
-            jail=jail[:64],
-            ips=draft.ips,
-            parameters=draft.parameters,
-            ok=draft.ok,
-            error=draft.error,
+        audit_finish(
+            entry, ips=draft.ips, parameters=draft.parameters, ok=draft.ok, error=draft.error
         )
