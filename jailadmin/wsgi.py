@@ -12,3 +12,12 @@ from jails.apps import runtime_state  # noqa: E402  (needs the apps loaded above
 from jails.runtime import runtime_start  # noqa: E402
 
 runtime_start(runtime_state(), watch=True)
+
+# Loading the settings opened a database connection in this thread. Under `gunicorn
+# --preload` this module runs in the master, and every forked worker would inherit that
+# one connection: with PostgreSQL, workers talking over a shared socket corrupt each
+# other's queries. Each process opens its own on first use instead. (The watcher's own
+# connection is handled around the fork, in jails.runtime.SettingsWatcher.)
+from django.db import connections  # noqa: E402
+
+connections.close_all()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
@@ -104,13 +105,21 @@ def runtime_refresh(state: RuntimeState) -> bool:
 
 
 class SettingsWatcher:
-    """One daemon thread per process that keeps the state in step with the database."""
+    """One daemon thread per process that keeps the state in step with the database.
+
+    The thread has its own database connection (Django's are per thread) and closes it
+    when it ends. Around a fork the thread is stopped, so no connection of it is open
+    for the child to inherit, and started again on both sides: a server that imports the
+    app before forking its workers (gunicorn --preload) must not hand every worker the
+    same PostgreSQL connection, whose protocol state they would then share and corrupt.
+    """
 
     def __init__(self, state: RuntimeState, *, interval: float = WATCH_INTERVAL_SECONDS) -> None:
         self.state = state
         self.interval = interval
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
+        self._resume_after_fork = False
 
     def start(self) -> None:
         self.stopped.clear()
@@ -124,15 +133,51 @@ class SettingsWatcher:
         if self.thread is not None:
             self.thread.join(timeout)
 
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive() and not self.stopped.is_set()
+
+    def fork_prepare(self) -> None:
+        """os.fork() is about to run: stop the thread, which closes its connection."""
+        self._resume_after_fork = self.running()
+        if self._resume_after_fork:
+            self.stop()
+
+    def fork_done(self) -> None:
+        """After os.fork(), in the parent and in the child: carry on watching."""
+        if self._resume_after_fork:
+            self._resume_after_fork = False
+            self.start()
+
+    def fork_hooks_register(self) -> None:
+        """Stop and restart around every fork of this process (see the class docstring)."""
+        # Fork hooks cannot be removed: a weak reference lets a discarded watcher (a test's
+        # state) be freed, after which its hooks do nothing.
+        ref = weakref.ref(self)
+
+        def prepare() -> None:
+            watcher = ref()
+            if watcher is not None:
+                watcher.fork_prepare()
+
+        def done() -> None:
+            watcher = ref()
+            if watcher is not None:
+                watcher.fork_done()
+
+        os.register_at_fork(before=prepare, after_in_parent=done, after_in_child=done)
+
     def _run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                runtime_refresh(self.state)
-            except Exception:  # a hiccup (database locked, restarting) must not end the thread
-                logger.exception("could not refresh the runtime settings")
-                connection.close()
-            finally:
-                close_old_connections()
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    runtime_refresh(self.state)
+                except Exception:  # a hiccup (database locked, restarting) must not end it
+                    logger.exception("could not refresh the runtime settings")
+                    connection.close()
+                finally:
+                    close_old_connections()
+        finally:
+            connection.close()  # this thread's own connection: nothing left open behind it
 
 
 def runtime_start(state: RuntimeState, *, watch: bool) -> RuntimeState:
@@ -143,5 +188,5 @@ def runtime_start(state: RuntimeState, *, watch: bool) -> RuntimeState:
         state.watcher.start()
         # Threads do not survive fork(): a server that imports the app before forking
         # (gunicorn --preload) gets the watcher restarted in each child.
-        os.register_at_fork(after_in_child=state.watcher.start)
+        state.watcher.fork_hooks_register()
     return state

@@ -213,6 +213,37 @@ def session_copy(session: SessionBase, target: SessionCache) -> bool:
     return True
 
 
+def session_storage_clear(storage: SessionCache) -> None:
+    """Delete every session held in `storage`, and nothing else kept there."""
+    with storage.translate_errors():
+        if storage.kind == REDIS:
+            # The Redis database may be shared with other programs: only our keys go.
+            storage.backend.delete_pattern(KEY_PREFIX + "*")  # type: ignore[attr-defined]
+        else:
+            # The table and the LocMem store are ours alone and hold nothing but sessions.
+            storage.backend.clear()
+
+
+def session_storage_switch(session: SessionBase, *, old: SessionCache, new: SessionCache) -> bool:
+    """Switch the session storage: every session is dropped but `session`, copied to `new`.
+
+    Sessions left in a storage must not come back to life when the site switches back
+    to it later (a stolen or logged-out session would work again), so both storages are
+    emptied. `new` is emptied too because other workers keep writing to the old storage
+    until their watcher swaps (about a second), and an earlier switch away from `new` may
+    have left sessions there. The copy comes last, so it survives even when `old` and
+    `new` turn out to be the same place (two URLs for one Redis database).
+    Emptying `old` is best effort (a stopped Redis is a reason to switch away from it);
+    emptying `new` or copying into it raises SessionStorageUnavailable.
+    """
+    try:
+        session_storage_clear(old)
+    except SessionStorageUnavailable as exc:
+        logger.warning("sessions left in the old storage (cleared when it is next used): %s", exc)
+    session_storage_clear(new)
+    return session_copy(session, new)
+
+
 def session_unavailable_response(
     request: HttpRequest, error: SessionStorageUnavailable
 ) -> HttpResponse:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.contrib.sessions.backends.cache import KEY_PREFIX
 from django.test import Client
 
-from jails.sessions import SessionStore, build_session_cache
+from jails.sessions import SessionStore, build_session_cache, session_storage_clear
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
@@ -133,6 +133,21 @@ def test_session_contract_sessions_are_separate(storage, django_user_model):
     assert ann.cookies["sessionid"].value != bob.cookies["sessionid"].value
     assert '<span class="who">ann</span>' in ann.get("/jails/").content.decode()
     assert '<span class="who">bob</span>' in bob.get("/jails/").content.decode()
+
+
+def test_session_contract_storage_clear_drops_every_session(storage):
+    keys = []
+    for number in range(3):
+        session = SessionStore()
+        session["n"] = number
+        session.save()
+        keys.append(session.session_key)
+    session_storage_clear(storage)
+    assert not any(stored(storage, key) for key in keys)
+    fresh = SessionStore()
+    fresh["n"] = 4
+    fresh.save()  # the storage is still usable afterwards
+    assert SessionStore(fresh.session_key)["n"] == 4
 
 
 @pytest.mark.parametrize("kind", ["database", "redis"])

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
@@ -15,20 +16,24 @@ from jails.roles import PERM_ADMINISTER
 from jails.runtime import site_settings_row
 from jails.services import settings as settings_service
 from jails.services.settings import SetupRequired, SiteValues
-from jails.sessions import SessionStorageUnavailable, build_session_cache, session_copy
+from jails.sessions import SessionStorageUnavailable, build_session_cache, session_storage_switch
 from jails.views.common import actor_from_request
 
 
 def storage_switch_keep_session(request: HttpRequest, values: SiteValues) -> None:
     """The administrator who switched the session storage stays logged in: their session
-    goes into the new storage now; every worker's watcher swaps to it within a second."""
+    goes into the new storage now; every worker's watcher swaps to it within a second.
+    Every other session ends: none is left behind to revive on a later switch back."""
     target = build_session_cache(values.session_cache, values.redis_url)
     try:
-        session_copy(request.session, target)
+        session_storage_switch(request.session, old=request.session.storage, new=target)
     except SessionStorageUnavailable as exc:
         messages.warning(request, f"Your session could not be copied ({exc}): log in again.")
 
 
+# never_cache: the page shows the stored settings (the Redis URL, masked); no browser or
+# proxy cache may keep a copy of it.
+@never_cache
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_ADMINISTER, raise_exception=True)
 @vary_on_headers("HX-Request")
