@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Needs the user; reads the bulk-ban form's large body before CSRF parses the POST.
+    "jails.middleware.LargeListBodyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -158,9 +160,11 @@ WHITENOISE_MANIFEST_STRICT = False
 # Sessions live in the cache backend held in the runtime state (jails/sessions.py), chosen
 # from the runtime settings at startup and swapped when /settings/ changes it.
 SESSION_ENGINE = "jails.sessions"
-# The bulk-ban form takes a pasted list of up to 100 000 addresses (IPv6 with prefixes:
-# about 4.4 MB), and its confirmation step posts the held-back ones again.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+# Request bodies keep Django's limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB), the anonymous
+# /login/ included. Only the bulk-ban form, for users who may ban, takes up to this much
+# (jails.middleware.LargeListBodyMiddleware): a pasted list of up to 100 000 addresses
+# (IPv6 with prefixes: about 4.4 MB), and its confirmation step posts the held-back ones.
+JAILADMIN_LARGE_LIST_MAX_BYTES = 16 * 1024 * 1024
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -171,7 +175,9 @@ SECURE_SSL_REDIRECT = SECURE
 SECURE_HSTS_SECONDS = 31536000 if SECURE else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 SECURE_HSTS_PRELOAD = SECURE
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+# Not SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from any client.
+# jails.middleware.TrustedProxyMiddleware takes it from JAILADMIN_TRUSTED_PROXIES only.
+SECURE_PROXY_SSL_HEADER = None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -205,16 +211,26 @@ JAILADMIN_HISTORY_RETENTION_DAYS = env_int("JAILADMIN_HISTORY_RETENTION_DAYS", 3
 # process-local `memory` sessions are refused with more than one (system check jails.E010).
 JAILADMIN_WORKERS = env_int("JAILADMIN_WORKERS", 3, minimum=1)
 
-# Brute-force protection (django-axes): after JAILADMIN_LOGIN_FAILURE_LIMIT failed logins
-# for one username, or from one address, further attempts are refused for the cool-off time.
+# Brute-force protection (django-axes with jails.lockout's handler): after
+# JAILADMIN_LOGIN_FAILURE_LIMIT failed logins for one username from one address, or
+# JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT from one address for any usernames, that pair or
+# address is refused for the cool-off time. Never a username alone: that would let anybody
+# lock the administrator out.
 AXES_FAILURE_LIMIT = env_int("JAILADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
+    "JAILADMIN_LOGIN_ADDRESS_FAILURE_LIMIT", 4 * AXES_FAILURE_LIMIT, minimum=AXES_FAILURE_LIMIT
+)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("JAILADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "jails.lockout.PairAndAddressHandler"
+AXES_RESET_ON_SUCCESS = True  # the handler clears only that username's failures from there
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False  # no "AXES: BEGIN" banner on every command and worker start
+# The one-time token the first-run setup (/setup/) asks for; created on first need, deleted
+# once the setup is complete (`manage.py jailadmin_setup --print-token` prints it).
+JAILADMIN_SETUP_TOKEN_FILE = VAR_DIR / "setup-token"
 
 for _name in ("TIME_ZONE", "JAILADMIN_FAIL2BAN_TIME_ZONE"):
     try:

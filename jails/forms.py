@@ -5,13 +5,16 @@ jails.services.settings."""
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
+from django.forms.utils import ErrorDict
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import normalise_ip, parse_duration
@@ -80,6 +83,69 @@ class DurationTextField(forms.CharField):
             return True
 
 
+URL_PASSWORD_MASK = "***"  # what mask_url_password shows instead of a password
+
+
+def url_password(url: str) -> str | None:
+    """The password part of a URL (as written), or None."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def url_with_password(url: str, password: str | None) -> str:
+    """The URL with its password replaced (None: removed); the rest is kept as written."""
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    if password is None:
+        netloc = f"{user}@{hostport}" if user else hostport
+    else:
+        netloc = f"{user}:{password}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class SecretURLField(forms.CharField):
+    """A URL whose stored password never goes back to the browser (pages may be cached).
+
+    The stored password is shown as ``***``; submitting ``***`` keeps it, a URL with
+    another password replaces it, a URL without one removes it. A password typed into a
+    form that comes back with errors is not shown either: it has to be typed again.
+    ``stored`` is the URL saved now, set by the form.
+    """
+
+    stored = ""
+
+    def prepare_value(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        password = url_password(value)
+        if password is None or password == URL_PASSWORD_MASK:
+            return value
+        if value.strip() == self.stored:
+            return url_with_password(value.strip(), URL_PASSWORD_MASK)
+        return url_with_password(value.strip(), None)
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        if url_password(text) != URL_PASSWORD_MASK:
+            return text
+        stored_password = url_password(self.stored)
+        if stored_password is None:
+            raise ValidationError(
+                f"No password is stored to keep: replace {URL_PASSWORD_MASK} with the password.",
+                code="no_stored_password",
+            )
+        return url_with_password(text, stored_password)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != (initial or "")
+        except ValidationError:
+            return True
+
+
 class SiteSettingsForm(forms.ModelForm):
     """The runtime settings, with the live checks; used on /settings/ and in the admin.
 
@@ -102,6 +168,14 @@ class SiteSettingsForm(forms.ModelForm):
         max_value=settings_service.RETENTION_DAYS_MAX,
         help_text="Archived bans older than this are deleted.",
     )
+    redis_url = SecretURLField(
+        label="Redis URL",
+        required=False,
+        max_length=255,
+        help_text="Only for Redis session storage, e.g. redis://127.0.0.1:6379/0. "
+        "Checked live with a real round trip. A stored password is never shown: "
+        f"leave {URL_PASSWORD_MASK} in its place to keep it.",
+    )
 
     class Meta:
         model = SiteSettings
@@ -116,12 +190,9 @@ class SiteSettingsForm(forms.ModelForm):
         labels = {
             "fail2ban_socket": "fail2ban socket",
             "session_cache": "Session storage",
-            "redis_url": "Redis URL",
         }
         help_texts = {
             "fail2ban_socket": "Checked live: it must exist, be a socket and answer.",
-            "redis_url": "Only for Redis session storage, e.g. redis://127.0.0.1:6379/0. "
-            "Checked live with a real round trip.",
         }
         widgets = {"session_cache": forms.RadioSelect}
 
@@ -134,6 +205,8 @@ class SiteSettingsForm(forms.ModelForm):
         self.context = context
         self.fail2ban_version: str | None = None
         self.redis_checked = False
+        # The saved URL (or the seed on /setup/): what *** stands for, never rendered.
+        self.fields["redis_url"].stored = self.initial.get("redis_url") or ""
 
     def _should_check(self, *names: str) -> bool:
         return self.always_check or any(name in self.changed_data for name in names)
@@ -170,17 +243,43 @@ class SiteSettingsForm(forms.ModelForm):
                     self.redis_checked = True
                 except SettingsInvalid as exc:
                     self.add_error("redis_url", str(exc))
+        raw_url = str(self.data.get(self.add_prefix("redis_url"), "")).strip()
+        typed_password = url_password(raw_url)
+        if (
+            self.errors
+            and typed_password not in (None, URL_PASSWORD_MASK)
+            and raw_url != self.fields["redis_url"].stored
+        ):
+            # The form comes back without the new password (never rendered): say so.
+            self.add_error("redis_url", "Type the Redis password again: it is never shown.")
         return cleaned
 
     def site_values(self) -> SiteValues:
         return SiteValues.from_mapping(self.cleaned_data)
 
 
+SETUP_TOKEN_WHERE = (
+    "It is part of the setup link `make run` printed; on the server, "
+    "`manage.py jailadmin_setup --print-token` shows it."
+)
+
+
 class SetupForm(SiteSettingsForm):
-    """The first-run setup: the first administrator plus every runtime setting, all checked."""
+    """The first-run setup: the first administrator plus every runtime setting, all checked.
+
+    On /setup/ it asks for the one-time setup token first (``token_valid`` checks it): without
+    the right token no field is cleaned, so no live check runs and nothing can be saved.
+    """
 
     always_check = True
 
+    token = forms.CharField(
+        label="Setup token",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text=SETUP_TOKEN_WHERE,
+    )
     username = forms.CharField(
         label="Administrator username",
         max_length=150,
@@ -199,7 +298,30 @@ class SetupForm(SiteSettingsForm):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    field_order = ["username", "password1", "password2"]
+    field_order = ["token", "username", "password1", "password2"]
+
+    def __init__(
+        self, *args: Any, token_valid: Callable[[str], bool] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.token_valid = token_valid
+        if token_valid is None:
+            del self.fields["token"]  # `manage.py jailadmin_setup`: local, trusted already
+
+    def full_clean(self) -> None:
+        # The token comes before every field: the live checks (connect to this socket, this
+        # Redis URL) are part of what it protects.
+        if self.is_bound and self.token_valid is not None:
+            given = str(self.data.get("token", "")).strip()
+            if not self.token_valid(given):
+                self._errors = ErrorDict(renderer=self.renderer)
+                self.cleaned_data = {}
+                problem = "Enter the setup token." if not given else "This is not the setup token."
+                self.add_error(
+                    "token", f"{problem} {SETUP_TOKEN_WHERE} Nothing was checked or saved."
+                )
+                return
+        super().full_clean()
 
     def clean_username(self) -> str:
         username = self.cleaned_data["username"].strip()
@@ -246,7 +368,12 @@ class AuditFilterForm(forms.Form):
     result = forms.ChoiceField(
         required=False,
         label="Result",
-        choices=[("", "any"), ("ok", "ok"), ("failed", "failed")],
+        choices=[
+            ("", "any"),
+            ("ok", "ok"),
+            ("failed", "failed"),
+            ("started", "started, no result"),
+        ],
     )
 
     def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:

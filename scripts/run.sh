@@ -41,12 +41,20 @@ if $PY manage.py help run_jobs >/dev/null 2>&1; then
   $PY manage.py run_jobs & pids+=($!)
 fi
 if $PY manage.py help jailadmin_setup >/dev/null 2>&1; then
-  echo "first launch: open http://${HOST:-127.0.0.1}:${PORT:-8000}/setup/ to create the administrator" \
-    "(or run: .venv/bin/python manage.py jailadmin_setup --username admin --password-stdin)"
+  # The one-time setup token (created now if missing); a sentence once the setup is complete.
+  setup_token=$($PY manage.py jailadmin_setup --print-token)
+  case "$setup_token" in
+    *" "*) echo "$setup_token" ;;
+    *) echo "first launch: open http://${HOST:-127.0.0.1}:${PORT:-8000}/setup/?token=$setup_token to create the administrator" \
+         "(or run: .venv/bin/python manage.py jailadmin_setup --username admin --password-stdin)" ;;
+  esac
 else
   echo "create a login with: .venv/bin/python manage.py createsuperuser"
 fi
 echo "jailadmin: http://${HOST:-127.0.0.1}:${PORT:-8000}/"
+# --forwarded-allow-ips '': gunicorn itself would believe X-Forwarded-Proto from any
+# loopback client; jailadmin believes it only from JAILADMIN_TRUSTED_PROXIES.
 .venv/bin/gunicorn jailadmin.wsgi:application --bind "${HOST:-127.0.0.1}:${PORT:-8000}" \
+  --forwarded-allow-ips '' \
   --workers "$JAILADMIN_WORKERS" --threads 4 --access-logfile - & pids+=($!)
 wait "${pids[-1]}"

@@ -43,8 +43,17 @@ ACTION_DATA = {
     "bantime": "10m",
     "findtime": "10m",
 }
-# Pages anybody may use: logging in and out, the health check, the (closed) setup wizard.
-PUBLIC = {"login", "logout", "admin:login", "admin:logout", "jails:healthz", "jails:setup"}
+# Pages anybody may use: logging in and out, the health check, the (closed) setup wizard,
+# the icon.
+PUBLIC = {
+    "login",
+    "logout",
+    "admin:login",
+    "admin:logout",
+    "jails:healthz",
+    "jails:setup",
+    "favicon",  # a redirect to the static icon
+}
 # Administrator-only pages outside the admin (operators get 403 there). A new page only
 # administrators may use must be named here.
 ADMINISTRATOR_ONLY = {"jails:settings"}

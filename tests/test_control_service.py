@@ -208,3 +208,59 @@ def test_reload_command_is_built_from_the_state_settings(runtime):
     ]
     with pytest.raises(InvalidArgument):
         control_service.reload_command(runtime, jail="-x")
+
+
+# The reload subprocess gets an allow-listed environment, none of the site's secrets.
+SECRETS = {
+    "JAILADMIN_SECRET_KEY": "secret-key-that-must-not-leak",
+    "JAILADMIN_ADMIN_PASSWORD": "admin-password-that-must-not-leak",
+    "JAILADMIN_DATABASE_URL": "postgres://site:db-password-that-must-not-leak@db/site",
+    "JAILADMIN_REDIS_URL": "redis://:redis-password-that-must-not-leak@127.0.0.1:6379/0",
+    "DJANGO_SETTINGS_MODULE": "jailadmin.settings",
+    "PYTHONPATH": "/nonexistent/our-interpreters-path",
+}
+
+
+def test_server_reload_passes_no_secret_to_fail2ban_client(runtime, f2b, tmp_path, monkeypatch):
+    import json
+    import sys
+    from dataclasses import replace
+
+    from django.apps import apps
+
+    from jails.state import build_runtime_state
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    dump = tmp_path / "environment.json"
+    # A fail2ban-client that records the environment it was given, then runs the real one.
+    wrapper = tmp_path / "fail2ban-client"
+    wrapper.write_text(
+        f"#!{sys.executable} -I\n"
+        "import json, os, sys\n"
+        f"with open({str(dump)!r}, 'w') as f: json.dump(dict(os.environ), f)\n"
+        f"os.execv({runtime.settings.fail2ban_client!r}, "
+        f"[{runtime.settings.fail2ban_client!r}, *sys.argv[1:]])\n"
+    )
+    wrapper.chmod(0o755)
+    config = apps.get_app_config("jails")
+    config.state = build_runtime_state(replace(runtime.settings, fail2ban_client=str(wrapper)))
+    f2b.client().send("set", "sshd", "maxretry", "9")
+
+    control_service.server_reload(config.state, actor=ACTOR, jail="sshd")
+
+    seen = json.loads(dump.read_text())
+    assert set(seen) <= set(control_service.RELOAD_ENVIRONMENT)
+    assert seen["TZ"] == "Asia/Kolkata" and seen["PATH"]
+    for value in SECRETS.values():
+        assert value not in json.dumps(seen)
+    # The real reload still works with that environment: the configured value is back.
+    assert f2b.client().send("get", "sshd", "maxretry") == 3
+    assert audit() == [("reload", "sshd", True)]
+
+
+def test_reload_environment_keeps_only_the_allow_list():
+    env = control_service.reload_environment({"PATH": "/bin", "LANG": "C.UTF-8", **SECRETS})
+    assert env == {"PATH": "/bin", "LANG": "C.UTF-8"}
+    assert control_service.reload_environment({})["PATH"]  # a PATH even when we have none

@@ -201,3 +201,98 @@ def test_admin_is_for_staff_only(site, role_client):
     response = role_client("administrator").get("/admin/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+# A stored Redis password never goes back to the browser --------------------------------------
+SECRET_URL = "redis://:s3cret-pw@127.0.0.1:6390/0"
+MASKED_URL = "redis://:***@127.0.0.1:6390/0"
+
+
+@pytest.fixture
+def site_with_redis_password(runtime, f2b) -> SiteSettings:
+    """Database sessions, but a Redis URL with a password saved from earlier."""
+    row = site_settings_create(str(f2b.socket_path), redis_url=SECRET_URL)
+    runtime_apply(runtime, row)
+    return row
+
+
+def assert_not_cacheable(response) -> None:
+    cache_control = response["Cache-Control"]
+    assert "no-store" in cache_control and "private" in cache_control
+
+
+@pytest.mark.parametrize("where", ["settings", "admin"])
+def test_stored_redis_password_is_never_rendered(site_with_redis_password, role_client, where):
+    client = role_client("administrator", staff=True)
+    url = "/settings/" if where == "settings" else ADMIN_CHANGE.format(site_with_redis_password.pk)
+    response = client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "s3cret-pw" not in body
+    assert f'value="{MASKED_URL}"' in body
+    assert_not_cacheable(response)
+
+
+@pytest.mark.parametrize("where", ["settings", "admin"])
+def test_resaving_the_masked_url_keeps_the_stored_password(
+    site_with_redis_password, role_client, where
+):
+    site = site_with_redis_password
+    client = role_client("administrator", staff=True)
+    url = "/settings/" if where == "settings" else ADMIN_CHANGE.format(site.pk)
+    response = client.post(url, form_data(site, redis_url=MASKED_URL, history_retention_days="30"))
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert (site.redis_url, site.history_retention_days) == (SECRET_URL, 30)
+    entry = AuditEntry.objects.get(action="settings_change")
+    assert entry.parameters == {"history_retention_days": {"from": 365, "to": 30}}
+
+
+def test_a_new_redis_password_replaces_and_none_removes_it(site_with_redis_password, role_client):
+    site = site_with_redis_password
+    client = role_client("administrator")
+    new_url = "redis://:other-pw@127.0.0.1:6390/0"
+    assert client.post("/settings/", form_data(site, redis_url=new_url)).status_code == 302
+    site.refresh_from_db()
+    assert site.redis_url == new_url
+    entry = AuditEntry.objects.get(action="settings_change")
+    assert "other-pw" not in str(entry.parameters) and "s3cret-pw" not in str(entry.parameters)
+    plain = "redis://127.0.0.1:6390/0"
+    assert client.post("/settings/", form_data(site, redis_url=plain)).status_code == 302
+    site.refresh_from_db()
+    assert site.redis_url == plain
+
+
+def test_masked_password_with_nothing_stored_is_refused(site, role_client):
+    response = role_client("administrator").post(
+        "/settings/", form_data(site, redis_url=MASKED_URL)
+    )
+    assert response.status_code == 200
+    assert "No password is stored to keep" in response.content.decode()
+    site.refresh_from_db()
+    assert site.redis_url == ""
+
+
+def test_form_with_errors_does_not_echo_a_typed_password(site_with_redis_password, role_client):
+    site = site_with_redis_password
+    response = role_client("administrator").post(
+        "/settings/",
+        form_data(site, redis_url="redis://:typed-pw@127.0.0.1:6390/0", history_retention_days="0"),
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "typed-pw" not in body and "s3cret-pw" not in body
+    assert "Type the Redis password again" in body
+    assert_not_cacheable(response)
+    site.refresh_from_db()
+    assert site.redis_url == SECRET_URL
+
+
+def test_form_redisplay_of_the_masked_url_keeps_the_mask(site_with_redis_password, role_client):
+    site = site_with_redis_password
+    response = role_client("administrator").post(
+        "/settings/", form_data(site, redis_url=MASKED_URL, history_retention_days="0")
+    )
+    body = response.content.decode()
+    assert f'value="{MASKED_URL}"' in body and "s3cret-pw" not in body
+    assert "Type the Redis password again" not in body

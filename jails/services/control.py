@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jails.fail2ban import CommandRejected, Fail2banError, InvalidArgument, UnknownJail
@@ -210,14 +211,27 @@ def reload_command(state: RuntimeState, *, jail: str | None) -> list[str]:
     return argv
 
 
+# All fail2ban-client needs: PATH to find its interpreter, the locale for decoding its
+# configuration files, TZ for its log times. Everything else in our environment may be a
+# secret (secret key, admin password, database and Redis URLs) and stays with us; so do
+# our interpreter's PYTHON* variables (a packaged wrapper sets its own PYTHONPATH).
+RELOAD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def reload_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment `fail2ban-client reload` runs with: an allow-list, never ours whole."""
+    env = {name: environ[name] for name in RELOAD_ENVIRONMENT if name in environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
 def _run_reload(state: RuntimeState, *, jail: str | None) -> str:
     argv = reload_command(state, jail=jail)
-    # fail2ban-client runs on the system's Python: none of our interpreter's variables.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:
         result = subprocess.run(  # noqa: S603 (fixed argv, validated jail name, no shell)
             argv,
-            env=env,
+            env=reload_environment(os.environ),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=RELOAD_TIMEOUT,
