@@ -24,9 +24,13 @@ system-packages:
 	fi
 
 # Debian's fail2ban, unpacked (not installed): no system service, config or firewall is touched.
-fail2ban: $(VAR)/fail2ban/bin/fail2ban-client
+# Debian 12's 1.0.2 in var/fail2ban; Debian 13's 1.1.0 in var/fail2ban-1.1 (through a private
+# apt configuration in var/apt-trixie: the system's apt lists are never touched).
+fail2ban: $(VAR)/fail2ban/bin/fail2ban-client $(VAR)/fail2ban-1.1/bin/fail2ban-client
 $(VAR)/fail2ban/bin/fail2ban-client:
 	bash scripts/install-fail2ban.sh $(VAR)/fail2ban
+$(VAR)/fail2ban-1.1/bin/fail2ban-client:
+	bash scripts/install-fail2ban.sh $(VAR)/fail2ban-1.1 trixie
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -43,12 +47,21 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The whole suite on fail2ban 1.0, then the fail2ban-facing tests again on 1.1
+# (JAILADMIN_TEST_FAIL2BAN selects the unpacked version the private servers run).
+F2B_11_TESTS := tests/test_fail2ban_client.py tests/test_fail2ban_private_server.py \
+	tests/test_fail2ban_protocol.py tests/test_fail2ban_validation.py \
+	tests/test_fail2ban_versions.py tests/test_bans_service.py tests/test_control_service.py \
+	tests/test_history_sync.py tests/test_pages_operate.py
 test: install lint
-	JAILADMIN_DEBUG=false $(PY) -m pytest $(PYTEST_ARGS)
+	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.0 $(PY) -m pytest $(PYTEST_ARGS)
+	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.1 $(PY) -m pytest -m "not slow" $(F2B_11_TESTS) $(PYTEST_ARGS)
 
 run: install
 	bash scripts/run.sh
 
+# Each benchmark runs in its own throw-away directory whatever JAILADMIN_* says (the
+# JAILADMIN_VAR_DIR exported above included): bench/common.py. Never the site's var/.
 bench: install
 	$(PY) bench/run_all.py
 

@@ -24,11 +24,23 @@ def status_bar_context(request: HttpRequest) -> dict[str, Any]:
 
 
 def status_bar(request: HttpRequest) -> dict[str, Any]:
-    """Lazy: fail2ban is asked only if the template shows the status bar (admin pages don't)."""
+    """Inline when the view already has the overview, else deferred to /status-bar/.
+
+    On fail2ban 1.0.2 the overview is `status` plus `status J short` per jail: with 50
+    jails that was most of a jail page's time and most of the dashboard's fail2ban
+    traffic, on every page load, for a bar that polls itself every few seconds anyway.
+    So a page whose view did not need the overview ships the bar empty, and it loads
+    itself at once (`hx-trigger="load"`). Admin pages don't show the bar at all.
+    """
+    from jails.views.common import overview_if_fetched
+
     user = getattr(request, "user", None)
     if getattr(request, "htmx", False) or user is None or not user.is_authenticated:
         return {}
+    poll_seconds = runtime_state().settings.poll_seconds
+    if overview_if_fetched(request) is None:
+        return {"status_bar": {"deferred": True}, "poll_seconds": poll_seconds}
     return {
         "status_bar": SimpleLazyObject(lambda: status_bar_context(request)["status_bar"]),
-        "poll_seconds": runtime_state().settings.poll_seconds,
+        "poll_seconds": poll_seconds,
     }

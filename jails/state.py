@@ -76,6 +76,9 @@ class JailServiceState:
     client: Fail2banClient
     server_time_zone: ZoneInfo
     capabilities: Capabilities | None = None
+    # Which server the cached capabilities came from: the socket file's identity (a
+    # restarted or upgraded fail2ban creates a new socket), read without a round trip.
+    capabilities_endpoint: tuple[int, int, int] | None = None
     # Views are synchronous under gunicorn's threads: one probe at a time.
     probe_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     probes_run: int = 0

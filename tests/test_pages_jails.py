@@ -195,7 +195,7 @@ def test_capability_probe_runs_once_for_20_threads(runtime, f2b):
         t.join()
     assert runtime.jail_service.probes_run == 1
     assert len(results) == 20 and len({id(r) for r in results}) == 1
-    assert results[0].version == "1.0.2"
+    assert results[0].version == f2b.client().send("version")
     assert results[0].get_backend is False and results[0].get_idle is False
 
 
@@ -211,3 +211,94 @@ def test_log_lines_make_fail2ban_ban_and_page_shows_it(runtime, f2b, logged_in_c
     wait_until(lambda: "192.0.2.44" in f2b.client().send("get", "nginx-http-auth", "banip"))
     body = logged_in_client.get("/jails/nginx-http-auth/").content.decode()
     assert "192.0.2.44" in body
+
+
+def test_jail_detail_counters_poll_sends_only_status_short(runtime, f2b, logged_in_client):
+    from tests.recording_proxy import RecordingProxy
+
+    f2b.client().send("set", "sshd", "banip", "203.0.113.8", "203.0.113.9")
+    with RecordingProxy(str(f2b.socket_path)) as proxy:
+        point_state_at(proxy.path, timeout=10)
+        response = logged_in_client.get(
+            "/jails/sshd/", headers={"HX-Request": "true", "HX-Target": "jail-counters"}
+        )
+    body = response.content.decode()
+    # Every open tab polls every few seconds: one short status, no settings, no ban list.
+    assert proxy.commands == [["status", "sshd", "short"]]
+    assert '<span class="figure">2</span> currently banned' in body
+    assert 'hx-get="/jails/sshd/"' in body
+
+
+def test_jail_detail_full_page_reads_the_ban_list_once(runtime, f2b, logged_in_client):
+    from tests.recording_proxy import RecordingProxy
+
+    f2b.client().send("set", "sshd", "banip", "203.0.113.8")
+    with RecordingProxy(str(f2b.socket_path)) as proxy:
+        point_state_at(proxy.path, timeout=10)
+        response = logged_in_client.get("/jails/sshd/")
+    assert response.status_code == 200 and "203.0.113.8" in response.content.decode()
+    assert proxy.commands.count(["get", "sshd", "banip", "--with-time"]) == 1
+
+
+def test_jail_detail_10000_bans_pages_and_searches(logged_in_client):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from jails.fail2ban.server import JailSpec, PrivateServer
+
+    # Its own server with no-op actions: 10 000 recorded actions would spawn 10 000 shells.
+    base = Path(tempfile.mkdtemp(prefix="jm-", dir="/tmp"))
+    server = PrivateServer(base, [JailSpec("many")], record_actions=False)
+    server.start()
+    try:
+        ips = [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(10_000)]
+        client = server.client(timeout=120)
+        for start in range(0, len(ips), 2000):
+            client.send("set", "many", "banip", *ips[start : start + 2000])
+        state = point_state_at(str(server.socket_path), timeout=60)
+        page_size = state.settings.page_size
+        body = logged_in_client.get("/jails/many/?page=2").content.decode()
+        assert f"Page 2 of {10_000 // page_size} (10000 in all)" in body
+        assert body.count('name="selected"') == page_size
+        found = logged_in_client.get(
+            "/jails/many/?q=10.2.39.250",
+            headers={"HX-Request": "true", "HX-Target": "jail-bans"},
+        ).content.decode()
+        assert "<code>10.2.39.250</code>" in found and "1 in all" in found
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ban_lines_parse_only_what_is_read_and_skip_unreadable_lines(runtime):
+    lines = [
+        "203.0.113.1 \t2026-11-28 21:50:59 + 600 = 2026-11-28 22:00:59",
+        "garbage without tabs",
+        "203.0.113.3 \t2026-11-28 21:51:00 + -1 = 9999-12-31 23:59:59",
+    ]
+    bans = jail_service.BanLines(runtime, lines)
+    assert len(bans) == 3
+    assert [b.ip for b in bans[:]] == ["203.0.113.1", "203.0.113.3"]
+    assert bans[2].ends_at is None
+    assert [b.ip for b in jail_service.BanLines(runtime, lines, "113.3")[:]] == ["203.0.113.3"]
+
+
+def test_jail_page_defers_the_status_bar_and_sends_no_overview(runtime, f2b, logged_in_client):
+    from tests.recording_proxy import RecordingProxy
+
+    with RecordingProxy(str(f2b.socket_path)) as proxy:
+        point_state_at(proxy.path, timeout=10)
+        body = logged_in_client.get("/jails/sshd/").content.decode()
+    # `status` + `status J short` for every jail was most of the page's cost (50 jails).
+    assert ["status"] not in proxy.commands
+    other_jails = {"nginx-http-auth", "postfix"}
+    assert not [c for c in proxy.commands if c[0] == "status" and set(c) & other_jails]
+    assert 'hx-get="/status-bar/" hx-trigger="load, every 10s"' in body
+    point_state_at(str(f2b.socket_path))
+    assert "fail2ban 1.0.2" in logged_in_client.get("/status-bar/").content.decode()
+
+
+def test_jail_list_renders_the_status_bar_it_already_has(runtime, f2b, logged_in_client):
+    body = logged_in_client.get("/jails/").content.decode()
+    assert "fail2ban 1.0.2" in body and 'hx-trigger="every 10s"' in body

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -104,6 +104,17 @@ class JailDetail:
 
 
 @dataclass(frozen=True)
+class JailCounters:
+    """What the jail page's counters poll shows: one `status J short`, nothing more."""
+
+    name: str
+    currently_failed: int
+    total_failed: int
+    currently_banned: int
+    total_banned: int
+
+
+@dataclass(frozen=True)
 class BanEntry:
     """One currently banned address of a jail, with times as aware datetimes."""
 
@@ -127,39 +138,58 @@ def _supported(conn: Connection, *command: str) -> bool:
     except UnknownJail:
         return True  # the command exists: it only objected to the probe jail
     except Fail2banError as exc:
-        # Anything else (e.g. `status --all` read as a jail named --all) means: not usable.
         logger.debug("capability probe %r: %s", command, exc)
         return False
     return True
 
 
+def _probe(conn: Connection) -> Capabilities:
+    version = str(conn.send("version"))
+    # 1.0.2 reads `status --all short` as a jail named "--all" (UnknownJail): unsupported.
+    try:
+        conn.send("status", "--all", "short")
+        status_all = True
+    except Fail2banError:
+        status_all = False
+    return Capabilities(
+        version=version,
+        get_backend=_supported(conn, "get", PROBE_JAIL, "backend"),
+        get_idle=_supported(conn, "get", PROBE_JAIL, "idle"),
+        stats=_supported(conn, "stats"),
+        status_all=status_all,
+    )
+
+
 def capabilities_get(state: RuntimeState) -> Capabilities:
-    """What this fail2ban supports; probed once per process, under a lock."""
+    """What this fail2ban supports; probed once per server (again after a restart), locked.
+
+    A restarted fail2ban (perhaps upgraded: another version, other commands) re-creates
+    its socket, so the cache is keyed on the socket file's identity: one stat() per call,
+    no extra round trip on the hot path.
+    """
     service = state.jail_service
+    endpoint = service.client.endpoint_identity()
     cached = service.capabilities
-    if cached is not None:
+    if cached is not None and service.capabilities_endpoint == endpoint:
         return cached
     with service.probe_lock:
-        if service.capabilities is not None:
+        if service.capabilities is not None and service.capabilities_endpoint == endpoint:
             return service.capabilities
         with service.client.connection() as conn:
-            version = str(conn.send("version"))
-            # 1.0.2 reads `status --all` as a jail named "--all" (UnknownJail): unsupported.
-            try:
-                conn.send("status", "--all")
-                status_all = True
-            except Fail2banError:
-                status_all = False
-            capabilities = Capabilities(
-                version=version,
-                get_backend=_supported(conn, "get", PROBE_JAIL, "backend"),
-                get_idle=_supported(conn, "get", PROBE_JAIL, "idle"),
-                stats=_supported(conn, "stats"),
-                status_all=status_all,
-            )
+            capabilities = _probe(conn)
         service.probes_run += 1
         service.capabilities = capabilities
+        service.capabilities_endpoint = endpoint
         return capabilities
+
+
+def _capabilities_forget(state: RuntimeState, *, stale: Capabilities) -> None:
+    # A command the cache called supported was refused: the server changed under the same
+    # socket file (a case the stat() key cannot see); the next call probes again.
+    service = state.jail_service
+    with service.probe_lock:
+        if service.capabilities is stale:
+            service.capabilities = None
 
 
 # Overview ----------------------------------------------------------------------------------------
@@ -171,46 +201,114 @@ def _pairs(value: Any) -> dict[str, Any]:
         return {}
 
 
-def _jail_names(conn: Connection) -> tuple[list[str], list[str]]:
-    status = _pairs(conn.send("status"))
+def _split_jail_list(status: dict[str, Any]) -> tuple[list[str], list[str]]:
     names = [n.strip() for n in str(status.get("Jail list", "")).split(",") if n.strip()]
     valid = [n for n in names if JAIL_NAME_RE.fullmatch(n)]
     skipped = [n for n in names if not JAIL_NAME_RE.fullmatch(n)]
     return valid, skipped
 
 
-def _summary(conn: Connection, name: str, capabilities: Capabilities) -> JailSummary:
-    status = _pairs(conn.send("status", name, "short"))
+def _jail_names(conn: Connection) -> tuple[list[str], list[str]]:
+    return _split_jail_list(_pairs(conn.send("status")))
+
+
+def _stats(conn: Connection) -> dict[str, Any]:
+    """fail2ban 1.1's `stats`: {jail: [backend, (failed now, total), (banned now, total)]}."""
+    reply = conn.send("stats")
+    return {str(k): v for k, v in reply.items()} if isinstance(reply, dict) else {}
+
+
+def _stats_backend(entry: Any) -> str | None:
+    if isinstance(entry, list | tuple) and entry and isinstance(entry[0], str):
+        return entry[0]
+    return NOT_REPORTED
+
+
+def _summary_from_status(
+    name: str, status: dict[str, Any], *, backend: str | None, idle: bool | None
+) -> JailSummary:
     filter_part = _pairs(status.get("Filter", []))
     actions_part = _pairs(status.get("Actions", []))
     sources = filter_part.get("File list") or filter_part.get("Journal matches") or []
     if isinstance(sources, str):
         sources = [sources]
-    backend = str(conn.send("get", name, "backend")) if capabilities.get_backend else None
-    idle = _as_bool(conn.send("get", name, "idle")) if capabilities.get_idle else None
     return JailSummary(
         name=name,
         log_sources=tuple(str(s) for s in sources),
         backend=backend,
-        currently_failed=int(filter_part.get("Currently failed", 0)),
-        total_failed=int(filter_part.get("Total failed", 0)),
-        currently_banned=int(actions_part.get("Currently banned", 0)),
-        total_banned=int(actions_part.get("Total banned", 0)),
+        currently_failed=_as_int(filter_part.get("Currently failed", 0)),
+        total_failed=_as_int(filter_part.get("Total failed", 0)),
+        currently_banned=_as_int(actions_part.get("Currently banned", 0)),
+        total_banned=_as_int(actions_part.get("Total banned", 0)),
         idle=idle,
     )
 
 
+def _summary(conn: Connection, name: str, capabilities: Capabilities) -> JailSummary:
+    status = _pairs(conn.send("status", name, "short"))
+    backend = NOT_REPORTED
+    if capabilities.get_backend:
+        backend = str(conn.send("get", name, "backend"))
+    elif capabilities.stats:
+        backend = _stats_backend(_stats(conn).get(name))
+    idle = _as_bool(conn.send("get", name, "idle")) if capabilities.get_idle else None
+    return _summary_from_status(name, status, backend=backend, idle=idle)
+
+
+def _overview_each(
+    conn: Connection, capabilities: Capabilities
+) -> tuple[list[JailSummary], list[str]]:
+    # fail2ban 1.0: `status`, then `status J short` per jail (1 + N round trips).
+    names, skipped = _jail_names(conn)
+    summaries = []
+    for name in names:
+        try:
+            summaries.append(_summary(conn, name, capabilities))
+        except UnknownJail:
+            continue  # removed between `status` and `status J`
+    return summaries, skipped
+
+
+def _overview_all(
+    conn: Connection, capabilities: Capabilities
+) -> tuple[list[JailSummary], list[str]]:
+    # fail2ban 1.1: `status --all short` holds the jail list and every jail's counters
+    # ([(label, value)..., {jail: status}]); `stats` adds each backend. Two round trips.
+    reply = conn.send("status", "--all", "short")
+    header: dict[str, Any] = {}
+    per_jail: dict[str, Any] = {}
+    for item in reply if isinstance(reply, list | tuple) else ():
+        if isinstance(item, dict):
+            per_jail = {str(k): v for k, v in item.items()}
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            header[str(item[0])] = item[1]
+    names, skipped = _split_jail_list(header)
+    stats = _stats(conn) if capabilities.stats else {}
+    summaries = [
+        _summary_from_status(
+            name,
+            _pairs(per_jail[name]),
+            backend=_stats_backend(stats.get(name)),
+            idle=None,  # no version reports it (`get J idle` is refused by 1.0 and 1.1)
+        )
+        for name in names
+        if name in per_jail
+    ]
+    return summaries, skipped
+
+
 def overview_get(state: RuntimeState) -> Overview:
-    """Every jail with its counters, over one connection (`status`, then `status J short`)."""
+    """Every jail with its counters, over one connection (1.1: two round trips; 1.0: 1 + N)."""
     capabilities = capabilities_get(state)
     with state.jail_service.client.connection() as conn:
-        names, skipped = _jail_names(conn)
-        summaries = []
-        for name in names:
+        if capabilities.status_all and not capabilities.get_idle:
             try:
-                summaries.append(_summary(conn, name, capabilities))
-            except UnknownJail:
-                continue  # removed between `status` and `status J`
+                summaries, skipped = _overview_all(conn, capabilities)
+            except UnsupportedCommand:
+                _capabilities_forget(state, stale=capabilities)
+                summaries, skipped = _overview_each(conn, replace(capabilities, stats=False))
+        else:
+            summaries, skipped = _overview_each(conn, capabilities)
     return Overview(
         version=capabilities.version, jails=tuple(summaries), skipped_jail_names=tuple(skipped)
     )
@@ -256,38 +354,74 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _detail(conn: Connection, name: str, capabilities: Capabilities) -> JailDetail:
+    summary = _summary(conn, name, capabilities)
+
+    def get(key: str) -> Any:
+        return conn.send("get", name, key)
+
+    # The escalation's six parameters mean nothing while it is off (the usual case), and
+    # each is a round trip to a single-threaded server on every page load: skip them.
+    enabled = _as_bool(get("bantime.increment"))
+    increment = BanTimeIncrement(
+        enabled=enabled,
+        factor=_optional_str(get("bantime.factor")) if enabled else None,
+        formula=_optional_str(get("bantime.formula")) if enabled else None,
+        multipliers=_optional_str(get("bantime.multipliers")) if enabled else None,
+        maxtime=_optional_str(get("bantime.maxtime")) if enabled else None,
+        rndtime=_optional_str(get("bantime.rndtime")) if enabled else None,
+        overalljails=_as_bool(get("bantime.overalljails")) if enabled else None,
+    )
+    return JailDetail(
+        summary=summary,
+        bantime=_as_int(get("bantime")),
+        findtime=_as_int(get("findtime")),
+        maxretry=_as_int(get("maxretry")),
+        ignore_list=_strings(get("ignoreip")),
+        failregex=_strings(get("failregex")),
+        ignoreregex=_strings(get("ignoreregex")),
+        actions=_strings(get("actions")),
+        usedns=str(get("usedns")),
+        ignoreself=_as_bool(get("ignoreself")),
+        bantime_increment=increment,
+    )
+
+
 def jail_detail_get(state: RuntimeState, *, name: str) -> JailDetail:
     """A jail's settings and counters (raises UnknownJail for a jail fail2ban lacks)."""
     validate_jail_name(name)
     capabilities = capabilities_get(state)
     with state.jail_service.client.connection() as conn:
-        summary = _summary(conn, name, capabilities)
+        return _detail(conn, name, capabilities)
 
-        def get(key: str) -> Any:
-            return conn.send("get", name, key)
 
-        increment = BanTimeIncrement(
-            enabled=_as_bool(get("bantime.increment")),
-            factor=_optional_str(get("bantime.factor")),
-            formula=_optional_str(get("bantime.formula")),
-            multipliers=_optional_str(get("bantime.multipliers")),
-            maxtime=_optional_str(get("bantime.maxtime")),
-            rndtime=_optional_str(get("bantime.rndtime")),
-            overalljails=_as_bool(get("bantime.overalljails")),
-        )
-        return JailDetail(
-            summary=summary,
-            bantime=_as_int(get("bantime")),
-            findtime=_as_int(get("findtime")),
-            maxretry=_as_int(get("maxretry")),
-            ignore_list=_strings(get("ignoreip")),
-            failregex=_strings(get("failregex")),
-            ignoreregex=_strings(get("ignoreregex")),
-            actions=_strings(get("actions")),
-            usedns=str(get("usedns")),
-            ignoreself=_as_bool(get("ignoreself")),
-            bantime_increment=increment,
-        )
+def jail_page_get(
+    state: RuntimeState, *, name: str, search: str = ""
+) -> tuple[JailDetail, BanLines]:
+    """The jail page's data: settings, counters and the bans, over one connection."""
+    validate_jail_name(name)
+    needle = _needle(search)
+    capabilities = capabilities_get(state)
+    with state.jail_service.client.connection() as conn:
+        detail = _detail(conn, name, capabilities)
+        lines = conn.send("get", name, "banip", "--with-time")
+    return detail, BanLines(state, lines, needle)
+
+
+def jail_counters_get(state: RuntimeState, *, name: str) -> JailCounters:
+    """The counters the jail page polls: only `status J short` (fail2ban is single-threaded)."""
+    validate_jail_name(name)
+    with state.jail_service.client.connection() as conn:
+        status = _pairs(conn.send("status", name, "short"))
+    filter_part = _pairs(status.get("Filter", []))
+    actions_part = _pairs(status.get("Actions", []))
+    return JailCounters(
+        name=name,
+        currently_failed=_as_int(filter_part.get("Currently failed")),
+        total_failed=_as_int(filter_part.get("Total failed")),
+        currently_banned=_as_int(actions_part.get("Currently banned")),
+        total_banned=_as_int(actions_part.get("Total banned")),
+    )
 
 
 def _parse_ban_line(line: str, state: RuntimeState) -> BanEntry | None:
@@ -308,19 +442,45 @@ def _parse_ban_line(line: str, state: RuntimeState) -> BanEntry | None:
     return BanEntry(ip=ip.strip(), banned_at=banned_at, bantime=bantime, ends_at=ends_at)
 
 
-def jail_bans_list(state: RuntimeState, *, name: str, search: str = "") -> list[BanEntry]:
-    """The jail's current bans (oldest end first), optionally filtered by a substring."""
-    validate_jail_name(name)
+def _needle(search: str) -> str:
     needle = search.strip().lower()
     if len(needle) > 64:
         raise InvalidArgument("search text is too long")
+    return needle
+
+
+class BanLines(Sequence[BanEntry]):
+    """A jail's bans as fail2ban listed them, parsed only when a slice is read.
+
+    Parsing a line costs more than fail2ban took to send it (10 000 bans: about 130 ms
+    of 350), and a page shows one page of them: the paginator takes len() and one slice.
+    The search filters on the address text before any parsing. An unreadable line is
+    logged and left out of the slice it falls in.
+    """
+
+    def __init__(self, state: RuntimeState, lines: Sequence[Any], needle: str = "") -> None:
+        self._state = state
+        texts = [str(line) for line in lines or ()]
+        if needle:
+            texts = [t for t in texts if needle in t.split("\t", 1)[0].lower()]
+        self._lines = texts
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            parsed = (_parse_ban_line(line, self._state) for line in self._lines[index])
+            return [entry for entry in parsed if entry is not None]
+        entry = _parse_ban_line(self._lines[index], self._state)
+        if entry is None:
+            raise ValueError(f"unreadable ban line at {index}")
+        return entry
+
+
+def jail_bans_list(state: RuntimeState, *, name: str, search: str = "") -> list[BanEntry]:
+    """The jail's current bans (oldest end first), optionally filtered by a substring."""
+    validate_jail_name(name)
+    needle = _needle(search)
     lines: Sequence[Any] = state.jail_service.client.send("get", name, "banip", "--with-time")
-    entries = []
-    for line in lines:
-        text = str(line)
-        if needle and needle not in text.split("\t", 1)[0].lower():
-            continue
-        entry = _parse_ban_line(text, state)
-        if entry is not None:
-            entries.append(entry)
-    return entries
+    return BanLines(state, lines, needle)[:]

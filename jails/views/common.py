@@ -21,6 +21,11 @@ def overview_for_request(request: HttpRequest, state: RuntimeState) -> Overview:
     return cached
 
 
+def overview_if_fetched(request: HttpRequest) -> Overview | None:
+    """The overview this request has already fetched, if any (then the status bar is free)."""
+    return getattr(request, _OVERVIEW_ATTR, None)
+
+
 def page_number(request: HttpRequest) -> int:
     """The requested page number; anything unreadable is page 1."""
     try:

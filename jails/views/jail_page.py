@@ -96,12 +96,12 @@ def jail_page_context(
     request: HttpRequest, state: RuntimeState, name: str, outcome: Outcome
 ) -> dict[str, Any]:
     """The jail page's context (as the page view builds it) plus the action's outcome."""
-    detail = jail_service.jail_detail_get(state, name=name)
     query, page_number = list_state(request)
-    bans = jail_service.jail_bans_list(state, name=name, search=query)
+    detail, bans = jail_service.jail_page_get(state, name=name, search=query)
     page = Paginator(bans, state.settings.page_size).get_page(page_number)
     return {
         "jail": detail,
+        "counters": detail.summary,
         "page": page,
         "query": query,
         "now": timezone.now(),

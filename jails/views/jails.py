@@ -67,20 +67,25 @@ def jail_detail(request: HttpRequest, name: str) -> HttpResponse:
         validate_jail_name(name)
     except InvalidArgument:
         raise Http404("no such jail") from None
-    detail = jail_service.jail_detail_get(state, name=name)
+    template = "jails/jail_detail.html"
+    if request.htmx and request.htmx.target != "jail-bans":
+        # The counters poll: every few seconds per open tab against a single-threaded
+        # fail2ban, so it asks only what it shows (one `status J short`).
+        counters = jail_service.jail_counters_get(state, name=name)
+        context = {"counters": counters, "poll_seconds": state.settings.poll_seconds}
+        return render(request, template + "#jail-counters", context)
     search = request.GET.get("q", "").strip()[:64]
-    bans = jail_service.jail_bans_list(state, name=name, search=search)
+    detail, bans = jail_service.jail_page_get(state, name=name, search=search)
     page = Paginator(bans, state.settings.page_size).get_page(page_number(request))
     context = {
         "jail": detail,
+        "counters": detail.summary,
         "page": page,
         "query": search,
         "now": timezone.now(),
         "capabilities": jail_service.capabilities_get(state),
         "poll_seconds": state.settings.poll_seconds,
     }
-    template = "jails/jail_detail.html"
     if request.htmx:
-        target = request.htmx.target or ""
-        template += "#jail-bans" if target == "jail-bans" else "#jail-counters"
+        template += "#jail-bans"
     return render(request, template, context)
