@@ -1,8 +1,9 @@
 """Seed a ban archive: 1 000 000 ban events over a year, 20 jails, 200 000 addresses.
 
-    .venv/bin/python bench/seed_history.py [--db var/bench/history.sqlite3] [--events N]
+    .venv/bin/python bench/seed_history.py --db /tmp/some-dir/history.sqlite3 [--events N]
 
-Writes a separate SQLite database (never the site's own) through the real models, then
+Writes a separate SQLite database (never the site's own: every JAILADMIN_* setting is
+pointed into the database's directory, see bench/common.py) through the real models, then
 builds the summaries with the same code the sync uses for a repair. Addresses are random
 public IPv4 (and 10% IPv6) addresses, located with the bundled offline geo data, so the
 countries and AS names are real ones. A few addresses are heavy hitters (banned hundreds
@@ -20,7 +21,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DB = REPO / "var" / "bench" / "history.sqlite3"
 JAILS = [
     "sshd",
     "nginx-http-auth",
@@ -47,12 +47,11 @@ V6_PREFIXES = ["2a01:4f8", "2400:cb00", "2800:3f0", "2c0f:fb50", "2a02:598", "26
 
 
 def setup_django(db: Path) -> None:
-    db.parent.mkdir(parents=True, exist_ok=True)
-    os.environ["JAILADMIN_DATABASE_URL"] = f"sqlite:///{db}"
-    os.environ.setdefault("JAILADMIN_SECRET_KEY", "bench-only-secret-key-0123456789-abcdefghijkl")
-    os.environ.setdefault("JAILADMIN_DEBUG", "false")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jailadmin.settings")
     sys.path.insert(0, str(REPO))
+    from bench.common import isolate_environment
+
+    isolate_environment(db.parent)
+    os.environ["JAILADMIN_DATABASE_URL"] = f"sqlite:///{db}"
     import django
 
     django.setup()
@@ -191,7 +190,7 @@ def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, default=DEFAULT_DB)
+    parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--addresses", type=int, default=200_000)
     parser.add_argument("--days", type=int, default=365)

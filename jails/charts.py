@@ -22,6 +22,10 @@ from urllib.parse import quote, urlsplit
 StrPath = str | os.PathLike[str]
 
 DEFAULT_WORLD_MAP = Path(__file__).resolve().parent / "data" / "world_map.json"
+# The outlines as a static SVG (one <path id="CC"> per country), built from the JSON by
+# world_outlines_svg(). The map references it with <use href="…#CC">, so the 125 KB of
+# path data is a hashed, cached static file instead of part of every dashboard response.
+WORLD_OUTLINES_ASSET = "jails/world-map.svg"
 MAP_CLASSES = 5  # shaded classes c1..c5; c0 means none
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -251,6 +255,27 @@ def load_world_map(path: StrPath = DEFAULT_WORLD_MAP) -> WorldMap:
     return WorldMap(view_box=(x, y, w, h), countries=countries, source=str(doc.get("source", "")))
 
 
+def world_outlines_svg(world: WorldMap) -> str:
+    """The static outlines file: every country as a bare <path id="CC"> in the map's viewBox.
+
+    The paths carry no fill or stroke: a <use> clone inherits them from its <use>, which
+    carries the page's shade classes (static/jails/charts.css).
+    """
+    x0, y0, w, h = world.view_box
+    out = [
+        f'<svg xmlns="{SVG_NS}" viewBox="{_num(x0)} {_num(y0)} {_num(w)} {_num(h)}">',
+        *(f'<path id="{esc(code)}" d="{esc(c.d)}"/>' for code, c in world.countries.items()),
+        "</svg>\n",
+    ]
+    return "\n".join(out)
+
+
+def _outlines_url() -> str:
+    from django.templatetags.static import static
+
+    return static(WORLD_OUTLINES_ASSET)
+
+
 def shade_class(value: int, maximum: int) -> int:
     """0 for no value, else 1..MAP_CLASSES on a log scale relative to ``maximum``."""
     if value <= 0 or maximum <= 0:
@@ -300,14 +325,18 @@ def world_map_svg(
     title: str = "Bans by country",
     unit: tuple[str, str] = ("ban", "bans"),
     legend: bool = True,
+    outlines_url: str | None = None,
 ) -> str:
-    """A choropleth of ``counts`` (ISO alpha-2 code -> count), one linked path per country.
+    """A choropleth of ``counts`` (ISO alpha-2 code -> count), one linked shape per country.
 
     Pass ``world`` from the per-process state; without it the data file is read on each call.
-    ``href_template`` gets ``{code}`` replaced by the URL-quoted country code.
+    ``href_template`` gets ``{code}`` replaced by the URL-quoted country code. Each shape is
+    a ``<use>`` of the country's path in the static outlines file (``outlines_url``,
+    default: its hashed static URL).
     """
     if world is None:
         world = load_world_map()
+    outlines = esc(outlines_url if outlines_url is not None else _outlines_url())
     totals = _normalise_counts(counts)
     maximum = max(totals.values(), default=0)
     chosen = selected.strip().upper() if isinstance(selected, str) else None
@@ -335,8 +364,8 @@ def world_map_svg(
             " selected" if code == chosen else ""
         )
         path = (
-            f'<path class="{classes}" data-cc="{esc(code)}" d="{esc(country.d)}">'
-            f"<title>{esc(country.name)}: {_count_text(value, unit)}</title></path>"
+            f'<use class="{classes}" data-cc="{esc(code)}" href="{outlines}#{esc(code)}">'
+            f"<title>{esc(country.name)}: {_count_text(value, unit)}</title></use>"
         )
         href = safe_href(href_template.replace("{code}", quote(code))) if href_template else None
         if href is None:

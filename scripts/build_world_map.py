@@ -383,6 +383,19 @@ def main() -> None:
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
     args.out.write_text(text + "\n", encoding="utf-8")
     print(f"{len(doc['countries'])} countries, {len(text.encode()):,} bytes -> {args.out}")
+    write_outlines_asset(args.out)
+
+
+def write_outlines_asset(data: Path) -> None:
+    """The same outlines as the static SVG the map <use>s (tests/test_charts.py checks)."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from jails.charts import WORLD_OUTLINES_ASSET, load_world_map, world_outlines_svg
+
+    asset = REPO / "static" / WORLD_OUTLINES_ASSET
+    asset.write_text(world_outlines_svg(load_world_map(data)), encoding="utf-8")
+    print(f"outlines -> {asset}")
 
 
 if __name__ == "__main__":

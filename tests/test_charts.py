@@ -239,7 +239,7 @@ def test_world_map_draws_every_country_as_a_linked_path(world):
     root = parse(svg)
     assert_responsive_and_accessible(root)
     assert_no_inline_styling(svg)
-    paths = by_class(root, "path", "country")
+    paths = by_class(root, "use", "country")
     assert len(paths) == len(world.countries) > 150
     links = list(root.iter(f"{NS}a"))
     assert len(links) == len(paths)
@@ -248,7 +248,7 @@ def test_world_map_draws_every_country_as_a_linked_path(world):
 
 def test_world_map_titles_name_the_country_and_count(world):
     root = parse(world_map_svg({"DE": 123, "us": 1}, world=world))
-    titles = {p.get("data-cc"): title_of(p) for p in by_class(root, "path", "country")}
+    titles = {p.get("data-cc"): title_of(p) for p in by_class(root, "use", "country")}
     assert titles["DE"] == "Germany: 123 bans"
     assert titles["US"] == "United States: 1 ban"
     assert titles["FR"] == "France: 0 bans"
@@ -259,7 +259,7 @@ def test_world_map_counts_map_to_log_scale_classes(world):
     root = parse(world_map_svg(counts, world=world))
     classes = {
         p.get("data-cc"): [c for c in p.get("class").split() if c[0] == "c" and c[1:].isdigit()]
-        for p in by_class(root, "path", "country")
+        for p in by_class(root, "use", "country")
     }
     assert classes["US"] == ["c5"]
     assert classes["CN"] == ["c5"]
@@ -275,7 +275,7 @@ def test_world_map_custom_href_template_and_no_links(world):
     assert "/history/?cc=DE&w=7d" in {a.get("href") for a in root.iter(f"{NS}a")}
     root = parse(world_map_svg({"DE": 1}, world=world, href_template=None))
     assert list(root.iter(f"{NS}a")) == []
-    assert len(by_class(root, "path", "country")) == len(world.countries)
+    assert len(by_class(root, "use", "country")) == len(world.countries)
 
 
 def test_world_map_refuses_script_href_template(world):
@@ -285,10 +285,10 @@ def test_world_map_refuses_script_href_template(world):
 
 def test_world_map_marks_the_selected_country(world):
     root = parse(world_map_svg({"DE": 1}, world=world, selected="de"))
-    selected = by_class(root, "path", "selected")
+    selected = by_class(root, "use", "selected")
     assert [p.get("data-cc") for p in selected] == ["DE"]
     # drawn last, so its outline is on top
-    assert by_class(root, "path", "country")[-1].get("data-cc") == "DE"
+    assert by_class(root, "use", "country")[-1].get("data-cc") == "DE"
     current = [a for a in root.iter(f"{NS}a") if a.get("aria-current") == "true"]
     assert [a.get("href") for a in current] == ["?country=DE"]
 
@@ -299,10 +299,10 @@ def test_world_map_ignores_bad_codes_and_values(world):
     assert "<script" not in svg
     root = parse(svg)
     shaded = {
-        p.get("data-cc") for p in by_class(root, "path", "country") if "c0" not in p.get("class")
+        p.get("data-cc") for p in by_class(root, "use", "country") if "c0" not in p.get("class")
     }
     assert shaded == {"NL"}
-    assert by_class(root, "path", "selected") == []
+    assert by_class(root, "use", "selected") == []
 
 
 def test_world_map_legend_lists_the_ranges(world):
@@ -326,7 +326,7 @@ def test_world_map_empty_counts_says_no_data(world):
     assert_responsive_and_accessible(root)
     assert root.get("aria-label") == "Bans by country: no data"
     assert [t.text for t in by_class(root, "text", "no-data")] == ["No data"]
-    assert {p.get("class") for p in by_class(root, "path", "country")} == {"country c0"}
+    assert {p.get("class") for p in by_class(root, "use", "country")} == {"country c0"}
     assert by_class(root, "g", "legend") == []
 
 
@@ -358,3 +358,28 @@ def test_shade_bounds_agree_with_shade_class(maximum):
     for v in sorted(samples - {0}):
         (cls,) = [k for k, lo, hi in bounds if lo <= v <= hi]
         assert shade_class(v, maximum) == cls
+
+
+def test_world_map_outlines_come_from_the_static_asset_not_the_page(world):
+    from django.templatetags.static import static
+
+    svg = world_map_svg({"DE": 5}, world=world)
+    asset = static(charts.WORLD_OUTLINES_ASSET)
+    # A hashed name (ManifestStaticFilesStorage): cached for ever, changed when it changes.
+    assert asset != f"/static/{charts.WORLD_OUTLINES_ASSET}" and asset.endswith(".svg")
+    uses = by_class(parse(svg), "use", "country")
+    assert {u.get("href") for u in uses} == {f"{asset}#{code}" for code in world.countries}
+    assert ' d="' not in svg  # no outline data in the page
+    assert len(svg) < 60_000  # it was 171 KB with the outlines inlined
+
+
+def test_world_map_static_asset_matches_the_map_data(world):
+    from pathlib import Path
+
+    committed = Path(charts.__file__).resolve().parents[1] / "static" / charts.WORLD_OUTLINES_ASSET
+    assert committed.read_text(encoding="utf-8") == charts.world_outlines_svg(world)
+    root = parse(committed.read_text(encoding="utf-8"))
+    paths = list(root.iter(f"{NS}path"))
+    assert {p.get("id") for p in paths} == set(world.countries)
+    # Bare shapes: fill and stroke come from the <use> on the page (charts.css).
+    assert not [p for p in paths if p.get("fill") or p.get("style") or p.get("class")]
