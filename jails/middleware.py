@@ -50,7 +50,13 @@ class ContentSecurityPolicyMiddleware:
 
 
 class Fail2banErrorMiddleware:
-    """fail2ban down or confused is a 503 page, an unknown jail a 404 — never a 500."""
+    """Every typed fail2ban error is a page with its reason — never a 500.
+
+    An unknown jail is a 404; fail2ban down or answering garbage a 503 (it may come back);
+    an argument refused before sending a 400; any other refusal (CommandRejected,
+    UnsupportedCommand, a failed reload...) a 502: the upstream fail2ban said no.
+    HTMX requests get the page's partial, so a polling fragment shows the reason in place.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -61,29 +67,54 @@ class Fail2banErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         from django.shortcuts import render
 
-        from jails.fail2ban import Fail2banUnreachable, ProtocolError, UnknownJail
+        from jails.fail2ban import (
+            CommandRejected,
+            Fail2banError,
+            Fail2banUnreachable,
+            InvalidArgument,
+            ProtocolError,
+            UnknownJail,
+        )
 
         if isinstance(exception, UnknownJail):
             return render(
                 request, "jails/jail_missing.html", {"jail_name": exception.jail}, status=404
             )
+        htmx = getattr(request, "htmx", False)
+        socket_path = runtime_state().settings.fail2ban_socket
+        context = {"socket_path": socket_path, "reason": str(exception)}
         if isinstance(exception, Fail2banUnreachable | ProtocolError):
-            socket_path = runtime_state().settings.fail2ban_socket
-            context = {"socket_path": socket_path, "reason": str(exception)}
             template = "jails/fail2ban_unavailable.html"
-            if getattr(request, "htmx", False):
+            if htmx:
                 template += "#fail2ban-unavailable"
             return render(request, template, context, status=503)
+        if isinstance(exception, Fail2banError):
+            if isinstance(exception, CommandRejected):
+                context["command"] = " ".join(exception.command)
+            status = 400 if isinstance(exception, InvalidArgument) else 502
+            context["title"] = (
+                "Refused before anything was sent to fail2ban"
+                if status == 400
+                else "fail2ban refused the request"
+            )
+            template = "jails/fail2ban_error.html"
+            if htmx:
+                template += "#fail2ban-error"
+            return render(request, template, context, status=status)
         return None
 
 
 class TrustedProxyMiddleware:
-    """Behind a reverse proxy, the client's address comes from X-Forwarded-For.
+    """Behind a reverse proxy, the client's address and scheme come from X-Forwarded-*.
 
     Only when the connection comes from one of JAILADMIN_TRUSTED_PROXIES: then REMOTE_ADDR
     becomes the right-most X-Forwarded-For address that is not itself a trusted proxy, so
     the audit log, the login lockout and the "your own address" check all see the real
-    client. Anyone else's X-Forwarded-For is ignored (it is trivially forged).
+    client, and X-Forwarded-Proto says whether the client used HTTPS (what
+    SecurityMiddleware's redirect, secure cookies and CSRF's origin check rely on).
+    Anyone else's X-Forwarded-* headers are ignored (they are trivially forged), which is
+    why settings.py leaves Django's SECURE_PROXY_SSL_HEADER unset: it would believe
+    X-Forwarded-Proto from every client.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -101,8 +132,15 @@ class TrustedProxyMiddleware:
         return any(ip in network for network in self.proxies)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not self.proxies or not self._trusted(request.META.get("REMOTE_ADDR", "")):
+            return self.get_response(request)
+        # Like Django's SECURE_PROXY_SSL_HEADER: the left-most value, set by our proxy.
+        proto = request.META.get("HTTP_X_FORWARDED_PROTO", "").split(",", 1)[0].strip()
+        if proto.lower() in ("http", "https"):
+            # request.META is the WSGI environ: the scheme Django reports comes from here.
+            request.META["wsgi.url_scheme"] = proto.lower()
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if self.proxies and forwarded and self._trusted(request.META.get("REMOTE_ADDR", "")):
+        if forwarded:
             for hop in reversed(forwarded.split(",")):
                 hop = hop.strip()
                 if self._trusted(hop):
@@ -112,6 +150,80 @@ class TrustedProxyMiddleware:
                     request.META["REMOTE_ADDR"] = str(ipaddress.ip_address(hop))
                 break
         return self.get_response(request)
+
+
+# Views where a long list is the point: the bulk ban (a pasted or uploaded list, and its
+# confirmation step posting the held-back lines again). Later: the blocklist upload.
+LARGE_LIST_VIEWS = frozenset({"jails:jail-bulk-ban"})
+
+
+class LargeListBodyMiddleware:
+    """Request bodies above Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) only where a long
+    list is the point, and only for users who may ban (up to JAILADMIN_LARGE_LIST_MAX_BYTES).
+
+    Everyone else, the anonymous /login/ included, keeps Django's limit: a larger body is a
+    400. Django reads the limit from the global settings while it parses, and changing them
+    per request would race between threads; so for the allowed requests this reads the
+    body itself (bounded by the larger limit) before anything touches request.POST, and
+    parses a multipart body with MultipartFormHandler (Django's parser would apply the
+    global limit to the pasted list, a form field). It runs after AuthenticationMiddleware
+    and, like every middleware's request phase, before CsrfViewMiddleware reads the POST.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            length = _content_length(request)
+            if (
+                settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None
+                and settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+                < length
+                <= settings.JAILADMIN_LARGE_LIST_MAX_BYTES
+                and _large_list_allowed(request)
+            ):
+                _read_large_body(request, length)
+        return self.get_response(request)
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
+def _large_list_allowed(request: HttpRequest) -> bool:
+    from django.urls import Resolver404, resolve
+
+    from jails.roles import PERM_OPERATE
+
+    try:
+        view_name = resolve(request.path_info).view_name
+    except Resolver404:
+        return False
+    user = request.user
+    return view_name in LARGE_LIST_VIEWS and user.is_authenticated and user.has_perm(PERM_OPERATE)
+
+
+def _read_large_body(request: HttpRequest, length: int) -> None:
+    from io import BytesIO
+
+    from django.http import UnreadablePostError
+
+    try:
+        body = request.read(length)
+    except OSError as exc:
+        raise UnreadablePostError(*exc.args) from exc
+    # What HttpRequest.body does after its size check: Django parses from these from now
+    # on (URL-encoded forms directly, multipart ones through the upload handlers).
+    request._body = body  # type: ignore[attr-defined]
+    request._stream = BytesIO(body)  # type: ignore[attr-defined]
+    if request.content_type == "multipart/form-data":
+        from jails.uploads import MultipartFormHandler
+
+        request.upload_handlers.insert(0, MultipartFormHandler(request))
 
 
 class SetupRequiredMiddleware:
