@@ -57,7 +57,7 @@ def main() -> int:
     from tests.recording_proxy import RecordingProxy
 
     base = Path(tempfile.mkdtemp(prefix="jb-", dir="/tmp"))
-    jails = [JailSpec(f"jail{i:02d}") for i in range(JAILS)] + [JailSpec("big")]
+    jails = [JailSpec(f"jail{i:02d}") for i in range(JAILS)] + [JailSpec("big"), JailSpec("empty")]
     # No-op actions: a recorded action would spawn a shell per ban while seeding.
     server = PrivateServer(base, jails, record_actions=False)
     server.start()
@@ -127,6 +127,19 @@ def main() -> int:
                 ("  floor: status J + get J banip --with-time", f"{floor_ms:8.1f} ms"),
                 ("  page ÷ floor (goal ≤ 2)", ratio(page_ms, floor_ms)),
             ]
+
+        # The page's own fixed cost: the same page with no bans at all. At 200 bans the
+        # floor (two commands, ~3 ms) is smaller than rendering the page's forms and
+        # settings, so the ratio there measures Django's template engine, not fail2ban.
+        empty_ms = median_ms(lambda: web.get("/jails/empty/"), repeat=repeat)
+        empty_floor_ms = median_ms(
+            lambda: raw([["status", "empty"], ["get", "empty", "banip", "--with-time"]]),
+            repeat=repeat,
+        )
+        rows += [
+            ("GET /jails/empty/ (0 bans: the page's fixed cost)", f"{empty_ms:8.1f} ms"),
+            ("  floor: status J + get J banip --with-time", f"{empty_floor_ms:8.1f} ms"),
+        ]
 
         poll_headers = {"HX-Request": "true", "HX-Target": "jail-counters"}
         poll_ms = median_ms(lambda: web.get("/jails/big/", headers=poll_headers), repeat=repeat)

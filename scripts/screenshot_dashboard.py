@@ -174,8 +174,8 @@ def capture(url: str, cookie: tuple[str, str], out: Path) -> dict[str, object]:
                     "bytes": target.stat().st_size,
                     "title": page.title(),
                     "svgs": page.locator("svg").count(),
-                    "map_countries": page.locator("svg.chart-map path.country").count(),
-                    "shaded_countries": page.locator("svg.chart-map path.country:not(.c0)").count(),
+                    "map_countries": page.locator("svg.chart-map .country").count(),
+                    "shaded_countries": page.locator("svg.chart-map .country:not(.c0)").count(),
                 }
         finally:
             browser.close()

@@ -105,13 +105,15 @@ row.save()
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        # Sized for a loaded one-core machine: four workers each import Django and load the
+        # runtime before answering; the loop ends as soon as one answers.
+        deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=15) as response:
                     if response.status == 200:
                         break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or accepted but not answered in time yet
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((tmp_path / "gunicorn.log").read_text()[-3000:])

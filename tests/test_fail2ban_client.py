@@ -474,3 +474,68 @@ def test_errors_share_a_base_class():
         assert issubclass(error, Fail2banError)
     assert issubclass(UnknownJail, CommandRejected)
     assert issubclass(UnsupportedCommand, CommandRejected)
+
+
+# Batches ---------------------------------------------------------------------------------
+def test_send_batch_answers_in_order_over_one_write():
+    def answer(command):
+        return pickled_reply(0, "|".join(command))
+
+    with FakeFail2ban(reply_for_each(answer)) as fake:
+        with make_client(fake).connection() as conn:
+            values = conn.send_batch([["ping"], ["status", "sshd"], ["get", "sshd", "bantime"]])
+            assert values == ["ping", "status|sshd", "get|sshd|bantime"]
+            assert conn.send("ping") == "ping"  # still in step afterwards
+        fake.settle()
+        assert fake.decoded_requests() == [
+            ["ping"],
+            ["status", "sshd"],
+            ["get", "sshd", "bantime"],
+            ["ping"],
+        ]
+
+
+def test_send_batch_splits_replies_that_arrive_in_one_chunk():
+    # All three answers written at once by the first behaviour: the client must split them.
+    three = pickled_reply(0, "a") + pickled_reply(0, "b") + pickled_reply(0, "c")
+    with FakeFail2ban([reply_raw(three), reply_raw(b""), reply_raw(b"")]) as fake:
+        with make_client(fake).connection() as conn:
+            assert conn.send_batch([["ping"], ["ping"], ["ping"]]) == ["a", "b", "c"]
+
+
+def test_send_batch_reads_every_reply_then_raises_the_first_refusal(fail2ban_exceptions):
+    behaviours = [
+        reply_value(0, "first"),
+        reply_value(1, fail2ban_exceptions.UnknownJailException("gone")),
+        reply_value(0, "third"),
+        reply_value(0, "after"),
+    ]
+    with FakeFail2ban(behaviours) as fake:
+        with make_client(fake).connection() as conn:
+            with pytest.raises(UnknownJail) as raised:
+                conn.send_batch([["ping"], ["status", "gone"], ["ping"]])
+            assert raised.value.jail == "gone"
+            assert conn.send("ping") == "after"  # every reply was consumed
+
+
+def test_send_batch_validates_every_command_before_sending_any():
+    with FakeFail2ban(reply_value(0, "x")) as fake:
+        with make_client(fake).connection() as conn, pytest.raises(InvalidArgument):
+            conn.send_batch([["ping"], ["set", "sshd", "banip", "not-an-ip"]])
+        fake.settle()
+        assert fake.decoded_requests() == []
+
+
+def test_send_batch_extra_reply_is_a_protocol_error():
+    extra = pickled_reply(0, "a") + pickled_reply(0, "surplus")
+    with FakeFail2ban(reply_raw(extra)) as fake:
+        with make_client(fake).connection() as conn, pytest.raises(ProtocolError):
+            conn.send_batch([["ping"]])
+
+
+def test_send_batch_against_real_server(runtime, f2b):
+    with runtime.jail_service.client.connection() as conn:
+        values = conn.send_batch(
+            [["get", "sshd", "maxretry"], ["get", "postfix", "maxretry"], ["ping"]]
+        )
+    assert values == [3, 5, "pong"]
