@@ -510,12 +510,11 @@ def test_send_batch_reads_every_reply_then_raises_the_first_refusal(fail2ban_exc
         reply_value(0, "third"),
         reply_value(0, "after"),
     ]
-    with FakeFail2ban(behaviours) as fake:
-        with make_client(fake).connection() as conn:
-            with pytest.raises(UnknownJail) as raised:
-                conn.send_batch([["ping"], ["status", "gone"], ["ping"]])
-            assert raised.value.jail == "gone"
-            assert conn.send("ping") == "after"  # every reply was consumed
+    with FakeFail2ban(behaviours) as fake, make_client(fake).connection() as conn:
+        with pytest.raises(UnknownJail) as raised:
+            conn.send_batch([["ping"], ["status", "gone"], ["ping"]])
+        assert raised.value.jail == "gone"
+        assert conn.send("ping") == "after"  # every reply was consumed
 
 
 def test_send_batch_validates_every_command_before_sending_any():
@@ -528,9 +527,12 @@ def test_send_batch_validates_every_command_before_sending_any():
 
 def test_send_batch_extra_reply_is_a_protocol_error():
     extra = pickled_reply(0, "a") + pickled_reply(0, "surplus")
-    with FakeFail2ban(reply_raw(extra)) as fake:
-        with make_client(fake).connection() as conn, pytest.raises(ProtocolError):
-            conn.send_batch([["ping"]])
+    with (
+        FakeFail2ban(reply_raw(extra)) as fake,
+        make_client(fake).connection() as conn,
+        pytest.raises(ProtocolError),
+    ):
+        conn.send_batch([["ping"]])
 
 
 def test_send_batch_against_real_server(runtime, f2b):
