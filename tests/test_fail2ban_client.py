@@ -498,9 +498,9 @@ def test_send_batch_answers_in_order_over_one_write():
 def test_send_batch_splits_replies_that_arrive_in_one_chunk():
     # All three answers written at once by the first behaviour: the client must split them.
     three = pickled_reply(0, "a") + pickled_reply(0, "b") + pickled_reply(0, "c")
-    with FakeFail2ban([reply_raw(three), reply_raw(b""), reply_raw(b"")]) as fake:
-        with make_client(fake).connection() as conn:
-            assert conn.send_batch([["ping"], ["ping"], ["ping"]]) == ["a", "b", "c"]
+    behaviours = [reply_raw(three), reply_raw(b""), reply_raw(b"")]
+    with FakeFail2ban(behaviours) as fake, make_client(fake).connection() as conn:
+        assert conn.send_batch([["ping"], ["ping"], ["ping"]]) == ["a", "b", "c"]
 
 
 def test_send_batch_reads_every_reply_then_raises_the_first_refusal(fail2ban_exceptions):
