@@ -20,7 +20,8 @@ from bench.common import django_setup, median_ms, print_table  # noqa: E402
 def main() -> None:
     django_setup()
     from jails.apps import runtime_state
-    from jails.sessions import SessionStore, build_session_cache
+    from jails.sessions import SessionStore
+    from jails.state import session_cache_build
     from tests.redis_server import RedisServer
 
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="ja-redis-b-", dir="/tmp")))
@@ -29,7 +30,9 @@ def main() -> None:
         state = runtime_state()
         rows = []
         for kind, url in (("database", ""), ("redis", redis.url), ("memory", "")):
-            state.session_cache = build_session_cache(kind, url)
+            state.snapshot_replace(
+                session_cache=session_cache_build(state, kind=kind, redis_url=url)
+            )
             session = SessionStore()
             session.update({"_auth_user_id": "1", "_auth_user_hash": "h" * 64, "x": "y" * 100})
             session.save()

@@ -6,8 +6,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jailadmin.settings")
 
 application = get_wsgi_application()
 
-# Each web process reads the stored runtime settings once and then follows changes made by
-# any other process (jails/runtime.py): the session storage is decided here, not per request.
+# Each web process reads the stored runtime settings once, here and explicitly (the accessor
+# never does I/O), and then follows changes made by any other process (jails/runtime.py):
+# the session storage is decided here, not per request. `manage.py runserver` imports this
+# module too (WSGI_APPLICATION), so the development server starts the same way.
 from jails.apps import runtime_state  # noqa: E402  (needs the apps loaded above)
 from jails.runtime import runtime_start  # noqa: E402
 

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from django.apps import AppConfig, apps
+from django.apps import AppConfig
 from django.conf import settings
 
-from jails.state import RuntimeSettings, RuntimeState, build_runtime_state
+from jails.state import RuntimeSettings, RuntimeState, build_runtime_state, runtime_state
+
+# runtime_state lives in jails.state (the bottom of the import graph, so that sessions and
+# checks can use it without importing this module); views and commands import it from here.
+__all__ = ["JailsConfig", "runtime_state"]
 
 
 class JailsConfig(AppConfig):
@@ -22,21 +26,11 @@ class JailsConfig(AppConfig):
 
         # No I/O here: the capability probe and every fail2ban call happen on first use.
         self.state = build_runtime_state(RuntimeSettings.from_django_settings(settings))
-        # The JAILADMIN_* values are only seeds: the stored runtime settings are read once
-        # before first use (jailadmin/wsgi.py at process start, else the accessor below).
+        # The JAILADMIN_* values are only seeds: the stored runtime settings are read by an
+        # explicit jails.runtime.runtime_load() where a process starts (jailadmin/wsgi.py,
+        # RuntimeCommand, run_jobs); the accessor never reads them.
         self.state.load_pending = True
         self.state.setup_pending = True
-
-
-def runtime_state() -> RuntimeState:
-    """The one accessor views, commands and admin actions use to get the state."""
-    config = apps.get_app_config("jails")
-    assert isinstance(config, JailsConfig)
-    if config.state.load_pending:
-        from jails.runtime import runtime_load
-
-        runtime_load(config.state)
-    return config.state
 
 
 def _roles_after_migrate(sender: AppConfig, using: str = "default", **kwargs: object) -> None:

@@ -1,5 +1,9 @@
 """System checks (`manage.py check`): is the fail2ban socket usable (jails.E001-E003, W001),
-and does the session storage suit the workers and answer (jails.E010, E011, W012)?"""
+and does the session storage suit the workers and answer (jails.E010, E011, W012)?
+
+They check the stored runtime settings, which a process may not have loaded yet when
+the checks run (jails.runtime.runtime_snapshot_stored reads them without installing them).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,15 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from jails.sessions import MEMORY, REDIS, SessionStorageUnavailable
+from jails.runtime import runtime_snapshot_stored
+from jails.session_storage import MEMORY, REDIS, SessionStorageUnavailable
+from jails.state import runtime_state
 
 
 @register(Tags.compatibility, deploy=False)
 def fail2ban_socket_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """jails.E001: socket missing; jails.E002: not a socket; jails.W003: not accessible."""
-    from jails.apps import runtime_state
-
-    path = runtime_state().settings.fail2ban_socket
+    path = runtime_snapshot_stored(runtime_state()).settings.fail2ban_socket
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -47,10 +51,8 @@ def fail2ban_socket_check(app_configs: Any = None, **kwargs: Any) -> list[CheckM
 @register(Tags.compatibility)
 def session_storage_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """jails.E010 memory with several workers; E011 Redis without URL; W012 unreachable."""
-    from jails.apps import runtime_state
-
-    state = runtime_state()
-    settings = state.settings
+    snap = runtime_snapshot_stored(runtime_state())
+    settings = snap.settings
     if settings.session_cache == MEMORY and settings.web_workers > 1:
         return [
             Error(
@@ -71,11 +73,11 @@ def session_storage_check(app_configs: Any = None, **kwargs: Any) -> list[CheckM
         ]
     if settings.session_cache == REDIS:
         try:
-            state.session_cache.check()
+            snap.session_cache.check()
         except SessionStorageUnavailable as exc:
             return [
                 Warning(
-                    f"the Redis session storage at {state.session_cache.location} does not "
+                    f"the Redis session storage at {snap.session_cache.location} does not "
                     f"answer: {exc.reason}",
                     hint="Pages answer 503 until Redis is reachable again.",
                     id="jails.W012",

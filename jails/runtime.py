@@ -1,16 +1,24 @@
 """The runtime state follows the stored settings: loaded at process start, then watched.
 
-JailsConfig.ready() builds the state from the JAILADMIN_* seeds without any I/O. Before the
-state is first used, runtime_load() reads the one SiteSettings row and applies it:
-jailadmin/wsgi.py calls runtime_start() when a web process starts, and the accessor
-(jails.apps.runtime_state) does it for management commands.
+JailsConfig.ready() builds the state from the JAILADMIN_* seeds without any I/O. The one
+SiteSettings row is read explicitly where a process starts, never by the accessor
+(jails.state.runtime_state only returns the state):
+- jailadmin/wsgi.py calls runtime_start(watch=True): gunicorn, and `manage.py runserver`,
+  which loads the WSGI_APPLICATION from that module;
+- management commands that use the state subclass jails.management.base.RuntimeCommand,
+  whose execute() calls runtime_load() before the checks and handle(); run_jobs also
+  watches, as web workers do;
+- system checks, which also run before either of those (`manage.py check`, runserver's
+  own checks), read the row for themselves with runtime_snapshot_stored(), which does not
+  install it;
+- Django's test client goes through none of these: tests install the state they want
+  (tests/conftest.py) and apply a row with runtime_apply().
 
 A change saved in one process (on /settings/, in the admin, by the wizard) bumps the row's
 version. Every web process runs one SettingsWatcher thread that reads the version about
-once a second and, when it moved, rebuilds what depends on the settings: the fail2ban
-client when the socket changed, the session cache when the storage changed. Each is
-replaced by plain attribute assignment of a new object, so a request sees either the old
-or the new one, never a half-built one.
+once a second and, when it moved, builds a new RuntimeSnapshot (keeping the parts whose
+inputs did not change) and installs it with one assignment: a request that read the
+snapshot sees all of the old one or all of the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -20,14 +28,11 @@ import os
 import threading
 import weakref
 from dataclasses import replace
-from zoneinfo import ZoneInfo
 
 from django.db import DatabaseError, close_old_connections, connection
 
-from jails.fail2ban import Fail2banClient
 from jails.models import SiteSettings
-from jails.sessions import build_session_cache
-from jails.state import JailServiceState, RuntimeSettings, RuntimeState
+from jails.state import RuntimeSettings, RuntimeSnapshot, RuntimeState, runtime_snapshot_build
 
 logger = logging.getLogger(__name__)
 
@@ -52,31 +57,36 @@ def runtime_settings_from_row(base: RuntimeSettings, row: SiteSettings) -> Runti
     )
 
 
+def runtime_snapshot_from_row(state: RuntimeState, row: SiteSettings) -> RuntimeSnapshot:
+    """The snapshot `state` would hold with `row` applied (built, not installed; no I/O)."""
+    current = state.snapshot
+    return runtime_snapshot_build(
+        runtime_settings_from_row(current.settings, row),
+        memory_sessions=state.memory_sessions,
+        version=row.version,
+        previous=current,
+    )
+
+
 def runtime_apply(state: RuntimeState, row: SiteSettings) -> None:
-    """Make `state` follow `row`: swap whatever depends on a changed value."""
+    """Make `state` follow `row`: one new snapshot, installed by one assignment."""
     if not row.setup_complete:
         return  # the seeds stay in use until the wizard has saved a complete set
-    with state.lock:
-        old = state.settings
-        new = runtime_settings_from_row(old, row)
-        if (new.fail2ban_socket, new.fail2ban_timeout) != (
-            old.fail2ban_socket,
-            old.fail2ban_timeout,
-        ):
-            state.jail_service = JailServiceState(
-                client=Fail2banClient(new.fail2ban_socket, timeout=new.fail2ban_timeout),
-                server_time_zone=ZoneInfo(new.fail2ban_time_zone),
-            )
-        if (new.session_cache, new.redis_url) != (old.session_cache, old.redis_url):
-            state.session_cache = build_session_cache(new.session_cache, new.redis_url)
-            logger.info("session storage is now %s", state.session_cache.kind)
-        state.settings = new
-        state.settings_version = row.version
+    with state.lock:  # writers only (the watcher, runtime_load): readers never wait
+        old = state.snapshot
+        new = runtime_snapshot_from_row(state, row)
+        state.snapshot = new
         state.setup_pending = False
+    if new.session_cache is not old.session_cache:
+        logger.info("session storage is now %s", new.session_cache.kind)
 
 
 def runtime_load(state: RuntimeState) -> None:
-    """Read the stored settings once (the state built by ready() holds only the seeds)."""
+    """Read the stored settings once, at process start (ready() built the state from seeds).
+
+    Called explicitly where a process starts (see the module docstring); a second call,
+    or a call on a state that was not built by ready(), does nothing.
+    """
     with state.lock:
         if not state.load_pending:
             return
@@ -92,10 +102,28 @@ def runtime_load(state: RuntimeState) -> None:
         runtime_apply(state, row)
 
 
+def runtime_snapshot_stored(state: RuntimeState) -> RuntimeSnapshot:
+    """The snapshot this process runs with once loaded, for system checks.
+
+    Checks also run before any process start loads the settings (`manage.py check`,
+    runserver's checks), so a state still on its seeds reads the row here, explicitly,
+    and leaves the state alone: checking changes nothing.
+    """
+    if not state.load_pending:
+        return state.snapshot
+    try:
+        row = site_settings_row()
+    except DatabaseError:
+        return state.snapshot  # before `migrate`: the seeds are what would run
+    if row is None or not row.setup_complete:
+        return state.snapshot
+    return runtime_snapshot_from_row(state, row)
+
+
 def runtime_refresh(state: RuntimeState) -> bool:
     """Apply the stored settings if their version moved; True when something was applied."""
     version = SiteSettings.objects.filter(singleton=1).values_list("version", flat=True).first()
-    if version is None or version == state.settings_version:
+    if version is None or version == state.snapshot.version:
         return False
     row = site_settings_row()
     if row is None or not row.setup_complete:

@@ -3,19 +3,30 @@
 No module in the project keeps mutable state at module level; everything a process
 remembers between requests lives in one RuntimeState, so tests can build a fresh one
 per test and nothing leaks between them.
+
+Whatever depends on the runtime settings (the settings themselves, the fail2ban client
+with its capability cache, the session storage) is one frozen RuntimeSnapshot, replaced
+by a single assignment when the stored settings change (jails.runtime). Code that needs
+two of its parts in one operation reads `state.snapshot` once and uses that snapshot, so
+it can never pair one server's client with another server's capabilities.
+
+This module imports nothing else of jails' Django side (no models, apps or jails.sessions),
+so everything may import it: see README, "How it is built".
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from django.apps import apps as django_apps
 
 from jails.charts import WorldMap, load_world_map
 from jails.fail2ban import Fail2banClient
 from jails.geo import GeoLocator
-from jails.sessions import SessionCache, build_session_cache
+from jails.session_storage import MemorySessions, SessionCache, build_session_cache
 
 
 @dataclass(frozen=True)
@@ -106,39 +117,123 @@ class HistoryState:
         return self.world_map_loaded
 
 
+@dataclass(frozen=True)
+class RuntimeSnapshot:
+    """The settings-dependent parts of the state, built together and swapped together.
+
+    Frozen: a snapshot is never changed, only replaced whole (RuntimeState.snapshot).
+    The JailServiceState inside keeps its own capability cache, which belongs to that
+    snapshot's client alone.
+    """
+
+    settings: RuntimeSettings
+    jail_service: JailServiceState
+    session_cache: SessionCache
+    version: int = 0  # the SiteSettings.version it was built from (0: the JAILADMIN_* seeds)
+
+
 @dataclass
 class RuntimeState:
     """Everything one process keeps between requests."""
 
-    settings: RuntimeSettings
-    jail_service: JailServiceState
+    snapshot: RuntimeSnapshot
     history: HistoryState = field(default_factory=HistoryState)
-    # Sessions and runtime settings (jails.sessions, jails.runtime). The session cache is
-    # built from `settings` when not given, and later only replaced whole (never mutated)
-    # by jails.runtime when the stored settings change; requests just read it.
-    session_cache: SessionCache = field(default=None)  # type: ignore[assignment]
-    settings_version: int = 0  # SiteSettings.version these settings come from
+    # The process's memory session store, whichever snapshot is current: a rebuilt snapshot
+    # (or a switch away from memory and back) finds the same store.
+    memory_sessions: MemorySessions = field(default_factory=MemorySessions, repr=False)
     # Only the state JailsConfig.ready() builds starts with these set: its settings are the
-    # JAILADMIN_* seeds until jails.runtime reads the database (no I/O in ready()).
+    # JAILADMIN_* seeds until runtime_load() reads the database (no I/O in ready()).
     load_pending: bool = False
     setup_pending: bool = False  # latched to False once setup is known to be complete
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # writers only
     watcher: Any = field(default=None, repr=False)  # jails.runtime.SettingsWatcher
 
-    def __post_init__(self) -> None:
-        if self.session_cache is None:
-            self.session_cache = build_session_cache(
-                self.settings.session_cache, self.settings.redis_url
-            )
+    # Reads of one part of the current snapshot. Code that uses two parts in one operation
+    # reads `snapshot` once instead: two of these reads may straddle a swap.
+    @property
+    def settings(self) -> RuntimeSettings:
+        return self.snapshot.settings
+
+    @property
+    def jail_service(self) -> JailServiceState:
+        return self.snapshot.jail_service
+
+    @property
+    def session_cache(self) -> SessionCache:
+        return self.snapshot.session_cache
+
+    @property
+    def settings_version(self) -> int:
+        return self.snapshot.version
+
+    def snapshot_replace(self, **changes: Any) -> RuntimeSnapshot:
+        """Install a copy of the snapshot with `changes` (tests and benchmarks set parts)."""
+        with self.lock:
+            self.snapshot = replace(self.snapshot, **changes)
+            return self.snapshot
+
+
+def jail_service_build(settings: RuntimeSettings) -> JailServiceState:
+    """The jails service's state for `settings`: a client, an empty capability cache. No I/O."""
+    return JailServiceState(
+        client=Fail2banClient(settings.fail2ban_socket, timeout=settings.fail2ban_timeout),
+        server_time_zone=ZoneInfo(settings.fail2ban_time_zone),
+    )
+
+
+def runtime_snapshot_build(
+    settings: RuntimeSettings,
+    *,
+    memory_sessions: MemorySessions,
+    version: int = 0,
+    previous: RuntimeSnapshot | None = None,
+) -> RuntimeSnapshot:
+    """The snapshot for `settings`; parts of `previous` whose inputs did not change are kept
+    (a probed capability cache, a session backend's connection pool). Does no I/O."""
+    old = previous.settings if previous is not None else None
+
+    def same(*names: str) -> bool:
+        return old is not None and all(
+            getattr(old, name) == getattr(settings, name) for name in names
+        )
+
+    if previous is not None and same("fail2ban_socket", "fail2ban_timeout", "fail2ban_time_zone"):
+        jail_service = previous.jail_service
+    else:
+        jail_service = jail_service_build(settings)
+    if previous is not None and same("session_cache", "redis_url"):
+        session_cache = previous.session_cache
+    else:
+        session_cache = build_session_cache(
+            settings.session_cache, settings.redis_url, memory=memory_sessions
+        )
+    return RuntimeSnapshot(
+        settings=settings, jail_service=jail_service, session_cache=session_cache, version=version
+    )
+
+
+def session_cache_build(state: RuntimeState, *, kind: str, redis_url: str = "") -> SessionCache:
+    """A session storage of `kind` for this process (memory: the state's own store)."""
+    return build_session_cache(kind, redis_url, memory=state.memory_sessions)
 
 
 def build_runtime_state(settings: RuntimeSettings) -> RuntimeState:
     """Build a fresh state from a settings snapshot. Does no I/O."""
-    client = Fail2banClient(settings.fail2ban_socket, timeout=settings.fail2ban_timeout)
+    memory_sessions = MemorySessions()
     return RuntimeState(
-        settings=settings,
-        jail_service=JailServiceState(
-            client=client, server_time_zone=ZoneInfo(settings.fail2ban_time_zone)
-        ),
+        snapshot=runtime_snapshot_build(settings, memory_sessions=memory_sessions),
         history=HistoryState(geo=GeoLocator(mmdb_path=settings.geoip_db or None)),
+        memory_sessions=memory_sessions,
     )
+
+
+def runtime_state() -> RuntimeState:
+    """The one accessor views, commands and admin actions use to get the state.
+
+    Only returns it: no I/O. Until runtime_load() has run in this process (jailadmin/wsgi.py,
+    RuntimeCommand, run_jobs) it is the seed state JailsConfig.ready() built.
+    """
+    # The registry, not an import of jails.apps: this module stays below every other.
+    state = getattr(django_apps.get_app_config("jails"), "state", None)
+    assert isinstance(state, RuntimeState), "JailsConfig.ready() has not run"
+    return state

@@ -1,14 +1,19 @@
-"""The runtime state follows the stored settings: loaded before first use, then watched."""
+"""The runtime state follows the stored settings: loaded explicitly at process start, then
+watched; the accessor only returns the state."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.core.management import call_command
 
 from jails.apps import runtime_state
+from jails.management.base import RuntimeCommand
 from jails.models import SiteSettings
-from jails.runtime import SettingsWatcher, runtime_refresh
+from jails.runtime import SettingsWatcher, runtime_load, runtime_refresh, runtime_snapshot_stored
 from jails.state import RuntimeSettings, build_runtime_state
 from tests.conftest import wait_until
 from tests.site_helpers import site_settings_create
@@ -30,11 +35,27 @@ def installed_startup_state():
 
 
 @pytest.mark.django_db
-def test_runtime_first_use_reads_the_stored_settings(installed_startup_state):
+def test_runtime_accessor_does_no_io_and_returns_the_seed_state(
+    installed_startup_state, django_assert_num_queries
+):
+    """The accessor only returns the state: reading the stored settings is runtime_load's."""
+    site_settings_create("/run/other/f2b.sock", display_time_zone="Asia/Tokyo")
+    with django_assert_num_queries(0):
+        state = runtime_state()
+        assert state.settings.fail2ban_socket == settings.JAILADMIN_FAIL2BAN_SOCKET
+    assert state is installed_startup_state
+    assert state.load_pending is True  # nothing loaded behind the caller's back
+
+
+@pytest.mark.django_db
+def test_runtime_load_reads_the_stored_settings_once(
+    installed_startup_state, django_assert_num_queries
+):
     site_settings_create(
         "/run/other/f2b.sock", display_time_zone="Asia/Tokyo", session_lifetime_seconds=600
     )
-    assert installed_startup_state.settings.display_time_zone == "UTC"  # seeds until first use
+    assert installed_startup_state.settings.display_time_zone == "UTC"  # seeds until loaded
+    runtime_load(installed_startup_state)
     state = runtime_state()
     assert state is installed_startup_state
     assert (state.load_pending, state.setup_pending) == (False, False)
@@ -44,14 +65,59 @@ def test_runtime_first_use_reads_the_stored_settings(installed_startup_state):
     assert state.settings.session_lifetime_seconds == 600
     # seeds the database does not hold are kept
     assert state.settings.fail2ban_timeout == settings.JAILADMIN_FAIL2BAN_TIMEOUT
+    with django_assert_num_queries(0):
+        runtime_load(state)  # once per process: a second call is free
 
 
 @pytest.mark.django_db
 def test_runtime_before_setup_keeps_the_seeds_and_waits_for_setup(installed_startup_state):
+    runtime_load(installed_startup_state)
     state = runtime_state()
     assert state.load_pending is False
     assert state.setup_pending is True
     assert state.settings.fail2ban_socket == settings.JAILADMIN_FAIL2BAN_SOCKET
+
+
+class _RuntimeProbeCommand(RuntimeCommand):
+    """Records what handle() sees (a stand-in for jails, history_sync, run_jobs...)."""
+
+    seen: list[tuple[bool, str]]
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        state = runtime_state()
+        self.seen.append((state.load_pending, state.settings.fail2ban_socket))
+
+
+@pytest.mark.django_db
+def test_runtime_command_loads_the_stored_settings_before_handle(installed_startup_state):
+    site_settings_create("/run/cmd/f2b.sock")
+    command = _RuntimeProbeCommand()
+    command.seen = []
+    call_command(command)
+    assert command.seen == [(False, "/run/cmd/f2b.sock")]
+
+
+@pytest.mark.parametrize("name", ["jails", "history_sync", "jailadmin_setup", "run_jobs"], ids=str)
+def test_runtime_commands_that_use_the_state_are_runtime_commands(name):
+    from django.core.management import load_command_class
+
+    assert isinstance(load_command_class("jails", name), RuntimeCommand)
+
+
+@pytest.mark.django_db
+def test_runtime_checks_read_the_stored_settings_without_installing_them(
+    installed_startup_state,
+):
+    """`manage.py check` runs before any process start loads: it checks what would run."""
+    from jails.checks import fail2ban_socket_check
+
+    site_settings_create("/run/checked/f2b.sock")
+    messages = fail2ban_socket_check()
+    assert [m.id for m in messages] == ["jails.W001"]
+    assert "/run/checked/f2b.sock" in messages[0].msg
+    assert installed_startup_state.load_pending is True  # checking changed nothing
+    assert installed_startup_state.settings.fail2ban_socket == settings.JAILADMIN_FAIL2BAN_SOCKET
+    assert runtime_snapshot_stored(installed_startup_state).version == 1
 
 
 @pytest.mark.django_db

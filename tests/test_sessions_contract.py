@@ -13,7 +13,8 @@ from django.contrib.auth.models import Group
 from django.contrib.sessions.backends.cache import KEY_PREFIX
 from django.test import Client
 
-from jails.sessions import SessionStore, build_session_cache, session_storage_clear
+from jails.sessions import SessionStore, session_storage_clear
+from jails.state import session_cache_build
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
@@ -26,8 +27,10 @@ def storage(request, runtime):
     """The runtime state with its sessions in the backend under test (an empty one)."""
     kind = request.param
     url = request.getfixturevalue("private_redis").url if kind == "redis" else ""
-    runtime.settings = replace(runtime.settings, session_cache=kind, redis_url=url, web_workers=1)
-    runtime.session_cache = build_session_cache(kind, url)
+    runtime.snapshot_replace(
+        settings=replace(runtime.settings, session_cache=kind, redis_url=url, web_workers=1),
+        session_cache=session_cache_build(runtime, kind=kind, redis_url=url),
+    )
     runtime.session_cache.backend.clear()
     return runtime.session_cache
 
@@ -104,7 +107,7 @@ def test_session_contract_expired_session_is_gone(storage):
 
 
 def test_session_contract_lifetime_comes_from_runtime_settings(storage, runtime, client, viewer):
-    runtime.settings = replace(runtime.settings, session_lifetime_seconds=600)
+    runtime.snapshot_replace(settings=replace(runtime.settings, session_lifetime_seconds=600))
     assert SessionStore().get_expiry_age() == 600
     response = client.post("/login/", {"username": "vera", "password": PASSWORD})
     assert response.status_code == 302
@@ -154,11 +157,13 @@ def test_session_contract_storage_clear_drops_every_session(storage):
 def test_session_shared_storage_is_seen_by_another_process_backend(kind, request, runtime):
     """database and Redis: a backend built by another worker (or after a restart) sees it."""
     url = request.getfixturevalue("private_redis").url if kind == "redis" else ""
-    runtime.session_cache = build_session_cache(kind, url)
+    runtime.snapshot_replace(session_cache=session_cache_build(runtime, kind=kind, redis_url=url))
     session = SessionStore()
     session["x"] = "shared"
     session.save()
-    runtime.session_cache = build_session_cache(kind, url)  # a new process's backend object
+    runtime.snapshot_replace(  # a new process's backend object
+        session_cache=session_cache_build(runtime, kind=kind, redis_url=url)
+    )
     assert SessionStore(session.session_key)["x"] == "shared"
 
 

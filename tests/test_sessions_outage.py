@@ -15,7 +15,8 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
 from jails.checks import session_storage_check
-from jails.sessions import SessionMiddleware, build_session_cache
+from jails.sessions import SessionMiddleware
+from jails.state import session_cache_build
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
@@ -36,8 +37,12 @@ def own_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_sessions(runtime, own_redis):
-    runtime.settings = replace(runtime.settings, session_cache="redis", redis_url=own_redis.url)
-    runtime.session_cache = build_session_cache("redis", own_redis.url)
+    runtime.snapshot_replace(
+        settings=replace(runtime.settings, session_cache="redis", redis_url=own_redis.url)
+    )
+    runtime.snapshot_replace(
+        session_cache=session_cache_build(runtime, kind="redis", redis_url=own_redis.url)
+    )
     return runtime
 
 
@@ -110,24 +115,34 @@ def ids(messages) -> list[str]:
 
 
 def test_check_memory_sessions_with_several_workers_is_an_error(runtime):
-    runtime.settings = replace(runtime.settings, session_cache="memory", web_workers=3)
+    runtime.snapshot_replace(
+        settings=replace(runtime.settings, session_cache="memory", web_workers=3)
+    )
     assert ids(session_storage_check()) == ["jails.E010"]
-    runtime.settings = replace(runtime.settings, web_workers=1)
+    runtime.snapshot_replace(settings=replace(runtime.settings, web_workers=1))
     assert session_storage_check() == []
 
 
 def test_check_redis_without_url_is_an_error(runtime):
-    runtime.settings = replace(runtime.settings, session_cache="redis", redis_url="")
+    runtime.snapshot_replace(
+        settings=replace(runtime.settings, session_cache="redis", redis_url="")
+    )
     assert ids(session_storage_check()) == ["jails.E011"]
 
 
 def test_check_unreachable_redis_is_a_warning(runtime, private_redis):
     url = f"redis://127.0.0.1:{free_port()}/0"
-    runtime.settings = replace(runtime.settings, session_cache="redis", redis_url=url)
-    runtime.session_cache = build_session_cache("redis", url)
+    runtime.snapshot_replace(
+        settings=replace(runtime.settings, session_cache="redis", redis_url=url)
+    )
+    runtime.snapshot_replace(
+        session_cache=session_cache_build(runtime, kind="redis", redis_url=url)
+    )
     assert ids(session_storage_check()) == ["jails.W012"]
-    runtime.settings = replace(runtime.settings, redis_url=private_redis.url)
-    runtime.session_cache = build_session_cache("redis", private_redis.url)
+    runtime.snapshot_replace(settings=replace(runtime.settings, redis_url=private_redis.url))
+    runtime.snapshot_replace(
+        session_cache=session_cache_build(runtime, kind="redis", redis_url=private_redis.url)
+    )
     assert session_storage_check() == []
 
 

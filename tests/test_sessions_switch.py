@@ -23,7 +23,7 @@ def site(runtime, f2b) -> SiteSettings:
     """A completed setup on database sessions; one web worker, so `memory` is allowed."""
     row = site_settings_create(str(f2b.socket_path))
     runtime_apply(runtime, row)
-    runtime.settings = replace(runtime.settings, web_workers=1)
+    runtime.snapshot_replace(settings=replace(runtime.settings, web_workers=1))
     return row
 
 

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from jails.apps import runtime_state
@@ -20,6 +20,7 @@ from jails.jobs import (
     retention_days_get,
     runner_id,
 )
+from jails.management.base import RuntimeCommand
 from jails.models import AuditEntry
 from jails.services import history as history_service
 from jails.services import history_summaries
@@ -28,7 +29,7 @@ from jails.services.audit import Actor
 LEASE = timedelta(minutes=30)
 
 
-class Command(BaseCommand):
+class Command(RuntimeCommand):
     help = (
         "Archive the bans in fail2ban's database now (what the job runner does every minute). "
         "Waits while the job runner is syncing."

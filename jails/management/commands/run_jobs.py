@@ -7,14 +7,15 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from jails.apps import runtime_state
 from jails.jobs import JobOutcome, JobRunner, default_jobs
+from jails.management.base import RuntimeCommand
 from jails.runtime import runtime_start
 
 
-class Command(BaseCommand):
+class Command(RuntimeCommand):
     help = (
         "Run the periodic jobs (ban history sync, retention purge) until SIGTERM or Ctrl-C. "
         "Several runners may run at once: a lock in the database lets one run each job."
@@ -50,8 +51,9 @@ class Command(BaseCommand):
                 known = ", ".join(job.name for job in jobs)
                 raise CommandError(f"unknown job {sorted(unknown)[0]!r} (jobs: {known})")
             jobs = [job for job in jobs if job.name in options["only"]]
-        # A long-running process: follow settings saved on /settings/ (fail2ban socket, geo
-        # database...) the same way web workers do, instead of keeping the startup values.
+        # RuntimeCommand loaded the stored settings before handle(). A long-running process
+        # also follows later changes saved on /settings/ (fail2ban socket, geo database...)
+        # the same way web workers do, instead of keeping the startup values.
         runtime_start(runtime_state(), watch=True)
         stop = threading.Event()
         runner = JobRunner(jobs, state_getter=runtime_state, stop=stop)
