@@ -11,7 +11,7 @@ from typing import Any
 
 from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
@@ -23,10 +23,11 @@ from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.forms import SiteSettingsForm
 from jails.models import AuditEntry, SiteSettings
+from jails.requests import actor_from_request
 from jails.roles import PERM_ADMINISTER
 from jails.services import settings as settings_service
 from jails.services.audit import audit_record
-from jails.views.common import actor_from_request
+from jails.sessions import SessionStorageUnavailable
 
 
 class AuditedAdminMixin:
@@ -87,8 +88,6 @@ class SiteSettingsAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
-        from jails.views.site_settings import storage_switch_keep_session
-
         assert isinstance(form, SiteSettingsForm)
         values = form.site_values()
         result = settings_service.settings_update(
@@ -97,7 +96,14 @@ class SiteSettingsAdmin(admin.ModelAdmin):
             actor=actor_from_request(request, source=AuditEntry.Source.ADMIN),
         )
         if result.storage_changed:
-            storage_switch_keep_session(request, values)
+            try:
+                settings_service.storage_switch_keep_session(
+                    runtime_state(), session=request.session, values=values
+                )
+            except SessionStorageUnavailable as exc:
+                messages.warning(
+                    request, f"Your session could not be copied ({exc}): log in again."
+                )
 
 
 @admin.register(AuditEntry)

@@ -25,11 +25,11 @@ from django.utils import timezone
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.models import AuditEntry, LiveBan
+from jails.requests import actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
 from jails.services.bans import LineStatus
-from jails.views.common import actor_from_request
 
 PER_PAGE = 100
 ACTIONS = {

@@ -9,12 +9,11 @@ from django.utils.functional import SimpleLazyObject
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError
+from jails.requests import overview_for_request, overview_if_fetched
 
 
 def status_bar_context(request: HttpRequest) -> dict[str, Any]:
     """fail2ban reachable or not, version, jails, bans and failures."""
-    from jails.views.common import overview_for_request
-
     state = runtime_state()
     try:
         overview = overview_for_request(request, state)
@@ -32,8 +31,6 @@ def status_bar(request: HttpRequest) -> dict[str, Any]:
     So a page whose view did not need the overview ships the bar empty, and it loads
     itself at once (`hx-trigger="load"`). Admin pages don't show the bar at all.
     """
-    from jails.views.common import overview_if_fetched
-
     user = getattr(request, "user", None)
     if getattr(request, "htmx", False) or user is None or not user.is_authenticated:
         return {}

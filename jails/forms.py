@@ -18,13 +18,13 @@ from django.forms.utils import ErrorDict
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import normalise_ip, parse_duration
+from jails.formatting import duration
 from jails.models import SiteSettings
 from jails.services import settings as settings_service
 from jails.services.operations import MAX_ENTRIES
 from jails.services.settings import SettingsInvalid, SiteValues
 from jails.sessions import MEMORY, REDIS
 from jails.state import RuntimeSettings
-from jails.templatetags.jailadmin import duration
 
 
 @dataclass(frozen=True)

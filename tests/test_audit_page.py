@@ -84,7 +84,7 @@ def test_audit_page_filters(entries, role_client, query, expected):
 
 
 def test_audit_page_time_filters_use_the_display_time_zone(entries, runtime, role_client):
-    runtime.settings = replace(runtime.settings, display_time_zone="Asia/Tokyo")
+    runtime.snapshot_replace(settings=replace(runtime.settings, display_time_zone="Asia/Tokyo"))
     body = role_client("viewer").get("/audit/?since=2026-03-04T20:00").content.decode()
     assert "2026-03-04 21:00:00 JST" in body  # 12:00 UTC, shown in Tokyo time
     assert "2026-03-03" not in body
@@ -97,7 +97,7 @@ def test_audit_page_refuses_a_bad_ip_filter(entries, role_client):
 
 
 def test_audit_page_paginates_and_keeps_the_filters(runtime, role_client):
-    runtime.settings = replace(runtime.settings, page_size=5)
+    runtime.snapshot_replace(settings=replace(runtime.settings, page_size=5))
     for number in range(12):
         record(action="ban", jail="sshd", ips=[f"203.0.113.{number}"])
     record(action="unban", jail="sshd")

@@ -63,13 +63,7 @@ def test_jail_list_htmx_request_returns_partial_with_vary(runtime, f2b, logged_i
 def test_jail_list_paginates(runtime, f2b, logged_in_client, settings):
     from dataclasses import replace
 
-    from django.apps import apps
-
-    config = apps.get_app_config("jails")
-    config.state = type(config.state)(
-        settings=replace(config.state.settings, page_size=2),
-        jail_service=config.state.jail_service,
-    )
+    runtime.snapshot_replace(settings=replace(runtime.settings, page_size=2))
     first = logged_in_client.get("/jails/").content.decode()
     assert "Page 1 of 2" in first
     second = logged_in_client.get("/jails/?page=2").content.decode()
@@ -277,11 +271,14 @@ def test_ban_lines_parse_only_what_is_read_and_skip_unreadable_lines(runtime):
         "garbage without tabs",
         "203.0.113.3 \t2026-11-28 21:51:00 + -1 = 9999-12-31 23:59:59",
     ]
-    bans = jail_service.BanLines(runtime, lines)
+    bans = jail_service.BanLines(runtime.jail_service.server_time_zone, lines)
     assert len(bans) == 3
     assert [b.ip for b in bans[:]] == ["203.0.113.1", "203.0.113.3"]
     assert bans[2].ends_at is None
-    assert [b.ip for b in jail_service.BanLines(runtime, lines, "113.3")[:]] == ["203.0.113.3"]
+    assert [
+        b.ip
+        for b in jail_service.BanLines(runtime.jail_service.server_time_zone, lines, "113.3")[:]
+    ] == ["203.0.113.3"]
 
 
 def test_jail_page_defers_the_status_bar_and_sends_no_overview(runtime, f2b, logged_in_client):

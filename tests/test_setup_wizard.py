@@ -226,7 +226,9 @@ def test_setup_refuses_a_socket_that_does_not_speak_fail2ban(fresh_install, clie
     listener.bind(str(path))
     listener.listen(1)
     try:
-        fresh_install.settings = replace(fresh_install.settings, fail2ban_timeout=0.5)
+        fresh_install.snapshot_replace(
+            settings=replace(fresh_install.settings, fail2ban_timeout=0.5)
+        )
         response = client.post("/setup/", setup_data(str(path)))
     finally:
         listener.close()

@@ -21,15 +21,9 @@ from django.utils import timezone
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip_or_network
 from jails.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
-from jails.services.history_summaries import (
-    DAY,
-    HOUR,
-    Grain,
-    _hour_expression,
-    _month_start,
-    _next_month,
-)
+from jails.periods import DAY, HOUR, hour_expression, month_start, next_month
 
+Grain = BanRollup.Grain
 SEARCH_EXPANSION_LIMIT = 4096  # a network search becomes at most this many /24s or addresses
 REPEAT_DAYS = 2  # an address banned on this many distinct days is a repeat offender
 
@@ -78,8 +72,8 @@ def window_segments(start: int, end: int) -> list[tuple[int | None, int, int]]:
     else:
         if h0 < d0:
             segments.append((Grain.HOUR, h0, d0))
-        m0 = d0 if _month_start(d0) == d0 else _next_month(d0)
-        m1 = _month_start(d1)
+        m0 = d0 if month_start(d0) == d0 else next_month(d0)
+        m1 = month_start(d1)
         if m0 >= m1:
             segments.append((Grain.DAY, d0, d1))
         else:
@@ -159,7 +153,7 @@ def _bucket_floor(t: int, grain: str) -> int:
         return t - t % HOUR
     if grain == "day":
         return t - t % DAY
-    return _month_start(t)
+    return month_start(t)
 
 
 def _bucket_next(t: int, grain: str) -> int:
@@ -167,7 +161,7 @@ def _bucket_next(t: int, grain: str) -> int:
         return t + HOUR
     if grain == "day":
         return t + DAY
-    return _next_month(t)
+    return next_month(t)
 
 
 def bans_trend(f: HistoryFilter, *, grain: str) -> list[tuple[int, int]]:
@@ -185,7 +179,7 @@ def bans_trend(f: HistoryFilter, *, grain: str) -> list[tuple[int, int]]:
         lo, hi = whole[0], _bucket_next(whole[-1], grain)
         rollup_grain = TREND_GRAINS[grain]
         if rollup_grain == Grain.HOUR and f.country:
-            qs = replace_window(f, lo, hi).events().order_by().annotate(hour=_hour_expression())
+            qs = replace_window(f, lo, hi).events().order_by().annotate(hour=hour_expression())
             for hour, n in qs.values_list("hour").annotate(n=Count("id")).values_list("hour", "n"):
                 counts[int(hour)] += n
         else:
@@ -612,3 +606,18 @@ def window_ending_now(days: float, *, now: datetime | None = None) -> tuple[int,
     moment = now or timezone.now()
     end = int(moment.timestamp()) + 1
     return end - int(timedelta(days=days).total_seconds()) - 1, end
+
+
+def oldest_ban_time() -> int | None:
+    """Start of the oldest archived ban."""
+    return BanEvent.objects.order_by("timeofban").values_list("timeofban", flat=True).first()
+
+
+def window_everything(*, now: datetime | None = None) -> tuple[int, int]:
+    """The whole archive: from the UTC day of its oldest ban (at least a day back) to now."""
+    moment = now or timezone.now()
+    end = int(moment.timestamp()) + 1
+    oldest = oldest_ban_time()
+    # At least a day, so an empty or brand-new archive still shows a sensible trend axis.
+    start = min(oldest if oldest is not None else end - DAY, end - DAY)
+    return start - start % DAY, end

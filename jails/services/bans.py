@@ -74,6 +74,9 @@ class ActionReport:
     batches: int = 0
     needs_confirmation: list[str] = field(default_factory=list)
     error: str = ""
+    # The typed error behind `error`, so callers branch on its class (UnknownJail...), never
+    # on the message's wording.
+    failure: Fail2banError | None = field(default=None, compare=False)
     # unban in every jail: which jails held each address before
     jails_by_address: dict[str, list[str]] = field(default_factory=dict)
 
@@ -237,7 +240,7 @@ def ips_ban(
                 batch_size=batch_size,
             )
         except Fail2banError as exc:
-            report.error = str(exc)
+            report.error, report.failure = str(exc), exc
         _fill_draft(draft, report, sent, confirmed=confirmed)
     return report
 
@@ -347,7 +350,7 @@ def ips_unban(
         try:
             _unban(state, report, sent, jail=jail, lines=lines, batch_size=batch_size)
         except Fail2banError as exc:
-            report.error = str(exc)
+            report.error, report.failure = str(exc), exc
         _fill_draft(draft, report, sent)
         if not jail:
             draft.parameters["jails"] = dict(list(report.jails_by_address.items())[:1000])

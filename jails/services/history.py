@@ -35,17 +35,15 @@ from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
 from jails.geo import GeoDataError, GeoInfo
 from jails.models import AuditEntry, BanEvent, HistorySource
+from jails.periods import DAY, HOUR, hour_expression
 from jails.services.audit import Actor, audit_record
 from jails.services.history_summaries import (
-    DAY,
-    HOUR,
     SUMMARY_CHUNK,
     NewEvent,
-    _hour_expression,
-    _rollup_apply,
-    _summaries_add,
-    _summaries_refresh,
+    rollup_apply,
     rollup_deltas,
+    summaries_add,
+    summaries_refresh,
 )
 from jails.state import RuntimeState
 
@@ -452,8 +450,8 @@ def _archive_batch(
     counts: Counter[tuple[int, str, str, str]] = Counter(
         (e.timeofban - e.timeofban % HOUR, e.jail, e.country_code, e.origin) for e in events
     )
-    _rollup_apply(rollup_deltas((*key, n) for key, n in counts.items()))
-    _summaries_add(events, existing, geo)
+    rollup_apply(rollup_deltas((*key, n) for key, n in counts.items()))
+    summaries_add(events, existing, geo)
     result.archived += len(new)
     return new
 
@@ -583,15 +581,15 @@ def history_purge(
             break
         with transaction.atomic():
             doomed = BanEvent.objects.filter(id__in=ids).order_by()
-            counts = doomed.annotate(hour=_hour_expression()).values_list(
+            counts = doomed.annotate(hour=hour_expression()).values_list(
                 "hour", "jail", "country_code", "origin"
             )
             deltas = rollup_deltas(counts.annotate(n=Count("id")))
             ips = set(doomed.values_list("ip", flat=True))
             networks = set(doomed.values_list("network", flat=True))
             doomed.delete()
-            _rollup_apply({key: -n for key, n in deltas.items()})
-            _summaries_refresh(ips, networks, after_delete=True)
+            rollup_apply({key: -n for key, n in deltas.items()})
+            summaries_refresh(ips, networks, after_delete=True)
         result.deleted += len(ids)
         if progress is not None:
             progress()

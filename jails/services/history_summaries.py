@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from django.db import connection, transaction
 from django.db.models import (
@@ -32,8 +31,8 @@ from django.db.models import (
 
 from jails.geo import GeoInfo
 from jails.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
+from jails.periods import DAY, hour_expression, month_start
 
-HOUR, DAY = 3600, 86400
 Grain = BanRollup.Grain
 
 
@@ -58,17 +57,6 @@ class NewEvent:
 
 
 # --- Summaries ------------------------------------------------------------------------------------
-def _month_start(epoch: int) -> int:
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
-
-
-def _next_month(epoch: int) -> int:
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    return int(datetime(year, month, 1, tzinfo=UTC).timestamp())
-
-
 RollupKey = tuple[int, int, str, str, str]  # grain, period, jail, country, origin
 
 
@@ -80,7 +68,7 @@ def rollup_deltas(counts: Iterable[tuple[int, str, str, str, int]]) -> Counter[R
         day = hour - hour % DAY
         month = months.get(day)
         if month is None:
-            month = months[day] = _month_start(day)
+            month = months[day] = month_start(day)
         deltas[(Grain.HOUR, hour, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
         deltas[(Grain.HOUR, hour, jail, ROLLUP_ALL, origin)] += n
         for grain, period in ((Grain.DAY, day), (Grain.MONTH, month)):
@@ -91,7 +79,7 @@ def rollup_deltas(counts: Iterable[tuple[int, str, str, str, int]]) -> Counter[R
     return deltas
 
 
-def _rollup_apply(deltas: Mapping[RollupKey, int]) -> None:
+def rollup_apply(deltas: Mapping[RollupKey, int]) -> None:
     """Add the deltas to BanRollup (an upsert); rows that reach zero are deleted."""
     rows = [(*key, n) for key, n in deltas.items() if n]
     if not rows:
@@ -111,10 +99,6 @@ def _rollup_apply(deltas: Mapping[RollupKey, int]) -> None:
         BanRollup.objects.filter(bans__lte=0).delete()
 
 
-def _hour_expression() -> ExpressionWrapper:
-    return ExpressionWrapper(F("timeofban") - F("timeofban") % HOUR, output_field=BigIntegerField())
-
-
 SUMMARY_CHUNK = 500  # keys per summary statement
 
 
@@ -127,7 +111,7 @@ def _sql_names() -> dict[str, str]:
     }
 
 
-def _summaries_add(
+def summaries_add(
     events: Sequence[NewEvent], existing: set[tuple[str, str, int]], geo: Mapping[str, GeoInfo]
 ) -> None:
     """Add newly archived bans to IPSummary and NetworkSummary (an upsert per key).
@@ -197,7 +181,7 @@ def _summaries_add(
         cursor.executemany(net_sql, [(net, *values) for net, values in net_rows.items()])
 
 
-def _summaries_refresh(ips: set[str], networks: set[str], *, after_delete: bool = False) -> None:
+def summaries_refresh(ips: set[str], networks: set[str], *, after_delete: bool = False) -> None:
     """Recompute IPSummary/NetworkSummary for these keys from the archive (deleting empty ones).
 
     Set-based SQL (INSERT ... SELECT ... ON CONFLICT, the same on SQLite and PostgreSQL): the
@@ -246,11 +230,11 @@ def summaries_rebuild() -> None:
         NetworkSummary.objects.all().delete()
         counts = (
             BanEvent.objects.order_by()
-            .annotate(hour=_hour_expression())
+            .annotate(hour=hour_expression())
             .values_list("hour", "jail", "country_code", "origin")
             .annotate(n=Count("id"))
         )
-        _rollup_apply(rollup_deltas(counts.iterator(chunk_size=20000)))
+        rollup_apply(rollup_deltas(counts.iterator(chunk_size=20000)))
         day = ExpressionWrapper(F("timeofban") / DAY, output_field=BigIntegerField())
         # The address's geo fields: any of its events' (they come from one lookup per sync).
         ip_rows = (

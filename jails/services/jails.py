@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jails.fail2ban import (
     Connection,
@@ -22,7 +23,7 @@ from jails.fail2ban import (
 )
 from jails.fail2ban.commands import PROBE_JAIL
 from jails.fail2ban.validation import JAIL_NAME_RE, validate_jail_name
-from jails.state import Capabilities, RuntimeState
+from jails.state import Capabilities, JailServiceState, RuntimeState
 
 logger = logging.getLogger(__name__)
 
@@ -161,13 +162,20 @@ def _probe(conn: Connection) -> Capabilities:
 
 
 def capabilities_get(state: RuntimeState) -> Capabilities:
-    """What this fail2ban supports; probed once per server (again after a restart), locked.
+    """What this fail2ban supports; probed once per server (again after a restart), locked."""
+    return _capabilities(state.snapshot.jail_service)
 
+
+def _capabilities(service: JailServiceState) -> Capabilities:
+    """The capabilities of `service`'s own server, from its cache or probed over its client.
+
+    Callers that go on to use the client pass the JailServiceState they took from one
+    snapshot read: the capabilities and the client then belong to the same server even
+    when the settings swap the snapshot meanwhile.
     A restarted fail2ban (perhaps upgraded: another version, other commands) re-creates
     its socket, so the cache is keyed on the socket file's identity: one stat() per call,
     no extra round trip on the hot path.
     """
-    service = state.jail_service
     endpoint = service.client.endpoint_identity()
     cached = service.capabilities
     if cached is not None and service.capabilities_endpoint == endpoint:
@@ -183,10 +191,9 @@ def capabilities_get(state: RuntimeState) -> Capabilities:
         return capabilities
 
 
-def _capabilities_forget(state: RuntimeState, *, stale: Capabilities) -> None:
+def _capabilities_forget(service: JailServiceState, *, stale: Capabilities) -> None:
     # A command the cache called supported was refused: the server changed under the same
     # socket file (a case the stat() key cannot see); the next call probes again.
-    service = state.jail_service
     with service.probe_lock:
         if service.capabilities is stale:
             service.capabilities = None
@@ -299,13 +306,14 @@ def _overview_all(
 
 def overview_get(state: RuntimeState) -> Overview:
     """Every jail with its counters, over one connection (1.1: two round trips; 1.0: 1 + N)."""
-    capabilities = capabilities_get(state)
-    with state.jail_service.client.connection() as conn:
+    service = state.snapshot.jail_service  # once: client and capabilities of one server
+    capabilities = _capabilities(service)
+    with service.client.connection() as conn:
         if capabilities.status_all and not capabilities.get_idle:
             try:
                 summaries, skipped = _overview_all(conn, capabilities)
             except UnsupportedCommand:
-                _capabilities_forget(state, stale=capabilities)
+                _capabilities_forget(service, stale=capabilities)
                 summaries, skipped = _overview_each(conn, replace(capabilities, stats=False))
         else:
             summaries, skipped = _overview_each(conn, capabilities)
@@ -354,45 +362,113 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _detail(conn: Connection, name: str, capabilities: Capabilities) -> JailDetail:
-    summary = _summary(conn, name, capabilities)
+_DETAIL_KEYS = (
+    "bantime.increment",
+    "bantime",
+    "findtime",
+    "maxretry",
+    "ignoreip",
+    "failregex",
+    "ignoreregex",
+    "actions",
+    "usedns",
+    "ignoreself",
+)
+_INCREMENT_KEYS = (
+    "bantime.factor",
+    "bantime.formula",
+    "bantime.multipliers",
+    "bantime.maxtime",
+    "bantime.rndtime",
+    "bantime.overalljails",
+)
 
-    def get(key: str) -> Any:
-        return conn.send("get", name, key)
 
-    # The escalation's six parameters mean nothing while it is off (the usual case), and
-    # each is a round trip to a single-threaded server on every page load: skip them.
-    enabled = _as_bool(get("bantime.increment"))
-    increment = BanTimeIncrement(
-        enabled=enabled,
-        factor=_optional_str(get("bantime.factor")) if enabled else None,
-        formula=_optional_str(get("bantime.formula")) if enabled else None,
-        multipliers=_optional_str(get("bantime.multipliers")) if enabled else None,
-        maxtime=_optional_str(get("bantime.maxtime")) if enabled else None,
-        rndtime=_optional_str(get("bantime.rndtime")) if enabled else None,
-        overalljails=_as_bool(get("bantime.overalljails")) if enabled else None,
-    )
-    return JailDetail(
-        summary=summary,
-        bantime=_as_int(get("bantime")),
-        findtime=_as_int(get("findtime")),
-        maxretry=_as_int(get("maxretry")),
-        ignore_list=_strings(get("ignoreip")),
-        failregex=_strings(get("failregex")),
-        ignoreregex=_strings(get("ignoreregex")),
-        actions=_strings(get("actions")),
-        usedns=str(get("usedns")),
-        ignoreself=_as_bool(get("ignoreself")),
+def _detail(
+    conn: Connection,
+    name: str,
+    capabilities: Capabilities,
+    *,
+    also: Sequence[Sequence[str]] = (),
+) -> tuple[JailDetail, list[Any]]:
+    """The jail's detail in one batch (plus the `also` commands, whose answers are returned).
+
+    A dozen settings one round trip each cost more than the page's floor; fail2ban answers
+    a batch on one connection in order, so the page pays one round trip (two when the
+    ban-time escalation is on: its six parameters mean nothing while it is off).
+    """
+    commands: list[Sequence[str]] = [("status", name, "short")]
+    if capabilities.get_backend:
+        commands.append(("get", name, "backend"))
+    elif capabilities.stats:
+        commands.append(("stats",))
+    if capabilities.get_idle:
+        commands.append(("get", name, "idle"))
+    commands += [("get", name, key) for key in _DETAIL_KEYS]
+    commands += list(also)
+    answers = iter(conn.send_batch(commands))
+    status = _pairs(next(answers))
+    backend = NOT_REPORTED
+    if capabilities.get_backend:
+        backend = str(next(answers))
+    elif capabilities.stats:
+        reply = next(answers)
+        stats = {str(k): v for k, v in reply.items()} if isinstance(reply, dict) else {}
+        backend = _stats_backend(stats.get(name))
+    idle = _as_bool(next(answers)) if capabilities.get_idle else None
+    got = {key: next(answers) for key in _DETAIL_KEYS}
+    extra = list(answers)
+    enabled = _as_bool(got["bantime.increment"])
+    if enabled:
+        more = dict(
+            zip(
+                _INCREMENT_KEYS,
+                conn.send_batch([("get", name, key) for key in _INCREMENT_KEYS]),
+                strict=True,
+            )
+        )
+        increment = BanTimeIncrement(
+            enabled=True,
+            factor=_optional_str(more["bantime.factor"]),
+            formula=_optional_str(more["bantime.formula"]),
+            multipliers=_optional_str(more["bantime.multipliers"]),
+            maxtime=_optional_str(more["bantime.maxtime"]),
+            rndtime=_optional_str(more["bantime.rndtime"]),
+            overalljails=_as_bool(more["bantime.overalljails"]),
+        )
+    else:
+        increment = BanTimeIncrement(
+            enabled=False,
+            factor=None,
+            formula=None,
+            multipliers=None,
+            maxtime=None,
+            rndtime=None,
+            overalljails=None,
+        )
+    detail = JailDetail(
+        summary=_summary_from_status(name, status, backend=backend, idle=idle),
+        bantime=_as_int(got["bantime"]),
+        findtime=_as_int(got["findtime"]),
+        maxretry=_as_int(got["maxretry"]),
+        ignore_list=_strings(got["ignoreip"]),
+        failregex=_strings(got["failregex"]),
+        ignoreregex=_strings(got["ignoreregex"]),
+        actions=_strings(got["actions"]),
+        usedns=str(got["usedns"]),
+        ignoreself=_as_bool(got["ignoreself"]),
         bantime_increment=increment,
     )
+    return detail, extra
 
 
 def jail_detail_get(state: RuntimeState, *, name: str) -> JailDetail:
     """A jail's settings and counters (raises UnknownJail for a jail fail2ban lacks)."""
     validate_jail_name(name)
-    capabilities = capabilities_get(state)
-    with state.jail_service.client.connection() as conn:
-        return _detail(conn, name, capabilities)
+    service = state.snapshot.jail_service  # once: client and capabilities of one server
+    capabilities = _capabilities(service)
+    with service.client.connection() as conn:
+        return _detail(conn, name, capabilities)[0]
 
 
 def jail_page_get(
@@ -401,11 +477,13 @@ def jail_page_get(
     """The jail page's data: settings, counters and the bans, over one connection."""
     validate_jail_name(name)
     needle = _needle(search)
-    capabilities = capabilities_get(state)
-    with state.jail_service.client.connection() as conn:
-        detail = _detail(conn, name, capabilities)
-        lines = conn.send("get", name, "banip", "--with-time")
-    return detail, BanLines(state, lines, needle)
+    service = state.snapshot.jail_service  # once: client and capabilities of one server
+    capabilities = _capabilities(service)
+    with service.client.connection() as conn:
+        detail, (lines,) = _detail(
+            conn, name, capabilities, also=[("get", name, "banip", "--with-time")]
+        )
+    return detail, BanLines(service.server_time_zone, lines, needle)
 
 
 def jail_counters_get(state: RuntimeState, *, name: str) -> JailCounters:
@@ -424,13 +502,12 @@ def jail_counters_get(state: RuntimeState, *, name: str) -> JailCounters:
     )
 
 
-def _parse_ban_line(line: str, state: RuntimeState) -> BanEntry | None:
+def _parse_ban_line(line: str, zone: ZoneInfo) -> BanEntry | None:
     # '203.0.113.7 \t2026-11-28 21:50:59 + 600 = 2026-11-28 22:00:59' in server-local time.
     try:
         ip, rest = line.split("\t", 1)
         start_text, rest = rest.split(" + ", 1)
         bantime_text, end_text = rest.split(" = ", 1)
-        zone = state.jail_service.server_time_zone
         banned_at = datetime.fromisoformat(start_text.strip()).replace(tzinfo=zone)
         bantime = int(bantime_text)
         ends_at = (
@@ -455,11 +532,12 @@ class BanLines(Sequence[BanEntry]):
     Parsing a line costs more than fail2ban took to send it (10 000 bans: about 130 ms
     of 350), and a page shows one page of them: the paginator takes len() and one slice.
     The search filters on the address text before any parsing. An unreadable line is
-    logged and left out of the slice it falls in.
+    logged and left out of the slice it falls in. The server's time zone is taken when the
+    lines are (the slice is parsed later, perhaps after the settings changed).
     """
 
-    def __init__(self, state: RuntimeState, lines: Sequence[Any], needle: str = "") -> None:
-        self._state = state
+    def __init__(self, zone: ZoneInfo, lines: Sequence[Any], needle: str = "") -> None:
+        self._zone = zone
         texts = [str(line) for line in lines or ()]
         if needle:
             texts = [t for t in texts if needle in t.split("\t", 1)[0].lower()]
@@ -470,9 +548,9 @@ class BanLines(Sequence[BanEntry]):
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            parsed = (_parse_ban_line(line, self._state) for line in self._lines[index])
+            parsed = (_parse_ban_line(line, self._zone) for line in self._lines[index])
             return [entry for entry in parsed if entry is not None]
-        entry = _parse_ban_line(self._lines[index], self._state)
+        entry = _parse_ban_line(self._lines[index], self._zone)
         if entry is None:
             raise ValueError(f"unreadable ban line at {index}")
         return entry
@@ -482,5 +560,6 @@ def jail_bans_list(state: RuntimeState, *, name: str, search: str = "") -> list[
     """The jail's current bans (oldest end first), optionally filtered by a substring."""
     validate_jail_name(name)
     needle = _needle(search)
-    lines: Sequence[Any] = state.jail_service.client.send("get", name, "banip", "--with-time")
-    return BanLines(state, lines, needle)[:]
+    service = state.snapshot.jail_service  # once: the lines' server and its time zone
+    lines: Sequence[Any] = service.client.send("get", name, "banip", "--with-time")
+    return BanLines(service.server_time_zone, lines, needle)[:]

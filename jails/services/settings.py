@@ -24,8 +24,12 @@ from jails.fail2ban import Fail2banClient, Fail2banError, Fail2banUnreachable, P
 from jails.models import SiteSettings
 from jails.roles import ADMINISTRATOR
 from jails.services.audit import Actor, audit_record
-from jails.sessions import mask_url_password
-from jails.state import RuntimeState
+from jails.sessions import (
+    SessionStore,
+    mask_url_password,
+    session_storage_switch,
+)
+from jails.state import RuntimeState, session_cache_build
 
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes with the terminating NUL
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -258,3 +262,20 @@ def settings_update(state: RuntimeState, *, values: SiteValues, actor: Actor) ->
             },
         )
     return SettingsChange(changes=changes, settings_version=row.version)
+
+
+def storage_switch_keep_session(
+    state: RuntimeState, *, session: SessionStore, values: SiteValues
+) -> None:
+    """Carry the session of whoever switched the session storage into the new storage.
+
+    Called after settings_update() reported ``storage_changed``: the administrator stays
+    logged in (every worker's watcher swaps to the new storage within a second), and every
+    other session ends, so none is left behind to revive on a later switch back. Raises
+    SessionStorageUnavailable when the new storage cannot take the session (the caller
+    tells them to log in again: the settings are saved either way).
+    """
+    # Built from the state: a memory target must be this process's own store, the one its
+    # snapshot will hold once the watcher swaps, or the copied session would be lost.
+    target = session_cache_build(state, kind=values.session_cache, redis_url=values.redis_url)
+    session_storage_switch(session, old=session.storage, new=target)

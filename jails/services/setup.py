@@ -1,4 +1,4 @@
-"""The first-run setup's one-time token, and the history sync right after the setup.
+"""The first-run setup's one-time token, its defaults, and the history sync right after the setup.
 
 Until the setup is complete, /setup/ is open to anybody who reaches the site; whoever
 completes it owns the site, and its live checks make the server connect to any socket path
@@ -18,15 +18,14 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
-from jails.fail2ban import Fail2banClient, Fail2banError
+from jails.fail2ban import Fail2banError
 from jails.geo import GeoLocator
 from jails.jobs import SYNC_JOB, job_acquire, job_release, runner_id
 from jails.services import history as history_service
-from jails.state import HistoryState, JailServiceState, RuntimeState
+from jails.state import HistoryState, RuntimeSettings, RuntimeState, jail_service_build
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +100,20 @@ def setup_token_delete(*, path: Path) -> None:
         logger.warning("could not delete the setup token %s: %s", path, exc)
 
 
+# The defaults -------------------------------------------------------------------------------------
+def setup_initial(seeds: RuntimeSettings) -> dict[str, object]:
+    """The setup's defaults (the wizard's initial values, the command's unset options): the
+    JAILADMIN_* seed values, keyed by the setup form's field names."""
+    return {
+        "fail2ban_socket": seeds.fail2ban_socket,
+        "display_time_zone": seeds.display_time_zone,
+        "session_lifetime_seconds": seeds.session_lifetime_seconds,
+        "session_cache": seeds.session_cache,
+        "redis_url": seeds.redis_url,
+        "history_retention_days": seeds.history_retention_days,
+    }
+
+
 # The first sync -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SetupSync:
@@ -119,11 +132,11 @@ def setup_history_sync(state: RuntimeState, *, fail2ban_socket: str) -> SetupSyn
     # once, but a web worker must not keep ~100 MB of geo data for the rest of its life.
     settings = state.settings
     geo = GeoLocator(mmdb_path=settings.geoip_db or None)
+    sync_settings = replace(settings, fail2ban_socket=fail2ban_socket)
     sync_state = replace(
         state,
-        jail_service=JailServiceState(
-            client=Fail2banClient(fail2ban_socket, timeout=settings.fail2ban_timeout),
-            server_time_zone=ZoneInfo(settings.fail2ban_time_zone),
+        snapshot=replace(
+            state.snapshot, settings=sync_settings, jail_service=jail_service_build(sync_settings)
         ),
         history=HistoryState(geo=geo),
     )

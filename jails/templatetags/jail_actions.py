@@ -6,24 +6,11 @@ from typing import Any
 
 from django import template
 
+from jails.formatting import duration_input
+
 register = template.Library()
 
-_INPUT_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
-
-
-@register.filter
-def duration_input(seconds: Any) -> str:
-    """A duration as text the tune form accepts back: 600 → '10m', 90 → '90', -1 → '-1'."""
-    try:
-        value = int(seconds)
-    except (TypeError, ValueError):
-        return ""
-    if value <= 0:
-        return str(value)
-    for unit, size in _INPUT_UNITS:
-        if value % size == 0:
-            return f"{value // size}{unit}"
-    return str(value)
+register.filter("duration_input", duration_input)
 
 
 @register.filter

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import permission_required
@@ -16,48 +14,26 @@ from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import validate_jail_name
 from jails.forms import BulkBanForm
+from jails.requests import actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
 from jails.services.bans import ActionReport, LineStatus
 from jails.services.control import describe_error
 from jails.services.operations import entry_parse
-from jails.views.common import actor_from_request
 from jails.views.jail_page import (
+    MAX_FIELD,
     Confirmation,
     Outcome,
+    jail_action,
     jail_action_response,
     list_fields,
     redirect_with_message,
+    server_page,
 )
 
 FULL_REPORT_LINES = 1000  # up to this many lines, the report lists every line
 REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per kind
-MAX_FIELD = 200
-
-JailView = Callable[..., HttpResponse]
-
-
-def jail_action(view: JailView) -> JailView:
-    """A POST on a jail: operators only; bad name 404; a jail gone meanwhile → the jail list."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            validate_jail_name(name)
-        except InvalidArgument:
-            raise Http404("no such jail") from None
-        try:
-            return view(request, name, *args, **kwargs)
-        except UnknownJail as exc:
-            return redirect_with_message(
-                request,
-                reverse("jails:jail-list"),
-                f"fail2ban has no jail named {exc.jail} (stopped or removed).",
-                level="error",
-            )
-
-    return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
 
 
 # Ban one ---
@@ -234,8 +210,6 @@ UNBAN_EVERYTHING_PHRASE = "unban everything"
 @permission_required(PERM_OPERATE, raise_exception=True)
 def server_unban_all(request: HttpRequest) -> HttpResponse:
     """Unban every address in every jail; the operator must type the phrase to confirm."""
-    from jails.views.control import server_page
-
     typed = request.POST.get("phrase", "").strip().lower()
     if typed != UNBAN_EVERYTHING_PHRASE:
         outcome = Outcome(

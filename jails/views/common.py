@@ -1,29 +1,8 @@
-"""Helpers shared by the views."""
+"""Helpers shared by the views (request helpers the admin needs too: jails.requests)."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
-
-from jails.services import jails as jail_service
-from jails.services.audit import Actor
-from jails.services.jails import Overview
-from jails.state import RuntimeState
-
-_OVERVIEW_ATTR = "_jailadmin_overview"
-
-
-def overview_for_request(request: HttpRequest, state: RuntimeState) -> Overview:
-    """The server overview, fetched at most once per request (view and status bar share it)."""
-    cached = getattr(request, _OVERVIEW_ATTR, None)
-    if cached is None:
-        cached = jail_service.overview_get(state)
-        setattr(request, _OVERVIEW_ATTR, cached)
-    return cached
-
-
-def overview_if_fetched(request: HttpRequest) -> Overview | None:
-    """The overview this request has already fetched, if any (then the status bar is free)."""
-    return getattr(request, _OVERVIEW_ATTR, None)
 
 
 def page_number(request: HttpRequest) -> int:
@@ -32,14 +11,3 @@ def page_number(request: HttpRequest) -> int:
         return max(int(request.GET.get("page", "1")), 1)
     except ValueError:
         return 1
-
-
-def actor_from_request(request: HttpRequest, *, source: str = "web") -> Actor:
-    """The audit actor for a request: the signed-in user and the client address."""
-    user = request.user
-    return Actor(
-        name=user.get_username() if user.is_authenticated else "anonymous",
-        source=source,
-        user_id=user.pk if user.is_authenticated else None,
-        address=request.META.get("REMOTE_ADDR") or None,
-    )

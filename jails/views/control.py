@@ -10,20 +10,22 @@ from django.views.decorators.http import require_GET, require_POST
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
+from jails.formatting import duration_input
+from jails.requests import actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
 from jails.services.control import ReloadFailed, describe_error
 from jails.services.operations import entry_parse
-from jails.templatetags.jail_actions import duration_input
-from jails.views.bans import MAX_FIELD, jail_action
-from jails.views.common import actor_from_request
 from jails.views.jail_page import (
+    MAX_FIELD,
     Confirmation,
     Outcome,
+    jail_action,
     jail_action_response,
     jail_url,
     list_fields,
     redirect_with_message,
+    server_page,
 )
 
 LOST_ON_RELOAD = (
@@ -212,15 +214,6 @@ def _failed(request: HttpRequest, name: str, message: str, op: str) -> HttpRespo
 def server_actions(request: HttpRequest) -> HttpResponse:
     """Actions on the whole fail2ban server."""
     return server_page(request, Outcome())
-
-
-def server_page(request: HttpRequest, outcome: Outcome, *, status: int = 200) -> HttpResponse:
-    state = runtime_state()
-    context = {
-        "outcome": outcome,
-        "reload_command": " ".join(control_service.reload_command(state, jail=None)),
-    }
-    return render(request, "jails/server_actions.html", context, status=status)
 
 
 @require_POST

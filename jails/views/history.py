@@ -168,10 +168,7 @@ def filters_from_request(
         start = int(datetime.combine(start_day, time.min, tzinfo=zone).timestamp())
         end = int(datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=zone).timestamp())
     elif window == "all":
-        oldest = BanEvent.objects.order_by("timeofban").values_list("timeofban", flat=True).first()
-        end = int(now.timestamp()) + 1
-        start = min(oldest if oldest is not None else end - 86400, end - 86400)
-        start -= start % 86400
+        start, end = history_selectors.window_everything(now=now)
     else:
         days = WINDOWS[window][1]
         assert days is not None

@@ -21,6 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, UnknownJail
 from jails.fail2ban.validation import JAIL_NAME_RE
+from jails.requests import actor_from_request
 from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
 from jails.services import control as control_service
@@ -28,11 +29,10 @@ from jails.services.bans import LineStatus
 from jails.services.control import describe_error
 from jails.services.operations import entry_parse
 from jails.state import RuntimeState
-from jails.views.bans import MAX_FIELD, unban_outcome
-from jails.views.common import actor_from_request
+from jails.views.bans import unban_outcome
 from jails.views.control import LOST_ON_RELOAD
 from jails.views.history import ip_history_context
-from jails.views.jail_page import Confirmation, Outcome, redirect_with_message
+from jails.views.jail_page import MAX_FIELD, Confirmation, Outcome, redirect_with_message
 
 TEMPLATE = "jails/ip_detail.html"
 OOB_PARTIALS = ("ip-message", "ip-confirm", "ip-live")
@@ -146,7 +146,7 @@ def ip_unban(request: HttpRequest, address: str) -> HttpResponse:
         actor=actor_from_request(request),
     )
     outcome = unban_outcome(report)
-    if report.error.startswith("unknown jail"):
+    if isinstance(report.failure, UnknownJail):
         outcome = Outcome(f"fail2ban has no jail named {jail}.", "error")
     return _ip_response(request, address, outcome)
 

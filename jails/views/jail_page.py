@@ -5,22 +5,35 @@ message, the confirmation panel, counters, settings, ignore list and ban table),
 acted-on row disappears and the counters change in place. Without JavaScript the same
 POST redirects back to the page with a message, or shows the page with the confirmation
 step or the error.
+
+The server page's answer (`server_page`) and the decorator every jail action wears
+(`jail_action`) live here too: both the ban and the control views use them, and neither
+of those modules may import the other.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
+from jails.apps import runtime_state
+from jails.fail2ban import InvalidArgument, UnknownJail
+from jails.fail2ban.validation import validate_jail_name
+from jails.roles import PERM_OPERATE
+from jails.services import control as control_service
 from jails.services import jails as jail_service
 from jails.state import RuntimeState
 
@@ -35,6 +48,9 @@ OOB_PARTIALS = (
     "jail-bans",
 )
 MAX_QUERY = 64
+MAX_FIELD = 200  # characters of one posted address or phrase that are looked at
+
+JailView = Callable[..., HttpResponse]
 
 
 @dataclass
@@ -149,3 +165,35 @@ _LEVELS = {
     "warning": messages.WARNING,
     "error": messages.ERROR,
 }
+
+
+def jail_action(view: JailView) -> JailView:
+    """A POST on a jail: operators only; bad name 404; a jail gone meanwhile → the jail list."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            validate_jail_name(name)
+        except InvalidArgument:
+            raise Http404("no such jail") from None
+        try:
+            return view(request, name, *args, **kwargs)
+        except UnknownJail as exc:
+            return redirect_with_message(
+                request,
+                reverse("jails:jail-list"),
+                f"fail2ban has no jail named {exc.jail} (stopped or removed).",
+                level="error",
+            )
+
+    return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
+
+
+def server_page(request: HttpRequest, outcome: Outcome, *, status: int = 200) -> HttpResponse:
+    """The server page (reload everything, unban everything) with an action's outcome."""
+    state = runtime_state()
+    context = {
+        "outcome": outcome,
+        "reload_command": " ".join(control_service.reload_command(state, jail=None)),
+    }
+    return render(request, "jails/server_actions.html", context, status=status)

@@ -13,9 +13,10 @@ from django.views.decorators.vary import vary_on_headers
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import validate_jail_name
+from jails.requests import overview_for_request
 from jails.roles import PERM_VIEW
 from jails.services import jails as jail_service
-from jails.views.common import overview_for_request, page_number
+from jails.views.common import page_number
 
 JAIL_SORT_KEYS = {
     "name": lambda j: j.name,

@@ -20,19 +20,6 @@ from jails.services import settings as settings_service
 from jails.services import setup as setup_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
 from jails.services.setup import SetupSync
-from jails.state import RuntimeSettings
-
-
-def setup_initial(seeds: RuntimeSettings) -> dict[str, object]:
-    """The wizard's defaults: the JAILADMIN_* seed values."""
-    return {
-        "fail2ban_socket": seeds.fail2ban_socket,
-        "display_time_zone": seeds.display_time_zone,
-        "session_lifetime_seconds": seeds.session_lifetime_seconds,
-        "session_cache": seeds.session_cache,
-        "redis_url": seeds.redis_url,
-        "history_retention_days": seeds.history_retention_days,
-    }
 
 
 def _setup_done_message(*, version: str | None, username: str, sync: SetupSync) -> str:
@@ -101,7 +88,10 @@ def setup_wizard(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("login")
     else:
-        initial = {**setup_initial(state.settings), "token": request.GET.get("token", "")}
+        initial = {
+            **setup_service.setup_initial(state.settings),
+            "token": request.GET.get("token", ""),
+        }
         form = SetupForm(initial=initial, context=context, token_valid=token_valid)
     template = "jails/setup_form.html"
     if request.htmx:

@@ -12,21 +12,19 @@ from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
 from jails.forms import SettingsContext, SiteSettingsForm
+from jails.requests import actor_from_request
 from jails.roles import PERM_ADMINISTER
 from jails.runtime import site_settings_row
 from jails.services import settings as settings_service
 from jails.services.settings import SetupRequired, SiteValues
-from jails.sessions import SessionStorageUnavailable, build_session_cache, session_storage_switch
-from jails.views.common import actor_from_request
+from jails.sessions import SessionStorageUnavailable
 
 
-def storage_switch_keep_session(request: HttpRequest, values: SiteValues) -> None:
-    """The administrator who switched the session storage stays logged in: their session
-    goes into the new storage now; every worker's watcher swaps to it within a second.
-    Every other session ends: none is left behind to revive on a later switch back."""
-    target = build_session_cache(values.session_cache, values.redis_url)
+def _storage_switch_keep_session(request: HttpRequest, values: SiteValues) -> None:
     try:
-        session_storage_switch(request.session, old=request.session.storage, new=target)
+        settings_service.storage_switch_keep_session(
+            runtime_state(), session=request.session, values=values
+        )
     except SessionStorageUnavailable as exc:
         messages.warning(request, f"Your session could not be copied ({exc}): log in again.")
 
@@ -54,7 +52,7 @@ def settings_edit(request: HttpRequest) -> HttpResponse:
             except SetupRequired:
                 return redirect("jails:setup")
             if change.storage_changed:
-                storage_switch_keep_session(request, form.site_values())
+                _storage_switch_keep_session(request, form.site_values())
             if change.changes:
                 names = ", ".join(form.fields[name].label or name for name in change.changes)
                 messages.success(request, f"Saved: {names}. Every worker uses it within seconds.")

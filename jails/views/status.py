@@ -10,9 +10,8 @@ from django.views.decorators.http import require_GET
 
 from jails.apps import runtime_state
 from jails.context_processors import status_bar_context
-from jails.fail2ban import Fail2banError
 from jails.roles import PERM_VIEW
-from jails.sessions import SessionStorageUnavailable
+from jails.services import health as health_service
 
 
 @require_GET
@@ -27,10 +26,6 @@ def status_bar(request: HttpRequest) -> HttpResponse:
 @login_not_required
 def healthz(request: HttpRequest) -> HttpResponse:
     """200 when fail2ban and the session storage answer, 503 otherwise; no details, no login."""
-    state = runtime_state()
-    try:
-        state.jail_service.client.send("ping")
-        state.session_cache.check()
-    except (Fail2banError, SessionStorageUnavailable):
+    if not health_service.health_check(runtime_state()):
         return HttpResponse("unavailable\n", status=503, content_type="text/plain")
     return HttpResponse("ok\n", content_type="text/plain")

@@ -8,21 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from jails.apps import runtime_state
 from jails.forms import SettingsContext, SetupForm
+from jails.management.base import RuntimeCommand
 from jails.models import AuditEntry
 from jails.services import settings as settings_service
 from jails.services import setup as setup_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
 from jails.sessions import KINDS
-from jails.views.setup import setup_initial
 
 DEFAULT_PASSWORD_ENV = "JAILADMIN_ADMIN_PASSWORD"
 
 
-class Command(BaseCommand):
+class Command(RuntimeCommand):
     help = (
         "Complete the first-run setup non-interactively: create the first administrator and "
         "save the runtime settings, with the same live checks as /setup/. Defaults come from "
@@ -77,7 +77,7 @@ class Command(BaseCommand):
                 "or in the admin."
             )
         password = self._password(options)
-        data: dict[str, Any] = dict(setup_initial(state.settings))
+        data: dict[str, Any] = dict(setup_service.setup_initial(state.settings))
         overrides = {
             "fail2ban_socket": options["socket"],
             "display_time_zone": options["time_zone"],

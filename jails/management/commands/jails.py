@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument
 from jails.fail2ban.validation import parse_ip
+from jails.management.base import RuntimeCommand
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import control as control_service
@@ -40,7 +41,7 @@ RUNTIME_NOTE = (
 MUTATING = {"ban", "unban", "ignore", "set", "idle", "stop", "start", "reload"}
 
 
-class Command(BaseCommand):
+class Command(RuntimeCommand):
     help = (
         "Operate fail2ban jails: status, show, ban, unban, ignore, set, idle, stop, start, "
         "reload, where. Exit codes: 0 ok, 1 failed, 2 usage."
