@@ -39,10 +39,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# mypy runs with JAILADMIN_DEBUG=true: the django-stubs plugin imports the settings, which
+# refuse to load without a secret key unless DEBUG is on (only its development key is used).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	JAILADMIN_DEBUG=true $(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff check --fix .
@@ -53,7 +56,7 @@ format: venv
 F2B_11_TESTS := tests/test_fail2ban_client.py tests/test_fail2ban_private_server.py \
 	tests/test_fail2ban_protocol.py tests/test_fail2ban_validation.py \
 	tests/test_fail2ban_versions.py tests/test_bans_service.py tests/test_control_service.py \
-	tests/test_history_sync.py tests/test_pages_operate.py
+	tests/history/test_history_sync.py tests/test_pages_operate.py
 test: install lint
 	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.0 $(PY) -m pytest $(PYTEST_ARGS)
 	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.1 $(PY) -m pytest -m "not slow" $(F2B_11_TESTS) $(PYTEST_ARGS)

@@ -144,7 +144,9 @@ class SessionMiddleware(DjangoSessionMiddleware):
     in process_response and writes from views (login, logout) are caught as well.
     """
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+    # The stubs type Django's hook as returning None, but a process_request hook may answer
+    # the request itself (MiddlewareMixin.__call__ returns its response): that is the point.
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:  # type: ignore[override]
         super().process_request(request)
         if request.session.session_key is None:
             return None

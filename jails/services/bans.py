@@ -538,8 +538,8 @@ def ip_where(state: RuntimeState, *, address: str) -> WhereReport:
             if ip == entry.address:
                 matches.setdefault(jail, set()).add(ip)
             elif is_network or "/" in ip:
-                network = as_network(ip)
-                if network is not None and overlaps(query, network):
+                banned_network = as_network(ip)
+                if banned_network is not None and overlaps(query, banned_network):
                     matches.setdefault(jail, set()).add(ip)
     bans: list[WhereBan] = []
     for jail in sorted(matches):

@@ -93,11 +93,11 @@ def tune_parse(
 ) -> dict[str, int]:
     """Validate the given values (blank or None: leave unchanged) into whole numbers."""
     values: dict[str, int] = {}
-    if bantime not in (None, ""):
+    if bantime:
         values["bantime"] = parse_duration(bantime, allow_permanent=True)
-    if findtime not in (None, ""):
+    if findtime:
         values["findtime"] = parse_duration(findtime, allow_permanent=False)
-    if maxretry not in (None, ""):
+    if maxretry:
         count = parse_count(maxretry, name="maxretry", minimum=1)
         if count > MAX_MAXRETRY:
             raise InvalidArgument(f"maxretry must be at most {MAX_MAXRETRY}")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from jails.fail2ban import (
@@ -546,7 +546,11 @@ class BanLines(Sequence[BanEntry]):
     def __len__(self) -> int:
         return len(self._lines)
 
-    def __getitem__(self, index: Any) -> Any:
+    @overload
+    def __getitem__(self, index: int) -> BanEntry: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[BanEntry]: ...
+    def __getitem__(self, index: int | slice) -> BanEntry | list[BanEntry]:
         if isinstance(index, slice):
             parsed = (_parse_ban_line(line, self._zone) for line in self._lines[index])
             return [entry for entry in parsed if entry is not None]

@@ -113,7 +113,7 @@ def operator_address(actor: Actor) -> IPAddress | None:
 
 def overlaps(a: IPNetwork, b: IPNetwork) -> bool:
     """Whether two networks share an address (False for IPv4 against IPv6)."""
-    return a.version == b.version and a.overlaps(b)  # type: ignore[arg-type]
+    return a.version == b.version and a.overlaps(b)
 
 
 @dataclass

@@ -184,7 +184,10 @@ def redis_url_check(*, url: str, timeout: float = 2.0) -> None:
         raise SettingsInvalid(f"Redis at {shown} answered with an error: {exc}") from None
     finally:
         client.close()
-    if answer is None or answer.decode(errors="replace") != token:
+    # Bytes unless the URL itself asks for decode_responses: compare the text either way.
+    if isinstance(answer, bytes):
+        answer = answer.decode(errors="replace")
+    if answer != token:
         raise SettingsInvalid(f"Redis at {shown} did not give back what was written.")
 
 
