@@ -1,4 +1,4 @@
-"""Benchmark jails.geo: load time, memory and lookups per second.
+"""Benchmark jails.history.geo: load time, memory and lookups per second.
 
 Run: .venv/bin/python bench/bench_geo.py [--count 100000] [--mmdb PATH]
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jails.geo import GeoLocator, public_address  # noqa: E402
+from jails.history.geo import GeoLocator, public_address  # noqa: E402
 
 
 def rss_mib() -> float:

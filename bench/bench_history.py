@@ -165,7 +165,7 @@ def insert_select_seconds(archive: Path, f2b_db: Path) -> float:
         db.execute("ATTACH DATABASE ? AS f2b", (f"file:{f2b_db}?mode=ro",))
         started = time.perf_counter()
         db.execute(
-            "INSERT OR IGNORE INTO jails_banevent (jail, ip, network, timeofban, bantime,"
+            "INSERT OR IGNORE INTO history_banevent (jail, ip, network, timeofban, bantime,"
             " bancount, failures, matches, origin, banned_by, country_code, country_name,"
             " asn, as_name, archived_at)"
             " SELECT jail, ip, ip, timeofban, bantime, bancount, 0, CAST(data AS TEXT),"
@@ -181,8 +181,8 @@ def time_sync(rows_count: int, work_dir: Path, db: Path) -> dict[str, object]:
 
     from jails.apps import runtime_state
     from jails.fail2ban.dbfile import fail2ban_db_add, fail2ban_db_create
-    from jails.models import BanEvent, IPSummary
-    from jails.services import history
+    from jails.history.models import BanEvent, IPSummary
+    from jails.history.services import sync as history
 
     archived_ips = list(IPSummary.objects.order_by("?").values_list("ip", flat=True)[:20000])
     before = BanEvent.objects.count()
@@ -295,7 +295,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, *, work: Path, db: Path, small: Path) -> None:
-    from jails.models import BanEvent, IPSummary
+    from jails.history.models import BanEvent, IPSummary
 
     print(
         f"archive: {BanEvent.objects.count()} bans, {IPSummary.objects.count()} addresses, "

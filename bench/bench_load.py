@@ -139,8 +139,8 @@ def main() -> int:
     from django.contrib.auth import get_user_model
 
     from jails.fail2ban.server import JailSpec, PrivateServer
+    from jails.history.services import sync as history
     from jails.models import SiteSettings
-    from jails.services import history
     from jails.state import build_runtime_state
 
     base = Path(tempfile.mkdtemp(prefix="jl-", dir="/tmp"))

@@ -88,10 +88,10 @@ def make_addresses(rng: random.Random, count: int) -> list[str]:
 def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 7) -> None:
     from django.db import connection, transaction
 
-    from jails.geo import GeoLocator
-    from jails.models import BanEvent
-    from jails.services.history import network_of
-    from jails.services.history_summaries import summaries_rebuild
+    from jails.history.geo import GeoLocator
+    from jails.history.models import BanEvent
+    from jails.history.services.summaries import summaries_rebuild
+    from jails.history.services.sync import network_of
 
     rng = random.Random(seed_value)
     started = time.perf_counter()

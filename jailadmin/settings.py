@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "jails.apps.JailsConfig",
+    # Domain apps nested in jails/ (README, "How it is built").
+    "jails.history.apps.HistoryConfig",
 ]
 
 MIDDLEWARE = [

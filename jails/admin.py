@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.forms import SiteSettingsForm
-from jails.models import AuditEntry, SiteSettings
+from jails.models import AuditEntry, ScheduledJob, SiteSettings
 from jails.requests import actor_from_request
 from jails.roles import PERM_ADMINISTER
 from jails.services import settings as settings_service
@@ -133,6 +133,21 @@ for model, base in (
         admin.site.unregister(model)
     admin.site.register(model, type(f"Audited{base.__name__}", (AuditedAdminMixin, base), {}))
 
-# Live bans and the unban action for archived bans (issue #4); the ban archive and the job
-# runner's jobs (issue #5).
-from jails import admin_bans, admin_history  # noqa: E402, F401
+
+# The job runner's jobs (jails.jobs), read-only: the runner alone writes their rows.
+@admin.register(ScheduledJob)
+class ScheduledJobAdmin(ReadOnlyForViewersAdmin):
+    list_display = (
+        "name",
+        "last_ok",
+        "last_finished_at",
+        "next_run_at",
+        "locked_by",
+        "run_count",
+        "last_message",
+    )
+
+
+# Live bans and the unban action for archived bans (issue #4). The ban archive's admin is the
+# history app's own (jails.history.admin, found by the admin's autodiscovery).
+from jails import admin_bans  # noqa: E402, F401

@@ -6,7 +6,9 @@ started by mistake never run the same job at the same time, and a due job runs o
 lock is a lease: a runner that dies leaves a lock that expires, and a long job renews its
 lease as it makes progress (``JobContext.heartbeat``).
 
-Later features add their jobs in ``default_jobs``.
+The runner is generic: each domain app lists its own jobs in its AppConfig's
+``periodic_jobs()`` (the ban history's sync and purge: jails.history.apps), and
+``default_jobs`` collects them from the app registry, so this module imports no domain app.
 """
 
 from __future__ import annotations
@@ -16,25 +18,21 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from django.apps import apps as django_apps
 from django.db import DatabaseError, close_old_connections
 from django.db.models import F, Q
 from django.utils import timezone
 
 from jails.fail2ban import Fail2banError
-from jails.models import AuditEntry, ScheduledJob, SiteSettings
-from jails.services import history as history_service
-from jails.services.audit import Actor
+from jails.models import ScheduledJob
 from jails.state import RuntimeState
 
 logger = logging.getLogger(__name__)
 
-SYNC_JOB = "history-sync"
-PURGE_JOB = "history-purge"
-DEFAULT_RETENTION_DAYS = 365
 RETRY_AFTER = timedelta(minutes=5)  # a failed job runs again this soon (or at its interval)
 
 
@@ -56,6 +54,9 @@ class JobSpec:
     interval: timedelta
     run: Callable[[JobContext], str]  # returns a one-line summary; raises on failure
     lease: timedelta = timedelta(minutes=10)
+    # Failures the job expects (logged as a warning and retried, not reported as a crash):
+    # the runner cannot name them itself without importing every domain app.
+    expected_errors: tuple[type[Exception], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,41 +117,18 @@ def job_release(
 
 
 # --- The jobs -------------------------------------------------------------------------------------
-def retention_days_get(state: RuntimeState) -> int:
-    """The archive's retention: the saved runtime setting, else the state's seed (365 days)."""
-    days = SiteSettings.objects.values_list("history_retention_days", flat=True).first()
-    if days:
-        return int(days)
-    # Before the first-run setup saved settings: the JAILADMIN_HISTORY_RETENTION_DAYS seed.
-    return int(state.settings.history_retention_days or DEFAULT_RETENTION_DAYS)
+def default_jobs(*, intervals: Mapping[str, timedelta] | None = None) -> list[JobSpec]:
+    """Every periodic job of the site: what each installed app's ``periodic_jobs()`` lists.
 
-
-def history_sync_job(ctx: JobContext) -> str:
-    return history_service.history_sync(
-        ctx.state, should_stop=ctx.should_stop, progress=ctx.heartbeat
-    ).message
-
-
-def history_purge_job(ctx: JobContext) -> str:
-    return history_service.history_purge(
-        retention_days=retention_days_get(ctx.state),
-        now=ctx.now,
-        actor=Actor.system("job runner", source=AuditEntry.Source.JOB),
-        should_stop=ctx.should_stop,
-        progress=ctx.heartbeat,
-    ).message
-
-
-def default_jobs(
-    *,
-    sync_interval: timedelta = timedelta(minutes=1),
-    purge_interval: timedelta = timedelta(days=1),
-) -> list[JobSpec]:
-    """Every periodic job of the site."""
-    return [
-        JobSpec(SYNC_JOB, sync_interval, history_sync_job),
-        JobSpec(PURGE_JOB, purge_interval, history_purge_job, lease=timedelta(minutes=30)),
-    ]
+    ``intervals`` overrides the interval of the jobs it names (`run_jobs --sync-interval`).
+    """
+    intervals = intervals or {}
+    jobs: list[JobSpec] = []
+    for config in django_apps.get_app_configs():
+        periodic_jobs = getattr(config, "periodic_jobs", None)
+        if periodic_jobs is not None:
+            jobs.extend(periodic_jobs())
+    return [replace(job, interval=intervals.get(job.name, job.interval)) for job in jobs]
 
 
 # --- The runner -----------------------------------------------------------------------------------
@@ -199,7 +177,7 @@ class JobRunner:
         try:
             message = job.run(ctx)
             ok = True
-        except (Fail2banError, history_service.HistoryError, DatabaseError) as exc:
+        except (Fail2banError, DatabaseError, *job.expected_errors) as exc:
             ok, message = False, f"{type(exc).__name__}: {exc}"
             logger.warning("job %s failed: %s", job.name, message)
         except Exception as exc:  # a job's bug must not end the runner

@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 
 from django.apps import apps as django_apps
 
-from jails.charts import WorldMap, load_world_map
 from jails.fail2ban import Fail2banClient
-from jails.geo import GeoLocator
+from jails.history.charts import WorldMap, load_world_map
+from jails.history.geo import GeoLocator
 from jails.session_storage import MemorySessions, SessionCache, build_session_cache
 
 

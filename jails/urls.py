@@ -1,14 +1,12 @@
-from django.urls import path
+from django.urls import include, path
 
-from jails.views import audit, bans, control, history, ip, jails, setup, site_settings, status
+from jails.views import audit, bans, control, ip, jails, setup, site_settings, status
 
 app_name = "jails"
 
 urlpatterns = [
-    path("", history.dashboard, name="dashboard"),
-    # Ban history (issue #5): archive, filters, CSV export of the filtered set.
-    path("history/", history.history_list, name="history"),
-    path("history/export.csv", history.history_export, name="history-export"),
+    # The ban history app (`/`, `/history/`): its names join this namespace (jails:dashboard).
+    path("", include("jails.history.urls")),
     path("jails/", jails.jail_list, name="jail-list"),
     path("jails/<str:name>/", jails.jail_detail, name="jail-detail"),
     # Operating jails (issue #4): every change is a POST, operators only.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build jails/data/world_map.json (country outlines for the SVG ban map) from world-atlas.
+"""Build jails/history/data/world_map.json (country outlines for the SVG ban map) from world-atlas.
 
 Run once by hand when the map should change; the output is committed and the site never
 needs the npm package or the network at run time::
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO / "jails" / "data" / "world_map.json"
+DEFAULT_OUT = REPO / "jails" / "history" / "data" / "world_map.json"
 SOURCE = "world-atlas 2.0.2 (npm, ISC licence) countries-50m.json"
 LICENCE = "Natural Earth 4.1.0 Admin 0 countries 1:50m, public domain"
 
@@ -387,11 +387,11 @@ def main() -> None:
 
 
 def write_outlines_asset(data: Path) -> None:
-    """The same outlines as the static SVG the map <use>s (tests/test_charts.py checks)."""
+    """The same outlines as the static SVG the map <use>s (tests/history/test_charts.py checks)."""
     import sys
 
     sys.path.insert(0, str(REPO))
-    from jails.charts import WORLD_OUTLINES_ASSET, load_world_map, world_outlines_svg
+    from jails.history.charts import WORLD_OUTLINES_ASSET, load_world_map, world_outlines_svg
 
     asset = REPO / "static" / WORLD_OUTLINES_ASSET
     asset.write_text(world_outlines_svg(load_world_map(data)), encoding="utf-8")

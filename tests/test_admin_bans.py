@@ -99,7 +99,7 @@ def test_live_bans_needs_staff(runtime, f2b, as_role):
 
 
 def test_unban_ban_events_action_unbans_archived_pairs(runtime, f2b, as_role):
-    from jails.models import BanEvent
+    from jails.history.models import BanEvent
 
     f2b.client().send("set", "sshd", "banip", "203.0.113.5")
     f2b.client().send("set", "postfix", "banip", "203.0.113.6")
@@ -112,7 +112,7 @@ def test_unban_ban_events_action_unbans_archived_pairs(runtime, f2b, as_role):
             jail=jail, ip=ip, network="203.0.113.0/24", timeofban=when, bantime=600
         )
     operator = as_role("operator", staff=True)
-    request = RequestFactory().post("/admin/jails/banevent/")
+    request = RequestFactory().post("/admin/history/banevent/")
     request.user = operator.user
     request.session = {}
     request._messages = FallbackStorage(request)
@@ -127,10 +127,10 @@ def test_unban_ban_events_action_unbans_archived_pairs(runtime, f2b, as_role):
 def test_unban_ban_events_action_refuses_viewers(runtime, f2b, as_role):
     from django.core.exceptions import PermissionDenied
 
-    from jails.models import BanEvent
+    from jails.history.models import BanEvent
 
     viewer = as_role("viewer", staff=True)
-    request = RequestFactory().post("/admin/jails/banevent/")
+    request = RequestFactory().post("/admin/history/banevent/")
     request.user = viewer.user
     with pytest.raises(PermissionDenied):
         unban_ban_events(None, request, BanEvent.objects.all())

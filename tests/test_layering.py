@@ -54,6 +54,12 @@ def test_layering_import_contracts_catch_an_upward_import(tmp_path):
     bans.write_text(bans.read_text() + "\nfrom jails.views.control import jail_tune\n")
     client = tmp_path / "jails" / "fail2ban" / "client.py"
     client.write_text(client.read_text() + "\nfrom django.conf import settings\n")
+    # A core page reaching into the history app's pages instead of its selectors.
+    ip = tmp_path / "jails" / "views" / "ip.py"
+    ip.write_text(ip.read_text() + "\nfrom jails.history.views.archive import dashboard\n")
+    # The history's services reaching up into a view.
+    sync = tmp_path / "jails" / "history" / "services" / "sync.py"
+    sync.write_text(sync.read_text() + "\nfrom jails.views.common import page_number\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     out = " ".join(result.stdout.split())
@@ -61,6 +67,8 @@ def test_layering_import_contracts_catch_an_upward_import(tmp_path):
     assert "jails.forms is not allowed to import jails.templatetags" in out
     assert "No cycles are allowed in jails.views" in out
     assert "jails.fail2ban is not allowed to import django" in out
+    assert "jails.views is not allowed to import jails.history.views" in out
+    assert "jails.history.services is not allowed to import jails.views" in out
 
 
 def _private_imports(source: str, *, module: str) -> list[str]:
@@ -92,7 +100,7 @@ def test_layering_no_module_imports_private_helpers_of_another():
 
 def test_layering_private_import_check_can_fail():
     # The selectors once imported the archive's private month helpers like this.
-    source = "from jails.services.history_summaries import DAY, _month_start\n"
-    assert _private_imports(source, module="jails.selectors.history") == [
-        "jails.selectors.history:1: jails.services.history_summaries._month_start"
+    source = "from jails.history.services.summaries import DAY, _month_start\n"
+    assert _private_imports(source, module="jails.history.selectors.archive") == [
+        "jails.history.selectors.archive:1: jails.history.services.summaries._month_start"
     ]

@@ -10,9 +10,10 @@ from django.template import Context, Template
 
 from jails.fail2ban import UnknownJail
 from jails.formatting import duration, duration_input
-from jails.models import BanEvent, SiteSettings
+from jails.history.models import BanEvent
+from jails.history.selectors import archive as history_selectors
+from jails.models import SiteSettings
 from jails.runtime import runtime_apply
-from jails.selectors import history as history_selectors
 from jails.services import bans as ban_service
 from jails.services import health as health_service
 from jails.services import settings as settings_service

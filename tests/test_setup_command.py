@@ -10,7 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from jails.models import AuditEntry, BanEvent, SiteSettings
+from jails.history.models import BanEvent
+from jails.models import AuditEntry, SiteSettings
 from tests.redis_server import free_port
 from tests.site_helpers import STRONG_PASSWORD
 

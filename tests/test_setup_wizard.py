@@ -17,8 +17,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from jails.fail2ban import Fail2banUnreachable
-from jails.jobs import SYNC_JOB, job_acquire
-from jails.models import AuditEntry, BanEvent, HistorySource, ScheduledJob, SiteSettings
+from jails.history.models import BanEvent, HistorySource
+from jails.history.services.jobs import SYNC_JOB
+from jails.jobs import job_acquire
+from jails.models import AuditEntry, ScheduledJob, SiteSettings
 from jails.runtime import runtime_refresh
 from jails.services import settings as settings_service
 from jails.services.settings import SetupFailed, SiteValues

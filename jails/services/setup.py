@@ -22,9 +22,10 @@ from pathlib import Path
 from django.utils import timezone
 
 from jails.fail2ban import Fail2banError
-from jails.geo import GeoLocator
-from jails.jobs import SYNC_JOB, job_acquire, job_release, runner_id
-from jails.services import history as history_service
+from jails.history.geo import GeoLocator
+from jails.history.services import sync as history_service
+from jails.history.services.jobs import SYNC_JOB
+from jails.jobs import job_acquire, job_release, runner_id
 from jails.state import HistoryState, RuntimeSettings, RuntimeState, jail_service_build
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """Where is this address? `/ip/<address>/`: the jails that ban it now, with actions.
 
-The history of the address (archived bans) is the history feature's part of this page:
+The history of the address (archived bans) is the history app's part of this page:
 it is added to ``templates/jails/ip_detail.html`` with one include (see the marker there),
-and its context with one call in :func:`ip_context`.
+and its context by :func:`ip_history_context`, which reads the history app's selector
+(a core view may use a domain app's selectors, never its views).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -19,8 +21,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
-from jails.fail2ban import Fail2banError, UnknownJail
+from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import JAIL_NAME_RE
+from jails.history.selectors import archive as history_selectors
 from jails.requests import actor_from_request
 from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
@@ -31,7 +34,6 @@ from jails.services.operations import entry_parse
 from jails.state import RuntimeState
 from jails.views.bans import unban_outcome
 from jails.views.control import LOST_ON_RELOAD
-from jails.views.history import ip_history_context
 from jails.views.jail_page import MAX_FIELD, Confirmation, Outcome, redirect_with_message
 
 TEMPLATE = "jails/ip_detail.html"
@@ -55,8 +57,24 @@ def ip_context(
         "now": timezone.now(),
         "outcome": outcome,
         "search": where.address,
-        # The archived bans of the address (the history feature's section).
-        **ip_history_context(request, where.address),
+        # The archived bans of the address (the history app's section).
+        **ip_history_context(request, state, where.address),
+    }
+
+
+def ip_history_context(request: HttpRequest, state: RuntimeState, address: str) -> dict[str, Any]:
+    """Context for templates/history/_ip_history.html (the archived bans of the address)."""
+    try:
+        found = history_selectors.ip_history_get(ip=address)
+    except InvalidArgument:
+        return {"ip_history": None}
+    try:
+        number = max(int(request.GET.get("hpage", "1")), 1)
+    except ValueError:
+        number = 1
+    return {
+        "ip_history": found,
+        "ip_history_page": Paginator(found.events, state.settings.page_size).get_page(number),
     }
 
 

@@ -41,9 +41,13 @@ class Command(RuntimeCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["sync_interval"] < 5 or options["purge_interval"] < 60:
             raise CommandError("intervals must be at least 5 s (sync) and 60 s (purge)")
+        # The jobs come from the apps (jails.history lists these two); the options keep
+        # their names from when the runner knew only the history's jobs.
         jobs = default_jobs(
-            sync_interval=timedelta(seconds=options["sync_interval"]),
-            purge_interval=timedelta(seconds=options["purge_interval"]),
+            intervals={
+                "history-sync": timedelta(seconds=options["sync_interval"]),
+                "history-purge": timedelta(seconds=options["purge_interval"]),
+            }
         )
         if options["only"]:
             unknown = set(options["only"]) - {job.name for job in jobs}

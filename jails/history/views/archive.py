@@ -1,15 +1,13 @@
-"""The dashboard (`/`), the ban history (`/history/`, CSV export) and an address's history.
+"""The dashboard (`/`) and the ban history (`/history/`, CSV export).
 
 All three read the archive only (never fail2ban's socket, except the status bar) through
-jails.selectors.history; figures come from the summaries the sync keeps, so a year of bans
+jails.history.selectors.archive; figures come from the summaries the sync keeps, so a year of bans
 costs a few small queries.
 """
 
 from __future__ import annotations
 
 import csv
-import ipaddress
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,7 +15,6 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from django import forms
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -27,87 +24,22 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from jails import charts
 from jails.apps import runtime_state
-from jails.fail2ban import InvalidArgument
-from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
-from jails.models import BanEvent
+from jails.history import charts
+from jails.history.forms import WINDOWS, HistoryFilterForm
+from jails.history.models import BanEvent
+from jails.history.selectors import archive as history_selectors
+from jails.history.selectors.archive import Dashboard, HistoryFilter
 from jails.roles import PERM_VIEW
-from jails.selectors import history as history_selectors
-from jails.selectors.history import Dashboard, HistoryFilter
 from jails.state import RuntimeState
 from jails.views.common import page_number
 
-WINDOWS: dict[str, tuple[str, float | None]] = {
-    "24h": ("24 hours", 1),
-    "7d": ("7 days", 7),
-    "30d": ("30 days", 30),
-    "365d": ("365 days", 365),
-    "all": ("Everything", None),
-    "custom": ("Custom", None),
-}
-MAX_CUSTOM_DAYS = 3660
 DASHBOARD_REFRESH_SECONDS = 60  # the archive changes once a minute (the sync's interval)
 SORT_LABELS = {"time": "Time", "jail": "Jail", "ip": "Address", "country": "Country"}
 CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
 
 
 # --- Filters --------------------------------------------------------------------------------------
-class HistoryFilterForm(forms.Form):
-    """Window and filters shared by the dashboard and the history list (GET parameters)."""
-
-    window = forms.ChoiceField(
-        choices=[(k, label) for k, (label, _) in WINDOWS.items()], required=False
-    )
-    start = forms.DateField(required=False, label="From")
-    end = forms.DateField(required=False, label="To")
-    jail = forms.CharField(required=False, max_length=64)
-    country = forms.CharField(required=False, max_length=2)
-    origin = forms.ChoiceField(
-        choices=[("", "Any origin"), *BanEvent.Origin.choices], required=False
-    )
-    q = forms.CharField(required=False, max_length=64, label="Address or network")
-    sort = forms.CharField(required=False, max_length=16)
-
-    def clean_jail(self) -> str:
-        jail = self.cleaned_data["jail"].strip()
-        if jail and not JAIL_NAME_RE.fullmatch(jail):
-            raise forms.ValidationError("Not a jail name.")
-        return jail
-
-    def clean_country(self) -> str:
-        country = self.cleaned_data["country"].strip()
-        if country and not _COUNTRY_RE.fullmatch(country):
-            raise forms.ValidationError("Use a two-letter country code.")
-        return country.upper()
-
-    def clean_q(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Any | None:
-        text = self.cleaned_data["q"].strip()
-        if not text:
-            return None
-        try:
-            target = parse_ip_or_network(text)
-            history_selectors.search_condition(target)  # refuses networks too large to search
-        except InvalidArgument as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return target
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("start") and data.get("end"):
-            data["window"] = "custom"  # dates given: they are the window
-        if data.get("window") == "custom":
-            start, end = data.get("start"), data.get("end")
-            if not start or not end:
-                raise forms.ValidationError("A custom window needs a start and an end date.")
-            if end < start:
-                raise forms.ValidationError("The end date is before the start date.")
-            if (end - start).days > MAX_CUSTOM_DAYS:
-                raise forms.ValidationError(f"At most {MAX_CUSTOM_DAYS} days, please.")
-        return data
-
-
 @dataclass(frozen=True)
 class Filters:
     """The parsed request: the filter for the service, plus what the page shows about it."""
@@ -209,7 +141,7 @@ def _country_label(code: str, names: dict[str, str]) -> str:
 
 
 def dashboard_charts(board: Dashboard, filters: Filters, state: RuntimeState) -> dict[str, Any]:
-    """The SVG charts (escaped by jails.charts, so safe to insert as markup)."""
+    """The SVG charts (escaped by jails.history.charts, so safe to insert as markup)."""
     grain = board.trend_grain
     unit = {"hour": "hour", "day": "day (UTC)", "month": "month (UTC)"}[grain]
     trend = charts.bar_chart_svg(
@@ -245,7 +177,7 @@ def dashboard_charts(board: Dashboard, filters: Filters, state: RuntimeState) ->
         title="Bans by country",
     )
     return {
-        # jails.charts escapes every label and attribute: the markup is safe to insert.
+        # jails.history.charts escapes every label and attribute: the markup is safe to insert.
         "trend_svg": mark_safe(trend),
         "by_jail_svg": mark_safe(by_jail),
         "by_country_svg": mark_safe(by_country),
@@ -301,7 +233,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "latest_at": datetime.fromtimestamp(board.latest, tz=UTC) if board.latest else None,
         **dashboard_charts(board, filters, state),
     }
-    template = "jails/dashboard.html"
+    template = "history/dashboard.html"
     if request.htmx and request.htmx.target == "dashboard-panels":
         template += "#dashboard-panels"  # the periodic refresh: figures and charts only
     else:
@@ -336,7 +268,7 @@ def history_list(request: HttpRequest) -> HttpResponse:
         "sort_headers": headers,
         "export_url": "export.csv" + filters.params(page=None),
     }
-    template = "jails/history_list.html"
+    template = "history/history_list.html"
     if request.htmx:
         template += "#history-table"
     else:
@@ -415,21 +347,3 @@ def history_export(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="jailadmin-bans-{stamp}.csv"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-# --- One address ----------------------------------------------------------------------------------
-def ip_history_context(request: HttpRequest, address: str) -> dict[str, Any]:
-    """Context for templates/jails/_ip_history.html (the history part of `/ip/<address>/`)."""
-    try:
-        found = history_selectors.ip_history_get(ip=address)
-    except InvalidArgument:
-        return {"ip_history": None}
-    page_size = runtime_state().settings.page_size
-    try:
-        number = max(int(request.GET.get("hpage", "1")), 1)
-    except ValueError:
-        number = 1
-    return {
-        "ip_history": found,
-        "ip_history_page": Paginator(found.events, page_size).get_page(number),
-    }

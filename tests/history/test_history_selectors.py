@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
-from jails.models import BanEvent
-from jails.selectors import history
-from jails.selectors.history import HistoryFilter
-from jails.services.history import history_sync
-from jails.services.history_summaries import summaries_rebuild
-from tests.test_history_sync import assert_summaries_match_archive
+from jails.history.models import BanEvent
+from jails.history.selectors import archive as history
+from jails.history.selectors.archive import HistoryFilter
+from jails.history.services.summaries import summaries_rebuild
+from jails.history.services.sync import history_sync
+from tests.history.test_history_sync import assert_summaries_match_archive
 
 pytestmark = pytest.mark.django_db
 

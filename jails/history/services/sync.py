@@ -8,9 +8,9 @@ rowids after deletes) and idempotent (unique on jail, IP, time of ban).
 fail2ban's database is opened read-only and read in short queries of at most BATCH_SIZE
 rows: a reader that holds a read transaction for seconds makes the server lose bans.
 
-Every archived event also updates the summaries (jails.services.history_summaries) in the
+Every archived event also updates the summaries (jails.history.services.summaries) in the
 same transaction, so that pages never aggregate a year of events per request; the pages
-read them through jails.selectors.history.
+read them through jails.history.selectors.archive.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from django.utils import timezone
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
-from jails.geo import GeoDataError, GeoInfo
-from jails.models import AuditEntry, BanEvent, HistorySource
-from jails.periods import DAY, HOUR, hour_expression
-from jails.services.audit import Actor, audit_record
-from jails.services.history_summaries import (
+from jails.history.geo import GeoDataError, GeoInfo
+from jails.history.models import BanEvent, HistorySource
+from jails.history.periods import DAY, HOUR, hour_expression
+from jails.history.services.summaries import (
     SUMMARY_CHUNK,
     NewEvent,
     rollup_apply,
@@ -45,6 +44,8 @@ from jails.services.history_summaries import (
     summaries_add,
     summaries_refresh,
 )
+from jails.models import AuditEntry
+from jails.services.audit import Actor, audit_record
 from jails.state import RuntimeState
 
 logger = logging.getLogger(__name__)

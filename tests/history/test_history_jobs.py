@@ -12,19 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from jails.history.models import BanEvent
+from jails.history.services.jobs import PURGE_JOB, SYNC_JOB
+from jails.history.services.sync import HistoryError
 from jails.jobs import (
     JobContext,
     JobRunner,
     JobSpec,
+    default_jobs,
     job_acquire,
     job_heartbeat,
     job_release,
 )
-from jails.models import BanEvent, ScheduledJob
+from jails.models import ScheduledJob
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
 
@@ -84,6 +88,30 @@ def test_job_runner_runs_a_due_job_once_and_records_failures(runtime):
     assert broken_row.last_ok is False and "boom" in broken_row.last_message
     # A failed job is retried within minutes, not after its day-long interval.
     assert broken_row.next_run_at == T0 + timedelta(minutes=5)
+
+
+def test_job_runner_reports_an_expected_error_as_a_failure_not_a_crash(runtime):
+    def unreadable(ctx: JobContext) -> str:
+        raise HistoryError("cannot read fail2ban's database")
+
+    jobs = [
+        JobSpec("expected", timedelta(minutes=1), unreadable, expected_errors=(HistoryError,)),
+        JobSpec("unexpected", timedelta(minutes=1), unreadable),
+    ]
+    runner = JobRunner(jobs, state_getter=lambda: runtime, owner="r1", clock=lambda: T0)
+    outcomes = {o.name: o for o in runner.run_due()}
+    assert not outcomes["expected"].ok and not outcomes["unexpected"].ok
+    assert outcomes["expected"].message == "HistoryError: cannot read fail2ban's database"
+    # The runner knows no domain's errors: one the job did not declare is a crash.
+    assert outcomes["unexpected"].message.startswith("internal error: HistoryError")
+
+
+def test_default_jobs_are_listed_by_the_history_app_with_intervals_overridden():
+    jobs = {job.name: job for job in default_jobs(intervals={SYNC_JOB: timedelta(seconds=30)})}
+    assert set(jobs) == {SYNC_JOB, PURGE_JOB}
+    assert jobs[SYNC_JOB].interval == timedelta(seconds=30)
+    assert jobs[PURGE_JOB].interval == timedelta(days=1)
+    assert all(HistoryError in job.expected_errors for job in jobs.values())
 
 
 def test_job_runner_stops_between_passes_when_asked(runtime):
@@ -166,7 +194,7 @@ def test_two_job_runners_run_a_due_job_once_and_exit_cleanly_on_sigterm(f2b, tmp
         locked = conn.execute("SELECT COUNT(*) FROM jails_scheduledjob WHERE locked_by != ''")
         archived = {
             row[0]
-            for row in conn.execute("SELECT ip FROM jails_banevent WHERE ip LIKE '203.0.113.9%'")
+            for row in conn.execute("SELECT ip FROM history_banevent WHERE ip LIKE '203.0.113.9%'")
         }
         assert locked.fetchone()[0] == 0
     assert jobs == {"history-sync": 1, "history-purge": 1}

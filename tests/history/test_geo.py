@@ -1,4 +1,4 @@
-"""Tests for jails.geo: offline country/ASN lookups (geoip2fast data and MaxMind .mmdb)."""
+"""Tests for jails.history.geo: offline country/ASN lookups (geoip2fast data and MaxMind .mmdb)."""
 
 import gzip
 import json
@@ -15,10 +15,10 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from jails import geo
-from jails.geo import NOT_FOUND, GeoDataError, GeoInfo, GeoLocator
+from jails.history import geo
+from jails.history.geo import NOT_FOUND, GeoDataError, GeoInfo, GeoLocator
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Values in the GeoLite2 2024-06-18 data that geoip2fast 1.2.2 ships. That data set has AS
 # names but no AS numbers, so asn is None for the geoip2fast backend.
@@ -208,7 +208,7 @@ def hook(event, args):
         events.append(event)
         raise RuntimeError("network use: " + event)
 sys.addaudithook(hook)
-from jails.geo import GeoLocator
+from jails.history.geo import GeoLocator
 loc = GeoLocator()
 info = loc.lookup_many(["8.8.8.8", "2001:4860:4860::8888", "10.0.0.1"])
 rows = {k: [v.country_code, v.country_name, v.asn, v.as_name] for k, v in info.items()}

@@ -238,7 +238,7 @@ class Country:
 
 @dataclass(frozen=True, slots=True)
 class WorldMap:
-    """Country outlines in a fixed viewBox, loaded from ``jails/data/world_map.json``."""
+    """Country outlines in a fixed viewBox, loaded from ``jails/history/data/world_map.json``."""
 
     view_box: tuple[float, float, float, float]
     countries: Mapping[str, Country]

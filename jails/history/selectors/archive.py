@@ -2,7 +2,7 @@
 
 A dashboard window is split into whole months, days and hours read from BanRollup plus
 two partial hours at its ends read from BanEvent, so figures are exact at any boundary.
-The summaries are kept by jails.services.history_summaries as bans are archived.
+The summaries are kept by jails.history.services.summaries as bans are archived.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip_or_network
-from jails.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
-from jails.periods import DAY, HOUR, hour_expression, month_start, next_month
+from jails.history.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
+from jails.history.periods import DAY, HOUR, hour_expression, month_start, next_month
 
 Grain = BanRollup.Grain
 SEARCH_EXPANSION_LIMIT = 4096  # a network search becomes at most this many /24s or addresses

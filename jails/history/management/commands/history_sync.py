@@ -12,18 +12,12 @@ from django.utils import timezone
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError
-from jails.jobs import (
-    PURGE_JOB,
-    SYNC_JOB,
-    job_acquire,
-    job_release,
-    retention_days_get,
-    runner_id,
-)
+from jails.history.services import summaries as history_summaries
+from jails.history.services import sync as history_service
+from jails.history.services.jobs import PURGE_JOB, SYNC_JOB, retention_days_get
+from jails.jobs import job_acquire, job_release, runner_id
 from jails.management.base import RuntimeCommand
 from jails.models import AuditEntry
-from jails.services import history as history_service
-from jails.services import history_summaries
 from jails.services.audit import Actor
 
 LEASE = timedelta(minutes=30)

@@ -1,11 +1,11 @@
-"""Tests for jails.charts: SVG bar charts, horizontal bar charts and the world ban map."""
+"""Tests for jails.history.charts: SVG bar charts, horizontal bar charts and the world ban map."""
 
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from jails import charts
-from jails.charts import (
+from jails.history import charts
+from jails.history.charts import (
     bar_chart_svg,
     hbar_chart_svg,
     load_world_map,
@@ -376,7 +376,7 @@ def test_world_map_outlines_come_from_the_static_asset_not_the_page(world):
 def test_world_map_static_asset_matches_the_map_data(world):
     from pathlib import Path
 
-    committed = Path(charts.__file__).resolve().parents[1] / "static" / charts.WORLD_OUTLINES_ASSET
+    committed = Path(charts.__file__).resolve().parents[2] / "static" / charts.WORLD_OUTLINES_ASSET
     assert committed.read_text(encoding="utf-8") == charts.world_outlines_svg(world)
     root = parse(committed.read_text(encoding="utf-8"))
     paths = list(root.iter(f"{NS}path"))

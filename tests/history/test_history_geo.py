@@ -17,13 +17,13 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
-from jails.geo import GeoLocator
-from jails.models import BanEvent, IPSummary
-from jails.services import history
+from jails.history.geo import GeoLocator
+from jails.history.models import BanEvent, IPSummary
+from jails.history.services import sync as history
 from jails.state import HistoryState
 
 pytestmark = pytest.mark.django_db
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOW = int(datetime.now(UTC).timestamp())
 
 
@@ -105,7 +105,7 @@ def test_history_sync_command_in_a_process_without_any_network(tmp_path):
 
     with sqlite3.connect(tmp_path / "site.sqlite3") as db:
         row = db.execute(
-            "SELECT country_code, as_name FROM jails_banevent WHERE ip = '8.8.8.8'"
+            "SELECT country_code, as_name FROM history_banevent WHERE ip = '8.8.8.8'"
         ).fetchone()
     assert row == ("US", "GOOGLE")
 

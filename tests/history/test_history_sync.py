@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
-from jails.models import AuditEntry, BanEvent, BanRollup, HistorySource, IPSummary, NetworkSummary
-from jails.services import history
+from jails.history.models import BanEvent, BanRollup, HistorySource, IPSummary, NetworkSummary
+from jails.history.services import sync as history
+from jails.history.services.summaries import summaries_rebuild
+from jails.models import AuditEntry
 from jails.services.audit import Actor, audit_record
-from jails.services.history_summaries import summaries_rebuild
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db

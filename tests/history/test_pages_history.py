@@ -12,9 +12,11 @@ from django.template.loader import render_to_string
 from django.test import RequestFactory
 
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
-from jails.models import BanEvent, SiteSettings
-from jails.services import history
-from jails.views.history import csv_cell, ip_history_context
+from jails.history.models import BanEvent
+from jails.history.services import sync as history
+from jails.history.views.archive import csv_cell
+from jails.models import SiteSettings
+from jails.views.ip import ip_history_context
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +66,7 @@ def test_dashboard_shows_figures_charts_map_and_offenders(archive, logged_in_cli
 def test_dashboard_map_outlines_are_a_cached_static_asset(archive, logged_in_client):
     from django.templatetags.static import static
 
-    from jails.charts import WORLD_OUTLINES_ASSET
+    from jails.history.charts import WORLD_OUTLINES_ASSET
 
     body = logged_in_client.get("/?window=30d").content.decode()
     asset = static(WORLD_OUTLINES_ASSET)  # hashed name: served with a far-future expiry
@@ -177,21 +179,27 @@ def test_csv_cell_defuses_formula_prefixes():
     ]
 
 
-def test_ip_history_include_shows_every_ban_of_the_address(archive, operator_user):
+def test_ip_history_include_shows_every_ban_of_the_address(archive, runtime, operator_user):
     request = RequestFactory().get("/ip/203.0.113.7/")
     request.user = operator_user
     html = render_to_string(
-        "jails/_ip_history.html", ip_history_context(request, "203.0.113.7"), request=request
+        "history/_ip_history.html",
+        ip_history_context(request, runtime, "203.0.113.7"),
+        request=request,
     )
     assert "2 in 1 jail, on 2 days" in html
     assert "repeat offender" in html
     assert "sshd: fail from 203.0.113.7" in html and "older" in html
     escaped = render_to_string(
-        "jails/_ip_history.html", ip_history_context(request, "203.0.113.8"), request=request
+        "history/_ip_history.html",
+        ip_history_context(request, runtime, "203.0.113.8"),
+        request=request,
     )
     assert "&lt;script&gt;" in escaped and "<script>alert" not in escaped
     nothing = render_to_string(
-        "jails/_ip_history.html", ip_history_context(request, "192.0.2.99"), request=request
+        "history/_ip_history.html",
+        ip_history_context(request, runtime, "192.0.2.99"),
+        request=request,
     )
     assert "No archived ban" in nothing
 
@@ -237,12 +245,12 @@ def test_ip_page_shows_the_archived_history_below_the_live_bans(archive, f2b, lo
 
 
 def test_admin_lists_archived_bans_read_only_with_escaped_log_lines(archive, admin_client):
-    response = admin_client.get("/admin/jails/banevent/?jail=sshd")
+    response = admin_client.get("/admin/history/banevent/?jail=sshd")
     body = response.content.decode()
     assert response.status_code == 200
     assert "203.0.113.8" in body and "198.51.100.9" not in body
     assert "Add ban event" not in body
     event = BanEvent.objects.get(ip="203.0.113.8")
-    detail = admin_client.get(f"/admin/jails/banevent/{event.pk}/change/").content.decode()
+    detail = admin_client.get(f"/admin/history/banevent/{event.pk}/change/").content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail and "<script>alert(1)" not in detail
     assert admin_client.get("/admin/jails/scheduledjob/").status_code == 200

@@ -1,7 +1,7 @@
 """UTC hours, days and months as Unix seconds: the periods the ban history is counted in.
 
-Both sides of the history use them: the archive (jails.services.history and
-history_summaries) writes the rollups per period, the selectors (jails.selectors.history)
+Both sides of the history use them: the archive (jails.history.services.sync and
+history_summaries) writes the rollups per period, the selectors (jails.history.selectors.archive)
 read them back. They live here, below both, so neither side imports the other's helpers.
 """
 

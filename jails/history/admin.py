@@ -1,4 +1,4 @@
-"""The ban archive and the job runner in the Django admin (read-only views of both).
+"""The ban archive in the Django admin (read-only).
 
 Archived bans are written only by the sync and removed only by the retention purge, so the
 admin may look and filter but not add, edit or delete; its one action unbans the selected
@@ -12,7 +12,7 @@ from django.utils.html import format_html_join
 
 from jails.admin_bans import unban_ban_events
 from jails.admin_readonly import ReadOnlyForViewersAdmin
-from jails.models import BanEvent, ScheduledJob
+from jails.history.models import BanEvent
 
 
 @admin.register(BanEvent)
@@ -32,16 +32,3 @@ class BanEventAdmin(ReadOnlyForViewersAdmin):
         return format_html_join(
             "", "<div><code>{}</code></div>", ((line,) for line in obj.match_lines)
         )
-
-
-@admin.register(ScheduledJob)
-class ScheduledJobAdmin(ReadOnlyForViewersAdmin):
-    list_display = (
-        "name",
-        "last_ok",
-        "last_finished_at",
-        "next_run_at",
-        "locked_by",
-        "run_count",
-        "last_message",
-    )

@@ -7,8 +7,8 @@ Every archived event updates three summaries in the same transaction as the even
 - IPSummary and NetworkSummary: first and last ban, count and distinct days per address and
   per /24 (IPv4) or /64 (IPv6).
 
-The archive (jails.services.history) adds and removes events through these functions; the
-selectors (jails.selectors.history) read the tables.
+The archive (jails.history.services.sync) adds and removes events through these functions; the
+selectors (jails.history.selectors.archive) read the tables.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from django.db.models import (
     OuterRef,
 )
 
-from jails.geo import GeoInfo
-from jails.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
-from jails.periods import DAY, hour_expression, month_start
+from jails.history.geo import GeoInfo
+from jails.history.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
+from jails.history.periods import DAY, hour_expression, month_start
 
 Grain = BanRollup.Grain
 

@@ -1,0 +1,164 @@
+"""The ban history's own tables: the archive of bans and the summaries kept beside it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db import models
+
+# fail2ban forgets bans (unban, `unban --all`, dbpurgeage); these tables keep them. BanEvent is
+# the archive itself; BanRollup, IPSummary and NetworkSummary are summaries the sync keeps in
+# step with it so the dashboard never aggregates a year of events per request.
+ROLLUP_ALL = "*"  # BanRollup.jail / country_code value meaning "every jail" / "every country"
+
+
+class BanEvent(models.Model):
+    """One ban as fail2ban recorded it, kept after fail2ban has forgotten it."""
+
+    class Origin(models.TextChoices):
+        JAIL = "jail", "Jail detection"
+        MANUAL = "manual", "Manual ban"
+        BLOCKLIST = "blocklist", "Blocklist import"
+
+    jail = models.CharField(max_length=64)
+    ip = models.CharField(
+        max_length=49, help_text="Canonical address (or CIDR network, if one was banned)."
+    )
+    network = models.CharField(max_length=49, help_text="The address's /24 (IPv4) or /64 (IPv6).")
+    timeofban = models.BigIntegerField(help_text="Start of the ban, Unix seconds (fail2ban's).")
+    bantime = models.BigIntegerField(help_text="Ban duration in seconds; -1 is permanent.")
+    bancount = models.PositiveIntegerField(default=1)
+    failures = models.PositiveIntegerField(default=0)
+    matches = models.TextField(blank=True, help_text="Matched log lines (attacker-controlled).")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.JAIL)
+    banned_by = models.CharField(max_length=150, blank=True)
+    country_code = models.CharField(max_length=2, blank=True)
+    country_name = models.CharField(max_length=64, blank=True)
+    asn = models.PositiveBigIntegerField(null=True, blank=True)
+    as_name = models.CharField(max_length=255, blank=True)
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-timeofban", "-id"]
+        constraints = [
+            # Address first: it also serves every per-address lookup.
+            models.UniqueConstraint(
+                fields=["ip", "jail", "timeofban"], name="ban_event_ip_jail_time_uniq"
+            )
+        ]
+        indexes = [
+            # Covers the window scans that rank addresses and networks.
+            models.Index(fields=["timeofban", "ip", "network"], name="ban_event_time_ip"),
+            models.Index(fields=["network", "timeofban"], name="ban_event_net_time"),
+            models.Index(
+                fields=["jail", "timeofban", "country_code", "origin", "ip", "network"],
+                name="ban_event_jail_time",
+            ),
+            models.Index(
+                fields=["country_code", "timeofban", "jail", "origin", "ip", "network"],
+                name="ban_event_country_time",
+            ),
+            models.Index(
+                fields=["origin", "timeofban", "jail", "country_code", "ip", "network"],
+                name="ban_event_origin_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.jail} {self.ip} @{self.timeofban}"
+
+    @property
+    def banned_at(self) -> datetime:
+        return datetime.fromtimestamp(self.timeofban, tz=UTC)
+
+    @property
+    def match_lines(self) -> list[str]:
+        return self.matches.splitlines() if self.matches else []
+
+
+class BanRollup(models.Model):
+    """Ban counts per period (hour, day, month; UTC) and jail, country and origin.
+
+    ``jail`` or ``country_code`` equal to ROLLUP_ALL holds the total over that dimension, so a
+    dashboard query reads one small slice. Hourly rows exist only with country ROLLUP_ALL.
+    """
+
+    class Grain(models.IntegerChoices):
+        HOUR = 1, "hour"
+        DAY = 2, "day"
+        MONTH = 3, "month"
+
+    grain = models.PositiveSmallIntegerField(choices=Grain.choices)
+    period = models.BigIntegerField(help_text="Start of the period, Unix seconds (UTC).")
+    jail = models.CharField(max_length=64)
+    country_code = models.CharField(max_length=2)
+    origin = models.CharField(max_length=16)
+    bans = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grain", "jail", "country_code", "period", "origin"],
+                name="ban_rollup_key_uniq",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["grain", "country_code", "period"], name="ban_rollup_country"),
+            models.Index(fields=["grain", "jail", "period"], name="ban_rollup_jail"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grain}:{self.period} {self.jail} {self.country_code} {self.origin}"
+
+
+class IPSummary(models.Model):
+    """Every archived address: first and last ban, how many, on how many days, where from."""
+
+    ip = models.CharField(max_length=49, unique=True)
+    network = models.CharField(max_length=49, db_index=True)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField(db_index=True)
+    bans = models.PositiveIntegerField(db_index=True)
+    days = models.PositiveIntegerField(default=1, help_text="Distinct UTC days with a ban.")
+    country_code = models.CharField(max_length=2, blank=True, db_index=True)
+    country_name = models.CharField(max_length=64, blank=True)
+    asn = models.PositiveBigIntegerField(null=True, blank=True)
+    as_name = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = "IP summary"
+        verbose_name_plural = "IP summaries"
+
+    def __str__(self) -> str:
+        return self.ip
+
+
+class NetworkSummary(models.Model):
+    """Every archived /24 (IPv4) or /64 (IPv6): bans, distinct addresses, first and last ban."""
+
+    network = models.CharField(max_length=49, unique=True)
+    first_seen = models.BigIntegerField()
+    last_seen = models.BigIntegerField(db_index=True)
+    bans = models.PositiveIntegerField(db_index=True)
+    ips = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        verbose_name_plural = "network summaries"
+
+    def __str__(self) -> str:
+        return self.network
+
+
+class HistorySource(models.Model):
+    """How far the archive has read one fail2ban database (a rowid cursor, checked each sync)."""
+
+    dbfile = models.CharField(max_length=1024, unique=True)
+    last_rowid = models.BigIntegerField(default=0)
+    last_jail = models.CharField(max_length=64, blank=True)
+    last_ip = models.CharField(max_length=64, blank=True)
+    last_timeofban = models.BigIntegerField(default=0)
+    archived_total = models.BigIntegerField(default=0)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.dbfile

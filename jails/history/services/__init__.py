@@ -1,0 +1,1 @@
+"""Writes to the archive: the sync from fail2ban's database, the summaries, the purge, jobs."""
