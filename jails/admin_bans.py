@@ -47,9 +47,10 @@ def unban_pairs(
     by_jail: dict[str | None, list[str]] = defaultdict(list)
     for jail, ip in pairs:
         by_jail[None if everywhere else jail].append(ip)
-    for jail, ips in by_jail.items():
-        report = ban_service.ips_unban(state, jail=jail, lines=sorted(set(ips)), actor=actor)
-        where = f"from {jail}" if jail else "from every jail"
+    # `target`, not `jail`: None (every jail) is a value here, unlike in the pairs above.
+    for target, ips in by_jail.items():
+        report = ban_service.ips_unban(state, jail=target, lines=sorted(set(ips)), actor=actor)
+        where = f"from {target}" if target else "from every jail"
         if report.error:
             messages.error(request, f"Unban {where} failed: {report.error}")
             continue
@@ -127,6 +128,7 @@ class LiveBanAdmin(ReadOnlyForViewersAdmin):
         elif not selected:
             messages.warning(request, "Tick at least one ban.")
         else:
-            pairs = [tuple(value.split("|", 1)) for value in selected if "|" in value]
-            unban_pairs(request, pairs, everywhere=action == "unban_everywhere")  # type: ignore[arg-type]
+            # partition, not split: a (jail, ip) pair by type, split at the first "|" all the same.
+            pairs = [(j, ip) for j, _, ip in (v.partition("|") for v in selected if "|" in v)]
+            unban_pairs(request, pairs, everywhere=action == "unban_everywhere")
         return HttpResponseRedirect(request.get_full_path())

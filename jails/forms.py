@@ -128,7 +128,8 @@ class SecretURLField(forms.CharField):
         return url_with_password(value.strip(), None)
 
     def to_python(self, value: Any) -> str:
-        text = super().to_python(value)
+        # CharField gives `empty_value` for an empty input: "" here, never None.
+        text = super().to_python(value) or ""
         if url_password(text) != URL_PASSWORD_MASK:
             return text
         stored_password = url_password(self.stored)
@@ -206,7 +207,13 @@ class SiteSettingsForm(forms.ModelForm):
         self.fail2ban_version: str | None = None
         self.redis_checked = False
         # The saved URL (or the seed on /setup/): what *** stands for, never rendered.
-        self.fields["redis_url"].stored = self.initial.get("redis_url") or ""
+        self._redis_url_field().stored = self.initial.get("redis_url") or ""
+
+    def _redis_url_field(self) -> SecretURLField:
+        # self.fields holds deep copies typed as plain Field; this one is always ours.
+        field = self.fields["redis_url"]
+        assert isinstance(field, SecretURLField)
+        return field
 
     def _should_check(self, *names: str) -> bool:
         return self.always_check or any(name in self.changed_data for name in names)
@@ -226,7 +233,9 @@ class SiteSettingsForm(forms.ModelForm):
         return self.cleaned_data.get("redis_url", "").strip()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        # What ModelForm.clean() returned; the attribute is typed as never None.
+        cleaned = self.cleaned_data
         storage = cleaned.get("session_cache")
         if storage == MEMORY and self.context.web_workers > 1:
             self.add_error(
@@ -248,7 +257,7 @@ class SiteSettingsForm(forms.ModelForm):
         if (
             self.errors
             and typed_password not in (None, URL_PASSWORD_MASK)
-            and raw_url != self.fields["redis_url"].stored
+            and raw_url != self._redis_url_field().stored
         ):
             # The form comes back without the new password (never rendered): say so.
             self.add_error("redis_url", "Type the Redis password again: it is never shown.")
@@ -378,7 +387,9 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", "any")] + [(a, a) for a in actions]
+        action = self.fields["action"]
+        assert isinstance(action, forms.ChoiceField)  # declared above; typed as plain Field
+        action.choices = [("", "any")] + [(a, a) for a in actions]
 
     def clean_ip(self) -> str:
         value = self.cleaned_data["ip"].strip()
@@ -390,7 +401,8 @@ class AuditFilterForm(forms.Form):
             raise ValidationError("Not an IP address.", code="invalid") from None
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what Form.clean() returned, typed as never None
         since: datetime | None = cleaned.get("since")
         until: datetime | None = cleaned.get("until")
         if since and until and since > until:

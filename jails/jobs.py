@@ -174,10 +174,12 @@ class JobRunner:
             should_stop=self.stop.is_set,
             heartbeat=heartbeat,
         )
+        # Named and annotated: mypy cannot type a starred tuple written inside `except`.
+        expected: tuple[type[Exception], ...] = (Fail2banError, DatabaseError, *job.expected_errors)
         try:
             message = job.run(ctx)
             ok = True
-        except (Fail2banError, DatabaseError, *job.expected_errors) as exc:
+        except expected as exc:
             ok, message = False, f"{type(exc).__name__}: {exc}"
             logger.warning("job %s failed: %s", job.name, message)
         except Exception as exc:  # a job's bug must not end the runner

@@ -25,6 +25,15 @@ from django.db.models import Sum
 from django.http import HttpRequest
 
 
+class AxesHttpRequest(HttpRequest):
+    """A request as axes hands it to a handler: its proxy handler has set these first.
+
+    Only a type: axes adds the attributes to the plain request (`update_request`).
+    """
+
+    axes_ip_address: str | None
+
+
 def _failures(**filters: Any) -> int:
     total = AccessAttempt.objects.filter(**filters).aggregate(n=Sum("failures_since_start"))["n"]
     return int(total or 0)
@@ -33,7 +42,7 @@ def _failures(**filters: Any) -> int:
 class PairAndAddressHandler(AxesDatabaseHandler):
     """axes' database handler: lock per (username, address), and per address at a higher limit."""
 
-    def get_failures(self, request: HttpRequest, credentials: dict | None = None) -> int:
+    def get_failures(self, request: AxesHttpRequest, credentials: dict | None = None) -> int:
         """Failures counted against the per-pair limit; an address's are scaled to it.
 
         axes compares this one number with AXES_FAILURE_LIMIT (when it records a failure and
@@ -51,7 +60,7 @@ class PairAndAddressHandler(AxesDatabaseHandler):
         from_address = _failures(ip_address=address, **recent)
         return max(pair, from_address * limit // address_limit)
 
-    def reset_user_attempts(self, request: HttpRequest, credentials: dict | None = None) -> int:
+    def reset_user_attempts(self, request: AxesHttpRequest, credentials: dict | None = None) -> int:
         """A successful login clears that username's failures from that address, nothing else.
 
         Not the address's failures for other usernames (the stock behaviour, a bypass), and

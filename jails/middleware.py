@@ -218,12 +218,14 @@ def _read_large_body(request: HttpRequest, length: int) -> None:
         raise UnreadablePostError(*exc.args) from exc
     # What HttpRequest.body does after its size check: Django parses from these from now
     # on (URL-encoded forms directly, multipart ones through the upload handlers).
-    request._body = body  # type: ignore[attr-defined]
-    request._stream = BytesIO(body)  # type: ignore[attr-defined]
+    request._body = body
+    request._stream = BytesIO(body)
     if request.content_type == "multipart/form-data":
         from jails.uploads import MultipartFormHandler
 
-        request.upload_handlers.insert(0, MultipartFormHandler(request))
+        # The setter, not insert(): typed as a list to assign, and it refuses (as insert on
+        # the frozen list would) once the body has been parsed.
+        request.upload_handlers = [MultipartFormHandler(request), *request.upload_handlers]
 
 
 class SetupRequiredMiddleware:

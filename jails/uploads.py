@@ -31,7 +31,8 @@ class MultipartFormHandler(FileUploadHandler):
         input_data: IO[bytes],
         META: dict[str, Any],  # noqa: N803 (Django's parameter name)
         content_length: int,
-        boundary: bytes,
+        # bytes, as Django passes it (MultiPartParser encodes it); the stub says str.
+        boundary: bytes,  # type: ignore[override]
         encoding: str | None = None,
     ) -> tuple[QueryDict, MultiValueDict]:
         body = input_data.read(content_length)
@@ -58,7 +59,10 @@ def multipart_parse(
         if not isinstance(name, str) or not name.strip():
             continue  # Django skips a part without a name too
         name = name.strip()
-        data = part.get_payload(decode=True) or b""
+        # With decode=True a leaf part gives bytes, a nested multipart None (typeshed's
+        # union also allows a Message): anything but bytes is an empty value.
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         filename = part.get_param("filename", header="content-disposition")
         if not filename:  # as in Django: an empty filename makes a plain field
             post.appendlist(name, data.decode(encoding, errors="replace"))

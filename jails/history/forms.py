@@ -65,7 +65,8 @@ class HistoryFilterForm(forms.Form):
         return target
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what Form.clean() returned, typed as never None
         if data.get("start") and data.get("end"):
             data["window"] = "custom"  # dates given: they are the window
         if data.get("window") == "custom":

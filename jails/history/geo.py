@@ -236,7 +236,7 @@ def load_geoip2fast_data(path: StrPath) -> _Geoip2FastData:
         info=str(source.get("info", "")),
         countries=_RangeTable(index, first_ips, country_ids, netlens),
         asns=_RangeTable(index_asn, first_ips_asn, asn_ids, netlens_asn),
-        country_names=names,  # type: ignore[arg-type]
+        country_names=names,
         as_names=as_names,
     )
 
@@ -267,6 +267,7 @@ def _mmdb_info(record: object) -> GeoInfo:
 
 def _merge(first: GeoInfo, second: GeoInfo) -> GeoInfo:
     """Fields of ``first`` win; country code and name travel together, as do AS number/name."""
+    code: str | None  # declared: the first branch alone would narrow it to str
     if first.country_code is not None:
         code, name = first.country_code, first.country_name
     else:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
 from jails.forms import AuditFilterForm
+from jails.requests import HtmxHttpRequest
 from jails.roles import PERM_VIEW
 from jails.services import audit_log
 from jails.views.common import page_number
@@ -21,7 +22,7 @@ FILTER_NAMES = ("user", "action", "jail", "ip", "since", "until", "result")
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
 @vary_on_headers("HX-Request")
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: HtmxHttpRequest) -> HttpResponse:
     """The log, newest first, with filters (user, action, jail, IP, time, result)."""
     state = runtime_state()
     form = AuditFilterForm(request.GET, actions=audit_log.audit_actions())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import permission_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -14,7 +14,7 @@ from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import validate_jail_name
 from jails.forms import BulkBanForm
-from jails.requests import actor_from_request
+from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
@@ -38,7 +38,7 @@ REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per k
 
 # Ban one ---
 @jail_action
-def jail_ban(request: HttpRequest, name: str) -> HttpResponse:
+def jail_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Ban one address or network from the jail page (own/ignored address: confirm first)."""
     state = runtime_state()
     actor = actor_from_request(request)
@@ -88,7 +88,7 @@ def _single_ban_outcome(report: ActionReport, address: str) -> Outcome:
 
 # Unban one or selected ---
 @jail_action
-def jail_unban(request: HttpRequest, name: str) -> HttpResponse:
+def jail_unban(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Unban the row's address (button `ip`) or the ticked ones (`selected`) from the jail."""
     state = runtime_state()
     single = request.POST.get("ip", "")[:MAX_FIELD]
@@ -125,7 +125,7 @@ def unban_outcome(report: ActionReport) -> Outcome:
 
 # Unban all of a jail ---
 @jail_action
-def jail_unban_all(request: HttpRequest, name: str) -> HttpResponse:
+def jail_unban_all(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Unban every address of the jail, after a confirmation step."""
     state = runtime_state()
     if request.POST.get("confirm") != "yes":
@@ -155,7 +155,7 @@ def jail_unban_all(request: HttpRequest, name: str) -> HttpResponse:
 # Bulk ban ---
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_OPERATE, raise_exception=True)
-def jail_bulk_ban(request: HttpRequest, name: str) -> HttpResponse:
+def jail_bulk_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Paste or upload up to 100 000 addresses; ban them in batches; report every line."""
     try:
         validate_jail_name(name)
@@ -208,7 +208,7 @@ UNBAN_EVERYTHING_PHRASE = "unban everything"
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def server_unban_all(request: HttpRequest) -> HttpResponse:
+def server_unban_all(request: HtmxHttpRequest) -> HttpResponse:
     """Unban every address in every jail; the operator must type the phrase to confirm."""
     typed = request.POST.get("phrase", "").strip().lower()
     if typed != UNBAN_EVERYTHING_PHRASE:

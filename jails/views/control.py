@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.formatting import duration_input
-from jails.requests import actor_from_request
+from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
 from jails.services.control import ReloadFailed, describe_error
@@ -36,7 +36,7 @@ LOST_ON_RELOAD = (
 
 # Ignore list ---
 @jail_action
-def jail_ignore(request: HttpRequest, name: str) -> HttpResponse:
+def jail_ignore(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Add (`op=add`) or remove (`op=remove`) an address or network on the jail's ignore list."""
     state = runtime_state()
     op = request.POST.get("op", "add")
@@ -70,7 +70,7 @@ def jail_ignore(request: HttpRequest, name: str) -> HttpResponse:
 
 # Tune ---
 @jail_action
-def jail_tune(request: HttpRequest, name: str) -> HttpResponse:
+def jail_tune(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Change bantime/findtime/maxretry: validate, show the change, apply on confirmation."""
     state = runtime_state()
     raw = {key: request.POST.get(key, "").strip()[:32] for key in control_service.TUNE_KEYS}
@@ -153,7 +153,7 @@ CONTROL_ACTIONS = {
 
 
 @jail_action
-def jail_control(request: HttpRequest, name: str) -> HttpResponse:
+def jail_control(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Idle on/off, reload, stop or start a jail, each after a confirmation step."""
     state = runtime_state()
     op = request.POST.get("op", "")
@@ -202,7 +202,7 @@ def jail_control(request: HttpRequest, name: str) -> HttpResponse:
     return jail_action_response(request, state, name, Outcome(message))
 
 
-def _failed(request: HttpRequest, name: str, message: str, op: str) -> HttpResponse:
+def _failed(request: HtmxHttpRequest, name: str, message: str, op: str) -> HttpResponse:
     if op == "start":
         return redirect_with_message(request, reverse("jails:jail-list"), message, level="error")
     return jail_action_response(request, runtime_state(), name, Outcome(message, "error"))
@@ -211,14 +211,14 @@ def _failed(request: HttpRequest, name: str, message: str, op: str) -> HttpRespo
 # The server page: reload everything, unban everything ---
 @require_GET
 @permission_required(PERM_OPERATE, raise_exception=True)
-def server_actions(request: HttpRequest) -> HttpResponse:
+def server_actions(request: HtmxHttpRequest) -> HttpResponse:
     """Actions on the whole fail2ban server."""
     return server_page(request, Outcome())
 
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def server_reload(request: HttpRequest) -> HttpResponse:
+def server_reload(request: HtmxHttpRequest) -> HttpResponse:
     """Reload fail2ban's whole configuration, after a confirmation step."""
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,7 +24,7 @@ from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import JAIL_NAME_RE
 from jails.history.selectors import archive as history_selectors
-from jails.requests import actor_from_request
+from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
 from jails.services import control as control_service
@@ -47,7 +47,7 @@ def ip_url(address: str) -> str:
 
 
 def ip_context(
-    request: HttpRequest, state: RuntimeState, address: str, outcome: Outcome
+    request: HtmxHttpRequest, state: RuntimeState, address: str, outcome: Outcome
 ) -> dict[str, Any]:
     """Everything the page shows about the address right now."""
     where = ban_service.ip_where(state, address=address)
@@ -62,7 +62,9 @@ def ip_context(
     }
 
 
-def ip_history_context(request: HttpRequest, state: RuntimeState, address: str) -> dict[str, Any]:
+def ip_history_context(
+    request: HtmxHttpRequest, state: RuntimeState, address: str
+) -> dict[str, Any]:
     """Context for templates/history/_ip_history.html (the archived bans of the address)."""
     try:
         found = history_selectors.ip_history_get(ip=address)
@@ -80,7 +82,7 @@ def ip_history_context(request: HttpRequest, state: RuntimeState, address: str) 
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def ip_search(request: HttpRequest) -> HttpResponse:
+def ip_search(request: HtmxHttpRequest) -> HttpResponse:
     """The header's search box: go to the address's page, or say why not."""
     text = request.GET.get("q", "")[:MAX_FIELD]
     entry = entry_parse(text)
@@ -98,7 +100,7 @@ def ip_search(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
 @vary_on_headers("HX-Request")
-def ip_detail(request: HttpRequest, address: str) -> HttpResponse:
+def ip_detail(request: HtmxHttpRequest, address: str) -> HttpResponse:
     """Which jails ban the address now (since, until), with actions per permission."""
     entry = entry_parse(address)
     if not entry.valid:
@@ -111,7 +113,7 @@ def ip_detail(request: HttpRequest, address: str) -> HttpResponse:
     return render(request, template, context)
 
 
-def _ip_response(request: HttpRequest, address: str, outcome: Outcome) -> HttpResponse:
+def _ip_response(request: HtmxHttpRequest, address: str, outcome: Outcome) -> HttpResponse:
     if not request.htmx and not outcome.shows_form:
         return (
             redirect_with_message(request, ip_url(address), outcome.message, level=outcome.level)
@@ -130,7 +132,7 @@ def _ip_response(request: HttpRequest, address: str, outcome: Outcome) -> HttpRe
 
 
 def _ip_action(
-    request: HttpRequest, address: str, *, every_jail_allowed: bool
+    request: HtmxHttpRequest, address: str, *, every_jail_allowed: bool
 ) -> tuple[str, str] | HttpResponse:
     """The canonical address and the chosen jail; or the response for a bad request."""
     entry = entry_parse(address)
@@ -150,7 +152,7 @@ def _ip_action(
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def ip_unban(request: HttpRequest, address: str) -> HttpResponse:
+def ip_unban(request: HtmxHttpRequest, address: str) -> HttpResponse:
     """Unban the address (or the network entry that holds it) from one jail or every jail."""
     checked = _ip_action(request, address, every_jail_allowed=True)
     if isinstance(checked, HttpResponse):
@@ -171,7 +173,7 @@ def ip_unban(request: HttpRequest, address: str) -> HttpResponse:
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def ip_ban(request: HttpRequest, address: str) -> HttpResponse:
+def ip_ban(request: HtmxHttpRequest, address: str) -> HttpResponse:
     """Ban the address in a jail (own or ignored address: confirm first)."""
     checked = _ip_action(request, address, every_jail_allowed=False)
     if isinstance(checked, HttpResponse):
@@ -213,7 +215,7 @@ def ip_ban(request: HttpRequest, address: str) -> HttpResponse:
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def ip_ignore(request: HttpRequest, address: str) -> HttpResponse:
+def ip_ignore(request: HtmxHttpRequest, address: str) -> HttpResponse:
     """Put the address on a jail's ignore list (a runtime change)."""
     checked = _ip_action(request, address, every_jail_allowed=False)
     if isinstance(checked, HttpResponse):

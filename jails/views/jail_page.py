@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -32,6 +32,7 @@ from django.views.decorators.http import require_POST
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument, UnknownJail
 from jails.fail2ban.validation import validate_jail_name
+from jails.requests import HtmxHttpRequest
 from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
 from jails.services import jails as jail_service
@@ -82,7 +83,7 @@ class Outcome:
         return self.confirm is not None or bool(self.errors)
 
 
-def list_state(request: HttpRequest) -> tuple[str, int]:
+def list_state(request: HtmxHttpRequest) -> tuple[str, int]:
     """The ban table's search text and page, carried through the action's form."""
     data = request.POST if request.method == "POST" else request.GET
     query = data.get("q", "").strip()[:MAX_QUERY]
@@ -93,13 +94,13 @@ def list_state(request: HttpRequest) -> tuple[str, int]:
     return query, page
 
 
-def list_fields(request: HttpRequest) -> list[tuple[str, str]]:
+def list_fields(request: HtmxHttpRequest) -> list[tuple[str, str]]:
     """Hidden fields that keep the ban table's search and page through a confirmation."""
     query, page = list_state(request)
     return [("q", query), ("page", str(page))]
 
 
-def jail_url(name: str, request: HttpRequest | None = None) -> str:
+def jail_url(name: str, request: HtmxHttpRequest | None = None) -> str:
     url = reverse("jails:jail-detail", args=[name])
     if request is None:
         return url
@@ -109,7 +110,7 @@ def jail_url(name: str, request: HttpRequest | None = None) -> str:
 
 
 def jail_page_context(
-    request: HttpRequest, state: RuntimeState, name: str, outcome: Outcome
+    request: HtmxHttpRequest, state: RuntimeState, name: str, outcome: Outcome
 ) -> dict[str, Any]:
     """The jail page's context (as the page view builds it) plus the action's outcome."""
     query, page_number = list_state(request)
@@ -128,7 +129,7 @@ def jail_page_context(
 
 
 def jail_action_response(
-    request: HttpRequest, state: RuntimeState, name: str, outcome: Outcome
+    request: HtmxHttpRequest, state: RuntimeState, name: str, outcome: Outcome
 ) -> HttpResponse:
     """Answer a jail-page action: OOB fragments for HTMX, else redirect or the page itself."""
     if not request.htmx and not outcome.shows_form:
@@ -148,7 +149,7 @@ def jail_action_response(
 
 
 def redirect_with_message(
-    request: HttpRequest, url: str, message: str, *, level: str = "success"
+    request: HtmxHttpRequest, url: str, message: str, *, level: str = "success"
 ) -> HttpResponse:
     """Go to `url` with a message; HTMX follows the HX-Redirect header."""
     messages.add_message(request, _LEVELS[level], message)
@@ -171,7 +172,7 @@ def jail_action(view: JailView) -> JailView:
     """A POST on a jail: operators only; bad name 404; a jail gone meanwhile → the jail list."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HtmxHttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             validate_jail_name(name)
         except InvalidArgument:
@@ -189,7 +190,7 @@ def jail_action(view: JailView) -> JailView:
     return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
 
 
-def server_page(request: HttpRequest, outcome: Outcome, *, status: int = 200) -> HttpResponse:
+def server_page(request: HtmxHttpRequest, outcome: Outcome, *, status: int = 200) -> HttpResponse:
     """The server page (reload everything, unban everything) with an action's outcome."""
     state = runtime_state()
     context = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import validate_jail_name
-from jails.requests import overview_for_request
+from jails.requests import HtmxHttpRequest, overview_for_request
 from jails.roles import PERM_VIEW
 from jails.services import jails as jail_service
 from jails.views.common import page_number
@@ -33,7 +33,7 @@ JAIL_SORT_KEYS = {
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
 @vary_on_headers("HX-Request")
-def jail_list(request: HttpRequest) -> HttpResponse:
+def jail_list(request: HtmxHttpRequest) -> HttpResponse:
     """Every jail with its counters; sortable, filterable, paginated, polled in place."""
     state = runtime_state()
     overview = overview_for_request(request, state)
@@ -61,7 +61,7 @@ def jail_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
 @vary_on_headers("HX-Request")
-def jail_detail(request: HttpRequest, name: str) -> HttpResponse:
+def jail_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """One jail: settings, counters and its current bans (paginated, searchable)."""
     state = runtime_state()
     try:

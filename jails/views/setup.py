@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -16,6 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 from jails.apps import runtime_state
 from jails.forms import SettingsContext, SetupForm
 from jails.models import AuditEntry
+from jails.requests import HtmxHttpRequest
 from jails.services import settings as settings_service
 from jails.services import setup as setup_service
 from jails.services.settings import SetupAlreadyComplete, SetupFailed
@@ -34,7 +35,7 @@ def _setup_done_message(*, version: str | None, username: str, sync: SetupSync) 
 @never_cache
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def setup_wizard(request: HttpRequest) -> HttpResponse:
+def setup_wizard(request: HtmxHttpRequest) -> HttpResponse:
     """Ask for the setup token, the first administrator and every runtime setting; save once."""
     state = runtime_state()
     token_path = Path(settings.JAILADMIN_SETUP_TOKEN_FILE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -12,7 +12,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
 from jails.forms import SettingsContext, SiteSettingsForm
-from jails.requests import actor_from_request
+from jails.requests import HtmxHttpRequest, actor_from_request, session_store
 from jails.roles import PERM_ADMINISTER
 from jails.runtime import site_settings_row
 from jails.services import settings as settings_service
@@ -20,10 +20,10 @@ from jails.services.settings import SetupRequired, SiteValues
 from jails.sessions import SessionStorageUnavailable
 
 
-def _storage_switch_keep_session(request: HttpRequest, values: SiteValues) -> None:
+def _storage_switch_keep_session(request: HtmxHttpRequest, values: SiteValues) -> None:
     try:
         settings_service.storage_switch_keep_session(
-            runtime_state(), session=request.session, values=values
+            runtime_state(), session=session_store(request), values=values
         )
     except SessionStorageUnavailable as exc:
         messages.warning(request, f"Your session could not be copied ({exc}): log in again.")
@@ -35,7 +35,7 @@ def _storage_switch_keep_session(request: HttpRequest, values: SiteValues) -> No
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_ADMINISTER, raise_exception=True)
 @vary_on_headers("HX-Request")
-def settings_edit(request: HttpRequest) -> HttpResponse:
+def settings_edit(request: HtmxHttpRequest) -> HttpResponse:
     """Show and change the runtime settings; a change reaches every worker within seconds."""
     state = runtime_state()
     row = site_settings_row()
@@ -54,7 +54,7 @@ def settings_edit(request: HttpRequest) -> HttpResponse:
             if change.storage_changed:
                 _storage_switch_keep_session(request, form.site_values())
             if change.changes:
-                names = ", ".join(form.fields[name].label or name for name in change.changes)
+                names = ", ".join(str(form.fields[name].label or name) for name in change.changes)
                 messages.success(request, f"Saved: {names}. Every worker uses it within seconds.")
             else:
                 messages.info(request, "Nothing changed.")

@@ -98,12 +98,13 @@ def _count_segment(
     needs_country = bool(f.country) or group == "country"
     field_name = _GROUP_FIELDS.get(group or "")
     if grain is None or (grain == Grain.HOUR and needs_country):
-        qs = replace_window(f, a, b).events().order_by()
+        # Its own name: the archived events and the rollups below are different querysets.
+        events = replace_window(f, a, b).events().order_by()
         if field_name is None:
-            yield None, qs.count()
+            yield None, events.count()
         else:
             yield from (
-                qs.values_list(field_name).annotate(n=Count("id")).values_list(field_name, "n")
+                events.values_list(field_name).annotate(n=Count("id")).values_list(field_name, "n")
             )
         return
     qs = BanRollup.objects.filter(grain=grain, period__gte=a, period__lt=b).order_by()
@@ -179,8 +180,9 @@ def bans_trend(f: HistoryFilter, *, grain: str) -> list[tuple[int, int]]:
         lo, hi = whole[0], _bucket_next(whole[-1], grain)
         rollup_grain = TREND_GRAINS[grain]
         if rollup_grain == Grain.HOUR and f.country:
-            qs = replace_window(f, lo, hi).events().order_by().annotate(hour=hour_expression())
-            for hour, n in qs.values_list("hour").annotate(n=Count("id")).values_list("hour", "n"):
+            events = replace_window(f, lo, hi).events().order_by().annotate(hour=hour_expression())
+            hourly = events.values_list("hour").annotate(n=Count("id")).values_list("hour", "n")
+            for hour, n in hourly:
                 counts[int(hour)] += n
         else:
             qs = BanRollup.objects.filter(

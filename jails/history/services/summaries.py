@@ -124,7 +124,7 @@ def summaries_add(
     old_days: dict[str, set[int]] = {}
     for _, ip, when in existing:
         old_days.setdefault(ip, set()).add(when // DAY)
-    known = set()
+    known: set[str] = set()
     ip_list = sorted({e.ip for e in events})
     for i in range(0, len(ip_list), SUMMARY_CHUNK * 4):
         known.update(

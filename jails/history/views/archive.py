@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -30,6 +30,7 @@ from jails.history.forms import WINDOWS, HistoryFilterForm
 from jails.history.models import BanEvent
 from jails.history.selectors import archive as history_selectors
 from jails.history.selectors.archive import Dashboard, HistoryFilter
+from jails.requests import HtmxHttpRequest
 from jails.roles import PERM_VIEW
 from jails.state import RuntimeState
 from jails.views.common import page_number
@@ -83,7 +84,7 @@ def _zone(state: RuntimeState) -> ZoneInfo:
 
 
 def filters_from_request(
-    request: HttpRequest, state: RuntimeState, *, default_window: str
+    request: HtmxHttpRequest, state: RuntimeState, *, default_window: str
 ) -> Filters:
     """Read window, filters, search and sort from the query string; bad values are ignored."""
     form = HistoryFilterForm(request.GET)
@@ -207,7 +208,7 @@ def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
 @vary_on_headers("HX-Request", "HX-Target")
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     """Headline figures, trend, bans by jail and country, world map and top offenders."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="7d")
@@ -247,7 +248,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
 @vary_on_headers("HX-Request")
-def history_list(request: HttpRequest) -> HttpResponse:
+def history_list(request: HtmxHttpRequest) -> HttpResponse:
     """Every archived ban, filtered, searchable by address or network, sortable, paginated."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="all")
@@ -332,7 +333,7 @@ def _csv_rows(events: Iterable[BanEvent]) -> Iterator[list[object]]:
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def history_export(request: HttpRequest) -> HttpResponse:
+def history_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
     """The filtered history as CSV, streamed (a million rows never sit in memory)."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="all")

@@ -49,7 +49,9 @@ class Command(RuntimeCommand):
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        common = argparse.ArgumentParser(add_help=False)
+        # A CommandParser like the subparsers it is a parent of (argparse's typing wants the
+        # same class); a parent only lends its arguments, so its class changes nothing else.
+        common = CommandParser(add_help=False)
         common.add_argument(
             "--json", action="store_true", default=argparse.SUPPRESS, help="JSON output."
         )
