@@ -45,7 +45,7 @@ def measure(version: str, *, jails: int, repeat: int) -> list[tuple[str, str]]:
     from jails.fail2ban.server import JailSpec, PrivateServer, find_fail2ban
     from jails.services import jails as jail_service
     from jails.state import RuntimeSettings, build_runtime_state
-    from tests.recording_proxy import RecordingProxy
+    from tests.support.recording_proxy import RecordingProxy
 
     base = Path(tempfile.mkdtemp(prefix="jl-", dir="/tmp"))
     specs = [JailSpec(f"jail{i:02d}") for i in range(jails)]

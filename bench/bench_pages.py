@@ -54,7 +54,7 @@ def main() -> int:
     from jails.fail2ban.server import JailSpec, PrivateServer
     from jails.models import SiteSettings
     from jails.state import build_runtime_state
-    from tests.recording_proxy import RecordingProxy
+    from tests.support.recording_proxy import RecordingProxy
 
     base = Path(tempfile.mkdtemp(prefix="jb-", dir="/tmp"))
     jails = [JailSpec(f"jail{i:02d}") for i in range(JAILS)] + [JailSpec("big"), JailSpec("empty")]

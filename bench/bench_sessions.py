@@ -22,7 +22,7 @@ def main() -> None:
     from jails.apps import runtime_state
     from jails.sessions import SessionStore
     from jails.state import session_cache_build
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="ja-redis-b-", dir="/tmp")))
     redis.start()

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real private fail2ban server, a fresh runtime state per test, users."""
+"""Shared fixtures: a real private fail2ban server, a fresh runtime state per test, users.
+
+It stays at the top of tests/ so every subdirectory sees these fixtures; helper modules that
+are imported rather than discovered live in tests/support/.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from jails.fail2ban.server import JailSpec, PrivateServer, selected_version
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
+
+# Every test in these directories talks to fail2ban (client, protocol, services): `make test`
+# runs the `fail2ban` marker again on fail2ban 1.1, so a new file here is included by itself.
+# Modules elsewhere opt in with `pytestmark = [..., pytest.mark.fail2ban]`.
+FAIL2BAN_FACING_DIRS = frozenset({"fail2ban", "services"})
 
 # The fail2ban the session server runs (JAILADMIN_TEST_FAIL2BAN=1.0|1.1) and the version
 # string it answers: tests that show the version compare with this, not a literal.
@@ -24,6 +33,15 @@ TEST_JAILS = (
     JailSpec("nginx-http-auth", maxretry=2, findtime="5m", bantime="1h"),
     JailSpec("postfix", maxretry=5, findtime="1h", bantime="1d"),
 )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the marker counts there
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = item.path.resolve().relative_to(tests_dir).parts
+        if len(parts) > 1 and parts[0] in FAIL2BAN_FACING_DIRS:
+            item.add_marker(pytest.mark.fail2ban)
 
 
 @pytest.fixture(scope="session")
@@ -97,16 +115,50 @@ def point_state_at(socket_path: str, *, timeout: float = 1.0):
     return config.state
 
 
+def user_with_role(user_model, role: str, *, username: str | None = None, staff: bool = False):
+    """A user in exactly one role's group: never a superuser, staff only when asked.
+
+    A superuser passes every permission check, so a test logged in as one cannot notice
+    a view that forgot its role check: role fixtures must hold only their role.
+    """
+    from django.contrib.auth.models import Group
+
+    user = user_model.objects.create_user(
+        username=username or f"{role}-user",
+        password="a-long-test-password-1",
+        is_staff=staff,
+    )
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer_user(django_user_model):
+    return user_with_role(django_user_model, "viewer", username="viewer")
+
+
 @pytest.fixture
 def operator_user(django_user_model):
-    return django_user_model.objects.create_user(
-        username="oper", password="a-long-test-password-1", is_superuser=True, is_staff=True
-    )
+    return user_with_role(django_user_model, "operator", username="oper")
+
+
+@pytest.fixture
+def administrator_user(django_user_model):
+    """An administrator with staff status: the README's administrator who also uses /admin/."""
+    return user_with_role(django_user_model, "administrator", username="administrator", staff=True)
 
 
 @pytest.fixture
 def logged_in_client(client, operator_user):
+    """The test client logged in as an operator (only the operator role)."""
     client.force_login(operator_user)
+    return client
+
+
+@pytest.fixture
+def administrator_client(client, administrator_user):
+    """The test client logged in as an administrator (for settings, audit, admin, setup)."""
+    client.force_login(administrator_user)
     return client
 
 
@@ -156,16 +208,15 @@ def private_redis(redis_server: RedisServer) -> RedisServer:
 
 @pytest.fixture
 def role_client(django_user_model):
-    """role_client("viewer"|"operator"|"administrator"): a test client logged in with that role."""
-    from django.contrib.auth.models import Group
+    """role_client("viewer"|"operator"|"administrator", staff=False, csrf=False): a client
+    logged in with that role (`csrf=True` enforces CSRF checks as a browser would meet them)."""
     from django.test import Client
 
-    def make(role: str, *, username: str | None = None, staff: bool = False) -> Client:
-        user = django_user_model.objects.create_user(
-            username=username or f"{role}-user", password="a-long-test-password-1", is_staff=staff
-        )
-        user.groups.add(Group.objects.get(name=role))
-        client = Client()
+    def make(
+        role: str, *, username: str | None = None, staff: bool = False, csrf: bool = False
+    ) -> Client:
+        user = user_with_role(django_user_model, role, username=username, staff=staff)
+        client = Client(enforce_csrf_checks=csrf)
         client.force_login(user)
         client.user = user
         return client

@@ -14,7 +14,8 @@ from jails.models import AuditEntry
 from jails.services.audit import Actor, audit_record
 from tests.conftest import wait_until
 
-pytestmark = pytest.mark.django_db
+# `fail2ban`: `make test` runs this module again on fail2ban 1.1.
+pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
 
 def banned(f2b, jail: str) -> set[str]:

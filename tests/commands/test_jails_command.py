@@ -1,0 +1,197 @@
+"""`manage.py jails ...` against the real private fail2ban."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from jails.models import AuditEntry
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    out = io.StringIO()
+    err = io.StringIO()
+    kwargs = {"stdout": out, "stderr": err}
+    if stdin is not None:
+        kwargs["stdin"] = io.StringIO(stdin)
+    try:
+        call_command("jails", *args, **kwargs)
+    except CommandError as exc:
+        return exc.returncode, out.getvalue()
+    return 0, out.getvalue()
+
+
+def banned(f2b, jail: str) -> set[str]:
+    return {str(ip) for ip in f2b.client().send("get", jail, "banip")}
+
+
+def test_command_status_lists_jails_as_json(runtime, f2b):
+    f2b.client().send("set", "sshd", "banip", "203.0.113.1")
+    code, out = run("status", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["version"] == "1.0.2"
+    by_name = {row["jail"]: row for row in data["jails"]}
+    assert set(by_name) == {"sshd", "nginx-http-auth", "postfix"}
+    assert by_name["sshd"]["currently_banned"] == 1
+
+
+def test_command_status_of_one_jail_and_unknown_jail(runtime, f2b):
+    code, out = run("status", "sshd")
+    assert code == 0 and "sshd" in out and "postfix" not in out.split("\n", 1)[1]
+    code, _ = run("status", "nosuch")
+    assert code == 1
+
+
+def test_command_show_jail(runtime, f2b):
+    f2b.client().send("set", "postfix", "banip", "198.51.100.3")
+    code, out = run("show", "postfix", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["bantime"] == 86400 and data["maxretry"] == 5
+    assert [b["ip"] for b in data["bans"]] == ["198.51.100.3"]
+
+
+def test_command_ban_arguments_and_json_report(runtime, f2b):
+    code, out = run("ban", "sshd", "203.0.113.5", "2001:db8::/64", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["counts"] == {"banned": 2}
+    assert banned(f2b, "sshd") == {"203.0.113.5", "2001:db8::/64"}
+    [entry] = AuditEntry.objects.all()
+    assert (entry.actor, entry.source, entry.action) == ("system", "command", "ban")
+
+
+def test_command_ban_from_stdin_with_invalid_line_exits_1(runtime, f2b):
+    code, out = run("ban", "postfix", stdin="198.51.100.1\nbogus\n\n# note\n198.51.100.2\n")
+    assert code == 1
+    assert "2 banned, 1 invalid" in out and "line 2: 'bogus' invalid" in out
+    assert banned(f2b, "postfix") == {"198.51.100.1", "198.51.100.2"}
+
+
+def test_command_ban_ignored_address_needs_yes(runtime, f2b):
+    f2b.client().send("set", "sshd", "addignoreip", "10.0.0.0/8")
+    code, out = run("ban", "sshd", "10.0.0.5")
+    assert code == 1 and "run again with --yes" in out
+    assert banned(f2b, "sshd") == set()
+    code, _ = run("ban", "sshd", "10.0.0.5", "--yes")
+    assert code == 0 and banned(f2b, "sshd") == {"10.0.0.5"}
+
+
+def test_command_unban_variants(runtime, f2b):
+    client = f2b.client()
+    client.send("set", "sshd", "banip", "203.0.113.1", "203.0.113.2")
+    client.send("set", "postfix", "banip", "203.0.113.1", "203.0.113.3")
+    assert run("unban", "--jail", "sshd", "203.0.113.2")[0] == 0
+    assert banned(f2b, "sshd") == {"203.0.113.1"}
+    assert run("unban", "203.0.113.1")[0] == 0  # every jail
+    assert banned(f2b, "sshd") == set() and banned(f2b, "postfix") == {"203.0.113.3"}
+    client.send("set", "sshd", "banip", "203.0.113.9")
+    code, out = run("unban", "--jail", "postfix", "--all", "--json")
+    assert code == 0 and json.loads(out)["unbanned"] == 1
+    assert banned(f2b, "postfix") == set() and banned(f2b, "sshd") == {"203.0.113.9"}
+    assert run("unban", "--all")[0] == 0
+    assert banned(f2b, "sshd") == set()
+    assert [e.action for e in AuditEntry.objects.order_by("id")] == [
+        "unban",
+        "unban_everywhere",
+        "unban_jail",
+        "unban_all",
+    ]
+
+
+def test_command_ignore_add_remove(runtime, f2b):
+    code, out = run("ignore", "add", "sshd", "192.0.2.0/24", "2001:db8::1", "--json")
+    assert code == 0 and json.loads(out)["ignoreip"] == ["192.0.2.0/24", "2001:db8::1"]
+    code, out = run("ignore", "remove", "sshd", "192.0.2.0/24", "10.9.9.9")
+    assert code == 1 and "ignore list of sshd: 2001:db8::1" in out
+    assert f2b.client().send("get", "sshd", "ignoreip") == ["2001:db8::1"]
+
+
+def test_command_set_and_idle(runtime, f2b):
+    code, out = run("set", "sshd", "bantime", "1w", "--json")
+    assert code == 0 and json.loads(out)["changes"] == {"bantime": {"old": 600, "new": 604800}}
+    assert f2b.client().send("get", "sshd", "bantime") == 604800
+    assert run("set", "sshd", "maxretry", "many")[0] == 1
+    assert f2b.client().send("get", "sshd", "maxretry") == 3
+    assert run("idle", "sshd", "on")[0] == 0
+    assert run("idle", "sshd", "off")[0] == 0
+
+
+def test_command_stop_start_reload(runtime, f2b):
+    assert run("stop", "postfix")[0] == 0
+    assert "postfix" not in str(f2b.client().send("status"))
+    code, out = run("start", "postfix", "--json")
+    assert code == 0 and json.loads(out)["via_reload"] is True
+    assert "postfix" in str(f2b.client().send("status"))
+    assert run("reload")[0] == 0
+    assert run("reload", "sshd")[0] == 0
+
+
+def test_command_where(runtime, f2b):
+    f2b.client().send("set", "sshd", "banip", "203.0.113.44")
+    code, out = run("where", "203.0.113.44")
+    assert code == 0 and "banned in sshd since" in out
+    code, out = run("where", "203.0.113.45", "--json")
+    assert json.loads(out)["banned"] is False
+
+
+def test_command_as_user_needs_operate_permission(runtime, f2b, django_user_model):
+    from django.contrib.auth.models import Group
+
+    operator = django_user_model.objects.create_user("ops", password="x-long-password-1")
+    operator.groups.add(Group.objects.get(name="operator"))
+    viewer = django_user_model.objects.create_user("look", password="x-long-password-1")
+    viewer.groups.add(Group.objects.get(name="viewer"))
+    assert run("ban", "sshd", "203.0.113.1", "--as", "ops")[0] == 0
+    entry = AuditEntry.objects.get(action="ban")
+    assert entry.actor == "ops" and entry.user_id == operator.pk
+    assert run("ban", "sshd", "203.0.113.2", "--as", "look")[0] == 2
+    assert run("ban", "sshd", "203.0.113.2", "--as", "nobody")[0] == 2
+    assert banned(f2b, "sshd") == {"203.0.113.1"}
+
+
+def test_command_fail2ban_down_exits_1_with_message(f2b):
+    from tests.conftest import point_state_at
+
+    point_state_at("/tmp/jailadmin-no-such.sock")
+    code, out = run("unban", "203.0.113.1", "--json")
+    assert code == 1 and "not reachable" in json.loads(out)["error"]
+    code, _ = run("status")
+    assert code == 1
+
+
+def test_command_exit_codes_from_the_shell(f2b, tmp_path):
+    """The real process: 0 ok, 1 failed, 2 usage (argparse)."""
+    db = tmp_path / "cmd.sqlite3"
+    env = {
+        **os.environ,
+        "JAILADMIN_DATABASE_URL": f"sqlite:///{db}",
+        "JAILADMIN_FAIL2BAN_SOCKET": str(f2b.socket_path),
+        "JAILADMIN_VAR_DIR": str(tmp_path),
+        "JAILADMIN_SECRET_KEY": "test-only-secret-key-for-the-command-exit-code-test",
+        "JAILADMIN_DEBUG": "false",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, capture_output=True)
+
+    def code(*args: str, stdin: str = "") -> int:
+        result = subprocess.run(
+            [*manage, "jails", *args], env=env, input=stdin, capture_output=True, text=True
+        )
+        return result.returncode
+
+    assert code("ban", "sshd", "-", stdin="203.0.113.120\n") == 0
+    assert "203.0.113.120" in f2b.client().send("get", "sshd", "banip")
+    assert code("ban", "sshd", "bad-address") == 1
+    assert code("frobnicate") == 2
+    assert code("set", "sshd", "colour", "red") == 2
