@@ -11,9 +11,9 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from .commands import check_command
 from .errors import (
@@ -33,6 +33,7 @@ DEFAULT_SOCKET = "/var/run/fail2ban/fail2ban.sock"
 # before it costs a worker hundreds of megabytes.
 MAX_REPLY_BYTES = 32 * 1024 * 1024
 _RECV_BYTES = 256 * 1024
+_Reply = TypeVar("_Reply")
 _RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.ECONNREFUSED, errno.EWOULDBLOCK})
 
 
@@ -60,20 +61,7 @@ class Connection:
     def send(self, *command: str) -> Any:
         """Send one allow-listed command and return fail2ban's answer."""
         words = check_command(command, allow_server_stop=self._allow_server_stop)
-        if self._broken:
-            raise Fail2banUnreachable(
-                self._socket_path, "the connection is unusable after an earlier error"
-            )
-        self._broken = True  # until a whole reply has been read and decoded
-        try:
-            self._sock.sendall(encode_request(words))
-            payload = self._read_reply()
-        except TimeoutError:
-            raise Fail2banUnreachable(
-                self._socket_path, f"no answer within {self._timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise Fail2banUnreachable(self._socket_path, exc.strerror or str(exc)) from None
+        payload = self._exchange(encode_request(words), self._read_reply)
         try:
             value = _decode_reply(words, payload)
         except CommandRejected:
@@ -94,22 +82,10 @@ class Connection:
             check_command(tuple(command), allow_server_stop=self._allow_server_stop)
             for command in commands
         ]
-        if self._broken:
-            raise Fail2banUnreachable(
-                self._socket_path, "the connection is unusable after an earlier error"
-            )
         if not checked:
             return []
-        self._broken = True
-        try:
-            self._sock.sendall(b"".join(encode_request(words) for words in checked))
-            payloads = self._read_replies(len(checked))
-        except TimeoutError:
-            raise Fail2banUnreachable(
-                self._socket_path, f"no answer within {self._timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise Fail2banUnreachable(self._socket_path, exc.strerror or str(exc)) from None
+        request = b"".join(encode_request(words) for words in checked)
+        payloads = self._exchange(request, lambda: self._read_replies(len(checked)))
         values: list[Any] = []
         refusal: CommandRejected | None = None
         for words, payload in zip(checked, payloads, strict=True):
@@ -122,6 +98,24 @@ class Connection:
         if refusal is not None:
             raise refusal
         return values
+
+    def _exchange(self, request: bytes, read: Callable[[], _Reply]) -> _Reply:
+        # Leaves the connection marked broken: the caller clears the mark once the whole
+        # reply is decoded, so a late or left-over answer is never taken for the next one.
+        if self._broken:
+            raise Fail2banUnreachable(
+                self._socket_path, "the connection is unusable after an earlier error"
+            )
+        self._broken = True
+        try:
+            self._sock.sendall(request)
+            return read()
+        except TimeoutError:
+            raise Fail2banUnreachable(
+                self._socket_path, f"no answer within {self._timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise Fail2banUnreachable(self._socket_path, exc.strerror or str(exc)) from None
 
     def _read_replies(self, count: int) -> list[bytearray]:
         # Replies of a batch arrive back to back: split on each end marker in turn. A
