@@ -23,6 +23,9 @@ JAIL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 
 _MARKERS = (END.decode(), CLOSE.decode())
 MAX_ARGUMENT_LENGTH = 4096
+# C0 controls and DEL. A compiled class, not a per-character generator: a bulk ban checks
+# 100 000 arguments, and the generator alone was a tenth of the service's time.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_argument(value: str) -> str:
@@ -33,7 +36,7 @@ def check_argument(value: str) -> str:
         raise InvalidArgument("argument contains fail2ban's protocol marker")
     if len(value) > MAX_ARGUMENT_LENGTH:
         raise InvalidArgument("argument is too long")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _CONTROL_CHARACTER.search(value):
         raise InvalidArgument("argument contains control characters")
     return value
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from jails.fail2ban.client import Fail2banClient
-from jails.fail2ban.commands import PROBE_JAIL, check_command
+from jails.fail2ban.commands import _CANONICAL_IPV4, PROBE_JAIL, check_command
 from jails.fail2ban.errors import InvalidArgument
 from jails.fail2ban.protocol import END
 from jails.fail2ban.validation import (
@@ -208,3 +208,31 @@ def test_only_canonical_ips_reach_the_socket(fake, value):
     assert all(type(part) is str for part in command)
     assert command == ["set", "sshd", "banip", ip]
     assert command[3] == str(ipaddress.ip_address(command[3]))
+
+
+# The allow-list's IPv4 fast path must agree with the full parse exactly ---------------------
+@PROPERTY_SETTINGS
+@given(st.ip_addresses(v=4))
+def test_canonical_ipv4_fast_path_accepts_every_canonical_address(address):
+    assert _CANONICAL_IPV4.fullmatch(str(address))
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.one_of(
+        st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){2,4}\n?", fullmatch=True),
+        st.text(alphabet="0123456789. \n\t/:x٣", max_size=20),
+    )
+)
+def test_canonical_ipv4_fast_path_accepts_nothing_the_full_parse_would_not(text):
+    if _CANONICAL_IPV4.fullmatch(text):
+        assert normalise_ip(text) == text
+        assert check_command(["set", "sshd", "banip", text]) == ["set", "sshd", "banip", text]
+
+
+@pytest.mark.parametrize(
+    "text", ["01.2.3.4", "1.2.3.4\n", "256.1.1.1", "1.2.3", " 1.2.3.4", "1.2.3.04"]
+)
+def test_check_command_still_refuses_non_canonical_ipv4(text):
+    with pytest.raises(InvalidArgument):
+        check_command(["set", "sshd", "banip", text])
