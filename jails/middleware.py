@@ -162,11 +162,11 @@ class LargeListBodyMiddleware:
     list is the point, and only for users who may ban (up to JAILADMIN_LARGE_LIST_MAX_BYTES).
 
     Everyone else, the anonymous /login/ included, keeps Django's limit: a larger body is a
-    400. Django reads the limit from the global settings while it parses, and changing them
+    400. Django reads the limit from the settings while it parses, and changing them
     per request would race between threads; so for the allowed requests this reads the
     body itself (bounded by the larger limit) before anything touches request.POST, and
-    parses a multipart body with MultipartFormHandler (Django's parser would apply the
-    global limit to the pasted list, a form field). It runs after AuthenticationMiddleware
+    parses a multipart body with MultipartFormHandler (Django's parser would apply its
+    site-wide limit to the pasted list, a form field). It runs after AuthenticationMiddleware
     and, like every middleware's request phase, before CsrfViewMiddleware reads the POST.
     """
 

@@ -75,12 +75,13 @@ class BanTimeIncrement:
     """The jail's ban-time escalation settings (`bantime.*`)."""
 
     enabled: bool
-    factor: str | None
-    formula: str | None
-    multipliers: str | None
-    maxtime: str | None
-    rndtime: str | None
-    overalljails: bool | None
+    # Not read from fail2ban while the escalation is off: they mean nothing then.
+    factor: str | None = None
+    formula: str | None = None
+    multipliers: str | None = None
+    maxtime: str | None = None
+    rndtime: str | None = None
+    overalljails: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -437,15 +438,7 @@ def _detail(
             overalljails=_as_bool(more["bantime.overalljails"]),
         )
     else:
-        increment = BanTimeIncrement(
-            enabled=False,
-            factor=None,
-            formula=None,
-            multipliers=None,
-            maxtime=None,
-            rndtime=None,
-            overalljails=None,
-        )
+        increment = BanTimeIncrement(enabled=False)
     detail = JailDetail(
         summary=_summary_from_status(name, status, backend=backend, idle=idle),
         bantime=_as_int(got["bantime"]),
