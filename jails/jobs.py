@@ -18,7 +18,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -114,6 +115,41 @@ def job_release(
     if next_run_at is not None:
         changes["next_run_at"] = next_run_at
     return ScheduledJob.objects.filter(name=name, locked_by=owner).update(**changes) == 1
+
+
+@dataclass
+class LeaseOutcome:
+    """What a run outside the runner reports when it gives its lease back."""
+
+    ok: bool = False
+    message: str = "interrupted"  # unless the run says otherwise, it did not finish
+
+    def succeeded(self, message: str) -> None:
+        self.ok, self.message = True, message
+
+    def failed(self, message: str) -> None:
+        self.ok, self.message = False, message
+
+
+@contextmanager
+def job_lease_kept(*, name: str, owner: str) -> Iterator[LeaseOutcome]:
+    """Around a run that already holds `name`'s lease: always release it with the outcome.
+
+    For the runs outside the runner (`manage.py history_sync`, the sync right after the
+    setup); the schedule is left as it is.
+    """
+    outcome = LeaseOutcome()
+    try:
+        yield outcome
+    finally:
+        job_release(
+            name=name,
+            owner=owner,
+            now=timezone.now(),
+            ok=outcome.ok,
+            message=outcome.message,
+            next_run_at=None,
+        )
 
 
 # --- The jobs -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from jails.fail2ban import Fail2banError
 from jails.history.geo import GeoLocator
 from jails.history.services import sync as history_service
 from jails.history.services.jobs import SYNC_JOB
-from jails.jobs import job_acquire, job_release, runner_id
+from jails.jobs import job_acquire, job_lease_kept, runner_id
 from jails.state import HistoryState, RuntimeSettings, RuntimeState, jail_service_build
 
 logger = logging.getLogger(__name__)
@@ -147,22 +147,15 @@ def setup_history_sync(state: RuntimeState, *, fail2ban_socket: str) -> SetupSyn
         name=SYNC_JOB, owner=owner, now=timezone.now(), lease=SYNC_LEASE, when_due=False
     ):
         return SetupSync(ok=False, reason="the job runner is syncing right now")
-    ok, message = False, "interrupted"
     try:
-        result = history_service.history_sync(sync_state)
-        ok, message = True, result.message
-        return SetupSync(ok=True, archived=result.archived)
-    except (Fail2banError, history_service.HistoryError) as exc:
-        message = str(exc)
-        logger.warning("ban history sync after the setup failed: %s", exc)
-        return SetupSync(ok=False, reason=message)
+        with job_lease_kept(name=SYNC_JOB, owner=owner) as outcome:
+            try:
+                result = history_service.history_sync(sync_state)
+            except (Fail2banError, history_service.HistoryError) as exc:
+                outcome.failed(str(exc))
+                logger.warning("ban history sync after the setup failed: %s", exc)
+                return SetupSync(ok=False, reason=str(exc))
+            outcome.succeeded(result.message)
+            return SetupSync(ok=True, archived=result.archived)
     finally:
         geo.close()
-        job_release(
-            name=SYNC_JOB,
-            owner=owner,
-            now=timezone.now(),
-            ok=ok,
-            message=message,
-            next_run_at=None,
-        )

@@ -15,7 +15,7 @@ from jails.fail2ban import Fail2banError
 from jails.history.services import summaries as history_summaries
 from jails.history.services import sync as history_service
 from jails.history.services.jobs import PURGE_JOB, SYNC_JOB, retention_days_get
-from jails.jobs import job_acquire, job_release, runner_id
+from jails.jobs import job_acquire, job_lease_kept, runner_id
 from jails.management.base import RuntimeCommand
 from jails.models import AuditEntry
 from jails.services.audit import Actor
@@ -60,38 +60,28 @@ class Command(RuntimeCommand):
         owner = "history_sync:" + runner_id()
         report: dict[str, Any] = {}
         self._lock(SYNC_JOB, owner, options["wait"])
-        ok, message = False, "interrupted"
-        try:
-            result = history_service.history_sync(state, dbfile=options["dbfile"])
-            ok, message = True, result.message
-            report["sync"] = {
-                "dbfile": result.dbfile,
-                "read": result.read,
-                "archived": result.archived,
-                "already_archived": result.already,
-                "unusable": result.skipped,
-                "full_reread": result.rescanned,
-                "geo_error": result.geo_error or None,
-            }
-            if options["rebuild_summaries"]:
-                history_summaries.summaries_rebuild()
-                report["summaries_rebuilt"] = True
-        except (Fail2banError, history_service.HistoryError) as exc:
-            message = str(exc)
-            raise CommandError(f"history sync failed: {exc}") from exc
-        finally:
-            job_release(
-                name=SYNC_JOB,
-                owner=owner,
-                now=timezone.now(),
-                ok=ok,
-                message=message,
-                next_run_at=None,
-            )
+        with job_lease_kept(name=SYNC_JOB, owner=owner) as outcome:
+            try:
+                result = history_service.history_sync(state, dbfile=options["dbfile"])
+                outcome.succeeded(result.message)
+                report["sync"] = {
+                    "dbfile": result.dbfile,
+                    "read": result.read,
+                    "archived": result.archived,
+                    "already_archived": result.already,
+                    "unusable": result.skipped,
+                    "full_reread": result.rescanned,
+                    "geo_error": result.geo_error or None,
+                }
+                if options["rebuild_summaries"]:
+                    history_summaries.summaries_rebuild()
+                    report["summaries_rebuilt"] = True
+            except (Fail2banError, history_service.HistoryError) as exc:
+                outcome.message = str(exc)
+                raise CommandError(f"history sync failed: {exc}") from exc
         if options["purge"]:
             self._lock(PURGE_JOB, owner, options["wait"])
-            ok, message = False, "interrupted"
-            try:
+            with job_lease_kept(name=PURGE_JOB, owner=owner) as outcome:
                 days = retention_days_get(state)
                 purge = history_service.history_purge(
                     retention_days=days,
@@ -99,16 +89,7 @@ class Command(RuntimeCommand):
                     actor=Actor.system("history_sync", source=AuditEntry.Source.COMMAND),
                 )
                 report["purge"] = {"retention_days": days, "deleted": purge.deleted}
-                ok, message = True, purge.message
-            finally:
-                job_release(
-                    name=PURGE_JOB,
-                    owner=owner,
-                    now=timezone.now(),
-                    ok=ok,
-                    message=message,
-                    next_run_at=None,
-                )
+                outcome.succeeded(purge.message)
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
             return
