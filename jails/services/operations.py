@@ -18,6 +18,7 @@ from jails.fail2ban import Fail2banError, InvalidArgument
 from jails.fail2ban.validation import (
     IPAddress,
     IPNetwork,
+    is_canonical_ipv4,
     normalise_ip,
     parse_ip,
     parse_ip_or_network,
@@ -77,16 +78,23 @@ def entries_parse(
     entries: list[Entry] = []
     for number, line in enumerate(lines, start=1):
         text = line if isinstance(line, str) else str(line)
-        for marker in COMMENT_MARKERS:
-            text = text.split(marker, 1)[0]
-        text = text.strip()
-        if not text:
-            continue
+        # A bare canonical dotted quad (most lines of a bulk list) has no comment or blank
+        # to cut and is already what fail2ban should get: no parse, no split, no strip.
+        fast = is_canonical_ipv4(text)
+        if not fast:
+            for marker in COMMENT_MARKERS:
+                text = text.split(marker, 1)[0]
+            text = text.strip()
+            if not text:
+                continue
         if len(entries) >= max_entries:
             raise InvalidArgument(
                 f"too many addresses: at most {max_entries:,} in one go".replace(",", " ")
             )
-        entries.append(entry_parse(text, number=number, allow_network=allow_network))
+        if fast:
+            entries.append(Entry(number, text, address=text))
+        else:
+            entries.append(entry_parse(text, number=number, allow_network=allow_network))
     return entries
 
 

@@ -6,18 +6,24 @@ import ipaddress
 import pickle
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from jails.fail2ban.client import Fail2banClient
-from jails.fail2ban.commands import _CANONICAL_IPV4, PROBE_JAIL, check_command
+from jails.fail2ban.commands import PROBE_JAIL, check_command
 from jails.fail2ban.errors import InvalidArgument
-from jails.fail2ban.protocol import END
+from jails.fail2ban.protocol import CLOSE, END
 from jails.fail2ban.validation import (
     JAIL_NAME_RE,
+    MARKER_PREFIX,
+    MAX_ARGUMENT_LENGTH,
     MAX_DURATION_SECONDS,
+    check_argument,
+    is_canonical_ipv4,
     normalise_ip,
     parse_duration,
+    parse_ip,
+    parse_ip_or_network,
     validate_jail_name,
 )
 from tests.support.fakeserver import FakeFail2ban, reply_value
@@ -210,29 +216,129 @@ def test_only_canonical_ips_reach_the_socket(fake, value):
     assert command[3] == str(ipaddress.ip_address(command[3]))
 
 
-# The allow-list's IPv4 fast path must agree with the full parse exactly ---------------------
+# The IPv4 fast path (validation.is_canonical_ipv4, used by normalise_ip, entries_parse and the
+# allow-list) must agree with the full parse exactly ----------------------------------------
+def slow_is_canonical_ipv4(text: str) -> bool:
+    """The reference: ipaddress parses it as IPv4 and writes it back unchanged."""
+    try:
+        return str(ipaddress.IPv4Address(text)) == text
+    except ValueError:
+        return False
+
+
+def slow_normalise_ip(value: str, *, allow_network: bool) -> str:
+    """normalise_ip without its fast path: always the full ipaddress parse."""
+    return str(parse_ip_or_network(value) if allow_network else parse_ip(value))
+
+
+quad_like_text = st.one_of(
+    st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){2,4}\n?", fullmatch=True),
+    st.text(alphabet="0123456789. \n\t/:x٣", max_size=20),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=4).flatmap(lambda ip: st.sampled_from(ip_spellings(ip))),
+    st.tuples(
+        st.ip_addresses(v=4).map(str), st.sampled_from(["", ".", ".0", "0", " ", "\x00"])
+    ).map("".join),
+    # Dotted words built from octet-like parts around every boundary the fast path decides:
+    # leading zeros, 255/256, signs, blanks, empty parts, non-ASCII digits, 3 to 5 parts.
+    st.lists(
+        st.one_of(
+            st.integers(0, 300).map(str),
+            st.integers(0, 99).map(lambda n: f"{n:02d}"),
+            st.integers(0, 999).map(lambda n: f"{n:03d}"),
+            st.sampled_from(["", "-0", "+1", " 1", "1 ", "٣", "0x1", "1_0"]),
+        ),
+        min_size=3,
+        max_size=5,
+    ).map(".".join),
+)
+
+
 @PROPERTY_SETTINGS
 @given(st.ip_addresses(v=4))
 def test_canonical_ipv4_fast_path_accepts_every_canonical_address(address):
-    assert _CANONICAL_IPV4.fullmatch(str(address))
+    assert is_canonical_ipv4(str(address))
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(quad_like_text, ip_like_text))
+@example("0.0.0.0")
+@example("255.255.255.255")
+@example("256.0.0.0")
+@example("01.2.3.4")
+@example("1.2.3.00")
+@example("1.2.3.4.5")
+@example("1.2.3.4\n")
+@example("١.2.3.4")
+def test_canonical_ipv4_fast_path_agrees_with_the_full_parse(text):
+    fast = is_canonical_ipv4(text)
+    event(f"fast path {'taken' if fast else 'not taken'}")
+    assert fast == slow_is_canonical_ipv4(text)
+    if fast:
+        assert check_command(["set", "sshd", "banip", text]) == ["set", "sshd", "banip", text]
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(quad_like_text, ip_like_text), st.booleans())
+@example("01.2.3.4", False)
+@example("255.255.255.255", True)
+@example("1.2.3.4/32", True)
+def test_normalise_ip_fast_path_agrees_with_the_full_parse(text, allow_network):
+    try:
+        expected = slow_normalise_ip(text, allow_network=allow_network)
+    except InvalidArgument:
+        with pytest.raises(InvalidArgument):
+            normalise_ip(text, allow_network=allow_network)
+        return
+    assert normalise_ip(text, allow_network=allow_network) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["01.2.3.4", "1.2.3.4\n", "256.1.1.1", "1.2.3", " 1.2.3.4", "1.2.3.04", "1.2.3.4.", "١.2.3.4"],
+)
+def test_check_command_still_refuses_non_canonical_ipv4(text):
+    assert not is_canonical_ipv4(text)
+    with pytest.raises(InvalidArgument):
+        check_command(["set", "sshd", "banip", text])
+
+
+# check_argument: one search for the marker prefix and control characters ------------------
+def test_marker_prefix_starts_both_protocol_markers():
+    assert MARKER_PREFIX == "<F2B_"
+    assert END.decode().startswith(MARKER_PREFIX) and CLOSE.decode().startswith(MARKER_PREFIX)
+
+
+def slow_check_argument(value: str) -> str:
+    """The checks one by one, in the order check_argument reports them."""
+    if any(marker in value for marker in (END.decode(), CLOSE.decode())) or "<F2B_" in value:
+        return "marker"
+    if len(value) > MAX_ARGUMENT_LENGTH:
+        return "long"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        return "control"
+    return "ok"
 
 
 @PROPERTY_SETTINGS
 @given(
     st.one_of(
-        st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){2,4}\n?", fullmatch=True),
-        st.text(alphabet="0123456789. \n\t/:x٣", max_size=20),
+        word,
+        st.tuples(
+            word, st.sampled_from([*MARKERS, "<F2B_", "\x00", "\x1f", "\x7f", "\n", ""]), word
+        ).map("".join),
+        st.tuples(
+            st.just("x" * MAX_ARGUMENT_LENGTH), st.sampled_from(["", "y", "\n", "<F2B_"])
+        ).map("".join),
     )
 )
-def test_canonical_ipv4_fast_path_accepts_nothing_the_full_parse_would_not(text):
-    if _CANONICAL_IPV4.fullmatch(text):
-        assert normalise_ip(text) == text
-        assert check_command(["set", "sshd", "banip", text]) == ["set", "sshd", "banip", text]
-
-
-@pytest.mark.parametrize(
-    "text", ["01.2.3.4", "1.2.3.4\n", "256.1.1.1", "1.2.3", " 1.2.3.4", "1.2.3.04"]
-)
-def test_check_command_still_refuses_non_canonical_ipv4(text):
-    with pytest.raises(InvalidArgument):
-        check_command(["set", "sshd", "banip", text])
+def test_check_argument_agrees_with_the_checks_one_by_one(value):
+    expected = slow_check_argument(value)
+    event(expected)
+    if expected == "ok":
+        assert check_argument(value) == value
+        return
+    with pytest.raises(InvalidArgument) as refused:
+        check_argument(value)
+    wording = {"marker": "marker", "long": "too long", "control": "control characters"}
+    assert wording[expected] in str(refused.value)

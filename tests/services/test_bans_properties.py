@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jails.fail2ban.commands import PROBE_JAIL, check_command
-from jails.fail2ban.errors import Fail2banError
+from jails.fail2ban.errors import Fail2banError, InvalidArgument
 from jails.fail2ban.validation import normalise_ip
 from jails.services import bans as ban_service
 from jails.services import control as control_service
 from jails.services.audit import Actor
-from jails.services.operations import entries_parse, entry_parse
+from jails.services.operations import COMMENT_MARKERS, entries_parse, entry_parse
 from tests.conftest import point_state_at
 from tests.support.fixtures_bans import QUIET_JAILS, quiet_f2b, quiet_server  # noqa: F401
 from tests.support.recording_proxy import RecordingProxy
@@ -236,3 +236,45 @@ def test_web_forms_never_fail_and_only_send_safe_commands(proxy, logged_in_clien
         assert response.status_code < 500
     for command in proxy.commands:
         assert_safe(command)
+
+
+# entries_parse's fast path for bare canonical dotted quads must change nothing ------------
+def entries_parse_reference(lines: list[str], *, allow_network: bool) -> list:
+    """entries_parse without its fast path: every line cut at a comment, stripped, parsed."""
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        text = line
+        for marker in COMMENT_MARKERS:
+            text = text.split(marker, 1)[0]
+        text = text.strip()
+        if text:
+            entries.append(entry_parse(text, number=number, allow_network=allow_network))
+    return entries
+
+
+bulk_line = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=4).map(lambda ip: f"{ip} # {ip}"),
+    st.ip_addresses(v=4).map(lambda ip: f"{ip};x"),
+    st.ip_addresses(v=4).map(lambda ip: f"{ip}\r"),
+    st.ip_addresses(v=4).map(
+        lambda ip: ".".join(f"{int(octet):02d}" for octet in str(ip).split("."))
+    ),
+    st.sampled_from(["", "#", "; comment", "   ", "\t1.2.3.4", "1.2.3.4.", "256.1.1.1"]),
+    ip_text,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(bulk_line, max_size=30), allow_network=st.booleans())
+def test_entries_parse_fast_path_agrees_with_the_full_parse(lines, allow_network):
+    assert entries_parse(lines, allow_network=allow_network) == entries_parse_reference(
+        lines, allow_network=allow_network
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(lines=st.lists(st.ip_addresses(v=4).map(str), min_size=4, max_size=12))
+def test_entries_parse_over_the_limit_is_refused_on_the_fast_path_too(lines):
+    with pytest.raises(InvalidArgument, match="too many addresses"):
+        entries_parse(lines, max_entries=3)
