@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from django.db import models
 
 # fail2ban forgets bans (unban, `unban --all`, dbpurgeage); these tables keep them. BanEvent is
-# the archive itself; BanRollup, IPSummary and NetworkSummary are summaries the sync keeps in
-# step with it so the dashboard never aggregates a year of events per request.
+# the archive itself; BanRollup, IPSummary, NetworkSummary and LastSeenRollup are summaries the
+# sync keeps in step with it so the dashboard never aggregates a year of events per request.
 ROLLUP_ALL = "*"  # BanRollup.jail / country_code value meaning "every jail" / "every country"
 
 
@@ -77,16 +77,19 @@ class BanEvent(models.Model):
 
 
 class BanRollup(models.Model):
-    """Ban counts per period (hour, day, month; UTC) and jail, country and origin.
+    """Ban counts per period (hour, day, month; UTC, or all time) and jail, country and origin.
 
     ``jail`` or ``country_code`` equal to ROLLUP_ALL holds the total over that dimension, so a
     dashboard query reads one small slice. Hourly rows exist only with country ROLLUP_ALL.
+    TOTAL rows (period 0) count the whole archive: a window that holds most of it is answered
+    as the total minus the small part outside it.
     """
 
     class Grain(models.IntegerChoices):
         HOUR = 1, "hour"
         DAY = 2, "day"
         MONTH = 3, "month"
+        TOTAL = 4, "all time"
 
     grain = models.PositiveSmallIntegerField(choices=Grain.choices)
     period = models.BigIntegerField(help_text="Start of the period, Unix seconds (UTC).")
@@ -147,6 +150,26 @@ class NetworkSummary(models.Model):
 
     def __str__(self) -> str:
         return self.network
+
+
+class LastSeenRollup(models.Model):
+    """How many archived addresses had their latest ban on each UTC day, per country.
+
+    IPSummary's ``last_seen`` and ``country_code`` counted by day, so "addresses banned since
+    T" reads a row per day instead of every address. ``country_code`` ROLLUP_ALL is the total.
+    """
+
+    day = models.BigIntegerField(help_text="Start of the UTC day, Unix seconds.")
+    country_code = models.CharField(max_length=2)
+    ips = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["country_code", "day"], name="last_seen_rollup_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.country_code}: {self.ips}"
 
 
 class HistorySource(models.Model):

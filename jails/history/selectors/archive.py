@@ -1,8 +1,10 @@
 """Ban history, the reads: dashboard figures, rankings, the history list, one address.
 
 A dashboard window is split into whole months, days and hours read from BanRollup plus
-two partial hours at its ends read from BanEvent, so figures are exact at any boundary.
-The summaries are kept by jails.history.services.summaries as bans are archived.
+two partial hours at its ends read from BanEvent, so figures are exact at any boundary; a
+window that holds most of the archive is read as the all-time totals minus the part of the
+archive outside it, which is the smaller read. The summaries are kept by
+jails.history.services.summaries as bans are archived.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from django.utils import timezone
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip_or_network
-from jails.history.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
+from jails.history.models import (
+    ROLLUP_ALL,
+    BanEvent,
+    BanRollup,
+    IPSummary,
+    LastSeenRollup,
+    NetworkSummary,
+)
 from jails.history.periods import DAY, HOUR, hour_expression, month_start, next_month
 
 Grain = BanRollup.Grain
@@ -128,12 +137,42 @@ def replace_window(f: HistoryFilter, start: int, end: int) -> HistoryFilter:
     return HistoryFilter(start=start, end=end, jail=f.jail, country=f.country, origin=f.origin)
 
 
-def bans_count(f: HistoryFilter, *, group: str | None = None) -> dict[Any, int]:
-    """Bans in the window, in total (key None) or per jail, country or origin."""
+def _window_counts(f: HistoryFilter, start: int, end: int, group: str | None) -> Counter[Any]:
     totals: Counter[Any] = Counter()
-    for grain, a, b in window_segments(f.start, f.end):
+    for grain, a, b in window_segments(start, end):
         for key, n in _count_segment(grain, a, b, f, group):
             totals[key] += int(n)
+    return totals
+
+
+def bans_count(
+    f: HistoryFilter, *, group: str | None = None, span: tuple[int, int] | None = None
+) -> dict[Any, int]:
+    """Bans in the window, in total (key None) or per jail, country or origin.
+
+    ``span`` is archive_span() if the caller already has it.
+    """
+    span = span or archive_span()
+    if span is None:
+        return {}
+    oldest, newest = span
+    # Every ban lies in [oldest, newest]: the rest of the window holds nothing to read.
+    lo, hi = max(f.start, oldest), min(f.end, newest + 1)
+    if lo >= hi:
+        return {}
+    outside = [(a, b) for a, b in ((oldest, lo), (hi, newest + 1)) if a < b]
+    if sum(b - a for a, b in outside) < hi - lo:
+        # Rollup rows grow with the periods read (a year of days and months per jail and
+        # country), the all-time rows do not: the shorter stretch outside the window is the
+        # cheaper read, and the difference is just as exact.
+        totals: Counter[Any] = Counter()
+        for key, n in _count_segment(Grain.TOTAL, 0, 1, f, group):
+            totals[key] += int(n)
+        for a, b in outside:
+            for key, n in _window_counts(f, a, b, group).items():
+                totals[key] -= n
+    else:
+        totals = _window_counts(f, lo, hi, group)
     return {k: v for k, v in totals.items() if v}
 
 
@@ -199,7 +238,7 @@ def bans_trend(f: HistoryFilter, *, grain: str) -> list[tuple[int, int]]:
                 counts[int(period)] += int(n)
     for b in partial:
         a, z = max(b, f.start), min(_bucket_next(b, grain), f.end)
-        counts[b] += bans_count(replace_window(f, a, z)).get(None, 0)
+        counts[b] += _window_counts(f, a, z, None)[None]
     return [(b, counts.get(b, 0)) for b in buckets]
 
 
@@ -208,17 +247,28 @@ def latest_ban_time() -> int | None:
     return BanEvent.objects.order_by("-timeofban").values_list("timeofban", flat=True).first()
 
 
+def archive_span() -> tuple[int, int] | None:
+    """Start of the oldest and of the newest archived ban (None: the archive is empty)."""
+    oldest, newest = oldest_ban_time(), latest_ban_time()
+    return None if oldest is None or newest is None else (oldest, newest)
+
+
 def unique_ips_count(f: HistoryFilter, *, latest: int | None) -> int:
     """Distinct addresses banned in the window."""
     if latest is None:
         return 0
     if f.end > latest and not (f.jail or f.origin):
         # A window that reaches past the newest ban holds an address iff its last ban is in it.
-        # (With a country: the address's summary country, that of its latest lookup.)
-        summaries = IPSummary.objects.filter(last_seen__gte=f.start)
+        # (With a country: the address's summary country, that of its latest lookup.) Whole
+        # days from LastSeenRollup (a row per day, not per address), the first part-day from
+        # IPSummary.
+        first_day = _ceil(f.start, DAY)
+        country = f.country or ROLLUP_ALL
+        whole = LastSeenRollup.objects.filter(country_code=country, day__gte=first_day)
+        summaries = IPSummary.objects.filter(last_seen__gte=f.start, last_seen__lt=first_day)
         if f.country:
             summaries = summaries.filter(country_code=f.country)
-        return summaries.count()
+        return int(whole.aggregate(n=Sum("ips"))["n"] or 0) + summaries.count()
     return f.events().order_by().values("ip").distinct().count()
 
 
@@ -302,17 +352,20 @@ def _top_keys(
         return []
     summary_model: Any = IPSummary if key == "ip" else NetworkSummary
     inside = bans_count(f).get(None, 0)
-    if f.unfiltered and f.end > latest and archive_size() - inside < inside:
+    outside = archive_size() - inside
+    if f.unfiltered and f.end > latest and outside < inside:
         # Most of the archive is in the window: every count is the summary's total minus
         # the bans before the window; walk the summaries by total, stop when no later one
         # can beat the current top `limit`.
-        before = dict(
-            BanEvent.objects.filter(timeofban__lt=f.start)
-            .order_by()
-            .values_list(key)
-            .annotate(n=Count("id"))
-            .values_list(key, "n")
-        )
+        earlier = BanEvent.objects.filter(timeofban__lt=f.start).order_by()
+        before: Mapping[str, int]
+        if outside <= RAW_RANKING_LIMIT:
+            # SQLite groups these by walking the whole address index (a million entries)
+            # rather than reading the few rows before the window through the time index:
+            # read them (that index covers the key) and count them here.
+            before = Counter(earlier.values_list(key, flat=True))
+        else:
+            before = dict(earlier.values_list(key).annotate(n=Count("id")).values_list(key, "n"))
         best: list[int] = []
         candidates: dict[str, int] = {}
         rows = (
@@ -398,10 +451,10 @@ def top_networks(f: HistoryFilter, *, limit: int = 10, latest: int | None) -> li
 
 
 def archive_size() -> int:
-    """How many bans the archive holds (from the monthly rollups: a few dozen rows)."""
+    """How many bans the archive holds (from the all-time rollups: a row per origin)."""
     return int(
         BanRollup.objects.filter(
-            grain=Grain.MONTH, jail=ROLLUP_ALL, country_code=ROLLUP_ALL
+            grain=Grain.TOTAL, jail=ROLLUP_ALL, country_code=ROLLUP_ALL
         ).aggregate(n=Sum("bans"))["n"]
         or 0
     )
@@ -462,10 +515,11 @@ def dashboard_get(
     *, f: HistoryFilter, top: int = 10, known_names: Mapping[str, str] | None = None
 ) -> Dashboard:
     """The dashboard's figures, charts and rankings for the window and filter."""
-    latest = latest_ban_time()
-    by_jail = _ranked(bans_count(f, group="jail"))
-    by_country = _ranked(bans_count(f, group="country"))
-    by_origin = {str(k): v for k, v in bans_count(f, group="origin").items()}
+    span = archive_span()
+    latest = span[1] if span else None
+    by_jail = _ranked(bans_count(f, group="jail", span=span))
+    by_country = _ranked(bans_count(f, group="country", span=span))
+    by_origin = {str(k): v for k, v in bans_count(f, group="origin", span=span).items()}
     grain = trend_grain_for(f)
     return Dashboard(
         filter=f,
@@ -540,7 +594,7 @@ def history_events(
 def jail_names_archived() -> list[str]:
     """Names of every jail with archived bans (for the filter forms)."""
     return list(
-        BanRollup.objects.filter(grain=Grain.MONTH, country_code=ROLLUP_ALL)
+        BanRollup.objects.filter(grain=Grain.TOTAL, country_code=ROLLUP_ALL)
         .exclude(jail=ROLLUP_ALL)
         .order_by("jail")
         .values_list("jail", flat=True)
@@ -551,7 +605,7 @@ def jail_names_archived() -> list[str]:
 def countries_archived(*, known_names: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """(code, name) of every country with archived bans (for the filter forms)."""
     codes = set(
-        BanRollup.objects.filter(grain=Grain.MONTH, jail=ROLLUP_ALL)
+        BanRollup.objects.filter(grain=Grain.TOTAL, jail=ROLLUP_ALL)
         .exclude(country_code__in=[ROLLUP_ALL, ""])
         .values_list("country_code", flat=True)
         .distinct()

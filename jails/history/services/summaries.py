@@ -5,7 +5,8 @@ Every archived event updates three summaries in the same transaction as the even
 - BanRollup: counts per hour, day and month (UTC) by jail, country and origin, with
   ROLLUP_ALL rows for "every jail" / "every country";
 - IPSummary and NetworkSummary: first and last ban, count and distinct days per address and
-  per /24 (IPv4) or /64 (IPv6).
+  per /24 (IPv4) or /64 (IPv6);
+- LastSeenRollup: addresses per UTC day of their latest ban and country (IPSummary counted).
 
 The archive (jails.history.services.sync) adds and removes events through these functions; the
 selectors (jails.history.selectors.archive) read the tables.
@@ -30,7 +31,14 @@ from django.db.models import (
 )
 
 from jails.history.geo import GeoInfo
-from jails.history.models import ROLLUP_ALL, BanEvent, BanRollup, IPSummary, NetworkSummary
+from jails.history.models import (
+    ROLLUP_ALL,
+    BanEvent,
+    BanRollup,
+    IPSummary,
+    LastSeenRollup,
+    NetworkSummary,
+)
 from jails.history.periods import DAY, hour_expression, month_start
 
 Grain = BanRollup.Grain
@@ -71,7 +79,7 @@ def rollup_deltas(counts: Iterable[tuple[int, str, str, str, int]]) -> Counter[R
             month = months[day] = month_start(day)
         deltas[(Grain.HOUR, hour, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
         deltas[(Grain.HOUR, hour, jail, ROLLUP_ALL, origin)] += n
-        for grain, period in ((Grain.DAY, day), (Grain.MONTH, month)):
+        for grain, period in ((Grain.DAY, day), (Grain.MONTH, month), (Grain.TOTAL, 0)):
             deltas[(grain, period, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
             deltas[(grain, period, jail, ROLLUP_ALL, origin)] += n
             deltas[(grain, period, ROLLUP_ALL, country, origin)] += n
@@ -101,6 +109,44 @@ def rollup_apply(deltas: Mapping[RollupKey, int]) -> None:
 
 SUMMARY_CHUNK = 500  # keys per summary statement
 
+LastSeen = tuple[int, str]  # an address's IPSummary (last_seen, country_code)
+
+
+def last_seen_deltas(
+    before: Mapping[str, LastSeen], after: Mapping[str, LastSeen]
+) -> Counter[tuple[str, int]]:
+    """LastSeenRollup increments, keyed (country, day), for addresses that changed."""
+    deltas: Counter[tuple[str, int]] = Counter()
+    for states, sign in ((before, -1), (after, 1)):
+        for ip, (last_seen, country) in states.items():
+            if before.get(ip) == after.get(ip):
+                continue
+            day = last_seen - last_seen % DAY
+            deltas[(country, day)] += sign
+            deltas[(ROLLUP_ALL, day)] += sign
+    return deltas
+
+
+def last_seen_apply(deltas: Mapping[tuple[str, int], int]) -> None:
+    """Add the deltas to LastSeenRollup (an upsert); rows that reach zero are deleted."""
+    rows = [(day, country, n) for (country, day), n in deltas.items() if n]
+    if not rows:
+        return
+    table = connection.ops.quote_name(LastSeenRollup._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (day, country_code, ips) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (country_code, day) DO UPDATE SET ips = {table}.ips + excluded.ips"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+    if any(n < 0 for *_, n in rows):
+        LastSeenRollup.objects.filter(ips__lte=0).delete()
+
+
+def _last_seen_of(ips: Sequence[str]) -> dict[str, LastSeen]:
+    rows = IPSummary.objects.filter(ip__in=ips).values_list("ip", "last_seen", "country_code")
+    return {ip: (last_seen, country) for ip, last_seen, country in rows}
+
 
 def _sql_names() -> dict[str, str]:
     qn = connection.ops.quote_name
@@ -114,7 +160,7 @@ def _sql_names() -> dict[str, str]:
 def summaries_add(
     events: Sequence[NewEvent], existing: set[tuple[str, str, int]], geo: Mapping[str, GeoInfo]
 ) -> None:
-    """Add newly archived bans to IPSummary and NetworkSummary (an upsert per key).
+    """Add newly archived bans to IPSummary, NetworkSummary and LastSeenRollup (upserts).
 
     ``existing`` holds the archive's bans of these addresses on the same days (read before
     the insert), so a day counts as new only if the address had no ban on it yet.
@@ -124,14 +170,11 @@ def summaries_add(
     old_days: dict[str, set[int]] = {}
     for _, ip, when in existing:
         old_days.setdefault(ip, set()).add(when // DAY)
-    known: set[str] = set()
+    before: dict[str, LastSeen] = {}
     ip_list = sorted({e.ip for e in events})
     for i in range(0, len(ip_list), SUMMARY_CHUNK * 4):
-        known.update(
-            IPSummary.objects.filter(ip__in=ip_list[i : i + SUMMARY_CHUNK * 4]).values_list(
-                "ip", flat=True
-            )
-        )
+        before.update(_last_seen_of(ip_list[i : i + SUMMARY_CHUNK * 4]))
+    after: dict[str, LastSeen] = {}
     per_ip: dict[str, list[NewEvent]] = {}
     for e in events:
         per_ip.setdefault(e.ip, []).append(e)
@@ -141,6 +184,9 @@ def summaries_add(
         times = [e.timeofban for e in mine]
         days = {t // DAY for t in times} - old_days.get(ip, set())
         info = geo.get(ip) or GeoInfo()
+        # What the upsert below leaves: the later last ban, the country of this lookup.
+        old_last = before[ip][0] if ip in before else max(times)
+        after[ip] = (max(old_last, *times), info.country_code or "")
         ip_rows.append(
             (
                 ip,
@@ -158,7 +204,7 @@ def summaries_add(
         net = net_rows.setdefault(mine[0].network, [min(times), max(times), 0, 0])
         net[0], net[1] = min(net[0], *times), max(net[1], *times)
         net[2] += len(mine)
-        net[3] += ip not in known
+        net[3] += ip not in before
     ip_sql = (
         f"INSERT INTO {t['ipsum']} (ip, network, first_seen, last_seen, bans, days, "
         "country_code, country_name, asn, as_name) VALUES "
@@ -179,6 +225,7 @@ def summaries_add(
     with connection.cursor() as cursor:
         cursor.executemany(ip_sql, ip_rows)
         cursor.executemany(net_sql, [(net, *values) for net, values in net_rows.items()])
+    last_seen_apply(last_seen_deltas(before, after))
 
 
 def summaries_refresh(ips: set[str], networks: set[str], *, after_delete: bool = False) -> None:
@@ -215,15 +262,35 @@ def summaries_refresh(ips: set[str], networks: set[str], *, after_delete: bool =
         ):
             for i in range(0, len(keys), SUMMARY_CHUNK):
                 chunk = keys[i : i + SUMMARY_CHUNK]
+                before = _last_seen_of(chunk) if model is IPSummary else {}
                 cursor.execute(sql.format(marks=", ".join(["%s"] * len(chunk))), chunk)
                 if after_delete:  # keys whose last ban was purged
                     model.objects.filter(**{f"{field_name}__in": chunk}).exclude(
                         Exists(BanEvent.objects.filter(**{field_name: OuterRef(field_name)}))
                     ).delete()
+                if model is IPSummary:
+                    last_seen_apply(last_seen_deltas(before, _last_seen_of(chunk)))
+
+
+def last_seen_rebuild() -> None:
+    """Rebuild LastSeenRollup from IPSummary (the last step of summaries_rebuild)."""
+    LastSeenRollup.objects.all().delete()
+    day = ExpressionWrapper(F("last_seen") - F("last_seen") % DAY, output_field=BigIntegerField())
+    rows = (
+        IPSummary.objects.order_by()
+        .annotate(day=day)
+        .values_list("day", "country_code")
+        .annotate(n=Count("id"))
+    )
+    deltas: Counter[tuple[str, int]] = Counter()
+    for when, country, n in rows.iterator(chunk_size=20000):
+        deltas[(country, when)] += n
+        deltas[(ROLLUP_ALL, when)] += n
+    last_seen_apply(deltas)
 
 
 def summaries_rebuild() -> None:
-    """Rebuild BanRollup, IPSummary and NetworkSummary from the whole archive (seed, repair)."""
+    """Rebuild the rollups and the per-address and per-network summaries from the archive."""
     with transaction.atomic():
         BanRollup.objects.all().delete()
         IPSummary.objects.all().delete()
@@ -293,3 +360,4 @@ def summaries_rebuild() -> None:
             for row in net_rows.iterator(chunk_size=20000)
         ]
         NetworkSummary.objects.bulk_create(nets, batch_size=5000)
+        last_seen_rebuild()
