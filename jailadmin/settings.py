@@ -23,6 +23,8 @@ from jailadmin.env import (
     env_str,
     host_time_zone,
 )
+from jails.agent.link import agent_address_check
+from jails.fail2ban import InvalidArgument
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("JAILADMIN_VAR_DIR", str(BASE_DIR / "var")))
@@ -199,6 +201,12 @@ JAILADMIN_FAIL2BAN_TIME_ZONE = env_str("JAILADMIN_FAIL2BAN_TIME_ZONE", host_time
 # Configuration directory and fail2ban-client for `reload` (the one subprocess we run).
 JAILADMIN_FAIL2BAN_CONFIG_DIR = env_str("JAILADMIN_FAIL2BAN_CONFIG_DIR", "/etc/fail2ban")
 JAILADMIN_FAIL2BAN_CLIENT = env_str("JAILADMIN_FAIL2BAN_CLIENT", "fail2ban-client")
+# "" talks to fail2ban's socket directly; "unix:/run/jailadmin/agent.sock" through the host
+# agent, so the site itself needs no access to fail2ban (README, "Privilege separation").
+try:
+    JAILADMIN_FAIL2BAN_AGENT = agent_address_check(env_str("JAILADMIN_FAIL2BAN_AGENT", ""))
+except InvalidArgument as exc:
+    raise ImproperlyConfigured(f"JAILADMIN_FAIL2BAN_AGENT: {exc}") from None
 JAILADMIN_SESSION_CACHE = env_choice(
     "JAILADMIN_SESSION_CACHE", "database", ("database", "redis", "memory")
 )

@@ -73,7 +73,14 @@ class SiteSettingsAdmin(admin.ModelAdmin):
     """The one settings row: same form and live checks as /settings/, saved by its service."""
 
     form = SiteSettingsForm
-    list_display = ("__str__", "fail2ban_socket", "session_cache", "version", "updated_at")
+    list_display = (
+        "__str__",
+        "fail2ban_socket",
+        "fail2ban_agent",
+        "session_cache",
+        "version",
+        "updated_at",
+    )
     readonly_fields = ("version", "updated_at")
 
     def has_module_permission(self, request: HttpRequest) -> bool:

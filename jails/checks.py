@@ -20,8 +20,25 @@ from jails.state import runtime_state
 
 @register(Tags.compatibility, deploy=False)
 def fail2ban_socket_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """jails.E001: socket missing; jails.E002: not a socket; jails.W003: not accessible."""
-    path = runtime_snapshot_stored(runtime_state()).settings.fail2ban_socket
+    """jails.E001: socket missing; jails.E002: not a socket; jails.W003: not accessible.
+
+    In agent mode fail2ban's socket is the agent's business (this process should not even
+    be able to open it); jails.W004 then says when the agent's own socket is missing.
+    """
+    settings = runtime_snapshot_stored(runtime_state()).settings
+    if settings.fail2ban_agent:
+        agent_path = settings.fail2ban_agent.removeprefix("unix:")
+        if not os.path.exists(agent_path):
+            return [
+                Warning(
+                    f"the jailadmin agent's socket {agent_path} does not exist",
+                    hint="Start the agent (systemctl enable --now jailadmin-agent.socket, or "
+                    "python -m jails.agent --listen unix:PATH), or clear the agent setting.",
+                    id="jails.W004",
+                )
+            ]
+        return []
+    path = settings.fail2ban_socket
     try:
         info = os.stat(path)
     except FileNotFoundError:

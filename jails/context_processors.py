@@ -10,6 +10,7 @@ from django.utils.functional import SimpleLazyObject
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError
 from jails.requests import overview_for_request, overview_if_fetched
+from jails.services.health import connection_problem
 
 
 def status_bar_context(request: HttpRequest) -> dict[str, Any]:
@@ -18,7 +19,8 @@ def status_bar_context(request: HttpRequest) -> dict[str, Any]:
     try:
         overview = overview_for_request(request, state)
     except Fail2banError as exc:
-        return {"status_bar": {"ok": False, "error": str(exc)}}
+        problem = connection_problem(exc, agent=state.settings.fail2ban_agent)
+        return {"status_bar": {"ok": False, "problem": problem.label, "error": str(exc)}}
     return {"status_bar": {"ok": True, "overview": overview}}
 
 

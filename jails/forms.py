@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
 from django.forms.utils import ErrorDict
 
+from jails.agent.link import agent_address_check
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import normalise_ip, parse_duration
 from jails.formatting import duration
@@ -182,6 +183,7 @@ class SiteSettingsForm(forms.ModelForm):
         model = SiteSettings
         fields = [
             "fail2ban_socket",
+            "fail2ban_agent",
             "display_time_zone",
             "session_lifetime_seconds",
             "session_cache",
@@ -190,10 +192,15 @@ class SiteSettingsForm(forms.ModelForm):
         ]
         labels = {
             "fail2ban_socket": "fail2ban socket",
+            "fail2ban_agent": "Host agent",
             "session_cache": "Session storage",
         }
         help_texts = {
-            "fail2ban_socket": "Checked live: it must exist, be a socket and answer.",
+            "fail2ban_socket": "Checked live: it must exist, be a socket and answer. "
+            "Not used when a host agent is set: the agent has its own.",
+            "fail2ban_agent": "Empty: this site talks to fail2ban's socket itself (it needs "
+            "root's access). An address such as unix:/run/jailadmin/agent.sock: it goes "
+            "through the jailadmin agent and needs no access to fail2ban. Checked live.",
         }
         widgets = {"session_cache": forms.RadioSelect}
 
@@ -219,15 +226,36 @@ class SiteSettingsForm(forms.ModelForm):
         return self.always_check or any(name in self.changed_data for name in names)
 
     def clean_fail2ban_socket(self) -> str:
-        path = self.cleaned_data["fail2ban_socket"].strip()
-        if self._should_check("fail2ban_socket"):
-            try:
-                self.fail2ban_version = settings_service.fail2ban_socket_check(
-                    path=path, timeout=self.context.fail2ban_timeout
+        return str(self.cleaned_data["fail2ban_socket"]).strip()
+
+    def clean_fail2ban_agent(self) -> str:
+        try:
+            return agent_address_check(str(self.cleaned_data.get("fail2ban_agent") or ""))
+        except InvalidArgument as exc:
+            raise ValidationError(f"{exc}.", code="agent") from None
+
+    def _fail2ban_check(self, cleaned: dict[str, Any]) -> None:
+        # The connection in use is checked live: the agent when one is set (the socket is
+        # then the agent's business, and this process may not even look at it), else the
+        # socket. Both fields count as a change: switching modes checks the new one.
+        if "fail2ban_socket" in self.errors or "fail2ban_agent" in self.errors:
+            return
+        if not self._should_check("fail2ban_socket", "fail2ban_agent"):
+            return
+        agent = cleaned.get("fail2ban_agent", "")
+        timeout = self.context.fail2ban_timeout
+        try:
+            if agent:
+                self.fail2ban_version = settings_service.fail2ban_agent_check(
+                    address=agent, timeout=timeout
                 )
-            except SettingsInvalid as exc:
-                raise ValidationError(str(exc), code="fail2ban") from None
-        return path
+            else:
+                self.fail2ban_version = settings_service.fail2ban_socket_check(
+                    path=cleaned.get("fail2ban_socket", ""), timeout=timeout
+                )
+        except SettingsInvalid as exc:
+            field = "fail2ban_agent" if agent else "fail2ban_socket"
+            self.add_error(field, ValidationError(str(exc), code="fail2ban"))
 
     def clean_redis_url(self) -> str:
         return self.cleaned_data.get("redis_url", "").strip()
@@ -236,6 +264,7 @@ class SiteSettingsForm(forms.ModelForm):
         super().clean()
         # What ModelForm.clean() returned; the attribute is typed as never None.
         cleaned = self.cleaned_data
+        self._fail2ban_check(cleaned)
         storage = cleaned.get("session_cache")
         if storage == MEMORY and self.context.web_workers > 1:
             self.add_error(

@@ -68,6 +68,7 @@ class Fail2banErrorMiddleware:
         from django.shortcuts import render
 
         from jails.fail2ban import (
+            AgentRefused,
             CommandRejected,
             Fail2banError,
             Fail2banUnreachable,
@@ -75,15 +76,23 @@ class Fail2banErrorMiddleware:
             ProtocolError,
             UnknownJail,
         )
+        from jails.services.health import connection_problem
 
         if isinstance(exception, UnknownJail):
             return render(
                 request, "jails/jail_missing.html", {"jail_name": exception.jail}, status=404
             )
         htmx = getattr(request, "htmx", False)
-        socket_path = runtime_state().settings.fail2ban_socket
-        context = {"socket_path": socket_path, "reason": str(exception)}
-        if isinstance(exception, Fail2banUnreachable | ProtocolError):
+        snap = runtime_state().snapshot
+        context: dict[str, object] = {
+            "socket_path": snap.jail_service.client.location,
+            "reason": str(exception),
+        }
+        if isinstance(exception, Fail2banError):
+            # Agent mode: say whether the agent or fail2ban behind it is the one down.
+            problem = connection_problem(exception, agent=snap.settings.fail2ban_agent)
+            context.update(problem=problem.label, title=problem.title, advice=problem.advice)
+        if isinstance(exception, Fail2banUnreachable | ProtocolError | AgentRefused):
             template = "jails/fail2ban_unavailable.html"
             if htmx:
                 template += "#fail2ban-unavailable"

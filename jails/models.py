@@ -33,6 +33,9 @@ class SiteSettings(models.Model):
     singleton = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
     setup_complete = models.BooleanField(default=False)
     fail2ban_socket = models.CharField(max_length=107)
+    # "" talks to the socket above; "unix:/run/jailadmin/agent.sock" goes through the host
+    # agent, which then owns the socket (its own --socket): the site needs no root access.
+    fail2ban_agent = models.CharField(max_length=120, blank=True, default="")
     display_time_zone = models.CharField(max_length=64, default="UTC")
     session_lifetime_seconds = models.PositiveIntegerField(default=8 * 3600)
     session_cache = models.CharField(

@@ -49,6 +49,7 @@ def runtime_settings_from_row(base: RuntimeSettings, row: SiteSettings) -> Runti
     return replace(
         base,
         fail2ban_socket=row.fail2ban_socket,
+        fail2ban_agent=row.fail2ban_agent,
         display_time_zone=row.display_time_zone,
         session_lifetime_seconds=row.session_lifetime_seconds,
         session_cache=row.session_cache,
@@ -79,6 +80,9 @@ def runtime_apply(state: RuntimeState, row: SiteSettings) -> None:
         state.setup_pending = False
     if new.session_cache is not old.session_cache:
         logger.info("session storage is now %s", new.session_cache.kind)
+    if new.jail_service is not old.jail_service:
+        # An agent link's idle connections end now, not whenever the old snapshot is freed.
+        old.jail_service.client.close()
 
 
 def runtime_load(state: RuntimeState) -> None:

@@ -4,11 +4,12 @@ No module in the project keeps mutable state at module level; everything a proce
 remembers between requests lives in one RuntimeState, so tests can build a fresh one
 per test and nothing leaks between them.
 
-Whatever depends on the runtime settings (the settings themselves, the fail2ban client
-with its capability cache, the session storage) is one frozen RuntimeSnapshot, replaced
-by a single assignment when the stored settings change (jails.runtime). Code that needs
-two of its parts in one operation reads `state.snapshot` once and uses that snapshot, so
-it can never pair one server's client with another server's capabilities.
+Whatever depends on the runtime settings (the settings themselves, the link to fail2ban
+(jails.agent.link) with its capability cache, the session storage) is one frozen
+RuntimeSnapshot, replaced by a single assignment when the stored settings change
+(jails.runtime). Code that needs two of its parts in one operation reads `state.snapshot`
+once and uses that snapshot, so it can never pair one server's client with another
+server's capabilities.
 
 This module imports nothing else of jails' Django side (no models, apps or jails.sessions),
 so everything may import it: see README, "How it is built".
@@ -16,14 +17,17 @@ so everything may import it: see README, "How it is built".
 
 from __future__ import annotations
 
+import shlex
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.apps import apps as django_apps
 
-from jails.fail2ban import Fail2banClient
+from jails.agent.link import HostLink, link_build
+from jails.agent.operations import HostConfig
 from jails.history.charts import WorldMap, load_world_map
 from jails.history.geo import GeoLocator
 from jails.session_storage import MemorySessions, SessionCache, build_session_cache
@@ -34,6 +38,9 @@ class RuntimeSettings:
     """The settings a RuntimeState was built from (a snapshot, never mutated)."""
 
     fail2ban_socket: str
+    # "" talks to fail2ban's socket in this process; "unix:/run/jailadmin/agent.sock" goes
+    # through the host agent (the web process then needs no access to fail2ban at all).
+    fail2ban_agent: str = ""
     fail2ban_timeout: float = 5.0
     fail2ban_time_zone: str = "UTC"
     fail2ban_config_dir: str = "/etc/fail2ban"
@@ -53,6 +60,7 @@ class RuntimeSettings:
         """Seed values from the JAILADMIN_* settings (read only here and in apps.py)."""
         return cls(
             fail2ban_socket=settings.JAILADMIN_FAIL2BAN_SOCKET,
+            fail2ban_agent=settings.JAILADMIN_FAIL2BAN_AGENT,
             fail2ban_timeout=settings.JAILADMIN_FAIL2BAN_TIMEOUT,
             fail2ban_time_zone=settings.JAILADMIN_FAIL2BAN_TIME_ZONE,
             fail2ban_config_dir=settings.JAILADMIN_FAIL2BAN_CONFIG_DIR,
@@ -82,14 +90,14 @@ class Capabilities:
 
 @dataclass
 class JailServiceState:
-    """The jails service's per-process state: the client and the capability cache."""
+    """The jails service's per-process state: the link to fail2ban and the capability cache."""
 
-    client: Fail2banClient
+    client: HostLink
     server_time_zone: ZoneInfo
     capabilities: Capabilities | None = None
     # Which server the cached capabilities came from: the socket file's identity (a
-    # restarted or upgraded fail2ban creates a new socket), read without a round trip.
-    capabilities_endpoint: tuple[int, int, int] | None = None
+    # restarted or upgraded fail2ban creates a new socket), known without a round trip.
+    capabilities_endpoint: Hashable | None = None
     # Views are synchronous under gunicorn's threads: one probe at a time.
     probe_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     probes_run: int = 0
@@ -173,10 +181,32 @@ class RuntimeState:
             return self.snapshot
 
 
+def host_config(settings: RuntimeSettings) -> HostConfig:
+    """Where fail2ban is and how to run its client, as the settings say (direct mode)."""
+    return HostConfig(
+        socket=settings.fail2ban_socket,
+        timeout=settings.fail2ban_timeout,
+        config_dir=settings.fail2ban_config_dir,
+        fail2ban_client=tuple(shlex.split(settings.fail2ban_client)),
+    )
+
+
+# What the jail service state is built from: a snapshot rebuild keeps its link (and the probed
+# capabilities, and an agent link's open connections) while none of these changed.
+JAIL_SERVICE_SETTINGS = (
+    "fail2ban_socket",
+    "fail2ban_agent",
+    "fail2ban_timeout",
+    "fail2ban_time_zone",
+    "fail2ban_config_dir",
+    "fail2ban_client",
+)
+
+
 def jail_service_build(settings: RuntimeSettings) -> JailServiceState:
-    """The jails service's state for `settings`: a client, an empty capability cache. No I/O."""
+    """The jails service's state for `settings`: a link, an empty capability cache. No I/O."""
     return JailServiceState(
-        client=Fail2banClient(settings.fail2ban_socket, timeout=settings.fail2ban_timeout),
+        client=link_build(agent=settings.fail2ban_agent, config=host_config(settings)),
         server_time_zone=ZoneInfo(settings.fail2ban_time_zone),
     )
 
@@ -197,7 +227,7 @@ def runtime_snapshot_build(
             getattr(old, name) == getattr(settings, name) for name in names
         )
 
-    if previous is not None and same("fail2ban_socket", "fail2ban_timeout", "fail2ban_time_zone"):
+    if previous is not None and same(*JAIL_SERVICE_SETTINGS):
         jail_service = previous.jail_service
     else:
         jail_service = jail_service_build(settings)

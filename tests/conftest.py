@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from jails.fail2ban.server import JailSpec, PrivateServer, selected_version
+from tests.support.agent_process import AgentProcess, server_options
 from tests.support.redis_server import RedisServer
 
 # Every test in these directories talks to fail2ban (client, protocol, services): `make test`
 # runs the `fail2ban` marker again on fail2ban 1.1, so a new file here is included by itself.
 # Modules elsewhere opt in with `pytestmark = [..., pytest.mark.fail2ban]`.
-FAIL2BAN_FACING_DIRS = frozenset({"fail2ban", "services"})
+FAIL2BAN_FACING_DIRS = frozenset({"agent", "fail2ban", "services"})
 
 # The fail2ban the session server runs (JAILADMIN_TEST_FAIL2BAN=1.0|1.1) and the version
 # string it answers: tests that show the version compare with this, not a literal.
@@ -64,6 +65,25 @@ def f2b(f2b_server: PrivateServer) -> PrivateServer:
     return f2b_server
 
 
+@pytest.fixture(scope="session")
+def f2b_agent_server(f2b_server: PrivateServer) -> Iterator[AgentProcess]:
+    """One real agent (`python -m jails.agent --listen`) in front of the session's server."""
+    agent = AgentProcess(str(f2b_server.socket_path), options=server_options(f2b_server))
+    try:
+        agent.start()
+        yield agent
+    finally:
+        agent.cleanup()
+
+
+@pytest.fixture
+def f2b_agent(f2b: PrivateServer, f2b_agent_server: AgentProcess) -> AgentProcess:
+    """The agent in front of the reset private server, running (restarted if a test stopped
+    it); `.address` is what AgentLink and JAILADMIN_FAIL2BAN_AGENT take."""
+    f2b_agent_server.start()
+    return f2b_agent_server
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
     """Every test gets a fresh RuntimeState, so no cache leaks between tests."""
@@ -83,22 +103,68 @@ def _fresh_state() -> Iterator[None]:
     config.state = previous
 
 
+RUNTIME_MODES = ("direct", "agent")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with `RUNTIME_MODES = ("direct", "agent")` runs each test that uses `runtime`
+    once per mode (issue 10: the same service layer, the same tests, both connections)."""
+    modes = getattr(metafunc.module, "RUNTIME_MODES", None)
+    if modes and "runtime" in metafunc.fixturenames:
+        metafunc.parametrize("runtime", modes, indirect=True)
+
+
 @pytest.fixture
-def runtime(f2b: PrivateServer):
-    """A fresh runtime state pointed at the private fail2ban server."""
+def runtime(request: pytest.FixtureRequest, f2b: PrivateServer):
+    """A fresh runtime state pointed at the private fail2ban server.
+
+    Directly at its socket by default; through a real agent (`f2b_agent`) when parametrised
+    with "agent" (indirect parametrisation, or RUNTIME_MODES in the module). In agent mode
+    the socket, configuration directory and fail2ban-client settings stay the server's, as
+    an operator's would, but the site uses none of them: the agent has its own.
+    """
     from django.apps import apps
 
     from jails.state import build_runtime_state
 
+    mode = getattr(request, "param", "direct")
+    assert mode in RUNTIME_MODES, mode
+    agent = request.getfixturevalue("f2b_agent").address if mode == "agent" else ""
     config = apps.get_app_config("jails")
     settings_snapshot = replace(
         config.state.settings,
         fail2ban_socket=str(f2b.socket_path),
+        fail2ban_agent=agent,
         fail2ban_time_zone=SERVER_TZ,
         fail2ban_config_dir=str(f2b.conf_dir),
         fail2ban_client=f2b.install.client,
     )
     config.state = build_runtime_state(settings_snapshot)
+    return config.state
+
+
+@pytest.fixture
+def runtime_agent(f2b: PrivateServer, f2b_agent: AgentProcess):
+    """A fresh runtime state that reaches the private fail2ban only through the agent.
+
+    The site's own socket, configuration directory and fail2ban-client point nowhere, so a
+    test passes only if every call really goes through the agent.
+    """
+    from django.apps import apps
+
+    from jails.state import build_runtime_state
+
+    config = apps.get_app_config("jails")
+    config.state = build_runtime_state(
+        replace(
+            config.state.settings,
+            fail2ban_socket="/nonexistent/jailadmin-direct.sock",
+            fail2ban_agent=f2b_agent.address,
+            fail2ban_time_zone=SERVER_TZ,
+            fail2ban_config_dir="/nonexistent/fail2ban",
+            fail2ban_client="/nonexistent/fail2ban-client",
+        )
+    )
     return config.state
 
 

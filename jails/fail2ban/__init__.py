@@ -6,11 +6,15 @@ private-server harness alike.
 
 from .client import DEFAULT_SOCKET, Connection, Fail2banClient
 from .errors import (
+    AgentRefused,
+    AgentUnreachable,
     CommandRejected,
+    DatabaseUnavailable,
     Fail2banError,
     Fail2banUnreachable,
     InvalidArgument,
     ProtocolError,
+    ReloadFailed,
     ReplyTooLarge,
     UnknownJail,
     UnsupportedCommand,
@@ -18,13 +22,17 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_SOCKET",
+    "AgentRefused",
+    "AgentUnreachable",
     "CommandRejected",
     "Connection",
+    "DatabaseUnavailable",
     "Fail2banClient",
     "Fail2banError",
     "Fail2banUnreachable",
     "InvalidArgument",
     "ProtocolError",
+    "ReloadFailed",
     "ReplyTooLarge",
     "UnknownJail",
     "UnsupportedCommand",

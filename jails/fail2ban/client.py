@@ -78,6 +78,18 @@ class Connection:
         Every reply is read (the connection stays in step) before the first refusal is
         raised; an unreachable or garbled server breaks the connection as in send().
         """
+        outcomes = self.send_batch_outcomes(commands)
+        refusal = next((o for o in outcomes if isinstance(o, CommandRejected)), None)
+        if refusal is not None:
+            raise refusal
+        return outcomes
+
+    def send_batch_outcomes(self, commands: Sequence[Sequence[str]]) -> list[Any]:
+        """send_batch(), but each refusal is returned in its command's place, not raised.
+
+        The agent passes every command's own answer or refusal back to its caller.
+        Every command is checked before anything is sent: one invalid command sends none.
+        """
         checked = [
             check_command(tuple(command), allow_server_stop=self._allow_server_stop)
             for command in commands
@@ -86,18 +98,14 @@ class Connection:
             return []
         request = b"".join(encode_request(words) for words in checked)
         payloads = self._exchange(request, lambda: self._read_replies(len(checked)))
-        values: list[Any] = []
-        refusal: CommandRejected | None = None
+        outcomes: list[Any] = []
         for words, payload in zip(checked, payloads, strict=True):
             try:
-                values.append(_decode_reply(words, payload))
+                outcomes.append(_decode_reply(words, payload))
             except CommandRejected as exc:
-                refusal = refusal or exc
-                values.append(None)
+                outcomes.append(exc)
         self._broken = False
-        if refusal is not None:
-            raise refusal
-        return values
+        return outcomes
 
     def _exchange(self, request: bytes, read: Callable[[], _Reply]) -> _Reply:
         # Leaves the connection marked broken: the caller clears the mark once the whole

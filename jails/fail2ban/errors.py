@@ -20,6 +20,24 @@ class Fail2banUnreachable(Fail2banError):
         self.reason = reason
 
 
+class AgentUnreachable(Fail2banUnreachable):
+    """The jailadmin agent cannot be reached (not running, refused, lost, no answer in time).
+
+    A Fail2banUnreachable, so every page that handles that still works in agent mode; the
+    status bar and /healthz tell the two apart by this type.
+    """
+
+    def __init__(self, address: str, reason: str) -> None:
+        Fail2banError.__init__(self, f"the jailadmin agent is not reachable at {address}: {reason}")
+        self.socket_path = address
+        self.address = address
+        self.reason = reason
+
+
+class AgentRefused(Fail2banError):
+    """The agent refused the request: unknown operation, malformed, too large, wrong version."""
+
+
 class ProtocolError(Fail2banError):
     """The reply could not be decoded (garbage, forbidden pickle, cut off)."""
 
@@ -55,3 +73,18 @@ class UnknownJail(CommandRejected):
 
 class UnsupportedCommand(CommandRejected):
     """This fail2ban version does not implement the command."""
+
+
+class DatabaseUnavailable(Fail2banError):
+    """fail2ban's database cannot be read: none kept, unreadable, not fail2ban's, stayed locked."""
+
+
+class ReloadFailed(Fail2banError):
+    """`fail2ban-client reload` did not succeed; carries what it printed."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message + (f"\n{output}" if output else ""))
+        # The message alone, so the error can be sent across the agent protocol and
+        # re-created without the output appearing twice.
+        self.summary = message
+        self.output = output

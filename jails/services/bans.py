@@ -15,7 +15,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from jails.fail2ban import Connection, Fail2banError, InvalidArgument, UnknownJail
+from jails.agent.link import CommandChannel
+from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import IPAddress, IPNetwork, validate_jail_name
 from jails.services import jails as jail_service
 from jails.services.audit import Actor
@@ -153,11 +154,11 @@ def _batches(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield values[start : start + size]
 
 
-def _banned_in_jail(conn: Connection, jail: str) -> set[str]:
+def _banned_in_jail(conn: CommandChannel, jail: str) -> set[str]:
     return {str(ip) for ip in conn.send("get", jail, "banip") or ()}
 
 
-def _ignore_networks(conn: Connection, jail: str) -> list[tuple[str, IPNetwork]]:
+def _ignore_networks(conn: CommandChannel, jail: str) -> list[tuple[str, IPNetwork]]:
     """The jail's ignore list as networks; entries that are no address (host names) are left out."""
     networks = []
     for text in conn.send("get", jail, "ignoreip") or ():
@@ -357,7 +358,7 @@ def ips_unban(
     return report
 
 
-def _all_bans(conn: Connection) -> dict[str, list[str]]:
+def _all_bans(conn: CommandChannel) -> dict[str, list[str]]:
     """`banned`: every jail with its banned addresses."""
     bans: dict[str, list[str]] = {}
     for item in conn.send("banned") or ():

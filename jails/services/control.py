@@ -1,36 +1,27 @@
 """Controlling jails at run time: ignore list, ban time and friends, idle, stop, start, reload.
 
 Runtime changes live in the running fail2ban only: a reload re-reads the configuration
-and undoes them (the configuration editor is what makes them permanent). ``reload`` is
-the one place a subprocess is right: it needs fail2ban's own configuration reader.
+and undoes them (the configuration editor is what makes them permanent). ``reload`` runs
+fail2ban-client on the host (jails.agent.operations.reload), through the state's link.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jails.fail2ban import CommandRejected, Fail2banError, InvalidArgument, UnknownJail
+from jails.agent import operations
+from jails.fail2ban import CommandRejected, InvalidArgument, UnknownJail
+
+# ReloadFailed lives with the other typed errors now (the agent raises it too); the name
+# stays importable from here for the code that imported it from here.
+from jails.fail2ban import ReloadFailed as ReloadFailed
 from jails.fail2ban.validation import parse_count, parse_duration, validate_jail_name
 from jails.services import jails as jail_service
 from jails.services.audit import Actor
 from jails.services.operations import audited, entry_parse
-from jails.state import RuntimeState
+from jails.state import RuntimeState, host_config
 
-RELOAD_TIMEOUT = 120.0
-MAX_OUTPUT = 4000
 MAX_MAXRETRY = 1_000_000
-
-
-class ReloadFailed(Fail2banError):
-    """`fail2ban-client reload` did not succeed; carries what it printed."""
-
-    def __init__(self, message: str, output: str = "") -> None:
-        super().__init__(message + (f"\n{output}" if output else ""))
-        self.output = output
 
 
 # Ignore list ---
@@ -196,61 +187,15 @@ def jail_start(state: RuntimeState, *, jail: str, actor: Actor) -> StartResult:
 
 # Reload ---
 def reload_command(state: RuntimeState, *, jail: str | None) -> list[str]:
-    """The argv of `fail2ban-client -c CONF -s SOCK reload [JAIL]` for this state."""
-    settings = state.settings
-    argv = [
-        *shlex.split(settings.fail2ban_client),
-        "-c",
-        settings.fail2ban_config_dir,
-        "-s",
-        settings.fail2ban_socket,
-        "reload",
-    ]
-    if jail is not None:
-        argv.append(validate_jail_name(jail))
-    return argv
-
-
-# All fail2ban-client needs: PATH to find its interpreter, the locale for decoding its
-# configuration files, TZ for its log times. Everything else in our environment may be a
-# secret (secret key, admin password, database and Redis URLs) and stays with us; so do
-# our interpreter's PYTHON* variables (a packaged wrapper sets its own PYTHONPATH).
-RELOAD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def reload_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment `fail2ban-client reload` runs with: an allow-list, never ours whole."""
-    env = {name: environ[name] for name in RELOAD_ENVIRONMENT if name in environ}
-    env.setdefault("PATH", DEFAULT_PATH)
-    return env
+    """The argv of `fail2ban-client -c CONF -s SOCK reload [JAIL]` for this state's settings."""
+    return operations.reload_argv(host_config(state.settings), jail=jail)
 
 
 def _run_reload(state: RuntimeState, *, jail: str | None) -> str:
-    argv = reload_command(state, jail=jail)
-    try:
-        result = subprocess.run(  # noqa: S603 (fixed argv, validated jail name, no shell)
-            argv,
-            env=reload_environment(os.environ),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=RELOAD_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise ReloadFailed(f"fail2ban-client not found: {argv[0]}") from None
-    except subprocess.TimeoutExpired as exc:
-        output = _tail((exc.stdout or b"") + (exc.stderr or b""))
-        raise ReloadFailed(f"reload did not finish within {RELOAD_TIMEOUT:g} s", output) from None
-    output = _tail(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise ReloadFailed(f"reload failed (exit code {result.returncode})", output)
-    return output
-
-
-def _tail(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    return text if len(text) <= MAX_OUTPUT else "…" + text[-MAX_OUTPUT:]
+    # Through the link: in agent mode only the agent, as root, may run fail2ban-client.
+    if jail is not None:
+        validate_jail_name(jail)
+    return state.jail_service.client.reload(jail=jail)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any, overload
 from zoneinfo import ZoneInfo
 
+from jails.agent.link import CommandChannel
 from jails.fail2ban import (
-    Connection,
     Fail2banError,
     InvalidArgument,
     UnknownJail,
@@ -132,7 +132,7 @@ class BanEntry:
 
 
 # Capabilities ------------------------------------------------------------------------------------
-def _supported(conn: Connection, *command: str) -> bool:
+def _supported(conn: CommandChannel, *command: str) -> bool:
     try:
         conn.send(*command)
     except UnsupportedCommand:
@@ -145,7 +145,7 @@ def _supported(conn: Connection, *command: str) -> bool:
     return True
 
 
-def _probe(conn: Connection) -> Capabilities:
+def _probe(conn: CommandChannel) -> Capabilities:
     version = str(conn.send("version"))
     # 1.0.2 reads `status --all short` as a jail named "--all" (UnknownJail): unsupported.
     try:
@@ -188,7 +188,8 @@ def _capabilities(service: JailServiceState) -> Capabilities:
             capabilities = _probe(conn)
         service.probes_run += 1
         service.capabilities = capabilities
-        service.capabilities_endpoint = endpoint
+        # Read again: an agent link learns the endpoint from its first reply (the probe's).
+        service.capabilities_endpoint = service.client.endpoint_identity()
         return capabilities
 
 
@@ -216,11 +217,11 @@ def _split_jail_list(status: dict[str, Any]) -> tuple[list[str], list[str]]:
     return valid, skipped
 
 
-def _jail_names(conn: Connection) -> tuple[list[str], list[str]]:
+def _jail_names(conn: CommandChannel) -> tuple[list[str], list[str]]:
     return _split_jail_list(_pairs(conn.send("status")))
 
 
-def _stats(conn: Connection) -> dict[str, Any]:
+def _stats(conn: CommandChannel) -> dict[str, Any]:
     """fail2ban 1.1's `stats`: {jail: [backend, (failed now, total), (banned now, total)]}."""
     reply = conn.send("stats")
     return {str(k): v for k, v in reply.items()} if isinstance(reply, dict) else {}
@@ -252,33 +253,43 @@ def _summary_from_status(
     )
 
 
-def _summary(conn: Connection, name: str, capabilities: Capabilities) -> JailSummary:
-    status = _pairs(conn.send("status", name, "short"))
-    backend = NOT_REPORTED
-    if capabilities.get_backend:
-        backend = str(conn.send("get", name, "backend"))
-    elif capabilities.stats:
-        backend = _stats_backend(_stats(conn).get(name))
-    idle = _as_bool(conn.send("get", name, "idle")) if capabilities.get_idle else None
-    return _summary_from_status(name, status, backend=backend, idle=idle)
-
-
 def _overview_each(
-    conn: Connection, capabilities: Capabilities
+    conn: CommandChannel, capabilities: Capabilities
 ) -> tuple[list[JailSummary], list[str]]:
-    # fail2ban 1.0: `status`, then `status J short` per jail (1 + N round trips).
+    # fail2ban 1.0: `status`, then every jail's `status J short` (and the per-jail gets the
+    # version answers) in one batch: two round trips whatever the number of jails, which
+    # matters most through the host agent, where each round trip crosses two sockets.
     names, skipped = _jail_names(conn)
+    asked = ["status"] + ["backend"] * capabilities.get_backend + ["idle"] * capabilities.get_idle
+    commands = [
+        ("status", name, "short") if what == "status" else ("get", name, what)
+        for name in names
+        for what in asked
+    ]
+    outcomes = conn.send_batch_outcomes(commands)
+    stats = _stats(conn) if capabilities.stats and not capabilities.get_backend else {}
     summaries = []
-    for name in names:
-        try:
-            summaries.append(_summary(conn, name, capabilities))
-        except UnknownJail:
+    width = len(asked)
+    for index, name in enumerate(names):
+        answers = outcomes[index * width : (index + 1) * width]
+        if any(isinstance(answer, UnknownJail) for answer in answers):
             continue  # removed between `status` and `status J`
+        refusal = next((a for a in answers if isinstance(a, Fail2banError)), None)
+        if refusal is not None:
+            raise refusal
+        status, rest = _pairs(answers[0]), list(answers[1:])
+        backend = NOT_REPORTED
+        if capabilities.get_backend:
+            backend = str(rest.pop(0))
+        elif capabilities.stats:
+            backend = _stats_backend(stats.get(name))
+        idle = _as_bool(rest.pop(0)) if capabilities.get_idle else None
+        summaries.append(_summary_from_status(name, status, backend=backend, idle=idle))
     return summaries, skipped
 
 
 def _overview_all(
-    conn: Connection, capabilities: Capabilities
+    conn: CommandChannel, capabilities: Capabilities
 ) -> tuple[list[JailSummary], list[str]]:
     # fail2ban 1.1: `status --all short` holds the jail list and every jail's counters
     # ([(label, value)..., {jail: status}]); `stats` adds each backend. Two round trips.
@@ -386,7 +397,7 @@ _INCREMENT_KEYS = (
 
 
 def _detail(
-    conn: Connection,
+    conn: CommandChannel,
     name: str,
     capabilities: Capabilities,
     *,

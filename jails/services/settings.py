@@ -20,7 +20,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
-from jails.fail2ban import Fail2banClient, Fail2banError, Fail2banUnreachable, ProtocolError
+from jails.agent.link import agent_address_check, link_build
+from jails.agent.operations import HostConfig
+from jails.fail2ban import (
+    AgentRefused,
+    AgentUnreachable,
+    Fail2banClient,
+    Fail2banError,
+    Fail2banUnreachable,
+    InvalidArgument,
+    ProtocolError,
+)
 from jails.models import SiteSettings
 from jails.roles import ADMINISTRATOR
 from jails.services.audit import Actor, audit_record
@@ -64,6 +74,7 @@ class SiteValues:
     session_cache: str
     redis_url: str
     history_retention_days: int
+    fail2ban_agent: str = ""  # "" = the socket directly; else the host agent's address
 
     @classmethod
     def from_row(cls, row: SiteSettings) -> SiteValues:
@@ -71,7 +82,7 @@ class SiteValues:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> SiteValues:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def apply_to(self, row: SiteSettings) -> None:
         for name, value in asdict(self).items():
@@ -144,6 +155,47 @@ def fail2ban_socket_check(*, path: str, timeout: float) -> str:
     if pong != "pong":
         raise SettingsInvalid(f"Something answers on {path}, but not like fail2ban.")
     return str(version)
+
+
+def fail2ban_agent_check(*, address: str, timeout: float) -> str:
+    """The host agent answers the handshake and fail2ban answers behind it: its version."""
+    try:
+        address = agent_address_check(address)
+    except InvalidArgument as exc:
+        raise SettingsInvalid(f"{exc}.") from None
+    if not address:
+        raise SettingsInvalid("Enter the agent's address, e.g. unix:/run/jailadmin/agent.sock.")
+    link = link_build(agent=address, config=HostConfig(timeout=timeout))
+    try:
+        info = link.hello()
+        if info.fail2ban_version is None:
+            # The agent is up; ask fail2ban through it, for the reason it does not answer.
+            link.send("ping")
+            info = link.hello()
+    except AgentUnreachable as exc:
+        raise SettingsInvalid(
+            f"The jailadmin agent does not answer at {address}: {exc.reason}. Is it running "
+            "(systemctl status jailadmin-agent.socket), and is this site's user in the group "
+            "of its socket?"
+        ) from None
+    except Fail2banUnreachable as exc:
+        raise SettingsInvalid(
+            f"The agent at {address} answers, but fail2ban does not answer behind it "
+            f"({exc.socket_path}: {exc.reason}). Is fail2ban running?"
+        ) from None
+    except (AgentRefused, ProtocolError) as exc:
+        raise SettingsInvalid(
+            f"Something answers at {address}, but not like a jailadmin agent of this version: {exc}"
+        ) from None
+    except Fail2banError as exc:
+        raise SettingsInvalid(f"The agent at {address} refused the check: {exc}") from None
+    finally:
+        link.close()  # a checking link's pooled connections end here, not at garbage collection
+    if info.fail2ban_version is None:
+        raise SettingsInvalid(
+            f"The agent at {address} answers, but cannot tell fail2ban's version."
+        )
+    return info.fail2ban_version
 
 
 def redis_url_check(*, url: str, timeout: float = 2.0) -> None:

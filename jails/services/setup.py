@@ -107,6 +107,7 @@ def setup_initial(seeds: RuntimeSettings) -> dict[str, object]:
     JAILADMIN_* seed values, keyed by the setup form's field names."""
     return {
         "fail2ban_socket": seeds.fail2ban_socket,
+        "fail2ban_agent": seeds.fail2ban_agent,
         "display_time_zone": seeds.display_time_zone,
         "session_lifetime_seconds": seeds.session_lifetime_seconds,
         "session_cache": seeds.session_cache,
@@ -125,7 +126,9 @@ class SetupSync:
     reason: str = ""
 
 
-def setup_history_sync(state: RuntimeState, *, fail2ban_socket: str) -> SetupSync:
+def setup_history_sync(
+    state: RuntimeState, *, fail2ban_socket: str, fail2ban_agent: str = ""
+) -> SetupSync:
     """Archive the bans fail2ban holds now, so the dashboard shows them at once; never raises
     for fail2ban's sake (the setup is saved already; the job runner syncs again anyway)."""
     # The saved socket, not the state's: this process applies the saved settings only on its
@@ -133,7 +136,9 @@ def setup_history_sync(state: RuntimeState, *, fail2ban_socket: str) -> SetupSyn
     # once, but a web worker must not keep ~100 MB of geo data for the rest of its life.
     settings = state.settings
     geo = GeoLocator(mmdb_path=settings.geoip_db or None)
-    sync_settings = replace(settings, fail2ban_socket=fail2ban_socket)
+    sync_settings = replace(
+        settings, fail2ban_socket=fail2ban_socket, fail2ban_agent=fail2ban_agent
+    )
     sync_state = replace(
         state,
         snapshot=replace(
@@ -159,3 +164,4 @@ def setup_history_sync(state: RuntimeState, *, fail2ban_socket: str) -> SetupSyn
             return SetupSync(ok=True, archived=result.archived)
     finally:
         geo.close()
+        sync_state.jail_service.client.close()  # an agent link's connections, not kept

@@ -78,8 +78,11 @@ def setup_wizard(request: HtmxHttpRequest) -> HttpResponse:
                 setup_service.setup_token_delete(path=token_path)
                 # Without this the dashboard says "No bans archived yet" until the job
                 # runner's next sync, although fail2ban holds bans.
+                values = form.site_values()
                 sync = setup_service.setup_history_sync(
-                    state, fail2ban_socket=form.site_values().fail2ban_socket
+                    state,
+                    fail2ban_socket=values.fail2ban_socket,
+                    fail2ban_agent=values.fail2ban_agent,
                 )
                 messages.success(
                     request,

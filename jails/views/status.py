@@ -26,7 +26,12 @@ def status_bar(request: HtmxHttpRequest) -> HttpResponse:
 @never_cache
 @login_not_required
 def healthz(request: HtmxHttpRequest) -> HttpResponse:
-    """200 when fail2ban and the session storage answer, 503 otherwise; no details, no login."""
-    if not health_service.health_check(runtime_state()):
-        return HttpResponse("unavailable\n", status=503, content_type="text/plain")
+    """200 when fail2ban and the session storage answer, 503 otherwise; no login.
+
+    The body names what is down ("agent unreachable", "fail2ban unreachable"...) and nothing
+    more: no path, no reason, as anyone may ask.
+    """
+    problem = health_service.health_problem(runtime_state())
+    if problem is not None:
+        return HttpResponse(f"unavailable: {problem}\n", status=503, content_type="text/plain")
     return HttpResponse("ok\n", content_type="text/plain")

@@ -150,6 +150,7 @@ def test_setup_initial_is_the_seed_settings(runtime):
     initial = setup_service.setup_initial(runtime.settings)
     assert initial == {
         "fail2ban_socket": runtime.settings.fail2ban_socket,
+        "fail2ban_agent": runtime.settings.fail2ban_agent,
         "display_time_zone": runtime.settings.display_time_zone,
         "session_lifetime_seconds": runtime.settings.session_lifetime_seconds,
         "session_cache": runtime.settings.session_cache,

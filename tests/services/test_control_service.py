@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from jails.agent import operations as host_operations
 from jails.fail2ban import InvalidArgument, UnknownJail
 from jails.models import AuditEntry
 from jails.services import control as control_service
@@ -251,7 +252,7 @@ def test_server_reload_passes_no_secret_to_fail2ban_client(runtime, f2b, tmp_pat
     control_service.server_reload(config.state, actor=ACTOR, jail="sshd")
 
     seen = json.loads(dump.read_text())
-    assert set(seen) <= set(control_service.RELOAD_ENVIRONMENT)
+    assert set(seen) <= set(host_operations.RELOAD_ENVIRONMENT)
     assert seen["TZ"] == "Asia/Kolkata" and seen["PATH"]
     for value in SECRETS.values():
         assert value not in json.dumps(seen)
@@ -261,6 +262,6 @@ def test_server_reload_passes_no_secret_to_fail2ban_client(runtime, f2b, tmp_pat
 
 
 def test_reload_environment_keeps_only_the_allow_list():
-    env = control_service.reload_environment({"PATH": "/bin", "LANG": "C.UTF-8", **SECRETS})
+    env = host_operations.reload_environment({"PATH": "/bin", "LANG": "C.UTF-8", **SECRETS})
     assert env == {"PATH": "/bin", "LANG": "C.UTF-8"}
-    assert control_service.reload_environment({})["PATH"]  # a PATH even when we have none
+    assert host_operations.reload_environment({})["PATH"]  # a PATH even when we have none

@@ -1,6 +1,8 @@
 """Loaded with `-p tests.support.env_defaults` before Django's settings: test-only environment."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault(
@@ -10,3 +12,11 @@ os.environ.setdefault("JAILADMIN_DEBUG", "false")
 os.environ.setdefault("JAILADMIN_VAR_DIR", tempfile.mkdtemp(prefix="jailadmin-test-var-"))
 os.environ.setdefault("JAILADMIN_FAIL2BAN_SOCKET", "/nonexistent/jailadmin-test/fail2ban.sock")
 os.environ.setdefault("JAILADMIN_FAIL2BAN_TIMEOUT", "2")
+
+# Static files are collected once per test process (tests/conftest.py); under pytest-xdist
+# every worker would otherwise collect into the one directory the others read, and a page
+# rendered in one worker could meet a half-written manifest from another. Not setdefault:
+# a worker inherits its controller's environment, and each process needs its own.
+_static_root = tempfile.mkdtemp(prefix="jailadmin-test-static-")
+os.environ["JAILADMIN_STATIC_ROOT"] = _static_root
+atexit.register(shutil.rmtree, _static_root, ignore_errors=True)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
 
-from jails.fail2ban import Fail2banError, InvalidArgument
+from jails.fail2ban import (
+    AgentRefused,
+    AgentUnreachable,
+    DatabaseUnavailable,
+    Fail2banError,
+    Fail2banUnreachable,
+    InvalidArgument,
+)
 from jails.middleware import Fail2banErrorMiddleware
 from jails.services.control import ReloadFailed
 from tests.conftest import point_state_at
@@ -79,12 +88,17 @@ def render_error(exc: Exception, **headers: str) -> HttpResponse:
         (ReloadFailed("reload failed (exit code 255)", "ERROR  No file(s) found"), 502),
         (Fail2banError("something typed but new"), 502),
         (InvalidArgument("--all is not a valid jail name"), 400),
+        (DatabaseUnavailable("cannot read fail2ban's database /x: file is not a database"), 502),
+        # Agent mode (issue 10): the agent gone, fail2ban gone behind it, the agent saying no.
+        (AgentUnreachable("unix:/run/jailadmin/agent.sock", "connection refused"), 503),
+        (Fail2banUnreachable("/run/fail2ban/fail2ban.sock", "the socket does not exist"), 503),
+        (AgentRefused("unknown operation 'run'"), 503),
     ],
 )
 def test_every_typed_error_is_a_page_with_its_reason(exc, status):
     response = render_error(exc)
     assert response.status_code == status
-    assert str(exc).splitlines()[0] in response.content.decode()
+    assert html.escape(str(exc).splitlines()[0]) in response.content.decode()
 
 
 def test_error_reason_is_escaped():

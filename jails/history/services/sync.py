@@ -18,9 +18,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import sqlite3
-import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +28,9 @@ from django.db import connection, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from jails.fail2ban import InvalidArgument
+from jails.agent import operations
+from jails.agent.operations import BanRow
+from jails.fail2ban import DatabaseUnavailable, InvalidArgument
 from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
 from jails.history.geo import GeoDataError, GeoInfo
 from jails.history.models import BanEvent, HistorySource
@@ -51,6 +50,7 @@ from jails.state import RuntimeState
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000  # rows per read from fail2ban's database (each read is one short query)
+# (at most operations.MAX_BATCH_ROWS: the agent refuses larger reads)
 COMMIT_ROWS = 20000  # rows archived per write transaction
 MAX_MATCH_TEXT = 32 * 1024  # matched log lines kept per ban
 MAX_DATA_BYTES = 4 * 1024 * 1024  # a `data` blob larger than this is not parsed
@@ -61,7 +61,6 @@ ORIGIN_ACTIONS: Mapping[str, str] = {
     "blocklist_import": BanEvent.Origin.BLOCKLIST,
 }
 AUDIT_MATCH_SECONDS = 300  # an audit record this close to a ban's start explains it
-READ_RETRIES = 5  # "database is locked" while fail2ban writes: retry shortly
 
 
 class HistoryError(Exception):
@@ -191,40 +190,39 @@ def parse_ban_row(
 
 
 # --- Reading fail2ban's database ------------------------------------------------------------------
+# The reading itself is a host operation (jails.agent.operations): in agent mode only the
+# agent, as root, can open fail2ban's database; the site asks it through the HostLink.
+@dataclass(frozen=True)
+class _Reader:
+    """Where the rows come from: fail2ban's database through the link, or a file given here."""
+
+    path: str
+    bans: Callable[[int, int], list[BanRow]]  # (after, limit)
+    ban: Callable[[int], tuple[str, str, int] | None]  # rowid
+
+
 def dbfile_get(state: RuntimeState) -> str | None:
     """fail2ban's database path (`get dbfile`), or None when it keeps no database."""
-    value = state.jail_service.client.send("get", "dbfile")
-    if value is None:
-        return None
-    path = str(value).strip()
-    return path if path and path not in (":memory:", "None") else None
+    return state.jail_service.client.database_path()
 
 
-def _open_readonly(path: str) -> sqlite3.Connection:
-    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
-    try:
-        # isolation_level=None: no implicit transaction; every SELECT ends when it is fetched.
-        conn = sqlite3.connect(uri, uri=True, timeout=2.0, isolation_level=None)
-        conn.execute("PRAGMA query_only = ON")
-        version = conn.execute("SELECT version FROM fail2banDb").fetchone()
-    except sqlite3.Error as exc:
-        raise HistoryError(f"cannot read fail2ban's database {path}: {exc}") from exc
-    if not version or int(version[0]) < 2:
-        conn.close()
-        raise HistoryError(f"{path} is not a fail2ban database this version understands")
-    return conn
-
-
-def _query(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    """One short read; retried a few times while fail2ban holds its write lock."""
-    for attempt in range(READ_RETRIES):
-        try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise HistoryError(f"cannot read fail2ban's database: {exc}") from exc
-            time.sleep(0.05 * (attempt + 1))
-    raise HistoryError("fail2ban's database stayed locked; will try again on the next sync")
+def _reader(state: RuntimeState, dbfile: str | None) -> _Reader:
+    if dbfile is not None:
+        # An old copy or a backup, read here: `history_sync --dbfile` runs on the host.
+        return _Reader(
+            path=dbfile,
+            bans=lambda after, limit: operations.database_bans(dbfile, after=after, limit=limit),
+            ban=lambda rowid: operations.database_ban(dbfile, rowid=rowid),
+        )
+    link = state.jail_service.client
+    path = link.database_path()
+    if not path:
+        raise HistoryError("fail2ban keeps no database (dbfile is :memory: or unset)")
+    return _Reader(
+        path=path,
+        bans=lambda after, limit: link.database_bans(after=after, limit=limit),
+        ban=lambda rowid: link.database_ban(rowid=rowid),
+    )
 
 
 # --- Origin ---------------------------------------------------------------------------------------
@@ -312,7 +310,7 @@ class SyncResult:
         return text
 
 
-def _cursor_valid(conn: sqlite3.Connection, source: HistorySource) -> bool:
+def _cursor_valid(reader: _Reader, source: HistorySource) -> bool:
     """The row at the cursor is still the one we read, so every new row lies beyond it.
 
     SQLite gives a new row max(rowid)+1; only when the newest rows were deleted (an unban,
@@ -320,11 +318,7 @@ def _cursor_valid(conn: sqlite3.Connection, source: HistorySource) -> bool:
     """
     if source.last_rowid <= 0:
         return True
-    row = _query(conn, "SELECT jail, ip, timeofban FROM bans WHERE rowid = ?", (source.last_rowid,))
-    if not row:
-        return False
-    jail, ip, timeofban = row[0]
-    return (str(jail), str(ip), int(timeofban)) == (
+    return reader.ban(source.last_rowid) == (
         source.last_jail,
         source.last_ip,
         source.last_timeofban,
@@ -470,74 +464,78 @@ def history_sync(
 
     ``dbfile`` reads that file instead of the one fail2ban reports (an old copy, a backup).
     """
-    path = dbfile if dbfile is not None else dbfile_get(state)
-    if not path:
-        raise HistoryError("fail2ban keeps no database (dbfile is :memory: or unset)")
-    result = SyncResult(dbfile=path)
-    conn = _open_readonly(path)
     try:
-        source, _ = HistorySource.objects.get_or_create(dbfile=path[:1024])
-        if not _cursor_valid(conn, source):
-            result.rescanned = True
-            source.last_rowid = 0
-        last_rowid = source.last_rowid
-        addresses: dict[str, tuple[str, str] | None] = {}
-        parsed: list[ParsedBan] = []
-        unstored: Sequence[Any] | None = None  # the last row read but not yet archived
+        return _sync(state, dbfile, batch_size, commit_rows, should_stop, progress)
+    except DatabaseUnavailable as exc:
+        raise HistoryError(str(exc)) from exc
 
-        def store(bans: list[ParsedBan], last: Sequence[Any]) -> None:
-            with transaction.atomic():
-                _archive_batch(state, bans, result)
-                source.last_rowid = int(last[0])
-                source.last_jail = str(last[1])[:64]
-                source.last_ip = str(last[2])[:64]
-                source.last_timeofban = int(last[3]) if isinstance(last[3], int) else 0
-                source.save()
-            if progress is not None:
-                progress()
 
-        if connection.vendor == "sqlite":
-            # Index pages of a large archive stay in memory across the batches of this sync
-            # (SQLite's default cache is 2 MB); the setting ends with the connection.
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA cache_size = -131072")
-        while True:
-            if should_stop is not None and should_stop():
-                result.stopped = True
-                break
-            rows = _query(
-                conn,
-                "SELECT rowid, jail, ip, timeofban, bantime, bancount, data FROM bans "
-                "WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (last_rowid, batch_size),
-            )
-            if not rows:
-                break
-            result.batches += 1
-            result.read += len(rows)
-            unstored = rows[-1]
-            for row in rows:
-                ban = parse_ban_row(row[1:], cache=addresses)
-                if ban is None:
-                    result.skipped += 1
-                    logger.warning("ban history: unusable row %r in %s", row[:4], path)
-                else:
-                    parsed.append(ban)
-            last_rowid = int(rows[-1][0])
-            finished = len(rows) < batch_size
-            # Several short reads, one write transaction: fewer commits of a large archive.
-            if finished or len(parsed) >= commit_rows:
-                store(parsed, unstored)
-                parsed, unstored = [], None
-            if finished:
-                break
-        if unstored is not None:  # stopped early, or the table ended on a full read
+def _sync(
+    state: RuntimeState,
+    dbfile: str | None,
+    batch_size: int,
+    commit_rows: int,
+    should_stop: Callable[[], bool] | None,
+    progress: Callable[[], None] | None,
+) -> SyncResult:
+    reader = _reader(state, dbfile)
+    path = reader.path
+    result = SyncResult(dbfile=path)
+    source, _ = HistorySource.objects.get_or_create(dbfile=path[:1024])
+    if not _cursor_valid(reader, source):
+        result.rescanned = True
+        source.last_rowid = 0
+    last_rowid = source.last_rowid
+    addresses: dict[str, tuple[str, str] | None] = {}
+    parsed: list[ParsedBan] = []
+    unstored: Sequence[Any] | None = None  # the last row read but not yet archived
+
+    def store(bans: list[ParsedBan], last: Sequence[Any]) -> None:
+        with transaction.atomic():
+            _archive_batch(state, bans, result)
+            source.last_rowid = int(last[0])
+            source.last_jail = str(last[1])[:64]
+            source.last_ip = str(last[2])[:64]
+            source.last_timeofban = int(last[3]) if isinstance(last[3], int) else 0
+            source.save()
+        if progress is not None:
+            progress()
+
+    if connection.vendor == "sqlite":
+        # Index pages of a large archive stay in memory across the batches of this sync
+        # (SQLite's default cache is 2 MB); the setting ends with the connection.
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA cache_size = -131072")
+    while True:
+        if should_stop is not None and should_stop():
+            result.stopped = True
+            break
+        rows = reader.bans(last_rowid, batch_size)
+        if not rows:
+            break
+        result.batches += 1
+        result.read += len(rows)
+        unstored = rows[-1]
+        for row in rows:
+            ban = parse_ban_row(row[1:], cache=addresses)
+            if ban is None:
+                result.skipped += 1
+                logger.warning("ban history: unusable row %r in %s", row[:4], path)
+            else:
+                parsed.append(ban)
+        last_rowid = int(rows[-1][0])
+        finished = len(rows) < batch_size
+        # Several short reads, one write transaction: fewer commits of a large archive.
+        if finished or len(parsed) >= commit_rows:
             store(parsed, unstored)
-        HistorySource.objects.filter(pk=source.pk).update(
-            synced_at=timezone.now(), archived_total=F("archived_total") + result.archived
-        )
-    finally:
-        conn.close()
+            parsed, unstored = [], None
+        if finished:
+            break
+    if unstored is not None:  # stopped early, or the table ended on a full read
+        store(parsed, unstored)
+    HistorySource.objects.filter(pk=source.pk).update(
+        synced_at=timezone.now(), archived_total=F("archived_total") + result.archived
+    )
     return result
 
 

@@ -54,6 +54,11 @@ class Command(RuntimeCommand):
             help="Read the password from the first line of standard input.",
         )
         parser.add_argument("--socket", help="fail2ban socket path (checked live).")
+        parser.add_argument(
+            "--agent",
+            help='The host agent, e.g. unix:/run/jailadmin/agent.sock (checked live); "" for '
+            "none: the site then talks to the socket itself.",
+        )
         parser.add_argument("--time-zone", help="Display time zone, e.g. Europe/Berlin.")
         parser.add_argument("--session-lifetime", help="Session lifetime, e.g. 8h or 30m.")
         parser.add_argument("--session-storage", choices=KINDS, help="Where sessions live.")
@@ -80,6 +85,7 @@ class Command(RuntimeCommand):
         data: dict[str, Any] = dict(setup_service.setup_initial(state.settings))
         overrides = {
             "fail2ban_socket": options["socket"],
+            "fail2ban_agent": options["agent"],
             "display_time_zone": options["time_zone"],
             "session_lifetime_seconds": options["session_lifetime"],
             "session_cache": options["session_storage"],
@@ -113,12 +119,15 @@ class Command(RuntimeCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Setup complete: administrator {result.username}, fail2ban "
-                f"{form.fail2ban_version} at {values.fail2ban_socket}, sessions in "
+                f"{form.fail2ban_version} at "
+                f"{values.fail2ban_agent or values.fail2ban_socket}, sessions in "
                 f"{values.session_cache}."
             )
         )
         # So the dashboard shows the bans fail2ban holds now, not "No bans archived yet".
-        sync = setup_service.setup_history_sync(state, fail2ban_socket=values.fail2ban_socket)
+        sync = setup_service.setup_history_sync(
+            state, fail2ban_socket=values.fail2ban_socket, fail2ban_agent=values.fail2ban_agent
+        )
         if sync.ok:
             self.stdout.write(f"Ban history: {sync.archived} bans archived from fail2ban.")
         else:

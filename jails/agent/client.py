@@ -1,0 +1,482 @@
+"""AgentLink: the HostLink that asks the jailadmin agent (jails/agent/protocol.py, version 1).
+
+Connections are persistent and pooled: one handshake per connection, not per request. At
+most `pool_size` idle connections are kept; a thread that finds none idle opens its own,
+so concurrency is never capped here (the agent caps it). A connection is used by one thread
+at a time, and one inherited across fork() (a gunicorn worker forked from a master that
+already talked to the agent) is discarded, never used: two processes would read each
+other's replies.
+
+A request that fails on a reused connection before any byte of its reply arrived (the agent
+closed an idle connection, or restarted) is sent once more on a fresh connection. Errors
+are the typed errors of jails.fail2ban, re-created from the agent's error replies, plus
+AgentUnreachable (no agent, or lost it) and AgentRefused (the agent said no).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from jails.fail2ban.errors import (
+    AgentRefused,
+    AgentUnreachable,
+    Fail2banError,
+    ProtocolError,
+    ReplyTooLarge,
+)
+
+from . import PROTOCOL_VERSION
+from .link import HostInfo
+from .operations import BanRow
+from .protocol import HEADER, MAX_REPLY_BYTES, error_decode, frame_encode, message_decode
+
+MAX_COMMANDS = 10000  # per request, as the agent allows (jails.agent.server.MAX_COMMANDS)
+# The agent answers a slow fail2ban with Fail2banUnreachable after its own timeout; wait a
+# little longer than that, so the site is told "fail2ban is slow", not "the agent is gone".
+REPLY_MARGIN = 5.0
+_RECV_BYTES = 256 * 1024
+_RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.ECONNREFUSED, errno.EWOULDBLOCK})
+_RETRY_BACKOFF = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+_Send = Callable[[str, dict[str, Any]], Any]
+
+
+class _Lost(Exception):
+    """The connection broke; `before_reply`: not one byte of the reply had arrived."""
+
+    def __init__(self, reason: str, *, before_reply: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.before_reply = before_reply
+
+
+class UnixTransport:
+    """How to reach an agent on this host: its Unix socket. (SSH will be another transport.)"""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.path}"
+
+    def open(self, timeout: float) -> socket.socket:
+        """A connected socket; AgentUnreachable if there is no agent to connect to."""
+        deadline = time.monotonic() + timeout
+        delays = iter(_RETRY_BACKOFF)
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock.connect(self.path)
+                return sock
+            except TimeoutError:
+                sock.close()
+                raise AgentUnreachable(self.address, f"no answer within {timeout:g} s") from None
+            except OSError as exc:
+                sock.close()
+                # A busy agent's backlog fills for a moment; a missing socket stays missing.
+                delay = next(delays, None) if exc.errno in _RETRY_ERRNOS else None
+                if delay is None or time.monotonic() + delay > deadline:
+                    raise AgentUnreachable(self.address, _describe(exc)) from None
+                time.sleep(delay)
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "the socket does not exist (is the agent running?)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied on the socket (is this user in the agent's group?)"
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused (is the agent running?)"
+    return exc.strerror or str(exc)
+
+
+class _AgentConnection:
+    """One open, greeted connection: requests go one after the other, each with its reply."""
+
+    def __init__(self, sock: socket.socket, address: str) -> None:
+        self.sock = sock
+        self.address = address
+        self.pid = os.getpid()
+        self.reused = False
+        self.broken = False
+        self._next_id = 0
+
+    def request(self, op: str, args: dict[str, Any], *, timeout: float) -> Any:
+        """Send one request and return its value; raise its typed error."""
+        self._next_id += 1
+        request_id = self._next_id
+        message = (
+            {"op": op, "protocol": PROTOCOL_VERSION, "id": request_id}
+            if op == "hello"
+            else {"id": request_id, "op": op, "args": args}
+        )
+        frame = frame_encode(message)
+        # Marked broken until the whole reply is read: a late reply must never be taken as
+        # the answer to the next request.
+        self.broken = True
+        deadline = time.monotonic() + timeout
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.sendall(frame)
+        except TimeoutError:
+            raise AgentUnreachable(self.address, f"no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise _Lost(exc.strerror or str(exc), before_reply=True) from None
+        reply = message_decode_reply(self._read_reply(deadline, timeout))
+        if reply.get("id") != request_id:
+            if reply.get("id") is None and reply.get("ok") is False:
+                raise error_decode(reply.get("error"))  # a refusal of the connection itself
+            raise ProtocolError("the agent's reply does not answer the request")
+        self.broken = False
+        if op != "hello":
+            self.reused = True  # answered a request: a later failure may be a stale connection
+        if reply.get("ok") is True:
+            return reply.get("value")
+        error = error_decode(reply.get("error"))
+        if isinstance(error, AgentRefused):
+            self.broken = True  # the agent may close after a refusal: start afresh
+        raise error
+
+    def _read_reply(self, deadline: float, timeout: float) -> bytes:
+        header = self._read(HEADER.size, deadline, timeout, first=True)
+        (length,) = HEADER.unpack(header)
+        if length > MAX_REPLY_BYTES:
+            raise ReplyTooLarge(MAX_REPLY_BYTES)
+        return self._read(length, deadline, timeout, first=False)
+
+    def _read(self, count: int, deadline: float, timeout: float, *, first: bool) -> bytes:
+        buffer = bytearray()
+        while len(buffer) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AgentUnreachable(self.address, f"no answer within {timeout:g} s")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(min(count - len(buffer), _RECV_BYTES))
+            except TimeoutError:
+                raise AgentUnreachable(self.address, f"no answer within {timeout:g} s") from None
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise _Lost(reason, before_reply=first and not buffer) from None
+            if not chunk:
+                raise _Lost("the agent closed the connection", before_reply=first and not buffer)
+            buffer += chunk
+        return bytes(buffer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def message_decode_reply(body: bytes) -> dict[str, Any]:
+    """A reply frame's object; ProtocolError if the agent sent something unreadable."""
+    try:
+        return message_decode(body)
+    except Exception as exc:  # FrameError: bad UTF-8 or JSON from the agent
+        raise ProtocolError(f"unreadable reply from the agent: {exc}") from None
+
+
+class _Pool:
+    """The idle connections of one process: replaced wholesale after a fork."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.idle: list[_AgentConnection] = []
+
+
+class AgentLink:
+    """A HostLink that asks the jailadmin agent at `address` ("unix:/run/jailadmin/agent.sock").
+
+    `timeout` bounds connecting and each reply (plus REPLY_MARGIN, so the agent's own
+    fail2ban timeout answers first); a reload may take `reload_timeout`.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 5.0,
+        pool_size: int = 8,
+        reload_timeout: float = 120.0,
+    ) -> None:
+        if not address.startswith("unix:") or len(address) <= len("unix:"):
+            raise ValueError(f"the agent address must be unix:/path/agent.sock, not {address!r}")
+        self.transport = UnixTransport(address[len("unix:") :])
+        self.address = self.transport.address
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self.reload_timeout = reload_timeout
+        self._pool = _Pool()
+        self._endpoint: tuple[int, ...] | None = None
+        # Connections this link opened in this process (the pool's effect, for tests and
+        # benchmarks: one handshake per connection, not per request).
+        self.connections_opened = 0
+
+    @property
+    def location(self) -> str:
+        return f"agent at {self.address}"
+
+    # --- the pool ---------------------------------------------------------------------------
+    def _current_pool(self) -> _Pool:
+        pool = self._pool
+        if pool.pid != os.getpid():
+            # Forked: the parent's sockets are the parent's. Drop them (closing our copy of
+            # the descriptor leaves the parent's connection alone) and start an empty pool.
+            for conn in pool.idle:
+                conn.close()
+            pool = self._pool = _Pool()
+            self.connections_opened = 0
+        return pool
+
+    def _acquire(self) -> _AgentConnection:
+        pool = self._current_pool()
+        with pool.lock:
+            conn = pool.idle.pop() if pool.idle else None
+        if conn is not None:
+            conn.reused = True
+            return conn
+        return self._open()
+
+    def _open(self) -> _AgentConnection:
+        conn = _AgentConnection(self.transport.open(self.timeout), self.address)
+        pool = self._current_pool()
+        with pool.lock:
+            self.connections_opened += 1
+        try:
+            info = conn.request("hello", {}, timeout=self.timeout + REPLY_MARGIN)
+        except _Lost as exc:
+            conn.close()
+            raise AgentUnreachable(self.address, exc.reason) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._remember_endpoint(info)
+        return conn
+
+    def _release(self, conn: _AgentConnection) -> None:
+        pool = self._current_pool()
+        if conn.broken or conn.pid != pool.pid:
+            conn.close()
+            return
+        with pool.lock:
+            if len(pool.idle) < self.pool_size:
+                pool.idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections (the pool refills on the next request)."""
+        pool = self._current_pool()
+        with pool.lock:
+            idle, pool.idle = pool.idle, []
+        for conn in idle:
+            conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[_AgentConnection]:
+        conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            self._release(conn)
+
+    def _request_on(
+        self, conn: _AgentConnection, op: str, args: dict[str, Any], *, timeout: float
+    ) -> tuple[_AgentConnection, Any]:
+        """The request on `conn`, or once more on a fresh one if a reused `conn` had gone
+        stale; returns the connection that answered (the caller releases it)."""
+        try:
+            return conn, conn.request(op, args, timeout=timeout)
+        except _Lost as exc:
+            conn.close()
+            if not (exc.before_reply and conn.reused):
+                raise AgentUnreachable(self.address, exc.reason) from None
+        fresh = self._open()
+        try:
+            return fresh, fresh.request(op, args, timeout=timeout)
+        except _Lost as exc:
+            fresh.close()
+            raise AgentUnreachable(self.address, exc.reason) from None
+        except BaseException:
+            self._release(fresh)
+            raise
+
+    def _call(self, op: str, args: dict[str, Any], *, timeout: float | None = None) -> Any:
+        conn = self._acquire()
+        try:
+            answered, value = self._request_on(
+                conn, op, args, timeout=(timeout or self.timeout) + REPLY_MARGIN
+            )
+        except BaseException:
+            self._release(conn)  # closed already if it broke: _release drops broken ones
+            raise
+        self._release(answered)
+        return value
+
+    # --- fail2ban commands ------------------------------------------------------------------
+    def _remember_endpoint(self, value: Any) -> None:
+        endpoint = value.get("endpoint") if isinstance(value, dict) else None
+        if isinstance(endpoint, list) and all(isinstance(part, int) for part in endpoint):
+            self._endpoint = tuple(endpoint)
+        elif endpoint is None:
+            self._endpoint = None
+
+    def _outcomes(self, send: _Send, commands: Sequence[Sequence[str]]) -> list[Any]:
+        """Each command's value, or its typed error in its place (one request per 10 000)."""
+        outcomes: list[Any] = []
+        for start in range(0, len(commands), MAX_COMMANDS):
+            chunk = [list(command) for command in commands[start : start + MAX_COMMANDS]]
+            value = send("fail2ban", {"commands": chunk})
+            if not isinstance(value, dict) or not isinstance(value.get("results"), list):
+                raise ProtocolError("the agent's fail2ban reply is malformed")
+            self._remember_endpoint(value)
+            results = value["results"]
+            if len(results) != len(chunk):
+                raise ProtocolError("the agent answered a different number of commands")
+            for result in results:
+                if not isinstance(result, dict):
+                    raise ProtocolError("the agent's fail2ban reply is malformed")
+                outcomes.append(
+                    result.get("value")
+                    if result.get("ok") is True
+                    else error_decode(result.get("error"))
+                )
+        return outcomes
+
+    def send(self, *command: str) -> Any:
+        """One allow-listed command, answered by fail2ban through the agent."""
+        (outcome,) = self._outcomes(self._call, [command])
+        if isinstance(outcome, Fail2banError):
+            raise outcome
+        return outcome
+
+    @contextmanager
+    def connection(self) -> Iterator[AgentChannel]:
+        """One agent connection held for several commands (as Fail2banClient.connection())."""
+        with self._connection() as conn:
+            yield AgentChannel(self, conn)
+
+    def endpoint_identity(self) -> Hashable | None:
+        """The fail2ban socket's identity the agent reported last (no round trip)."""
+        return self._endpoint
+
+    # --- the other operations ---------------------------------------------------------------
+    def database_path(self) -> str | None:
+        value = self._call("database_path", {})
+        if value is not None and not isinstance(value, str):
+            raise ProtocolError("the agent's database path is malformed")
+        return value
+
+    def database_bans(self, *, after: int, limit: int) -> list[BanRow]:
+        value = self._call("database_bans", {"after": after, "limit": limit})
+        rows = value.get("rows") if isinstance(value, dict) else None
+        if not isinstance(rows, list):
+            raise ProtocolError("the agent's database rows are malformed")
+        return [_ban_row(row) for row in rows]
+
+    def database_ban(self, *, rowid: int) -> tuple[str, str, int] | None:
+        value = self._call("database_ban", {"rowid": rowid})
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not isinstance(value[0], str)
+            or not isinstance(value[1], str)
+            or not isinstance(value[2], int)
+        ):
+            raise ProtocolError("the agent's database row is malformed")
+        return (value[0], value[1], value[2])
+
+    def reload(self, *, jail: str | None) -> str:
+        value = self._call("reload", {"jail": jail}, timeout=self.reload_timeout)
+        output = value.get("output") if isinstance(value, dict) else None
+        if not isinstance(output, str):
+            raise ProtocolError("the agent's reload reply is malformed")
+        return output
+
+    def health(self) -> dict[str, Any]:
+        """The agent's view of fail2ban: {"reachable", "version", "reason"}."""
+        value = self._call("health", {})
+        fail2ban = value.get("fail2ban") if isinstance(value, dict) else None
+        if not isinstance(fail2ban, dict):
+            raise ProtocolError("the agent's health reply is malformed")
+        return fail2ban
+
+    def hello(self) -> HostInfo:
+        """A fresh handshake (live: the setup wizard and /settings/ check the agent with it)."""
+        value = self._call("hello", {})
+        if not isinstance(value, dict):
+            raise ProtocolError("the agent's handshake is malformed")
+        self._remember_endpoint(value)
+        version = value.get("version")
+        fail2ban_version = value.get("fail2ban_version")
+        operations = value.get("operations")
+        if (
+            not isinstance(version, str)
+            or not (fail2ban_version is None or isinstance(fail2ban_version, str))
+            or not isinstance(operations, list)
+            or not all(isinstance(name, str) for name in operations)
+        ):
+            raise ProtocolError("the agent's handshake is malformed")
+        return HostInfo(
+            agent_version=version, fail2ban_version=fail2ban_version, operations=tuple(operations)
+        )
+
+
+class AgentChannel:
+    """Commands over one held agent connection (what AgentLink.connection() yields)."""
+
+    def __init__(self, link: AgentLink, conn: _AgentConnection) -> None:
+        self._link = link
+        self._conn = conn
+
+    def _send(self, op: str, args: dict[str, Any]) -> Any:
+        timeout = self._link.timeout + REPLY_MARGIN
+        answered, value = self._link._request_on(self._conn, op, args, timeout=timeout)
+        if answered is not self._conn:
+            # The held connection went stale and a fresh one answered: hold that one now.
+            self._conn.close()
+            self._conn = answered
+        return value
+
+    def send(self, *command: str) -> Any:
+        (outcome,) = self._link._outcomes(self._send, [command])
+        if isinstance(outcome, Fail2banError):
+            raise outcome
+        return outcome
+
+    def send_batch(self, commands: Sequence[Sequence[str]]) -> list[Any]:
+        """Several commands in one round trip; the first refusal is raised after all ran."""
+        outcomes = self.send_batch_outcomes(commands)
+        refusal = next((o for o in outcomes if isinstance(o, Fail2banError)), None)
+        if refusal is not None:
+            raise refusal
+        return outcomes
+
+    def send_batch_outcomes(self, commands: Sequence[Sequence[str]]) -> list[Any]:
+        """Several commands in one round trip; each refusal is returned in its place."""
+        if not commands:
+            return []
+        return list(self._link._outcomes(self._send, commands))
+
+
+def _ban_row(row: Any) -> BanRow:
+    if (
+        isinstance(row, list)
+        and len(row) == 7
+        and all(isinstance(row[i], int) and not isinstance(row[i], bool) for i in (0, 3, 4, 5))
+        and isinstance(row[1], str)
+        and isinstance(row[2], str)
+        and (row[6] is None or isinstance(row[6], str))
+    ):
+        return (row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    raise ProtocolError("the agent's database row is malformed")
