@@ -270,8 +270,11 @@ class _Closed(Exception):
 async def _read_frame(reader: asyncio.StreamReader, limits: ServerLimits, *, wait: float) -> bytes:
     # Waiting for a request may take `wait`; once its first byte is here, the rest of the
     # frame must follow within frame_timeout (a client that stalls mid-frame is dropped).
+    # asyncio.timeout, not wait_for: wait_for wraps every read in a new task, which cost
+    # a request more than the whole of fail2ban's answer.
     try:
-        first = await asyncio.wait_for(reader.readexactly(1), wait)
+        async with asyncio.timeout(wait):
+            first = await reader.readexactly(1)
         async with asyncio.timeout(limits.frame_timeout):
             header = first + await reader.readexactly(HEADER.size - 1)
             length = frame_length(header, limit=limits.max_request_bytes)
@@ -285,22 +288,50 @@ async def _write(
 ) -> None:
     try:
         writer.write(frame_encode(message))
-        await asyncio.wait_for(writer.drain(), limits.write_timeout)
+        async with asyncio.timeout(limits.write_timeout):
+            await writer.drain()
     except (TimeoutError, ConnectionError) as exc:
         raise _Closed(type(exc).__name__) from None
 
 
-class AgentServer:
-    """Serves connections for one Agent within ServerLimits."""
+# Requests answered on the event loop's own thread: a hand-off to the worker pool costs
+# 50-200 µs (a thread wake-up each way), as much as fail2ban's whole answer to `status J`.
+# A few commands keep the loop busy about a millisecond; long work (a reload, a batch of
+# ban rows, a bulk ban's big batches) goes to the pool so other connections are still read.
+INLINE_OPERATIONS = frozenset({"fail2ban", "database_path", "database_ban", "health"})
+INLINE_MAX_COMMANDS = 64
 
-    def __init__(self, agent: Agent, limits: ServerLimits) -> None:
+
+def _quick(request: Mapping[str, Any]) -> bool:
+    """Whether a request is short work, answered without leaving the event loop."""
+    if request.get("op") not in INLINE_OPERATIONS:
+        return False
+    args = request.get("args")
+    commands = args.get("commands") if isinstance(args, dict) else None
+    return not isinstance(commands, list) or len(commands) <= INLINE_MAX_COMMANDS
+
+
+class AgentServer:
+    """Serves connections for one Agent within ServerLimits.
+
+    `inline`: every request is answered on the loop's thread (`--stdio` serves a single
+    connection, so nothing else waits for the loop); otherwise only quick ones are.
+    """
+
+    def __init__(self, agent: Agent, limits: ServerLimits, *, inline: bool = False) -> None:
         self.agent = agent
         self.limits = limits
+        self.inline = inline
         self._executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="op")
         self._open = 0
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def _dispatch(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        if self.inline or _quick(request):
+            return dispatch(self.agent, request)
+        return await self._run(dispatch, self.agent, request)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection, from hello to close; a misbehaving client only loses this one."""
@@ -314,6 +345,10 @@ class AgentServer:
                 return
             await self._conversation(reader, writer)
         except _Closed:
+            pass
+        except asyncio.CancelledError:
+            # The agent is stopping (SIGTERM) with this connection open: the connection
+            # ends here, quietly (re-raised, asyncio's stream callback logs a traceback).
             pass
         except Exception:  # never let one connection take the server down
             logger.exception("connection failed")
@@ -343,7 +378,7 @@ class AgentServer:
             if request.get("op") == "hello":
                 reply, _ = await self._run(handshake, self.agent, request)
             else:
-                reply = await self._run(dispatch, self.agent, request)
+                reply = await self._dispatch(request)
             await _write(writer, reply, self.limits)
 
     def close(self) -> None:
@@ -395,7 +430,7 @@ async def serve_listen(
 
 async def serve_stdio(agent: Agent, limits: ServerLimits) -> None:
     """Serve one connection on stdin/stdout (pipes, or the socket systemd passes)."""
-    server_side = AgentServer(agent, limits)
+    server_side = AgentServer(agent, limits, inline=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     # Duplicates: closing the transports must not close fds 0 and 1 under the interpreter.
