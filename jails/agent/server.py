@@ -10,9 +10,10 @@ Serving (asyncio, one thread for all connections, blocking work in a small threa
 - `--stdio`: one connection on stdin/stdout (SSH forced command, systemd Accept=yes).
 - `--listen unix:PATH`: many connections. Limits, all in ServerLimits:
   at most `max_connections` open at once (256: a connection waiting for its next request
-  costs a few KB; one more is answered with AgentRefused and closed); at most `workers`
-  operations run at once (4: fail2ban's server is single-threaded, more would only queue
-  there), later requests wait their turn; a connection with no request for `idle_timeout`
+  costs a few KB; one more is answered with AgentRefused and closed); quick requests
+  (INLINE_OPERATIONS, at most INLINE_MAX_COMMANDS commands) are answered on the loop, long
+  ones by at most `workers` threads (4: fail2ban's server is single-threaded, more would
+  only queue there), later requests wait their turn; a connection with no request for `idle_timeout`
   seconds is closed (a new one must say hello within `frame_timeout`); once a frame's first
   byte has arrived, the whole frame must arrive within `frame_timeout` (a slow-loris client
   is dropped); a reply the client does not read within `write_timeout` drops it too.

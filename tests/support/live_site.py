@@ -1,6 +1,8 @@
 """A real site for tests: gunicorn on a free port, its own migrated SQLite, an operator.
 
-Used by the concurrency test and the browser test of the jail actions.
+Used by the concurrency test and the browser test of the jail actions; `served` and `login` also
+by the unprivileged-site test (tests/agent/test_unprivileged_site.py), which runs gunicorn as
+another user.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,25 +87,35 @@ row.save()
         check=True,
         capture_output=True,
     )
-    log = (tmp_path / "gunicorn.log").open("wb")
+    command = [str(Path(python).parent / "gunicorn"), *gunicorn_arguments(port)]
+    with served(command, env=env, log_path=tmp_path / "gunicorn.log", port=port) as (base, _):
+        yield base, tmp_path / "site.sqlite3"
+
+
+def gunicorn_arguments(port: int, *, workers: int = 4) -> list[str]:
+    """gunicorn's arguments after the program (`gunicorn` or `python -m gunicorn`)."""
+    return [
+        "jailadmin.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        "4",
+        "--timeout",
+        "60",
+    ]
+
+
+@contextmanager
+def served(
+    command: list[str], *, env: dict[str, str], log_path: Path, port: int
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `command` (gunicorn, possibly behind setpriv as another user) until /healthz on
+    `port` answers 200; yield the base URL and the process; always stop it."""
+    log = log_path.open("wb")
     server = subprocess.Popen(
-        [
-            str(Path(python).parent / "gunicorn"),
-            "jailadmin.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "4",
-            "--threads",
-            "4",
-            "--timeout",
-            "60",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -113,12 +127,12 @@ row.save()
                 with urllib.request.urlopen(f"{base}/healthz", timeout=15) as response:
                     if response.status == 200:
                         break
-            except OSError:  # refused, reset, or accepted but not answered in time yet
+            except OSError:  # refused, reset, 503, or accepted but not answered in time yet
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "gunicorn.log").read_text()[-3000:])
+                raise RuntimeError(log_path.read_text()[-3000:])
             time.sleep(0.1)
-        yield base, tmp_path / "site.sqlite3"
+        yield base, server
     finally:
         server.terminate()
         try:
@@ -129,14 +143,16 @@ row.save()
         log.close()
 
 
-def login(base: str) -> tuple[urllib.request.OpenerDirector, str]:
+def login(
+    base: str, *, username: str = USERNAME, password: str = PASSWORD
+) -> tuple[urllib.request.OpenerDirector, str]:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
     with opener.open(f"{base}/login/", timeout=10) as response:
         page = response.read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     data = urllib.parse.urlencode(
-        {"username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": token}
+        {"username": username, "password": password, "csrfmiddlewaretoken": token}
     ).encode()
     try:
         opener.open(urllib.request.Request(f"{base}/login/", data=data), timeout=10)
