@@ -105,67 +105,141 @@ def _fresh_state() -> Iterator[None]:
 
 RUNTIME_MODES = ("direct", "agent")
 
+# In agent mode the site's own way to fail2ban points here: nothing exists at these paths, so
+# a test passes only if every call goes through the agent. A test that needs the server's
+# real socket, configuration or client takes them from `f2b`, never from runtime.settings.
+NOWHERE_SOCKET = "/nonexistent/jailadmin-direct.sock"
+NOWHERE_CONFIG_DIR = "/nonexistent/fail2ban"
+NOWHERE_CLIENT = "/nonexistent/fail2ban-client"
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module with `RUNTIME_MODES = ("direct", "agent")` runs each test that uses `runtime`
     once per mode (issue 10: the same service layer, the same tests, both connections)."""
     modes = getattr(metafunc.module, "RUNTIME_MODES", None)
-    if modes and "runtime" in metafunc.fixturenames:
+    if modes and "runtime" in metafunc.fixturenames and not _parametrises_runtime(metafunc):
         metafunc.parametrize("runtime", modes, indirect=True)
+
+
+def _parametrises_runtime(metafunc: pytest.Metafunc) -> bool:
+    """Whether the test names its own modes (`@pytest.mark.parametrize("runtime", ["direct"],
+    indirect=True)`): that choice wins over the module's RUNTIME_MODES."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        if "runtime" in names:
+            return True
+    return False
+
+
+def runtime_mode(request: pytest.FixtureRequest) -> str:
+    """The mode this test's `runtime` runs in: "direct" unless parametrised with "agent"."""
+    callspec = getattr(request.node, "callspec", None)
+    mode = callspec.params.get("runtime", "direct") if callspec is not None else "direct"
+    assert mode in RUNTIME_MODES, mode
+    return mode
+
+
+def runtime_install(f2b: PrivateServer, *, agent: AgentProcess | None, **changes):
+    """Install (and return) a fresh state that reaches `f2b` directly, or only through
+    `agent` (the site's own socket, configuration directory and client point nowhere)."""
+    from django.apps import apps
+
+    from jails.state import build_runtime_state
+
+    assert f2b.install is not None
+    if agent is None:
+        way = {
+            "fail2ban_socket": str(f2b.socket_path),
+            "fail2ban_agent": "",
+            "fail2ban_config_dir": str(f2b.conf_dir),
+            "fail2ban_client": f2b.install.client,
+        }
+    else:
+        way = {
+            "fail2ban_socket": NOWHERE_SOCKET,
+            "fail2ban_agent": agent.address,
+            "fail2ban_config_dir": NOWHERE_CONFIG_DIR,
+            "fail2ban_client": NOWHERE_CLIENT,
+        }
+    config = apps.get_app_config("jails")
+    settings = replace(config.state.settings, fail2ban_time_zone=SERVER_TZ, **{**way, **changes})
+    config.state = build_runtime_state(settings)
+    return config.state
 
 
 @pytest.fixture
 def runtime(request: pytest.FixtureRequest, f2b: PrivateServer):
     """A fresh runtime state pointed at the private fail2ban server.
 
-    Directly at its socket by default; through a real agent (`f2b_agent`) when parametrised
-    with "agent" (indirect parametrisation, or RUNTIME_MODES in the module). In agent mode
-    the socket, configuration directory and fail2ban-client settings stay the server's, as
-    an operator's would, but the site uses none of them: the agent has its own.
+    Directly at its socket by default; only through a real agent (`f2b_agent`) when
+    parametrised with "agent" (indirect parametrisation, or RUNTIME_MODES in the module):
+    then the site's own socket, configuration directory and fail2ban-client point at paths
+    that do not exist, so a test passes only if every call really goes through the agent.
     """
-    from django.apps import apps
-
-    from jails.state import build_runtime_state
-
     mode = getattr(request, "param", "direct")
     assert mode in RUNTIME_MODES, mode
-    agent = request.getfixturevalue("f2b_agent").address if mode == "agent" else ""
-    config = apps.get_app_config("jails")
-    settings_snapshot = replace(
-        config.state.settings,
-        fail2ban_socket=str(f2b.socket_path),
-        fail2ban_agent=agent,
-        fail2ban_time_zone=SERVER_TZ,
-        fail2ban_config_dir=str(f2b.conf_dir),
-        fail2ban_client=f2b.install.client,
-    )
-    config.state = build_runtime_state(settings_snapshot)
-    return config.state
+    agent = request.getfixturevalue("f2b_agent") if mode == "agent" else None
+    return runtime_install(f2b, agent=agent)
 
 
 @pytest.fixture
 def runtime_agent(f2b: PrivateServer, f2b_agent: AgentProcess):
-    """A fresh runtime state that reaches the private fail2ban only through the agent.
+    """`runtime` in agent mode, for tests that are only about the agent."""
+    return runtime_install(f2b, agent=f2b_agent)
 
-    The site's own socket, configuration directory and fail2ban-client point nowhere, so a
-    test passes only if every call really goes through the agent.
+
+@pytest.fixture
+def runtime_at(request: pytest.FixtureRequest, runtime, f2b: PrivateServer):
+    """runtime_at(socket_path, *, timeout, config_dir, fail2ban_client, recorded_by): install
+    a fresh state that reaches the fail2ban at `socket_path` (a RecordingProxy, a dead path)
+    in this test's mode: directly, or through a new agent started in front of it with that
+    configuration directory and client for reload. Defaults are the private server's.
+
+    `recorded_by` (the RecordingProxy at `socket_path`) is cleared once the agent link's
+    connection is open: the agent's per-connection handshake asks fail2ban its `version`,
+    which is the connection's cost, not the command under test.
     """
-    from django.apps import apps
+    mode = runtime_mode(request)
+    agents: list[AgentProcess] = []
 
-    from jails.state import build_runtime_state
+    def install(
+        socket_path: str | None = None,
+        *,
+        timeout: float | None = None,
+        config_dir: str | None = None,
+        fail2ban_client: str | None = None,
+        recorded_by=None,
+    ):
+        assert f2b.install is not None
+        socket_path = socket_path or str(f2b.socket_path)
+        timeout = timeout or runtime.settings.fail2ban_timeout
+        config_dir = config_dir or str(f2b.conf_dir)
+        fail2ban_client = fail2ban_client or f2b.install.client
+        if mode == "direct":
+            state = runtime_install(
+                f2b,
+                agent=None,
+                fail2ban_socket=socket_path,
+                fail2ban_timeout=timeout,
+                fail2ban_config_dir=config_dir,
+                fail2ban_client=fail2ban_client,
+            )
+            return state
+        options = ["--timeout", str(timeout), "--config-dir", config_dir]
+        agent = AgentProcess(socket_path, options=[*options, "--fail2ban-client", fail2ban_client])
+        agents.append(agent)
+        agent.start()
+        state = runtime_install(f2b, agent=agent, fail2ban_timeout=timeout)
+        if recorded_by is not None:
+            state.jail_service.client.health()  # opens the link's pooled connection
+            recorded_by.clear()
+        return state
 
-    config = apps.get_app_config("jails")
-    config.state = build_runtime_state(
-        replace(
-            config.state.settings,
-            fail2ban_socket="/nonexistent/jailadmin-direct.sock",
-            fail2ban_agent=f2b_agent.address,
-            fail2ban_time_zone=SERVER_TZ,
-            fail2ban_config_dir="/nonexistent/fail2ban",
-            fail2ban_client="/nonexistent/fail2ban-client",
-        )
-    )
-    return config.state
+    yield install
+    for agent in agents:
+        agent.cleanup()
 
 
 def point_state_at(socket_path: str, *, timeout: float = 1.0):

@@ -332,7 +332,8 @@ class AgentServer:
     async def _dispatch(self, request: Mapping[str, Any]) -> dict[str, Any]:
         if self.inline or _quick(request):
             return dispatch(self.agent, request)
-        return await self._run(dispatch, self.agent, request)
+        reply: dict[str, Any] = await self._run(dispatch, self.agent, request)
+        return reply
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection, from hello to close; a misbehaving client only loses this one."""

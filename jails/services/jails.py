@@ -182,6 +182,9 @@ def _capabilities(service: JailServiceState) -> Capabilities:
     if cached is not None and service.capabilities_endpoint == endpoint:
         return cached
     with service.probe_lock:
+        # Read again under the lock: an agent link knows the endpoint only after a reply, so
+        # threads that read None before the first probe ended would each probe once more.
+        endpoint = service.client.endpoint_identity()
         if service.capabilities is not None and service.capabilities_endpoint == endpoint:
             return service.capabilities
         with service.client.connection() as conn:

@@ -15,6 +15,8 @@ from django.core.management.base import CommandError
 
 from jails.models import AuditEntry
 
+# Every test that uses `runtime` runs directly against fail2ban and again through the agent.
+RUNTIME_MODES = ("direct", "agent")
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,10 +162,8 @@ def test_command_as_user_needs_operate_permission(runtime, f2b, django_user_mode
     assert banned(f2b, "sshd") == {"203.0.113.1"}
 
 
-def test_command_fail2ban_down_exits_1_with_message(f2b):
-    from tests.conftest import point_state_at
-
-    point_state_at("/tmp/jailadmin-no-such.sock")
+def test_command_fail2ban_down_exits_1_with_message(runtime_at):
+    runtime_at("/tmp/jailadmin-no-such.sock")
     code, out = run("unban", "203.0.113.1", "--json")
     assert code == 1 and "not reachable" in json.loads(out)["error"]
     code, _ = run("status")

@@ -15,6 +15,8 @@ from jails.services.audit import Actor, audit_record
 from tests.conftest import wait_until
 
 # `fail2ban`: `make test` runs this module again on fail2ban 1.1.
+# Every test that uses `runtime` runs directly against fail2ban and again through the agent.
+RUNTIME_MODES = ("direct", "agent")
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
 

@@ -11,9 +11,10 @@ from jails.services import bans as ban_service
 from jails.services.audit import Actor
 from jails.services.bans import LineStatus
 from jails.services.operations import entries_parse
-from tests.conftest import point_state_at
 from tests.support.fixtures_bans import quiet_f2b, quiet_server  # noqa: F401
 
+# Every test that uses `runtime` runs directly against fail2ban and again through the agent.
+RUNTIME_MODES = ("direct", "agent")
 pytestmark = pytest.mark.django_db
 
 ACTOR = Actor(name="tester", source="command", address="192.0.2.200")
@@ -96,12 +97,12 @@ def test_ips_ban_bulk_reports_every_line(runtime, f2b):
     }
 
 
-def test_ips_ban_sends_batches_not_one_command_per_address(quiet_f2b):
+def test_ips_ban_sends_batches_not_one_command_per_address(runtime_at, quiet_f2b):
     from tests.support.recording_proxy import RecordingProxy
 
     ips = [f"10.9.{i // 250}.{i % 250 + 1}" for i in range(2500)]
     with RecordingProxy(str(quiet_f2b.socket_path)) as proxy:
-        state = point_state_at(proxy.path, timeout=10)
+        state = runtime_at(proxy.path, timeout=10, recorded_by=proxy)
         report = ban_service.ips_ban(state, jail="bulk", lines=ips, actor=ACTOR, batch_size=1000)
     ban_commands = [c for c in proxy.commands if c[:3] == ["set", "bulk", "banip"]]
     assert [len(c) - 3 for c in ban_commands] == [1000, 1000, 500]
@@ -122,11 +123,11 @@ def test_ips_ban_100k_lines_in_one_go(quiet_f2b):
     assert entry.ip_count == 100_000 and len(entry.ips) == 1000
 
 
-def test_ips_ban_only_invalid_input_sends_nothing_and_records_failure(runtime, f2b):
+def test_ips_ban_only_invalid_input_sends_nothing_and_records_failure(runtime_at, f2b):
     from tests.support.recording_proxy import RecordingProxy
 
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        state = point_state_at(proxy.path)
+        state = runtime_at(proxy.path, recorded_by=proxy)
         report = ban_service.ips_ban(
             state, jail="sshd", lines=["--all", "1.2.3.4<F2B_END_COMMAND>"], actor=ACTOR
         )
@@ -180,8 +181,8 @@ def test_ips_ban_invalid_jail_name_is_refused_before_anything_is_sent(runtime, f
     assert records()[0].ok is False
 
 
-def test_ips_ban_when_fail2ban_is_down_reports_and_audits_the_failure(f2b):
-    state = point_state_at("/tmp/jailadmin-no-such.sock")
+def test_ips_ban_when_fail2ban_is_down_reports_and_audits_the_failure(runtime_at):
+    state = runtime_at("/tmp/jailadmin-no-such.sock")
     report = ban_service.ips_ban(state, jail="sshd", lines=["203.0.113.1"], actor=ACTOR)
     assert "not reachable" in report.error
     [entry] = records()

@@ -10,9 +10,10 @@ from jails.models import AuditEntry
 from jails.services import control as control_service
 from jails.services.audit import Actor
 from jails.services.control import ReloadFailed
-from tests.conftest import point_state_at
 from tests.support.recording_proxy import RecordingProxy
 
+# Every test that uses `runtime` runs directly against fail2ban and again through the agent.
+RUNTIME_MODES = ("direct", "agent")
 pytestmark = pytest.mark.django_db
 
 ACTOR = Actor(name="tester", source="command")
@@ -48,9 +49,9 @@ def test_ignore_remove_missing_entry_is_a_clear_error(runtime, f2b):
     assert audit() == [("ignore_remove", "sshd", False)]
 
 
-def test_ignore_add_refuses_host_names_before_sending(runtime, f2b):
+def test_ignore_add_refuses_host_names_before_sending(runtime_at, f2b):
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        state = point_state_at(proxy.path)
+        state = runtime_at(proxy.path, recorded_by=proxy)
         with pytest.raises(InvalidArgument):
             control_service.ignore_add(state, jail="sshd", address="example.com", actor=ACTOR)
     assert proxy.commands == []
@@ -92,9 +93,9 @@ def test_jail_tune_permanent_bantime(runtime, f2b):
     assert f2b.client().send("get", "postfix", "bantime") == -1
 
 
-def test_jail_tune_only_sends_what_changes(runtime, f2b):
+def test_jail_tune_only_sends_what_changes(runtime_at, f2b):
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        state = point_state_at(proxy.path)
+        state = runtime_at(proxy.path, recorded_by=proxy)
         changes = control_service.jail_tune(
             state, jail="sshd", actor=ACTOR, bantime="10m", maxretry="4"
         )
@@ -115,9 +116,9 @@ def test_jail_tune_only_sends_what_changes(runtime, f2b):
         ("findtime", "99999999999w"),
     ],
 )
-def test_jail_tune_invalid_value_sends_nothing(runtime, f2b, field, value):
+def test_jail_tune_invalid_value_sends_nothing(runtime_at, f2b, field, value):
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        state = point_state_at(proxy.path)
+        state = runtime_at(proxy.path, recorded_by=proxy)
         with pytest.raises(InvalidArgument):
             control_service.jail_tune(state, jail="sshd", actor=ACTOR, **{field: value})
     assert [c for c in proxy.commands if c[0] == "set"] == []
@@ -167,36 +168,23 @@ def test_server_reload_keeps_bans_and_restores_configured_values(runtime, f2b):
     assert audit() == [("reload", "sshd", True)]
 
 
-def test_server_reload_failure_shows_output_and_is_audited(runtime, f2b, tmp_path):
-    from dataclasses import replace
-
-    from django.apps import apps
-
-    from jails.state import build_runtime_state
-
-    config = apps.get_app_config("jails")
-    config.state = build_runtime_state(
-        replace(runtime.settings, fail2ban_config_dir=str(tmp_path / "missing"))
-    )
+def test_server_reload_failure_shows_output_and_is_audited(runtime_at, tmp_path):
+    state = runtime_at(config_dir=str(tmp_path / "missing"))
     with pytest.raises(ReloadFailed) as caught:
-        control_service.server_reload(config.state, actor=ACTOR)
+        control_service.server_reload(state, actor=ACTOR)
     assert "exit code" in str(caught.value) and caught.value.output
     [entry] = AuditEntry.objects.all()
     assert not entry.ok and "reload failed" in entry.error
 
 
-def test_server_reload_missing_client_is_a_clear_error(runtime, f2b):
-    from dataclasses import replace
-
-    from jails.state import build_runtime_state
-
-    state = build_runtime_state(
-        replace(runtime.settings, fail2ban_client="/nonexistent/f2b-client")
-    )
+def test_server_reload_missing_client_is_a_clear_error(runtime_at):
+    state = runtime_at(fail2ban_client="/nonexistent/f2b-client")
     with pytest.raises(ReloadFailed, match="fail2ban-client not found"):
         control_service.server_reload(state, actor=ACTOR)
 
 
+# Direct mode only: the site builds this argv only when it runs fail2ban-client itself.
+@pytest.mark.parametrize("runtime", ["direct"], indirect=True)
 def test_reload_command_is_built_from_the_state_settings(runtime):
     argv = control_service.reload_command(runtime, jail="sshd")
     assert argv[-6:] == [
@@ -222,15 +210,12 @@ SECRETS = {
 }
 
 
-def test_server_reload_passes_no_secret_to_fail2ban_client(runtime, f2b, tmp_path, monkeypatch):
+def test_server_reload_passes_no_secret_to_fail2ban_client(runtime_at, f2b, tmp_path, monkeypatch):
     import json
     import sys
-    from dataclasses import replace
 
-    from django.apps import apps
-
-    from jails.state import build_runtime_state
-
+    # Set before runtime_at starts its agent: in agent mode the agent inherits them all and
+    # its own reload must drop them, as the site's does.
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TZ", "Asia/Kolkata")
@@ -241,15 +226,13 @@ def test_server_reload_passes_no_secret_to_fail2ban_client(runtime, f2b, tmp_pat
         f"#!{sys.executable} -I\n"
         "import json, os, sys\n"
         f"with open({str(dump)!r}, 'w') as f: json.dump(dict(os.environ), f)\n"
-        f"os.execv({runtime.settings.fail2ban_client!r}, "
-        f"[{runtime.settings.fail2ban_client!r}, *sys.argv[1:]])\n"
+        f"os.execv({f2b.install.client!r}, [{f2b.install.client!r}, *sys.argv[1:]])\n"
     )
     wrapper.chmod(0o755)
-    config = apps.get_app_config("jails")
-    config.state = build_runtime_state(replace(runtime.settings, fail2ban_client=str(wrapper)))
+    state = runtime_at(fail2ban_client=str(wrapper))
     f2b.client().send("set", "sshd", "maxretry", "9")
 
-    control_service.server_reload(config.state, actor=ACTOR, jail="sshd")
+    control_service.server_reload(state, actor=ACTOR, jail="sshd")
 
     seen = json.loads(dump.read_text())
     assert set(seen) <= set(host_operations.RELOAD_ENVIRONMENT)

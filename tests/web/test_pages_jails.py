@@ -12,6 +12,8 @@ from jails.fail2ban import Fail2banUnreachable
 from jails.services import jails as jail_service
 from tests.conftest import point_state_at, wait_until
 
+# Every test that uses `runtime` runs directly against fail2ban and again through the agent.
+RUNTIME_MODES = ("direct", "agent")
 pytestmark = pytest.mark.django_db
 
 
@@ -133,25 +135,25 @@ def test_pages_when_fail2ban_is_down_answer_503_with_clear_message(logged_in_cli
         assert "/tmp/jailadmin-no-such.sock" in response.content.decode()
 
 
-def test_pages_when_fail2ban_hangs_answer_503_within_timeout(logged_in_client):
+def test_pages_when_fail2ban_hangs_answer_503_within_timeout(runtime_at, logged_in_client):
     from tests.support.fakeserver import FakeFail2ban, hang
 
     with FakeFail2ban(hang()) as fake:
-        point_state_at(fake.path, timeout=0.3)
+        runtime_at(fake.path, timeout=0.3)
         response = logged_in_client.get("/jails/")
     assert response.status_code == 503
 
 
-def test_htmx_request_when_fail2ban_down_returns_partial_503(logged_in_client):
-    point_state_at("/tmp/jailadmin-no-such.sock")
+def test_htmx_request_when_fail2ban_down_returns_partial_503(runtime_at, logged_in_client):
+    runtime_at("/tmp/jailadmin-no-such.sock")
     response = logged_in_client.get("/jails/", headers={"HX-Request": "true"})
     assert response.status_code == 503
     assert response.content.decode().lstrip().startswith('<section id="fail2ban-unavailable"')
 
 
-def test_healthz_reports_fail2ban_state_without_login(runtime, f2b, client):
+def test_healthz_reports_fail2ban_state_without_login(runtime_at, client):
     assert client.get("/healthz").status_code == 200
-    point_state_at("/tmp/jailadmin-no-such.sock")
+    runtime_at("/tmp/jailadmin-no-such.sock")
     response = client.get("/healthz")
     assert response.status_code == 503
     assert b"sock" not in response.content
@@ -193,8 +195,8 @@ def test_capability_probe_runs_once_for_20_threads(runtime, f2b):
     assert results[0].get_backend is False and results[0].get_idle is False
 
 
-def test_capabilities_not_cached_while_fail2ban_is_down(f2b):
-    state = point_state_at("/tmp/jailadmin-no-such.sock")
+def test_capabilities_not_cached_while_fail2ban_is_down(runtime_at):
+    state = runtime_at("/tmp/jailadmin-no-such.sock")
     with pytest.raises(Fail2banUnreachable):
         jail_service.capabilities_get(state)
     assert state.jail_service.capabilities is None
@@ -207,12 +209,12 @@ def test_log_lines_make_fail2ban_ban_and_page_shows_it(runtime, f2b, logged_in_c
     assert "192.0.2.44" in body
 
 
-def test_jail_detail_counters_poll_sends_only_status_short(runtime, f2b, logged_in_client):
+def test_jail_detail_counters_poll_sends_only_status_short(runtime_at, f2b, logged_in_client):
     from tests.support.recording_proxy import RecordingProxy
 
     f2b.client().send("set", "sshd", "banip", "203.0.113.8", "203.0.113.9")
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        point_state_at(proxy.path, timeout=10)
+        runtime_at(proxy.path, timeout=10, recorded_by=proxy)
         response = logged_in_client.get(
             "/jails/sshd/", headers={"HX-Request": "true", "HX-Target": "jail-counters"}
         )
@@ -223,12 +225,12 @@ def test_jail_detail_counters_poll_sends_only_status_short(runtime, f2b, logged_
     assert 'hx-get="/jails/sshd/"' in body
 
 
-def test_jail_detail_full_page_reads_the_ban_list_once(runtime, f2b, logged_in_client):
+def test_jail_detail_full_page_reads_the_ban_list_once(runtime_at, f2b, logged_in_client):
     from tests.support.recording_proxy import RecordingProxy
 
     f2b.client().send("set", "sshd", "banip", "203.0.113.8")
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        point_state_at(proxy.path, timeout=10)
+        runtime_at(proxy.path, timeout=10, recorded_by=proxy)
         response = logged_in_client.get("/jails/sshd/")
     assert response.status_code == 200 and "203.0.113.8" in response.content.decode()
     assert proxy.commands.count(["get", "sshd", "banip", "--with-time"]) == 1
@@ -265,6 +267,8 @@ def test_jail_detail_10000_bans_pages_and_searches(logged_in_client):
         shutil.rmtree(base, ignore_errors=True)
 
 
+# Direct mode only: pure parsing, no fail2ban call that an agent could carry.
+@pytest.mark.parametrize("runtime", ["direct"], indirect=True)
 def test_ban_lines_parse_only_what_is_read_and_skip_unreadable_lines(runtime):
     lines = [
         "203.0.113.1 \t2026-11-28 21:50:59 + 600 = 2026-11-28 22:00:59",
@@ -281,18 +285,18 @@ def test_ban_lines_parse_only_what_is_read_and_skip_unreadable_lines(runtime):
     ] == ["203.0.113.3"]
 
 
-def test_jail_page_defers_the_status_bar_and_sends_no_overview(runtime, f2b, logged_in_client):
+def test_jail_page_defers_the_status_bar_and_sends_no_overview(runtime_at, f2b, logged_in_client):
     from tests.support.recording_proxy import RecordingProxy
 
     with RecordingProxy(str(f2b.socket_path)) as proxy:
-        point_state_at(proxy.path, timeout=10)
+        runtime_at(proxy.path, timeout=10, recorded_by=proxy)
         body = logged_in_client.get("/jails/sshd/").content.decode()
     # `status` + `status J short` for every jail was most of the page's cost (50 jails).
     assert ["status"] not in proxy.commands
     other_jails = {"nginx-http-auth", "postfix"}
     assert not [c for c in proxy.commands if c[0] == "status" and set(c) & other_jails]
     assert 'hx-get="/status-bar/" hx-trigger="load, every 10s"' in body
-    point_state_at(str(f2b.socket_path))
+    runtime_at(str(f2b.socket_path))
     assert "fail2ban 1.0.2" in logged_in_client.get("/status-bar/").content.decode()
 
 

@@ -11,10 +11,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from jails.models import AuditEntry
-from tests.conftest import point_state_at
 from tests.support.fixtures_bans import quiet_f2b, quiet_server  # noqa: F401
 
 # `fail2ban`: `make test` runs this module again on fail2ban 1.1.
+# Every test that uses `runtime` runs directly against fail2ban and again through the agent.
+RUNTIME_MODES = ("direct", "agent")
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
 HX = {"HX-Request": "true"}
@@ -481,8 +482,8 @@ def test_invalid_jail_name_in_action_url_is_404(runtime, f2b, logged_in_client):
     assert actions() == []
 
 
-def test_actions_when_fail2ban_is_down_answer_503_not_500(logged_in_client):
-    point_state_at("/tmp/jailadmin-no-such.sock")
+def test_actions_when_fail2ban_is_down_answer_503_not_500(runtime_at, logged_in_client):
+    runtime_at("/tmp/jailadmin-no-such.sock")
     for url, data in MUTATING_POSTS:
         response = logged_in_client.post(url, data)
         assert response.status_code in (200, 302, 503), (url, response.status_code)
