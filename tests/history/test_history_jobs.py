@@ -28,6 +28,8 @@ from jails.models import ScheduledJob
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
+# The service layer behind these runs the same in both connection modes (issue 10).
+RUNTIME_MODES = ("direct", "agent")
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)

@@ -10,6 +10,8 @@ from jails.admin_bans import unban_ban_events
 from jails.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
+# The service layer behind these runs the same in both connection modes (issue 10).
+RUNTIME_MODES = ("direct", "agent")
 
 URL = "/admin/jails/liveban/"
 
