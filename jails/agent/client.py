@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from jails.fail2ban.client import unix_connect
 from jails.fail2ban.errors import (
     AgentRefused,
     AgentUnreachable,
@@ -42,8 +43,6 @@ MAX_COMMANDS = 10000  # per request, as the agent allows (jails.agent.server.MAX
 # little longer than that, so the site is told "fail2ban is slow", not "the agent is gone".
 REPLY_MARGIN = 5.0
 _RECV_BYTES = 256 * 1024
-_RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.ECONNREFUSED, errno.EWOULDBLOCK})
-_RETRY_BACKOFF = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 _Send = Callable[[str, dict[str, Any]], Any]
 
 
@@ -68,24 +67,12 @@ class UnixTransport:
 
     def open(self, timeout: float) -> socket.socket:
         """A connected socket; AgentUnreachable if there is no agent to connect to."""
-        deadline = time.monotonic() + timeout
-        delays = iter(_RETRY_BACKOFF)
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            try:
-                sock.connect(self.path)
-                return sock
-            except TimeoutError:
-                sock.close()
-                raise AgentUnreachable(self.address, f"no answer within {timeout:g} s") from None
-            except OSError as exc:
-                sock.close()
-                # A busy agent's backlog fills for a moment; a missing socket stays missing.
-                delay = next(delays, None) if exc.errno in _RETRY_ERRNOS else None
-                if delay is None or time.monotonic() + delay > deadline:
-                    raise AgentUnreachable(self.address, _describe(exc)) from None
-                time.sleep(delay)
+        return unix_connect(
+            self.path,
+            timeout=timeout,
+            fail=lambda reason: AgentUnreachable(self.address, reason),
+            describe=_describe,
+        )
 
 
 def _describe(exc: OSError) -> str:

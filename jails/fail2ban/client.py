@@ -35,6 +35,7 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 _RECV_BYTES = 256 * 1024
 _Reply = TypeVar("_Reply")
 _RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.ECONNREFUSED, errno.EWOULDBLOCK})
+RETRY_BACKOFF = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 class Connection:
@@ -226,7 +227,7 @@ class Fail2banClient:
         socket_path: str = DEFAULT_SOCKET,
         *,
         timeout: float = 5.0,
-        retry_backoff: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
+        retry_backoff: Sequence[float] = RETRY_BACKOFF,
         allow_server_stop: bool = False,
         max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
@@ -238,29 +239,13 @@ class Fail2banClient:
         self.allow_server_stop = allow_server_stop
 
     def _connect(self) -> socket.socket:
-        deadline = time.monotonic() + self.timeout
-        delays = iter(self.retry_backoff)
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            try:
-                sock.connect(self.socket_path)
-                return sock
-            except TimeoutError:
-                sock.close()
-                raise Fail2banUnreachable(
-                    self.socket_path, f"no answer within {self.timeout:g} s"
-                ) from None
-            except OSError as exc:
-                sock.close()
-                # A busy single-threaded server answers EAGAIN/ECONNREFUSED for a moment;
-                # a missing socket or a permission problem will not get better by waiting.
-                delay = next(delays, None) if exc.errno in _RETRY_ERRNOS else None
-                if delay is None or time.monotonic() + delay > deadline:
-                    raise Fail2banUnreachable(
-                        self.socket_path, _describe_connect_error(exc)
-                    ) from None
-                time.sleep(delay)
+        return unix_connect(
+            self.socket_path,
+            timeout=self.timeout,
+            backoff=self.retry_backoff,
+            fail=lambda reason: Fail2banUnreachable(self.socket_path, reason),
+            describe=_describe_connect_error,
+        )
 
     def endpoint_identity(self) -> tuple[int, int, int] | None:
         """The socket file's (device, inode, ctime): it changes whenever fail2ban restarts.
@@ -294,6 +279,39 @@ class Fail2banClient:
         """Open a connection, send one command, close; return the answer."""
         with self.connection() as conn:
             return conn.send(*command)
+
+
+def unix_connect(
+    path: str,
+    *,
+    timeout: float,
+    backoff: Sequence[float] = RETRY_BACKOFF,
+    fail: Callable[[str], Exception],
+    describe: Callable[[OSError], str],
+) -> socket.socket:
+    """A stream connected to the Unix socket at `path` (fail2ban's, or the host agent's).
+
+    Raises fail(reason) when it cannot be: describe(error) words an OS error for people.
+    """
+    deadline = time.monotonic() + timeout
+    delays = iter(backoff)
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            sock.connect(path)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise fail(f"no answer within {timeout:g} s") from None
+        except OSError as exc:
+            sock.close()
+            # A busy server's backlog is full for a moment (EAGAIN/ECONNREFUSED); a missing
+            # socket or a permission problem will not get better by waiting.
+            delay = next(delays, None) if exc.errno in _RETRY_ERRNOS else None
+            if delay is None or time.monotonic() + delay > deadline:
+                raise fail(describe(exc)) from None
+            time.sleep(delay)
 
 
 def _describe_connect_error(exc: OSError) -> str:
