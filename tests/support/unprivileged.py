@@ -126,7 +126,8 @@ def grant_dir_ensure(directory: Path) -> Path:
 def traverse_granted(
     user: SystemUser, paths: Iterable[Path], *, state_dir: Path = GRANT_DIR
 ) -> Iterator[list[Path]]:
-    """Give `user` o+x on the ancestors of `paths` it cannot traverse, for the block's duration;
+    """Give `user` o+x on the ancestors of `paths` it cannot traverse (and o+rx on a needed
+    directory it cannot list), for the block's duration;
     yields every directory the grant holds (changed here or by another process still in it).
 
     One lock (`mutex`) serialises changes to modes and the record of the original ones; each
@@ -150,6 +151,12 @@ def traverse_granted(
                     mode = stat.S_IMODE(directory.stat().st_mode)
                     record.setdefault(str(directory), mode)
                     os.chmod(directory, mode | stat.S_IXOTH)
+                # A needed directory itself must also be listed: Python's importer reads
+                # the directory to find modules (a fresh clone may *be* a 0700 mktemp dir).
+                if path.is_dir() and not user_may(user, path, os.R_OK | os.X_OK):
+                    mode = stat.S_IMODE(path.stat().st_mode)
+                    record.setdefault(str(path), mode)
+                    os.chmod(path, mode | stat.S_IROTH | stat.S_IXOTH)
             record_path.write_text(json.dumps(record))
             fcntl.flock(holders, fcntl.LOCK_SH)
         finally:
