@@ -59,8 +59,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def addresses(count: int) -> list[str]:
-    """`count` distinct IPv4 addresses in 10.0.0.0/8 as lines of text."""
-    return [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(1, count + 1)]
+    """`count` distinct public IPv4 addresses in 11.0.0.0/8 as lines of text (a private range
+    such as 10/8 would be held back for confirmation, and nothing sent)."""
+    return [f"11.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(1, count + 1)]
 
 
 def main() -> int:

@@ -70,9 +70,14 @@ def env_float(
 
 
 def env_int(
-    name: str, default: int, *, minimum: int, environ: Mapping[str, str] = os.environ
+    name: str,
+    default: int,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> int:
-    """A whole-number variable that must be at least `minimum`."""
+    """A whole-number variable that must be at least `minimum` (and at most `maximum`)."""
     raw = environ.get(name)
     if raw is None:
         return default
@@ -82,6 +87,8 @@ def env_int(
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {raw!r}")
     return value
 
 

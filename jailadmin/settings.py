@@ -175,6 +175,10 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("JAILADMIN_SECURE", False)
 SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
+# No script needs to read the CSRF cookie: pages hand the token to HTMX in `hx-headers` on
+# <body> and to forms in {% csrf_token %}, so a script injected somehow cannot lift it.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = SECURE
 SECURE_HSTS_SECONDS = 31536000 if SECURE else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
@@ -214,6 +218,11 @@ JAILADMIN_REDIS_URL = env_str("JAILADMIN_REDIS_URL", "")
 JAILADMIN_GEOIP_DB = env_str("JAILADMIN_GEOIP_DB", "")
 JAILADMIN_PAGE_SIZE = env_int("JAILADMIN_PAGE_SIZE", 50, minimum=5)
 JAILADMIN_POLL_SECONDS = env_int("JAILADMIN_POLL_SECONDS", 10, minimum=2)
+# Banning a network with a shorter prefix than this asks for a confirmation first (the
+# pages' confirmation step, `manage.py jails ban --yes`): a /8 can lock out a whole
+# provider, the operators' own network among them. /0 is refused whatever these say.
+JAILADMIN_BAN_MIN_PREFIX_V4 = env_int("JAILADMIN_BAN_MIN_PREFIX_V4", 16, minimum=1, maximum=32)
+JAILADMIN_BAN_MIN_PREFIX_V6 = env_int("JAILADMIN_BAN_MIN_PREFIX_V6", 48, minimum=1, maximum=128)
 # Seeds of the first-run setup (the wizard saves the runtime values in the database).
 JAILADMIN_SESSION_LIFETIME = env_int("JAILADMIN_SESSION_LIFETIME", 8 * 3600, minimum=300)
 JAILADMIN_HISTORY_RETENTION_DAYS = env_int("JAILADMIN_HISTORY_RETENTION_DAYS", 365, minimum=1)

@@ -54,6 +54,9 @@ class RuntimeSettings:
     session_lifetime_seconds: int = 8 * 3600
     history_retention_days: int = 365
     web_workers: int = 1  # gunicorn workers this site runs with (JAILADMIN_WORKERS)
+    # A ban of a network shorter than these prefixes asks first (JAILADMIN_BAN_MIN_PREFIX_*).
+    ban_min_prefix_v4: int = 16
+    ban_min_prefix_v6: int = 48
 
     @classmethod
     def from_django_settings(cls, settings: Any) -> RuntimeSettings:
@@ -74,6 +77,8 @@ class RuntimeSettings:
             session_lifetime_seconds=settings.JAILADMIN_SESSION_LIFETIME,
             history_retention_days=settings.JAILADMIN_HISTORY_RETENTION_DAYS,
             web_workers=settings.JAILADMIN_WORKERS,
+            ban_min_prefix_v4=settings.JAILADMIN_BAN_MIN_PREFIX_V4,
+            ban_min_prefix_v6=settings.JAILADMIN_BAN_MIN_PREFIX_V6,
         )
 
 

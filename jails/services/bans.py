@@ -2,8 +2,11 @@
 
 Bulk lists go to fail2ban in batches (many addresses per ``set J banip``), never one
 command per address. Before anything is sent, every line is validated and normalised,
-checked against what the jail already bans, and held back if it is the acting person's
-own address or on the jail's ignore list, unless the action is confirmed.
+checked against what the jail already bans, and held back unless the action is confirmed
+if it is the acting person's own address, on the jail's ignore list, in a private or other
+special-use range (loopback, link-local, CGNAT, multicast, reserved...: often the operators'
+own network, seldom an attacker), or a network wider than the configured bound (/16 for
+IPv4, /48 for IPv6 by default). ``/0`` is refused outright by the validation.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from jails.services.operations import (
     entry_parse,
     operator_address,
     overlaps,
+    special_use_reason,
+    width_reason,
 )
 from jails.state import RuntimeState
 
@@ -168,25 +173,42 @@ def _ignore_networks(conn: CommandChannel, jail: str) -> list[tuple[str, IPNetwo
     return networks
 
 
-def _confirmation_reason(
-    address: str,
-    *,
-    own: IPAddress | None,
-    ignore: list[tuple[str, IPNetwork]],
-) -> str:
-    if own is None and not ignore:
-        return ""
-    network = as_network(address)
-    if network is None:  # cannot happen for a validated entry
-        return ""
-    if own is not None and own in network:
-        if network.num_addresses == 1:
-            return "this is the address you are connected from"
-        return f"this network contains the address you are connected from ({own})"
-    for text, ignored in ignore:
-        if overlaps(network, ignored):
-            return f"on the jail's ignore list ({text})"
-    return ""
+@dataclass(frozen=True, slots=True)
+class HoldBack:
+    """What holds a ban back until confirmed: who is acting, the jail's ignore list, the bounds."""
+
+    own: IPAddress | None
+    ignore: list[tuple[str, IPNetwork]]
+    min_prefix_v4: int
+    min_prefix_v6: int
+
+
+def _hold_back(state: RuntimeState, conn: CommandChannel, *, jail: str, actor: Actor) -> HoldBack:
+    settings = state.settings
+    return HoldBack(
+        own=operator_address(actor),
+        ignore=_ignore_networks(conn, jail),
+        min_prefix_v4=settings.ban_min_prefix_v4,
+        min_prefix_v6=settings.ban_min_prefix_v6,
+    )
+
+
+def _confirmation_reason(address: str, hold: HoldBack) -> str:
+    """Why banning `address` needs a confirmation ("" if it does not), the weightiest first."""
+    own, ignore = hold.own, hold.ignore
+    if own is not None or ignore:
+        network = as_network(address)
+        if network is not None:  # always, for a validated entry
+            if own is not None and own in network:
+                if network.num_addresses == 1:
+                    return "this is the address you are connected from"
+                return f"this network contains the address you are connected from ({own})"
+            for text, ignored in ignore:
+                if overlaps(network, ignored):
+                    return f"on the jail's ignore list ({text})"
+    return special_use_reason(address) or width_reason(
+        address, min_prefix_v4=hold.min_prefix_v4, min_prefix_v6=hold.min_prefix_v6
+    )
 
 
 # Ban ---
@@ -198,15 +220,14 @@ def ban_confirmations(
     if not entries:
         return {}
     jail_service.jail_require(state, name=jail)
-    own = operator_address(actor)
     with state.jail_service.client.connection() as conn:
-        ignore = _ignore_networks(conn, jail)
+        hold = _hold_back(state, conn, jail=jail, actor=actor)
         banned = _banned_in_jail(conn, jail)
     reasons = {}
     for entry in entries:
         if entry.address in banned:
             continue
-        reason = _confirmation_reason(entry.address, own=own, ignore=ignore)
+        reason = _confirmation_reason(entry.address, hold)
         if reason:
             reasons[entry.address] = reason
     return reasons
@@ -270,17 +291,14 @@ def _ban(
         if all(r is not None for r in results):
             return  # nothing valid: fail2ban is not even asked
         jail_service.jail_require(state, name=jail)
-        own = operator_address(actor)
         with state.jail_service.client.connection() as conn:
             banned = _banned_in_jail(conn, jail)
-            ignore = _ignore_networks(conn, jail)
+            hold = _hold_back(state, conn, jail=jail, actor=actor)
             first_line: dict[str, int] = {}
             pending: list[int] = []
             for index, entry in enumerate(entries):
                 if results[index] is None:
-                    results[index] = _classify(
-                        entry, first_line, banned, own, ignore, confirmed, report
-                    )
+                    results[index] = _classify(entry, first_line, banned, hold, confirmed, report)
                     if results[index] is None:
                         pending.append(index)
             for start in range(0, len(pending), batch_size):
@@ -313,8 +331,7 @@ def _classify(
     entry: Entry,
     first_line: dict[str, int],
     banned: set[str],
-    own: IPAddress | None,
-    ignore: list[tuple[str, IPNetwork]],
+    hold: HoldBack,
     confirmed: bool,
     report: ActionReport,
 ) -> LineResult | None:
@@ -326,8 +343,10 @@ def _classify(
     first_line[address] = entry.number
     if address in banned:
         return LineResult(entry.number, entry.text, LineStatus.ALREADY_BANNED, address)
-    reason = _confirmation_reason(address, own=own, ignore=ignore)
-    if reason and not confirmed:
+    if confirmed:
+        return None  # confirmed: no reason could hold it back, so none is worked out
+    reason = _confirmation_reason(address, hold)
+    if reason:
         report.needs_confirmation.append(address)
         note = f"{reason}: needs confirmation"
         return LineResult(entry.number, entry.text, LineStatus.SKIPPED, address, note)

@@ -109,6 +109,86 @@ def as_network(value: str) -> IPNetwork | None:
     return parsed
 
 
+# Held back until confirmed (ipaddress knows these ranges; CGNAT it calls neither private nor
+# global). ipaddress also counts the documentation ranges (RFC 5737, RFC 3849) as private,
+# but no real host, and so no operator, sits in them: the README, the demo's attacker and
+# the tests use them as stand-ins for attackers, and holding them back would only teach
+# operators to click "Ban anyway" without reading.
+DOCUMENTATION_NETWORKS = tuple(
+    ipaddress.ip_network(text)
+    for text in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+CGNAT_NETWORK = ipaddress.IPv4Network("100.64.0.0/10")
+# The first octets of every IPv4 range ipaddress does not call global, plus multicast and
+# above (224-255). A dotted quad starting with any other octet is an ordinary public
+# address: a bulk list of 100 000 lines skips the ipaddress checks (~20 us each) for it.
+# tests/services/test_bans_special.py proves this against ipaddress for every octet.
+SPECIAL_FIRST_OCTETS = frozenset({0, 10, 100, 127, 169, 172, 192, 198, 203, *range(224, 256)})
+
+
+def _address_kind(address: IPAddress) -> str:
+    """What kind of special-use address this is, with a hint why it matters ("" if public)."""
+    if any(address in network for network in DOCUMENTATION_NETWORKS):
+        return ""
+    if address.is_unspecified:
+        return "the unspecified address (no host at all)"
+    if address.is_loopback:
+        return "a loopback address (the host itself)"
+    if address.is_link_local:
+        return "a link-local address (the local network segment)"
+    if address.is_multicast:
+        return "a multicast address (no single host)"
+    if isinstance(address, ipaddress.IPv4Address) and address in CGNAT_NETWORK:
+        return "a carrier-grade NAT address (100.64.0.0/10: many customers behind one)"
+    # Before private: ipaddress calls 240.0.0.0/4 both, and "reserved" is what it is.
+    if address.is_reserved:
+        return "a reserved address (no host on the internet)"
+    if address.is_private:
+        return "a private address (often the operators' own network)"
+    if not address.is_global:
+        return "a special-use address (not on the public internet)"
+    return ""
+
+
+def special_use_reason(address: str) -> str:
+    """Why banning this canonical address or network could hit the operators' own network or
+    no real host at all (private, loopback, CGNAT...); "" for public ones. A network counts
+    when its first or last address is special-use (a wider network that holds such a range
+    only in its middle is wider than /16 anyway, and held back for that: width_reason)."""
+    head, dot, _ = address.partition(".")
+    # A canonical dotted quad is only digits and dots, so `head` is its first octet.
+    plain_v4 = dot and ":" not in address and "/" not in address and head.isdigit()
+    if plain_v4 and int(head) not in SPECIAL_FIRST_OCTETS:
+        return ""
+    network = as_network(address)
+    if network is None:
+        return ""
+    if network.num_addresses == 1:
+        return _address_kind(network.network_address)
+    for end in (network.network_address, network.broadcast_address):
+        kind = _address_kind(end)
+        if kind:
+            return f"this network includes {kind}, from {end}"
+    return ""
+
+
+def width_reason(address: str, *, min_prefix_v4: int, min_prefix_v6: int) -> str:
+    """Why this network is too wide to ban without asking ("" for an address or a narrow one)."""
+    if "/" not in address:
+        return ""
+    network = as_network(address)
+    if network is None:
+        return ""
+    bound = min_prefix_v4 if network.version == 4 else min_prefix_v6
+    if network.prefixlen >= bound:
+        return ""
+    if network.version == 4:
+        size = f"{network.num_addresses:,}".replace(",", " ") + " addresses"
+    else:  # 2^80 reads better than a 25-digit number
+        size = f"2^{network.max_prefixlen - network.prefixlen} addresses"
+    return f"a wide network ({size}), wider than the /{bound} bound"
+
+
 def operator_address(actor: Actor) -> IPAddress | None:
     """The address the acting person is connected from, if known and valid."""
     if not actor.address:

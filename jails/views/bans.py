@@ -39,7 +39,7 @@ REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per k
 # Ban one ---
 @jail_action
 def jail_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    """Ban one address or network from the jail page (own/ignored address: confirm first)."""
+    """Ban one address or network from the jail page (held back by the service: confirm first)."""
     state = runtime_state()
     actor = actor_from_request(request)
     value = request.POST.get("ip", "")[:MAX_FIELD]
@@ -174,7 +174,14 @@ def jail_bulk_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
             confirmed=form.cleaned_data["confirm"],
         )
         form = BulkBanForm()
-    context = {"jail_name": name, "form": form, "report": report, "view": report_view(report)}
+    context = {
+        "jail_name": name,
+        "form": form,
+        "report": report,
+        "view": report_view(report),
+        "min_prefix_v4": state.settings.ban_min_prefix_v4,
+        "min_prefix_v6": state.settings.ban_min_prefix_v6,
+    }
     return render(request, "jails/bulkban_form.html", context)
 
 

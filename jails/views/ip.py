@@ -174,7 +174,7 @@ def ip_unban(request: HtmxHttpRequest, address: str) -> HttpResponse:
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
 def ip_ban(request: HtmxHttpRequest, address: str) -> HttpResponse:
-    """Ban the address in a jail (own or ignored address: confirm first)."""
+    """Ban the address in a jail (own, ignored, special-use or wide: confirm first)."""
     checked = _ip_action(request, address, every_jail_allowed=False)
     if isinstance(checked, HttpResponse):
         return checked

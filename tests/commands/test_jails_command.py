@@ -195,3 +195,94 @@ def test_command_exit_codes_from_the_shell(f2b, tmp_path):
     assert code("ban", "sshd", "bad-address") == 1
     assert code("frobnicate") == 2
     assert code("set", "sshd", "colour", "red") == 2
+
+
+# Wide and special-use addresses are held back unless --yes (issue 17) -------------------------
+HELD_BACK = [
+    ("10.1.2.3", "a private address"),
+    ("fd00::7", "a private address"),
+    ("127.0.0.2", "a loopback address"),
+    ("fe80::1", "a link-local address"),
+    ("100.64.0.1", "a carrier-grade NAT address"),
+    ("ff02::1", "a multicast address"),
+    ("240.0.0.1", "a reserved address"),
+    ("::", "the unspecified address"),
+    ("10.0.0.0/8", "this network includes a private address"),
+    ("11.0.0.0/8", "a wide network (16 777 216 addresses), wider than the /16 bound"),
+    ("2a00::/32", "a wide network (2^96 addresses), wider than the /48 bound"),
+]
+
+
+@pytest.mark.parametrize(("address", "says"), HELD_BACK)
+def test_command_ban_holds_back_special_and_wide_unless_yes(runtime, f2b, address, says):
+    code, out = run("ban", "sshd", "203.0.113.77", address)
+    assert code == 1
+    assert f"line 2: '{address}' skipped ({says}" in out
+    assert "1 held back: run again with --yes to ban them" in out
+    assert banned(f2b, "sshd") == {"203.0.113.77"}
+    code, out = run("ban", "sshd", "203.0.113.77", address, "--yes")
+    assert code == 0 and "1 banned, 1 already banned" in out
+    assert banned(f2b, "sshd") == {"203.0.113.77", address}
+
+
+def test_command_ban_held_back_message_and_exit_code(runtime, f2b):
+    with pytest.raises(CommandError) as raised:
+        call_command("jails", "ban", "sshd", "10.0.0.0/8", "fe80::1", stdout=io.StringIO())
+    assert raised.value.returncode == 1
+    assert (
+        str(raised.value)
+        == "2 addresses held back (reasons above): run again with --yes to ban them too"
+    )
+    assert banned(f2b, "sshd") == set()
+
+
+def test_command_ban_json_reports_held_back_addresses(runtime, f2b):
+    code, out = run("ban", "sshd", "198.51.100.9", "100.64.0.0/10", "192.168.1.1", "--json")
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is True  # nothing failed; two wait for --yes
+    assert data["needs_confirmation"] == ["100.64.0.0/10", "192.168.1.1"]
+    assert data["counts"] == {"banned": 1, "skipped": 2}
+    reasons = {line["address"]: line["reason"] for line in data["lines"]}
+    assert reasons["198.51.100.9"] is None
+    assert "carrier-grade NAT" in reasons["100.64.0.0/10"]
+    assert reasons["192.168.1.1"].startswith("a private address")
+    assert banned(f2b, "sshd") == {"198.51.100.9"}
+
+
+def test_command_slash_zero_is_refused_even_with_yes(runtime, f2b):
+    code, out = run("ban", "sshd", "0.0.0.0/0", "--yes")
+    assert code == 1 and "'0.0.0.0/0' invalid" in out
+    assert banned(f2b, "sshd") == set()
+
+
+def test_command_ban_bounds_from_the_environment_in_the_shell(f2b, tmp_path):
+    """The real process: JAILADMIN_BAN_MIN_PREFIX_V4 sets the bound; held back exits 1."""
+    db = tmp_path / "cmd.sqlite3"
+    env = {
+        **os.environ,
+        "JAILADMIN_DATABASE_URL": f"sqlite:///{db}",
+        "JAILADMIN_FAIL2BAN_SOCKET": str(f2b.socket_path),
+        "JAILADMIN_VAR_DIR": str(tmp_path),
+        "JAILADMIN_SECRET_KEY": "test-only-secret-key-for-the-command-bound-test",
+        "JAILADMIN_DEBUG": "false",
+        "JAILADMIN_BAN_MIN_PREFIX_V4": "8",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, capture_output=True)
+
+    def jails(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*manage, "jails", *args], env=env, capture_output=True, text=True)
+
+    assert jails("ban", "sshd", "11.0.0.0/8").returncode == 0
+    held = jails("ban", "sshd", "12.0.0.0/7")
+    assert held.returncode == 1
+    assert "wider than the /8 bound" in held.stdout
+    assert "1 address held back (reasons above): run again with --yes" in held.stderr
+    assert banned(f2b, "sshd") == {"11.0.0.0/8"}
+    assert jails("status").returncode == 0
+    env["JAILADMIN_BAN_MIN_PREFIX_V4"] = "33"
+    refused = jails("status")
+    assert (
+        refused.returncode != 0
+        and "JAILADMIN_BAN_MIN_PREFIX_V4 must be at most 32" in refused.stderr
+    )

@@ -100,7 +100,7 @@ def test_ips_ban_bulk_reports_every_line(runtime, f2b):
 def test_ips_ban_sends_batches_not_one_command_per_address(runtime_at, quiet_f2b):
     from tests.support.recording_proxy import RecordingProxy
 
-    ips = [f"10.9.{i // 250}.{i % 250 + 1}" for i in range(2500)]
+    ips = [f"11.9.{i // 250}.{i % 250 + 1}" for i in range(2500)]  # public: none held back
     with RecordingProxy(str(quiet_f2b.socket_path)) as proxy:
         state = runtime_at(proxy.path, timeout=10, recorded_by=proxy)
         report = ban_service.ips_ban(state, jail="bulk", lines=ips, actor=ACTOR, batch_size=1000)
@@ -114,7 +114,7 @@ def test_ips_ban_sends_batches_not_one_command_per_address(runtime_at, quiet_f2b
 def test_ips_ban_100k_lines_in_one_go(quiet_f2b):
     from jails.apps import runtime_state
 
-    ips = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(100_000)]
+    ips = [f"11.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(100_000)]
     report = ban_service.ips_ban(runtime_state(), jail="bulk", lines=ips, actor=ACTOR)
     assert report.ok and report.changed == 100_000
     assert report.batches == 50

@@ -231,7 +231,7 @@ def test_bulk_ban_refuses_binary_upload(runtime, f2b, logged_in_client):
 
 @pytest.mark.slow
 def test_bulk_ban_100k_lines_through_the_page(quiet_f2b, logged_in_client):
-    lines = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(100_000)]
+    lines = [f"11.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(100_000)]  # public
     lines[500] = "not-an-address"
     upload = SimpleUploadedFile("big.txt", "\n".join(lines).encode())
     response = logged_in_client.post("/jails/bulk/bulk-ban/", {"upload": upload})

@@ -78,7 +78,10 @@ class Command(RuntimeCommand):
         p.add_argument(
             "--yes",
             action="store_true",
-            help="Also ban your own (SSH) address and addresses on the jail's ignore list.",
+            help=(
+                "Also ban what is otherwise held back: your own (SSH) address, addresses on the "
+                "jail's ignore list, private and other special-use ranges, wide networks."
+            ),
         )
         p.add_argument("--batch-size", type=int, default=ban_service.BATCH_SIZE)
 
@@ -290,7 +293,16 @@ class Command(RuntimeCommand):
             confirmed=options["yes"],
             batch_size=options["batch_size"],
         )
-        return self._report(report)
+        ok = self._report(report)
+        held = len(report.needs_confirmation)
+        if held and not report.error:
+            # Exit 1 like any partial failure, but say what to do rather than "did not succeed".
+            raise CommandError(
+                f"{held} address{'es' if held != 1 else ''} held back (reasons above): "
+                "run again with --yes to ban them too",
+                returncode=EXIT_FAILED,
+            )
+        return ok
 
     def cmd_unban(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
         jail = options.get("jail")
