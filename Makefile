@@ -11,7 +11,7 @@ WORKERS ?= 3
 APT_PACKAGES := python3 python3-venv redis-server chromium sqlite3
 export JAILADMIN_VAR_DIR ?= $(CURDIR)/$(VAR)
 
-.PHONY: install system-packages fail2ban venv test lint format run bench screenshot clean
+.PHONY: install system-packages fail2ban venv test lint format coverage run bench screenshot mutation clean
 
 install: system-packages fail2ban venv
 
@@ -55,9 +55,32 @@ format: venv
 # (JAILADMIN_TEST_FAIL2BAN selects the unpacked version the private servers run).
 # The `fail2ban` marker is the set, not a file list, so it cannot drift: tests/conftest.py
 # puts it on everything in tests/fail2ban/ and tests/services/, other modules opt in.
+# TEST_WORKERS pytest-xdist processes (each has its own private fail2ban, Redis, static files
+# and test database); TEST_WORKERS=0 runs in this process, for a debugger.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS)
 test: install lint
-	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.0 $(PY) -m pytest $(PYTEST_ARGS)
-	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.1 $(PY) -m pytest -m "fail2ban and not slow" $(PYTEST_ARGS)
+	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.0 $(PYTEST) $(PYTEST_ARGS)
+	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.1 $(PYTEST) -m "fail2ban and not slow" $(PYTEST_ARGS)
+
+# Branch coverage of both `make test` passes, Python subprocesses included ([tool.coverage] in
+# pyproject.toml, README "Coverage"). Not part of `make test`: measuring slows the suite down.
+# Every process writes its own data file into COVERAGE_DIR; they are combined, then reported
+# on the terminal and as HTML in COVERAGE_DIR/html. The report is printed even when a test
+# fails, and the target then fails too.
+COVERAGE_DIR ?= $(CURDIR)/.coverage-data
+COVERAGE := COVERAGE_FILE=$(COVERAGE_DIR)/coverage $(PY) -m coverage
+# Budgets the measurement itself breaks: coverage loaded into the agent adds about 1 MB to
+# its resident memory. `make test` keeps checking them.
+COVERAGE_DESELECT := --deselect tests/agent/test_agent_server.py::test_agent_resident_memory_while_serving_stays_under_30_mb
+coverage: install
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	status=0; \
+	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.0 $(COVERAGE) run -m pytest -n $(TEST_WORKERS) $(COVERAGE_DESELECT) $(PYTEST_ARGS) || status=$$?; \
+	JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.1 $(COVERAGE) run -m pytest -n $(TEST_WORKERS) -m "fail2ban and not slow" $(COVERAGE_DESELECT) $(PYTEST_ARGS) || status=$$?; \
+	$(COVERAGE) combine --quiet && $(COVERAGE) html -q -d $(COVERAGE_DIR)/html && $(COVERAGE) report || status=$$?; \
+	echo "HTML report: $(COVERAGE_DIR)/html/index.html"; \
+	exit $$status
 
 run: install
 	bash scripts/run.sh
@@ -67,9 +90,19 @@ run: install
 bench: install
 	$(PY) bench/run_all.py
 
+# Mutation testing of the Django-free packages (README, "Mutation testing"); not part of `make test`.
+# mutmut 3 works in mutants/ (git-ignored; kept between runs, it only re-tests what changed).
+# PrivateServer looks for the unpacked fail2ban beside its own package, so mutants/var links to var/.
+# MUTANTS narrows the run, e.g. make mutation MUTANTS='jails.fail2ban.validation*'.
+MUTATION_CHILDREN ?= 2
+mutation: install
+	mkdir -p mutants && ln -sfn ../$(VAR) mutants/var
+	JAILADMIN_DEBUG=false $(VENV)/bin/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
+	$(VENV)/bin/mutmut results
+
 # Dashboard and history screenshots (headless Chromium) into artifacts/.
 screenshot: install
 	$(PY) scripts/screenshot_dashboard.py --out artifacts
 
 clean:
-	rm -rf $(VENV) $(VAR)
+	rm -rf $(VENV) $(VAR) mutants

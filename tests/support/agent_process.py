@@ -35,6 +35,8 @@ START_TIMEOUT = 30.0  # a cold interpreter on a loaded 1-core box; normally ~0.2
 
 def agent_environment(**extra: str) -> dict[str, str]:
     """The agent's environment: ours without PYTHON*, with the checkout importable."""
+    # COVERAGE_* (COVERAGE_PROCESS_CONFIG, COVERAGE_FILE) stay: `make coverage` measures
+    # the agent through them (an agent on the system's python3 has no coverage, and is not).
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(REPO_ROOT)
     env.update(extra)
