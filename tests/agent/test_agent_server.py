@@ -27,6 +27,7 @@ from tests.support.agent_process import (
     RawAgentConnection,
     server_options,
     stdio_agent,
+    stdio_agent_end,
 )
 from tests.support.fakeserver import FakeFail2ban, reply_garbage, reply_value
 
@@ -361,12 +362,7 @@ def test_agent_stdio_serves_one_connection(f2b):
         reply = raw.request("shell", {"argv": ["id"]})
         assert reply["ok"] is False and reply["error"]["type"] == "AgentRefused"
     finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        assert process.wait(timeout=60) == 0
-        assert process.stdout is not None and process.stderr is not None
-        process.stdout.close()
-        process.stderr.close()
+        stdio_agent_end(process)
 
 
 def test_agent_stdio_refuses_a_request_before_hello(f2b):
@@ -378,12 +374,7 @@ def test_agent_stdio_refuses_a_request_before_hello(f2b):
         assert "hello" in reply["error"]["message"]
         assert raw.closed()
     finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        assert process.wait(timeout=60) == 0
-        assert process.stdout is not None and process.stderr is not None
-        process.stdout.close()
-        process.stderr.close()
+        stdio_agent_end(process)
 
 
 def test_agent_runs_on_the_system_python_with_the_standard_library_only(f2b):

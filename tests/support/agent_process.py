@@ -199,6 +199,16 @@ def stdio_agent(
     )
 
 
+def stdio_agent_end(process: subprocess.Popen[bytes]) -> None:
+    """End a stdio_agent() the way its peer hanging up does; it must exit cleanly (0)."""
+    assert process.stdin is not None
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    process.stderr.close()
+
+
 class RawAgentConnection:
     """A hand-driven connection to an agent: frames (or any bytes) exactly as a test wants.
 
