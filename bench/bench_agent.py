@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import django_setup, print_table, ratio  # noqa: E402
+from bench.common import django_setup, print_table, ratio, site_client  # noqa: E402
 
 JAILS = 50
 BANS_PER_JAIL = 200
@@ -81,11 +81,8 @@ def main() -> int:
 
     django_setup()
     from django.apps import apps
-    from django.contrib.auth import get_user_model
-    from django.test import Client
 
     from jails.fail2ban.server import JailSpec, PrivateServer
-    from jails.models import SiteSettings
     from jails.services.audit import Actor
     from jails.services.bans import ips_ban
     from jails.state import RuntimeState, build_runtime_state
@@ -115,14 +112,7 @@ def main() -> int:
             "direct": build_runtime_state(seed),
             "agent": build_runtime_state(replace(seed, fail2ban_agent=agent.address)),
         }
-        SiteSettings.objects.update_or_create(
-            singleton=1,
-            defaults={"setup_complete": True, "fail2ban_socket": str(server.socket_path)},
-        )
-        # A throw-away database, so a fixed name is fine; the password is never used.
-        user = get_user_model().objects.create_superuser("bench", password=None)
-        web = Client(HTTP_HOST="127.0.0.1")
-        web.force_login(user)
+        web = site_client(str(server.socket_path))
 
         def page(mode: str, path: str) -> Callable[[], object]:
             def get() -> object:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import django_setup, median_ms, print_table, ratio  # noqa: E402
+from bench.common import django_setup, median_ms, print_table, ratio, site_client  # noqa: E402
 
 JAILS = 50
 BANS_PER_JAIL = 200
@@ -47,12 +47,9 @@ def main() -> int:
 
     django_setup()
     from django.apps import apps
-    from django.contrib.auth import get_user_model
-    from django.test import Client
 
     from jails.fail2ban.protocol import END, encode_request, restricted_loads
     from jails.fail2ban.server import JailSpec, PrivateServer
-    from jails.models import SiteSettings
     from jails.state import build_runtime_state
     from tests.support.recording_proxy import RecordingProxy
 
@@ -77,14 +74,7 @@ def main() -> int:
             )
 
         use_socket(str(server.socket_path))
-        SiteSettings.objects.update_or_create(
-            singleton=1,
-            defaults={"setup_complete": True, "fail2ban_socket": str(server.socket_path)},
-        )
-        # A throw-away database, so a fixed name is fine; the password is never used.
-        user = get_user_model().objects.create_superuser("bench", password=None)
-        web = Client(HTTP_HOST="127.0.0.1")
-        web.force_login(user)
+        web = site_client(str(server.socket_path))
         assert web.get("/jails/").status_code == 200
 
         def raw(commands: list[list[str]]) -> None:

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +107,23 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     print("-" * (width + 24))
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
+
+
+def site_client(fail2ban_socket: str) -> Any:
+    """A test client logged in to the benchmark's own site, set up against `fail2ban_socket`.
+
+    The database is the throw-away one django_setup() made, so a fixed user name is fine
+    and the password is never used (force_login).
+    """
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from jails.models import SiteSettings
+
+    SiteSettings.objects.update_or_create(
+        singleton=1, defaults={"setup_complete": True, "fail2ban_socket": fail2ban_socket}
+    )
+    user = get_user_model().objects.create_superuser("bench", password=None)
+    web = Client(HTTP_HOST="127.0.0.1")
+    web.force_login(user)
+    return web
