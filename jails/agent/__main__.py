@@ -69,6 +69,17 @@ def parser_build() -> argparse.ArgumentParser:
     )
     parser.add_argument("--reload-timeout", type=_positive, default=120.0)
     parser.add_argument(
+        "--fail2ban-regex",
+        default="",
+        help="how to run fail2ban-regex (the filter tester); default: next to fail2ban-client",
+    )
+    parser.add_argument("--regex-timeout", type=_positive, default=30.0)
+    parser.add_argument(
+        "--no-config-writes",
+        action="store_true",
+        help="refuse the configuration editor's writes (reading and testing still work)",
+    )
+    parser.add_argument(
         "--frame-timeout",
         type=_positive,
         default=DEFAULT_FRAME_TIMEOUT,
@@ -99,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config_dir=options.config_dir,
         fail2ban_client=tuple(shlex.split(options.fail2ban_client)),
         reload_timeout=options.reload_timeout,
+        fail2ban_regex=tuple(shlex.split(options.fail2ban_regex)),
+        regex_timeout=options.regex_timeout,
+        config_writes=not options.no_config_writes,
     )
     defaults = ServerLimits()
     limits = ServerLimits(

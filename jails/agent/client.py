@@ -35,8 +35,10 @@ from jails.fail2ban.errors import (
 
 from . import PROTOCOL_VERSION
 from .link import HostInfo
+from .logview import LogTail, tail_from_wire
 from .operations import BanRow
 from .protocol import HEADER, MAX_REPLY_BYTES, error_decode, frame_encode, message_decode
+from .regex import RegexReport, RegexRequest, report_from_wire
 
 MAX_COMMANDS = 10000  # per request, as the agent allows (jails.agent.server.MAX_COMMANDS)
 # The agent answers a slow fail2ban with Fail2banUnreachable after its own timeout; wait a
@@ -389,6 +391,47 @@ class AgentLink:
         if not isinstance(output, str):
             raise ProtocolError("the agent's reload reply is malformed")
         return output
+
+    def _dict_call(
+        self, op: str, args: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        value = self._call(op, args, timeout=timeout)
+        if not isinstance(value, dict):
+            raise ProtocolError(f"the agent's {op} reply is malformed")
+        return value
+
+    def config_read(self, *, if_changed_from: str | None) -> dict[str, Any]:
+        # The reader is a subprocess over the whole configuration: a reload's time, not a command's.
+        args = {"if_changed_from": if_changed_from}
+        return self._dict_call("config_read", args, timeout=self.reload_timeout)
+
+    def config_file(self, *, path: str) -> dict[str, Any]:
+        return self._dict_call("config_file", {"path": path})
+
+    def config_apply(
+        self, *, changes: list[dict[str, Any]], dry_run: bool = False
+    ) -> dict[str, Any]:
+        # Test, write, reload, verify and perhaps roll back and reload again.
+        args = {"changes": changes, "dry_run": dry_run}
+        return self._dict_call("config_apply", args, timeout=self.reload_timeout * 2)
+
+    def regex_test(self, request: RegexRequest) -> RegexReport:
+        # fail2ban-regex runs twice over up to 5 000 lines: a reload's time, not a command's.
+        value = self._call("regex_test", request.wire(), timeout=self.reload_timeout)
+        try:
+            return report_from_wire(value)
+        except (TypeError, ValueError):
+            raise ProtocolError("the agent's regex_test reply is malformed") from None
+
+    def log_tail(
+        self, *, lines: int, level: str | None, search: str | None, cursor: str | None
+    ) -> LogTail:
+        args = {"lines": lines, "level": level, "search": search, "cursor": cursor}
+        value = self._call("log_tail", args, timeout=self.reload_timeout)
+        try:
+            return tail_from_wire(value)
+        except (TypeError, ValueError):
+            raise ProtocolError("the agent's log_tail reply is malformed") from None
 
     def health(self) -> dict[str, Any]:
         """The agent's view of fail2ban: {"reachable", "version", "reason"}."""

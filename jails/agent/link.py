@@ -18,11 +18,27 @@ from typing import Any, Protocol
 
 from jails.fail2ban import DatabaseUnavailable, Fail2banClient, InvalidArgument
 
-from . import operations
+from . import configfiles, operations
+from .logview import LogTail, log_tail
 from .operations import BanRow, HostConfig
+from .regex import RegexReport, RegexRequest, regex_test_run
 
 # What a link can do for the site; the agent reports its own list in the handshake.
-OPERATIONS = ("fail2ban", "database_path", "database_bans", "database_ban", "reload", "health")
+OPERATIONS: tuple[str, ...] = (
+    "fail2ban",
+    "database_path",
+    "database_bans",
+    "database_ban",
+    "reload",
+    "health",
+    # The filter tester and the log viewer (jails.agent.regex, jails.agent.logview).
+    "regex_test",
+    "log_tail",
+    # fail2ban's configuration files (jails.agent.configfiles): read, one file, the safe change.
+    "config_read",
+    "config_file",
+    "config_apply",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,20 @@ class HostLink(Protocol):
 
     def reload(self, *, jail: str | None) -> str: ...
 
+    def regex_test(self, request: RegexRequest) -> RegexReport: ...
+
+    def log_tail(
+        self, *, lines: int, level: str | None, search: str | None, cursor: str | None
+    ) -> LogTail: ...
+
+    def config_read(self, *, if_changed_from: str | None) -> dict[str, Any]: ...
+
+    def config_file(self, *, path: str) -> dict[str, Any]: ...
+
+    def config_apply(
+        self, *, changes: list[dict[str, Any]], dry_run: bool = False
+    ) -> dict[str, Any]: ...
+
     def hello(self) -> HostInfo: ...
 
     def close(self) -> None:
@@ -109,6 +139,25 @@ class DirectLink(Fail2banClient):
 
     def reload(self, *, jail: str | None) -> str:
         return operations.reload(self.config, jail=jail)
+
+    def regex_test(self, request: RegexRequest) -> RegexReport:
+        return regex_test_run(self.config, self.send, request)
+
+    def log_tail(
+        self, *, lines: int, level: str | None, search: str | None, cursor: str | None
+    ) -> LogTail:
+        return log_tail(self.send, lines=lines, level=level, search=search, cursor=cursor)
+
+    def config_read(self, *, if_changed_from: str | None) -> dict[str, Any]:
+        return configfiles.config_read(self.config, if_changed_from=if_changed_from)
+
+    def config_file(self, *, path: str) -> dict[str, Any]:
+        return configfiles.file_read(self.config, path=path)
+
+    def config_apply(
+        self, *, changes: list[dict[str, Any]], dry_run: bool = False
+    ) -> dict[str, Any]:
+        return configfiles.config_apply(self.config, self, changes=changes, dry_run=dry_run)
 
     def close(self) -> None:
         pass  # every command opens and closes its own connection: nothing is kept

@@ -55,6 +55,14 @@ class HostConfig:
     config_dir: str = "/etc/fail2ban"
     fail2ban_client: tuple[str, ...] = ("fail2ban-client",)
     reload_timeout: float = RELOAD_TIMEOUT
+    # The filter tester's fail2ban-regex; () runs the one next to fail2ban_client
+    # (jails.agent.regex.regex_command), as a package installs them side by side.
+    fail2ban_regex: tuple[str, ...] = ()
+    regex_timeout: float = 30.0
+    # The configuration editor's writes (jails.agent.configfiles.config_apply). Writing
+    # fail2ban's configuration is root's code execution by nature (action definitions,
+    # `ignorecommand`): an agent started with --no-config-writes only reads and tests it.
+    config_writes: bool = True
 
 
 # --- fail2ban's database --------------------------------------------------------------------------

@@ -51,7 +51,15 @@ from jails.fail2ban import (
 from jails.fail2ban.commands import check_command
 from jails.fail2ban.validation import validate_jail_name
 
-from . import AGENT_NAME, AGENT_VERSION, PROTOCOL_VERSION, operations
+from . import (
+    AGENT_NAME,
+    AGENT_VERSION,
+    PROTOCOL_VERSION,
+    configfiles,
+    logview,
+    operations,
+    regex,
+)
 from .operations import MAX_BATCH_ROWS, HostConfig
 from .protocol import (
     HEADER,
@@ -205,6 +213,20 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "database_ban": _op_database_ban,
         "reload": _op_reload,
         "health": _op_health,
+        # The filter tester and the log viewer (jails/agent/regex.py, logview.py): each
+        # checks its arguments; the files read are the ones fail2ban itself names.
+        "regex_test": lambda agent, args: regex.op_regex_test(agent.config, agent.client, args),
+        "log_tail": lambda agent, args: logview.op_log_tail(agent.client, args),
+        # fail2ban's configuration files (jails/agent/configfiles.py checks every path itself).
+        "config_read": lambda agent, args: configfiles.op_config_read(
+            agent.config, agent.client, args
+        ),
+        "config_file": lambda agent, args: configfiles.op_config_file(
+            agent.config, agent.client, args
+        ),
+        "config_apply": lambda agent, args: configfiles.op_config_apply(
+            agent.config, agent.client, args
+        ),
     }
 )
 

@@ -9,13 +9,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from jails.apps import runtime_state
+from jails.configuration.services import overrides as config_overrides
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.formatting import duration_input
 from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
+from jails.services.audit import Actor
 from jails.services.control import ReloadFailed, describe_error
 from jails.services.operations import entry_parse
+from jails.state import RuntimeState
 from jails.views.jail_page import (
     MAX_FIELD,
     Confirmation,
@@ -65,7 +68,28 @@ def jail_ignore(request: HtmxHttpRequest, name: str) -> HttpResponse:
     except Fail2banError as exc:
         outcome = Outcome(errors={"ignore": describe_error(exc)}, values={"ignore": value})
         return jail_action_response(request, state, name, outcome)
+    if request.POST.get("persist"):
+        message = _ignore_persist(state, name, entry.address, add=op == "add", actor=actor)
     return jail_action_response(request, state, name, Outcome(message))
+
+
+def _ignore_persist(
+    state: RuntimeState, name: str, address: str, *, add: bool, actor: Actor
+) -> str:
+    """Also keep the change in the configuration: the jail's `ignoreip` in its override
+    file, through the configuration editor's safe path, so the entry survives a reload."""
+    change = "Added {} to" if add else "Removed {} from"
+    done = f"{change.format(address)} the ignore list of {name}"
+    try:
+        saved = config_overrides.ignore_persist(
+            state, jail=name, address=address, add=add, actor=actor
+        )
+    except Fail2banError as exc:
+        return f"{done} at run time, but the configuration was not changed: {describe_error(exc)}"
+    if not saved.ok:
+        return f"{done} at run time, but the configuration was not changed: {saved.summary}"
+    path = config_overrides.jail_override_path(name)
+    return f"{done}, and in the configuration ({path}): it survives reloads."
 
 
 # Tune ---

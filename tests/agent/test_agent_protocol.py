@@ -184,11 +184,17 @@ def test_handshake_must_come_first_and_speak_version_1():
 
 def test_operations_are_a_closed_allow_list():
     assert sorted(OPERATIONS) == [
+        # the configuration editor (jails/agent/configfiles.py)
+        "config_apply",
+        "config_file",
+        "config_read",
         "database_ban",
         "database_bans",
         "database_path",
         "fail2ban",
         "health",
+        "log_tail",  # the log viewer (jails/agent/logview.py)
+        "regex_test",  # the filter tester (jails/agent/regex.py)
         "reload",
     ]
     with pytest.raises(TypeError):

@@ -31,7 +31,19 @@ from tests.support.agent_process import (
 )
 from tests.support.fakeserver import FakeFail2ban, reply_garbage, reply_value
 
-ALL_OPERATIONS = ("database_ban", "database_bans", "database_path", "fail2ban", "health", "reload")
+ALL_OPERATIONS = (
+    "config_apply",
+    "config_file",
+    "config_read",
+    "database_ban",
+    "database_bans",
+    "database_path",
+    "fail2ban",
+    "health",
+    "log_tail",
+    "regex_test",
+    "reload",
+)
 
 
 @pytest.fixture

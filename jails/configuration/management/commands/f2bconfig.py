@@ -1,0 +1,190 @@
+"""`manage.py f2bconfig show|edit|test|history|diff|restore`: the configuration editor from
+a shell, through the same services (and the same safe path) as the pages. Someone who can
+run manage.py administers the site, so every change here is an administrator's; each is
+audited as the command's user."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from jails.apps import runtime_state
+from jails.configuration.models import ConfigVersion
+from jails.configuration.selectors import versions as version_selectors
+from jails.configuration.services import files as file_service
+from jails.configuration.services.files import ApplyOutcome, FileChange
+from jails.fail2ban import Fail2banError
+from jails.management.base import RuntimeCommand
+from jails.models import AuditEntry
+from jails.services.audit import Actor
+
+MAX_INPUT = 256 * 1024 + 1
+
+
+class Command(RuntimeCommand):
+    help = "Show, test, edit, and version fail2ban's configuration (the /config/ pages' services)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        sub = parser.add_subparsers(dest="action", required=True)
+        show = sub.add_parser("show", help="Every jail, or one jail's settings with their origin.")
+        show.add_argument("jail", nargs="?")
+        edit = sub.add_parser("edit", help="Replace a .local file (from --from FILE or stdin).")
+        edit.add_argument("path")
+        edit.add_argument("--from", dest="source", help="Read the new content from this file.")
+        edit.add_argument("--reason", default="", help="Why (kept with the version).")
+        edit.add_argument(
+            "--expect", help="The SHA-256 the file must still have (default: as read now)."
+        )
+        test = sub.add_parser("test", help="Test the configuration, or a candidate file.")
+        test.add_argument("path", nargs="?")
+        test.add_argument("--from", dest="source")
+        history = sub.add_parser("history", help="The versions kept of one file.")
+        history.add_argument("path")
+        diff = sub.add_parser("diff", help="A diff between two versions (ids).")
+        diff.add_argument("a", type=int)
+        diff.add_argument("b", type=int)
+        restore = sub.add_parser("restore", help="Put a version back through the safe path.")
+        restore.add_argument("version", type=int)
+        for subparser in (show, edit, test, history, diff, restore):
+            # `f2bconfig show --json` as well as `f2bconfig --json show`.
+            subparser.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.as_json = options["json"]
+        state = runtime_state()
+        actor = Actor(name=getpass.getuser(), source=AuditEntry.Source.COMMAND)
+        try:
+            handler = getattr(self, f"do_{options['action']}")
+            handler(state, actor, options)
+        except Fail2banError as exc:
+            raise CommandError(str(exc)) from None
+
+    # --- output ---------------------------------------------------------------------------
+    def emit(self, data: Any, text: str) -> None:
+        self.stdout.write(json.dumps(data, indent=2, default=str) if self.as_json else text)
+
+    def outcome(self, outcome: ApplyOutcome) -> None:
+        data = asdict(outcome)
+        text = outcome.summary + (
+            f"\n{outcome.output}" if outcome.output and not outcome.ok else ""
+        )
+        self.emit(data, text)
+        if not outcome.ok:
+            raise CommandError(outcome.summary, returncode=2 if outcome.stage == "conflict" else 1)
+
+    def content(self, options: dict[str, Any]) -> str:
+        source = options.get("source")
+        if source:
+            with open(source, "rb") as handle:
+                data = handle.read(MAX_INPUT)
+        else:
+            data = sys.stdin.buffer.read(MAX_INPUT)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CommandError("the new content is not UTF-8") from None
+
+    # --- actions --------------------------------------------------------------------------
+    def do_show(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
+        config = file_service.config_get(state)
+        if options.get("jail"):
+            jail = config.jail(options["jail"])
+            if jail is None:
+                raise CommandError(f"no jail {options['jail']} in the configuration")
+            lines = [f"[{jail.name}] {'enabled' if jail.enabled else 'disabled'}"]
+            for setting in jail.settings:
+                where = (
+                    f"{setting.origin.file}:{setting.origin.line or '?'} [{setting.origin.section}]"
+                    if setting.origin
+                    else "built-in"
+                )
+                value = setting.value.replace("\n", "\n    ")
+                lines.append(f"{setting.name} = {value}    # {where}")
+            lines += [f"error: {e}" for e in jail.errors]
+            self.emit(asdict(jail), "\n".join(lines))
+            return
+        rows = [
+            f"{'on ' if j.enabled else 'off'} {j.name:<28} filter={j.value('filter')} "
+            f"maxretry={j.value('maxretry')} findtime={j.value('findtime')} "
+            f"bantime={j.value('bantime')}" + (" ERRORS" if j.errors else "")
+            for j in config.jails
+        ]
+        self.emit(
+            {
+                "fail2ban_version": config.fail2ban_version,
+                "read_order": list(config.read_order),
+                "jails": [asdict(j) for j in config.jails],
+            },
+            "\n".join(rows),
+        )
+
+    def do_edit(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
+        content = self.content(options)
+        current = file_service.config_file_get(state, path=options["path"])
+        expected = options.get("expect") or current.sha256
+        outcome = file_service.config_files_save(
+            state,
+            changes=[FileChange(current.path, content, expected)],
+            actor=actor,
+            reason=options.get("reason") or "f2bconfig edit",
+            administrator=True,
+        )
+        self.outcome(outcome)
+
+    def do_test(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
+        changes = []
+        if options.get("path"):
+            current = file_service.config_file_get(state, path=options["path"])
+            changes.append(FileChange(current.path, self.content(options), current.sha256))
+        outcome = file_service.config_test(state, changes=changes)
+        if outcome.ok:
+            self.emit(asdict(outcome), "OK: fail2ban accepts the configuration.")
+            return
+        self.outcome(outcome)
+
+    def do_history(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
+        file_service.config_file_get(state, path=options["path"])  # records an outside change
+        versions = version_selectors.versions_for(path=options["path"])
+        data = [_version(v) for v in versions]
+        text = "\n".join(
+            f"#{v.pk} {v.created_at:%Y-%m-%d %H:%M:%S} {v.source:<7} {v.sha256[:12]} "
+            f"{v.actor or '-'} {v.reason}"
+            for v in versions
+        )
+        self.emit(data, text or "no versions")
+
+    def do_diff(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
+        pair = version_selectors.version_pair(a=options["a"], b=options["b"])
+        if pair is None:
+            raise CommandError("no such versions of one file")
+        old, new = pair
+        diff = file_service.file_diff(
+            old.content, new.content, old.path, old_label=f"#{old.pk}", new_label=f"#{new.pk}"
+        )
+        self.emit({"path": old.path, "a": old.pk, "b": new.pk, "diff": diff}, diff)
+
+    def do_restore(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
+        outcome = file_service.version_restore(
+            state, version_id=options["version"], actor=actor, administrator=True
+        )
+        self.outcome(outcome)
+
+
+def _version(version: ConfigVersion) -> dict[str, Any]:
+    return {
+        "id": version.pk,
+        "path": version.path,
+        "created_at": version.created_at.isoformat(),
+        "source": version.source,
+        "sha256": version.sha256,
+        "exists": version.exists,
+        "actor": version.actor,
+        "reason": version.reason,
+    }

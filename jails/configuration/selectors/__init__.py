@@ -1,0 +1,1 @@
+"""Reads for the configuration pages: the effective configuration and file versions."""

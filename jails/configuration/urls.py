@@ -1,0 +1,27 @@
+"""The configuration pages under `/config/` (namespace `jails:configuration`)."""
+
+from django.urls import path
+
+from jails.configuration.views import config, filtertest, logs
+
+app_name = "configuration"
+
+urlpatterns = [
+    path("", config.config_index, name="index"),
+    path("jails/new/", config.jail_new, name="jail-new"),
+    path("jails/<str:name>/", config.jail_config, name="jail"),
+    path("jails/<str:name>/toggle/", config.jail_toggle, name="jail-toggle"),
+    path("filters/", config.definition_list, {"directory": "filter.d"}, name="filters"),
+    path("filters/new/", config.filter_new, name="filter-new"),
+    path("actions/", config.definition_list, {"directory": "action.d"}, name="actions"),
+    # The file is a query parameter (`?path=jail.d/sshd.local`): the host checks it again.
+    path("file/", config.file_edit, name="file"),
+    path("history/", config.file_history, name="history"),
+    path("diff/", config.version_diff, name="diff"),
+    path("versions/<int:pk>/restore/", config.version_restore, name="restore"),
+    # Filter tester and log viewer (issue #11 items 5 and 6).
+    path("filter-test/", filtertest.filter_test, name="filter-test"),
+    path("filter-test/explain/", filtertest.ban_explain, name="ban-explain"),
+    path("logs/", logs.log_view, name="logs"),
+    path("logs/follow/", logs.log_follow, name="log-follow"),
+]

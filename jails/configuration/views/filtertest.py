@@ -1,0 +1,84 @@
+"""The filter tester and "why was this address not banned?" (issue 11, item 5).
+
+Operators only: the lines tested come from the jails' logs (other people's addresses, user
+names and requests), and each test runs fail2ban-regex on the fail2ban host.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
+
+from jails.apps import runtime_state
+from jails.configuration.forms_filtertest import BanExplainForm, FilterTestForm
+from jails.configuration.services import filtertest
+from jails.fail2ban import InvalidArgument, UnknownJail
+from jails.requests import HtmxHttpRequest
+from jails.roles import PERM_OPERATE
+
+STATUSES = ("matched", "ignored", "missed")
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(PERM_OPERATE, raise_exception=True)
+@vary_on_headers("HX-Request")
+def filter_test(request: HtmxHttpRequest) -> HttpResponse:
+    """The form (GET; `?jail=` preselects a jail's log); POST runs the test and shows it."""
+    result = None
+    if request.method == "POST":
+        form = FilterTestForm(request.POST)
+        if form.is_valid():
+            try:
+                result = filtertest.filter_test(runtime_state(), **form.service_arguments())
+            except UnknownJail:
+                form.add_error("jail", "No such jail in the running fail2ban.")
+            except InvalidArgument as exc:
+                form.add_error(None, str(exc))
+    else:
+        jail = request.GET.get("jail", "")[:64]
+        initial = {"source": "jail", "jail": jail} if jail else {}
+        form = FilterTestForm(initial=initial)
+    context = {
+        "form": form,
+        "result": result,
+        "groups": _groups(result),
+    }
+    template = "configuration/filter_test.html"
+    if request.htmx:
+        template += "#filter-test-result"
+    return render(request, template, context)
+
+
+def _groups(result: filtertest.FilterTestResult | None) -> list[tuple[str, tuple]]:
+    if result is None or result.error:
+        return []
+    return [(status, result.of_status(status)) for status in STATUSES]
+
+
+@require_GET
+@permission_required(PERM_OPERATE, raise_exception=True)
+@vary_on_headers("HX-Request")
+def ban_explain(request: HtmxHttpRequest) -> HttpResponse:
+    """Why an address was (not) banned in a jail: its lines against the filter and limits."""
+    explanation = None
+    form = BanExplainForm(request.GET or None)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            explanation = filtertest.ban_explain(
+                runtime_state(),
+                jail=data["jail"],
+                address=data["address"],
+                log_lines=data.get("log_lines") or filtertest.EXPLAIN_LOG_LINES,
+            )
+        except UnknownJail:
+            form.add_error("jail", "No such jail in the running fail2ban.")
+        except InvalidArgument as exc:
+            form.add_error(None, str(exc))
+    template = "configuration/filter_test_explain.html"
+    if request.htmx:
+        template += "#ban-explanation"
+    return render(request, template, {"form": form, "explanation": explanation})

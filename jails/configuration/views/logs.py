@@ -1,0 +1,79 @@
+"""fail2ban's own log: last lines, level filter, search, follow by HTMX poll (issue 11, item 6).
+
+Operators only: fail2ban's log names the addresses, user names and requests of everyone
+who reached this host, which the viewer role (dashboards, ban lists) does not need.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from jails.apps import runtime_state
+from jails.configuration.forms_filtertest import LogViewForm
+from jails.configuration.services import logs
+from jails.fail2ban import InvalidArgument
+from jails.requests import HtmxHttpRequest
+from jails.roles import PERM_OPERATE
+
+FOLLOW_SECONDS = 2
+
+
+def _follow_url(form: LogViewForm, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    data = form.cleaned_data
+    query = {"cursor": cursor, "level": data.get("level") or "", "q": data.get("q") or ""}
+    return reverse("jails:configuration:log-follow") + "?" + urlencode(query)
+
+
+@require_GET
+@permission_required(PERM_OPERATE, raise_exception=True)
+@vary_on_headers("HX-Request")
+def log_view(request: HtmxHttpRequest) -> HttpResponse:
+    """The last lines of fail2ban's log, filtered; the page then follows it."""
+    form = LogViewForm(request.GET)
+    tail = None
+    error = None
+    if form.is_valid():
+        try:
+            tail = logs.log_tail(runtime_state(), **form.service_arguments())
+        except InvalidArgument as exc:
+            error = str(exc)
+    context = {
+        "form": form,
+        "tail": tail,
+        "error": error,
+        "follow_url": _follow_url(form, tail.cursor) if tail and form.is_valid() else None,
+        "follow_seconds": FOLLOW_SECONDS,
+    }
+    template = "configuration/log_view.html"
+    if request.htmx:
+        template += "#log-lines"
+    return render(request, template, context)
+
+
+@require_GET
+@permission_required(PERM_OPERATE, raise_exception=True)
+def log_follow(request: HtmxHttpRequest) -> HttpResponse:
+    """The lines written since `cursor`, and the poller that asks again from the new one."""
+    form = LogViewForm(request.GET)
+    tail = None
+    if form.is_valid() and form.cleaned_data.get("cursor"):
+        arguments = form.service_arguments()
+        try:
+            tail = logs.log_tail(runtime_state(), **arguments, cursor=form.cleaned_data["cursor"])
+        except InvalidArgument:
+            tail = None
+    cursor = tail.cursor if tail is not None else None
+    context = {
+        "tail": tail,
+        "follow_url": _follow_url(form, cursor) if form.is_valid() else None,
+        "follow_seconds": FOLLOW_SECONDS,
+    }
+    return render(request, "configuration/log_view.html#log-follow", context)
