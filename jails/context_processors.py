@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
@@ -21,7 +22,21 @@ def status_bar_context(request: HttpRequest) -> dict[str, Any]:
     except Fail2banError as exc:
         problem = connection_problem(exc, agent=state.settings.fail2ban_agent)
         return {"status_bar": {"ok": False, "problem": problem.label, "error": str(exc)}}
-    return {"status_bar": {"ok": True, "overview": overview}}
+    return {"status_bar": {"ok": True, "overview": overview, "alerts": status_bar_alerts()}}
+
+
+def status_bar_alerts() -> list[tuple[str, str]]:
+    """Warnings the domain apps put in the bar, as (text, link) pairs.
+
+    Each app that has some defines ``status_bar_alerts()`` on its AppConfig (the blocklists:
+    sources failing in a row), so the core imports no domain app, as with jails.jobs.
+    """
+    alerts: list[tuple[str, str]] = []
+    for app in django_apps.get_app_configs():
+        hook = getattr(app, "status_bar_alerts", None)
+        if hook is not None:
+            alerts.extend(hook())
+    return alerts
 
 
 def status_bar(request: HttpRequest) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""Blocklist sources, what each import run did, and what each source holds in its jail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+
+DEFAULT_JAIL = "blocklist"
+
+
+class BlocklistSource(models.Model):
+    """An external address list imported into one jail: from a URL, or an uploaded file."""
+
+    class Schedule(models.TextChoices):
+        MANUAL = "manual", "Manual only"
+        HOURLY = "hourly", "Hourly"
+        SIX_HOURS = "6h", "Every 6 hours"
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+
+    name = models.SlugField(max_length=64, unique=True)
+    url = models.URLField(max_length=2000, blank=True, help_text="http:// or https://")
+    # An uploaded list is kept here, so a re-import and a preview read the same text.
+    content = models.TextField(blank=True, editable=False)
+    jail = models.CharField(max_length=64, default=DEFAULT_JAIL)
+    schedule = models.CharField(max_length=8, choices=Schedule.choices, default=Schedule.DAILY)
+    enabled = models.BooleanField(default=True)
+    allow_private = models.BooleanField(
+        default=False,
+        help_text="Fetch from private addresses; ban private and reserved ranges.",
+    )
+    # Nothing is banned until someone has looked at a preview and confirmed the first import.
+    confirmed = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Conditional requests: an unchanged list costs one request and no work.
+    etag = models.CharField(max_length=512, blank=True, editable=False)
+    last_modified = models.CharField(max_length=128, blank=True, editable=False)
+    content_hash = models.CharField(max_length=64, blank=True, editable=False)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    # The per-source lock (a lease, like jails.jobs'): one import of a source at a time,
+    # whether the runner, a page or a command started it.
+    locked_by = models.CharField(max_length=128, blank=True, editable=False)
+    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def interval(self) -> timedelta | None:
+        return SCHEDULE_INTERVALS.get(self.schedule)
+
+
+SCHEDULE_INTERVALS: dict[str, timedelta] = {
+    BlocklistSource.Schedule.HOURLY: timedelta(hours=1),
+    BlocklistSource.Schedule.SIX_HOURS: timedelta(hours=6),
+    BlocklistSource.Schedule.DAILY: timedelta(days=1),
+    BlocklistSource.Schedule.WEEKLY: timedelta(weeks=1),
+}
+
+
+class ImportRun(models.Model):
+    """One import (or an attempt): what was fetched and what it did to the jail."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "Imported"
+        UNCHANGED = "unchanged", "Unchanged"
+        FAILED = "failed", "Failed"
+
+    source = models.ForeignKey(
+        BlocklistSource, null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    label = models.CharField(max_length=200, help_text="The source's name, or the file imported")
+    jail = models.CharField(max_length=64)
+    trigger = models.CharField(max_length=16)  # web, job, command
+    actor = models.CharField(max_length=150, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    http_status = models.PositiveIntegerField(null=True, blank=True)
+    bytes = models.PositiveBigIntegerField(default=0)
+    lines = models.PositiveIntegerField(default=0)
+    entries = models.PositiveIntegerField(default=0)  # after dedupe and collapsing
+    banned = models.PositiveIntegerField(default=0)
+    already_banned = models.PositiveIntegerField(default=0)
+    unbanned = models.PositiveIntegerField(default=0)
+    kept = models.PositiveIntegerField(default=0)  # left the list, kept: someone else bans it
+    invalid = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    skipped_reasons = models.JSONField(default=dict, blank=True)  # reason -> count
+    first_invalid = models.JSONField(default=list, blank=True)  # [{line, text, reason}]
+    errors = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["source", "-started_at"], name="import_run_source_time")]
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+
+class SourceEntry(models.Model):
+    """An entry of a source's latest list in its jail, and whether this source banned it.
+
+    `banned` is what makes an unban safe: an entry that leaves the list is unbanned only if
+    this source banned it (not a person, not another source, not fail2ban's own detection).
+    """
+
+    source = models.ForeignKey(BlocklistSource, on_delete=models.CASCADE, related_name="entries")
+    jail = models.CharField(max_length=64)
+    address = models.CharField(max_length=64)
+    banned = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "address"], name="source_entry_uniq")
+        ]
+        indexes = [models.Index(fields=["jail", "address"], name="source_entry_jail_addr")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.address}"

@@ -1,0 +1,160 @@
+"""The blocklist pages under /blocklists/ (namespace jails:blocklists).
+
+Viewers see sources and runs; operators preview and import; administrators add and remove
+sources (a source makes the site fetch a URL: who may point it somewhere is an admin's call).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from jails.apps import runtime_state
+from jails.blocklists.forms import SourceForm
+from jails.blocklists.models import DEFAULT_JAIL, BlocklistSource
+from jails.blocklists.selectors.sources import source_failing, sources_list
+from jails.blocklists.services import imports, sources
+from jails.blocklists.services.fetch import FetchError, FetchPolicy
+from jails.fail2ban import Fail2banError, UnknownJail
+from jails.jobs import runner_id
+from jails.requests import HtmxHttpRequest, actor_from_request
+from jails.roles import PERM_ADMINISTER, PERM_OPERATE, PERM_VIEW
+from jails.services import jails as jail_service
+from jails.services.control import describe_error
+
+RUNS_SHOWN = 20
+
+
+def _jails_missing(wanted: set[str]) -> tuple[list[str], str]:
+    """Which of the wanted jails fail2ban does not have, or why that cannot be told."""
+    try:
+        live = set(jail_service.jail_names_list(runtime_state()))
+    except Fail2banError as exc:
+        return [], describe_error(exc)
+    return sorted(wanted - live), ""
+
+
+def _list_page(request: HtmxHttpRequest, form: SourceForm, *, status: int = 200) -> HttpResponse:
+    rows = sources_list()
+    missing, error = _jails_missing({DEFAULT_JAIL, *(row.source.jail for row in rows)})
+    context = {
+        "rows": rows,
+        "form": form,
+        "missing_jails": missing,
+        "fail2ban_error": error,
+        "default_jail": DEFAULT_JAIL,
+    }
+    return render(request, "blocklists/source_list.html", context, status=status)
+
+
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+def source_list(request: HtmxHttpRequest) -> HttpResponse:
+    """Every source, its last run and whether it is failing; how to create a missing jail."""
+    return _list_page(request, SourceForm(initial={"jail": DEFAULT_JAIL}))
+
+
+@require_POST
+@permission_required(PERM_ADMINISTER, raise_exception=True)
+def source_add(request: HtmxHttpRequest) -> HttpResponse:
+    form = SourceForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _list_page(request, form, status=400)
+    data = {k: v for k, v in form.cleaned_data.items() if k != "upload"}
+    source = sources.source_create(
+        actor=actor_from_request(request), content=form.uploaded_text(), **data
+    )
+    messages.success(request, f"Added {source.name}: look at its preview before the first import.")
+    return redirect("jails:blocklists:detail", name=source.name)
+
+
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+def source_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    source = get_object_or_404(BlocklistSource, name=name)
+    context = {
+        "source": source,
+        "runs": list(source.runs.all()[:RUNS_SHOWN]),
+        "entries": source.entries.count(),
+        "failing": source_failing(source),
+    }
+    return render(request, "blocklists/source_detail.html", context)
+
+
+def _back(name: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("jails:blocklists:detail", args=[name]))
+
+
+@require_POST
+@permission_required(PERM_OPERATE, raise_exception=True)
+def source_preview(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Fetch and check the list; show what an import would do. Nothing is banned."""
+    source = get_object_or_404(BlocklistSource, name=name)
+    state = runtime_state()
+    try:
+        preview = imports.source_preview(state, source=source, policy=FetchPolicy())
+    except UnknownJail:
+        messages.error(
+            request,
+            f"The jail {source.jail} does not exist in fail2ban: see the blocklists page.",
+        )
+        return _back(name)
+    except FetchError as exc:
+        messages.error(request, f"Could not fetch {source.name}: {exc}")
+        return _back(name)
+    except Fail2banError as exc:
+        messages.error(request, describe_error(exc))
+        return _back(name)
+    context = {"source": source, "preview": preview, "sections": imports.samples_of(preview)}
+    return render(request, "blocklists/source_preview.html", context)
+
+
+@require_POST
+@permission_required(PERM_OPERATE, raise_exception=True)
+def source_import(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Import now (the first import only with the preview's confirmation)."""
+    source = get_object_or_404(BlocklistSource, name=name)
+    try:
+        run = imports.source_import(
+            runtime_state(),
+            source=source,
+            actor=actor_from_request(request),
+            trigger="web",
+            owner=runner_id(),
+            confirm=request.POST.get("confirm") == "yes",
+        )
+    except imports.ImportRefused as exc:
+        messages.error(request, str(exc))
+        return _back(name)
+    if run.status == run.Status.FAILED:
+        messages.error(request, f"Import failed: {run.errors}")
+    else:
+        messages.success(
+            request,
+            f"{run.get_status_display()}: {run.banned} banned, {run.already_banned} already "
+            f"banned, {run.unbanned} unbanned, {run.invalid} invalid, {run.skipped} skipped.",
+        )
+    return _back(name)
+
+
+@require_POST
+@permission_required(PERM_ADMINISTER, raise_exception=True)
+def source_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Remove the source; what it alone banned is unbanned."""
+    source = get_object_or_404(BlocklistSource, name=name)
+    try:
+        unbanned = sources.source_delete(
+            runtime_state(), source=source, actor=actor_from_request(request)
+        )
+    except imports.ImportRefused as exc:
+        messages.error(request, str(exc))
+        return _back(name)
+    except Fail2banError as exc:
+        messages.error(request, describe_error(exc))
+        return _back(name)
+    messages.success(request, f"Removed {name}; {unbanned} of its bans lifted.")
+    return redirect("jails:blocklists:list")
