@@ -111,6 +111,7 @@ def job_release(
         "last_ok": ok,
         "last_message": message[:4000],
         "run_count": F("run_count") + 1,
+        "failure_count": F("failure_count") + (0 if ok else 1),
     }
     if next_run_at is not None:
         changes["next_run_at"] = next_run_at

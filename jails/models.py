@@ -140,6 +140,9 @@ class ScheduledJob(models.Model):
     last_ok = models.BooleanField(null=True)
     last_message = models.TextField(blank=True)
     run_count = models.PositiveBigIntegerField(default=0)
+    # Runs that failed, counted like run_count: /metrics exposes both (a failure between two
+    # scrapes would otherwise show only in last_ok, and only until the next run).
+    failure_count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]

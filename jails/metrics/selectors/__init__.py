@@ -1,0 +1,1 @@
+"""Read-only queries of the site's own database for a scrape."""
