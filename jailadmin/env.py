@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
@@ -124,3 +125,24 @@ def host_time_zone(environ: Mapping[str, str] = os.environ) -> str:
     if marker in target:
         return target.split(marker, 1)[1]
     return "UTC"
+
+
+# A URL path prefix is put into every link, redirect and cookie path, so only plain path
+# characters are accepted: nothing that would need quoting or could end the path.
+_URL_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def env_url_prefix(name: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A URL path prefix such as `/fail2ban` ("" when unset); the trailing slash is dropped."""
+    raw = environ.get(name, "").strip()
+    value = raw.rstrip("/")
+    if not value:
+        return ""
+    segments = value.split("/")
+    if segments[0] != "" or not all(
+        _URL_PREFIX_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments[1:]
+    ):
+        raise ImproperlyConfigured(
+            f"{name} must be a path such as /fail2ban (letters, digits, . _ ~ -), not {raw!r}"
+        )
+    return value

@@ -1,14 +1,20 @@
+from typing import cast
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, reverse_lazy
 
 # The admin is part of jailadmin, not a separate "Django administration".
 admin.site.site_header = "jailadmin"
 admin.site.site_title = "jailadmin"
 admin.site.index_title = "jailadmin administration"
+# "View site": the dashboard, with JAILADMIN_URL_PREFIX (the admin's default is the bare
+# script name, which leaves the trailing slash to the proxy).
+# Lazy: this module is the URL configuration reverse() reads. Templates render it like a str.
+admin.site.site_url = cast(str, reverse_lazy("jails:dashboard"))
 
 
 @login_not_required

@@ -1,10 +1,14 @@
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
+
+from jailadmin.prefix import prefix_mount
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jailadmin.settings")
 
-application = get_wsgi_application()
+# Behind a proxy that passes /fail2ban/... on as it is (deploy/nginx/jailadmin.conf).
+application = prefix_mount(get_wsgi_application(), settings.JAILADMIN_URL_PREFIX)
 
 # Each web process reads the stored runtime settings once, here and explicitly (the accessor
 # never does I/O), and then follows changes made by any other process (jails/runtime.py):

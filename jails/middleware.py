@@ -12,14 +12,13 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
 from jails.apps import runtime_state
 from jails.models import SiteSettings
-
-SETUP_PATH = "/setup/"
-HEALTHZ_PATH = "/healthz"
 
 CSP = "; ".join(
     [
@@ -249,18 +248,22 @@ class SetupRequiredMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         state = runtime_state()
-        if state.setup_pending and not _always_open(request.path_info):
+        if state.setup_pending and not _always_open(request):
             if SiteSettings.objects.filter(singleton=1, setup_complete=True).exists():
                 # Completed by another process: its watcher applies the settings shortly.
                 state.setup_pending = False
             else:
-                return HttpResponseRedirect(SETUP_PATH)
+                return HttpResponseRedirect(reverse("jails:setup"))
         return self.get_response(request)
 
 
-def _always_open(path: str) -> bool:
+def _always_open(request: HttpRequest) -> bool:
     """What works before the setup: the wizard itself, the health check, static files."""
-    return path == HEALTHZ_PATH or path.startswith((SETUP_PATH, settings.STATIC_URL))
+    # request.path carries JAILADMIN_URL_PREFIX like every reverse()d URL and STATIC_URL.
+    path = request.path
+    # /metrics too: Prometheus must not be sent to the wizard (it has its own token).
+    open_paths = (reverse("jails:healthz"), reverse("jails:metrics:scrape"))
+    return path in open_paths or path.startswith((reverse("jails:setup"), settings.STATIC_URL))
 
 
 class HtmxAuthRedirectMiddleware:
@@ -279,14 +282,16 @@ class HtmxAuthRedirectMiddleware:
         if request.headers.get("HX-Request") != "true" or response.status_code not in (301, 302):
             return response
         location = response.get("Location", "")
-        if not location.startswith((settings.LOGIN_URL, "/admin/login/", SETUP_PATH)):
+        # Resolved here, not at import: they carry JAILADMIN_URL_PREFIX.
+        login_url = resolve_url(settings.LOGIN_URL)
+        if not location.startswith((login_url, reverse("admin:login"), reverse("jails:setup"))):
             return response
         # `next` would be the fragment's URL: return to the page the user is on instead.
         current = urlsplit(request.headers.get("HX-Current-URL", ""))
-        if location.startswith(settings.LOGIN_URL) and current.path.startswith("/"):
+        if location.startswith(login_url) and current.path.startswith("/"):
             target = current.path + (f"?{current.query}" if current.query else "")
             if not target.startswith("//"):
-                location = f"{settings.LOGIN_URL}?{urlencode({'next': target})}"
+                location = f"{login_url}?{urlencode({'next': target})}"
         redirect = HttpResponse(status=204)
         redirect["HX-Redirect"] = location
         patch_vary_headers(redirect, ("HX-Request",))

@@ -17,7 +17,8 @@ from jails.services.audit import Actor, audit_record
 
 
 def _source(request: HttpRequest | None) -> str:
-    path = getattr(request, "path", "") or ""
+    # path_info: the path below JAILADMIN_URL_PREFIX, where the admin is always /admin/.
+    path = getattr(request, "path_info", "") or ""
     return AuditEntry.Source.ADMIN if path.startswith("/admin/") else AuditEntry.Source.WEB
 
 

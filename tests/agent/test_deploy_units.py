@@ -225,18 +225,60 @@ def test_deploy_site_services_are_unprivileged(name: str):
 
 def test_deploy_site_services_run_the_site():
     web = unit_parse(DEPLOY / "jailadmin-web.service")
-    start = one(web, "Service", "ExecStart").split()
-    assert start[0] == f"{SITE_DIR}/.venv/bin/gunicorn"
-    assert "jailadmin.wsgi:application" in start
-    assert "--forwarded-allow-ips=" in start
-    assert start[start.index("--bind") + 1].startswith("127.0.0.1:")
+    assert one(web, "Service", "ExecStart").split() == [
+        f"{SITE_DIR}/.venv/bin/gunicorn",
+        "-c",
+        "python:jailadmin.gunicorn_conf",
+    ]
     assert one(web, "Service", "Type") == "notify"
+    # `systemctl reload`: gunicorn's graceful reload (tests/deploy/test_gunicorn_conf.py).
+    assert one(web, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    # TERM to the master alone, which stops its workers gracefully.
+    assert one(web, "Service", "KillMode") == "mixed"
     jobs = unit_parse(DEPLOY / "jailadmin-jobs.service")
     assert one(jobs, "Service", "ExecStart").split() == [
         f"{SITE_DIR}/.venv/bin/python",
         "manage.py",
         "run_jobs",
     ]
+    for unit, name in ((web, "jailadmin-web"), (jobs, "jailadmin-jobs")):
+        assert one(unit, "Service", "StandardOutput") == "journal"
+        assert one(unit, "Service", "StandardError") == "journal"
+        assert one(unit, "Service", "SyslogIdentifier") == name
+
+
+def test_deploy_web_service_gunicorn_configuration_from_the_env_example(tmp_path: Path):
+    """What gunicorn makes of jailadmin/gunicorn_conf.py with the example environment file:
+    loopback only, trusting no proxy header itself, logging to the journal."""
+    env = env_example() | {
+        "JAILADMIN_SECRET_KEY": secrets.token_urlsafe(50),
+        "JAILADMIN_VAR_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "python:jailadmin.gunicorn_conf",
+            "--print-config",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=ANALYZE_TIMEOUT,
+        check=True,
+    )
+    config = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition("=") for line in done.stdout.splitlines())
+    }
+    assert config["wsgi_app"] == "jailadmin.wsgi:application"
+    assert config["bind"] == "['127.0.0.1:8000']"
+    assert config["workers"] == env["JAILADMIN_WORKERS"]
+    assert config["forwarded_allow_ips"] == "[]"
+    assert config["accesslog"] == config["errorlog"] == "-"
+    assert config["access_log_format"].startswith("%(h)s ")
 
 
 def test_deploy_user_and_directories():
@@ -306,3 +348,12 @@ def test_deploy_env_example_passes_the_deploy_checks(tmp_path: Path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "fence"), [("nginx/jailadmin.conf", "nginx"), ("caddy/Caddyfile", "caddyfile")]
+)
+def test_deploy_readme_shows_the_proxy_snippets_as_shipped(path: str, fence: str):
+    """The README's proxy recipes are the files the proxy tests run (tests/deploy/)."""
+    readme = (ROOT / "README.md").read_text()
+    assert f"```{fence}\n{(DEPLOY / path).read_text()}```" in readme

@@ -19,6 +19,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
@@ -223,7 +224,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         ],
         "busiest_jail": filters.params(jail=busiest[0]) if busiest else "",
         "every_country": filters.params(country=None),
-        "history": "/history/" + filters.params(),
+        "history": reverse("jails:history") + filters.params(),
     }
     context = {
         "filters": filters,
