@@ -1,7 +1,11 @@
 """Ban history benchmark: pages over a million archived bans, and syncing 100 000 new rows.
 
     .venv/bin/python bench/bench_history.py [--repeat 15] [--archive-dir DIR] [--events N]
-                                            [--ratio-only]
+                                            [--ratio-only] [--engine both|sqlite|postgres]
+
+Runs on SQLite and on PostgreSQL (the private cluster of scripts/postgres.sh, throw-away
+`bench_…` databases; started if it does not run, stopped again then) and prints both, side
+by side at the end; `--engine` picks one. Without Debian's postgresql, SQLite only.
 
 1. Seeds a throw-away archive with bench/seed_history.py (1 000 000 bans over a year,
    20 jails, 200 000 addresses; about 2 minutes), and a 10 000-ban one as the floor.
@@ -19,7 +23,8 @@ Targets (issue #5): dashboard 30 d and 365 d and a filtered history page under 3
 median; the 100 000-row sync under 10 s. Machines differ 2-3x, so each also gets a ratio
 to a floor measured in the same run (issue 8): the dashboard at 1 000 000 events against
 the same page at 10 000 (goal ≤ 3×), the sync against a plain `INSERT … SELECT` of the
-same rows into a copy of the same archive. Results go to history-results.json in the
+same rows into a copy of the same archive (PostgreSQL: the rows `COPY`-ed into a staging
+table, then one `INSERT … SELECT`, both timed). Results go to history-results.json in the
 work directory (printed).
 """
 
@@ -36,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,11 +81,115 @@ TARGETS = {
 }
 
 
-def setup(work: Path, db: Path) -> None:
+@dataclass
+class SqliteStore:
+    """Archives as SQLite files in `directory`; a handle is a file's path."""
+
+    directory: Path
+    engine: str = "sqlite"
+
+    def handle(self, events: int) -> str:
+        return str(self.directory / f"history-{events}.sqlite3")
+
+    def url(self, handle: str) -> str:
+        return f"sqlite:///{handle}"
+
+    def exists(self, handle: str) -> bool:
+        return Path(handle).exists()
+
+    def seed_args(self, handle: str) -> list[str]:
+        return ["--db", handle]
+
+    def copy(self, handle: str, work: Path, name: str) -> str:
+        copy = work / f"{name}.sqlite3"
+        shutil.copyfile(handle, copy)
+        return str(copy)
+
+    def drop(self, handle: str) -> None:
+        for leftover in Path(handle).parent.glob(Path(handle).name + "*"):
+            leftover.unlink()
+
+    def size_mib(self, handle: str) -> float:
+        return Path(handle).stat().st_size / 2**20
+
+    def floor_seconds(self, archive: str, f2b_db: Path) -> float:
+        return insert_select_seconds(Path(archive), f2b_db)
+
+
+@dataclass
+class PostgresStore:
+    """Archives as databases in the private cluster; a handle is a database name.
+
+    With --archive-dir they keep fixed names and stay for the next run; otherwise their
+    names carry this process's id and they are dropped at the end.
+    """
+
+    cluster: object  # tests.support.postgres.PostgresCluster
+    keep: bool
+    engine: str = "postgres"
+
+    def handle(self, events: int) -> str:
+        return f"bench_history_{events}" + ("" if self.keep else f"_{os.getpid()}")
+
+    def url(self, handle: str) -> str:
+        return self.cluster.url(handle)
+
+    def exists(self, handle: str) -> bool:
+        return self.cluster.database_exists(handle)
+
+    def seed_args(self, handle: str) -> list[str]:
+        self.cluster.database_drop(handle)
+        self.cluster.database_create(handle)
+        return ["--url", self.url(handle)]
+
+    def copy(self, handle: str, work: Path, name: str) -> str:
+        from django.db import connections
+
+        connections.close_all()  # a template database must have no connection
+        copy = f"bench_{name}_{os.getpid()}"
+        self.cluster.database_create(copy, template=handle)
+        return copy
+
+    def drop(self, handle: str) -> None:
+        self.cluster.database_drop(handle)
+
+    def size_mib(self, handle: str) -> float:
+        with self.cluster.connect(handle) as conn:
+            return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+
+    def floor_seconds(self, archive: str, f2b_db: Path) -> float:
+        """fail2ban's rows COPY-ed into a staging table, then one INSERT … SELECT."""
+        import sqlite3
+
+        with sqlite3.connect(f"file:{f2b_db}?mode=ro", uri=True) as source:
+            rows = source.execute(
+                "SELECT jail, ip, timeofban, bantime, bancount, CAST(data AS TEXT) FROM bans"
+            ).fetchall()
+        with self.cluster.connect(archive) as conn:
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute(
+                    "CREATE TEMP TABLE f2b_bans (jail text, ip text, timeofban bigint,"
+                    " bantime bigint, bancount int, data text) ON COMMIT DROP"
+                )
+                with conn.cursor().copy("COPY f2b_bans FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                conn.execute(
+                    "INSERT INTO history_banevent (jail, ip, network, timeofban, bantime,"
+                    " bancount, failures, matches, origin, banned_by, country_code,"
+                    " country_name, asn, as_name, archived_at)"
+                    " SELECT jail, ip, ip, timeofban, bantime, bancount, 0, data, 'jail', '',"
+                    " '', '', NULL, '', now() FROM f2b_bans ON CONFLICT DO NOTHING"
+                )
+            return time.perf_counter() - started
+
+
+def setup(work: Path, url: str) -> None:
     # Every JAILADMIN_* setting into the work dir (the fail2ban socket does not exist: the
     # status bar says "unreachable" at once); then the seeded archive as the database.
     isolate_environment(work)
-    os.environ["JAILADMIN_DATABASE_URL"] = f"sqlite:///{db}"
+    os.environ["JAILADMIN_DATABASE_URL"] = url
     import django
 
     django.setup()
@@ -89,12 +199,12 @@ def setup(work: Path, db: Path) -> None:
     call_command("collectstatic", "--noinput", verbosity=0)
 
 
-def use_database(db: Path) -> None:
+def use_database(db: str) -> None:
     from django.core.management import call_command
     from django.db import connections
 
     connections.close_all()
-    connections["default"].settings_dict["NAME"] = str(db)
+    connections["default"].settings_dict["NAME"] = db
     # A kept archive may predate a migration (setup() migrated only the large one).
     call_command("migrate", verbosity=0)
 
@@ -180,7 +290,7 @@ def insert_select_seconds(archive: Path, f2b_db: Path) -> float:
         return time.perf_counter() - started
 
 
-def time_sync(rows_count: int, work_dir: Path, db: Path) -> dict[str, object]:
+def time_sync(rows_count: int, work_dir: Path, db: str, store) -> dict[str, object]:
     from django import db as django_db
     from django.db import connections
 
@@ -193,23 +303,21 @@ def time_sync(rows_count: int, work_dir: Path, db: Path) -> dict[str, object]:
     before = BanEvent.objects.count()
     connections.close_all()
     work = Path(tempfile.mkdtemp(prefix="ja-bench-", dir=str(work_dir)))
+    copies: list[str] = []
     try:
-        copy = work / "archive.sqlite3"
         f2b_db = work / "fail2ban.sqlite3"
         fail2ban_db_create(f2b_db)
         fail2ban_db_add(
             f2b_db, fail2ban_rows(rows_count, now=int(time.time()), archived_ips=archived_ips)
         )
-        # Its own file: its -wal would otherwise be replayed into the sync's copy.
-        floor_copy = work / "floor.sqlite3"
-        shutil.copyfile(db, floor_copy)
-        floor = insert_select_seconds(floor_copy, f2b_db)
-        for leftover in work.glob("floor.sqlite3*"):
-            leftover.unlink()
+        # Its own copy: an SQLite -wal would otherwise be replayed into the sync's copy.
+        copies.append(store.copy(db, work, "floor"))
+        floor = store.floor_seconds(copies[-1], f2b_db)
+        store.drop(copies.pop())
         started = time.perf_counter()
-        shutil.copyfile(db, copy)
+        copies.append(store.copy(db, work, "archive"))
         print(f"  archive copied in {time.perf_counter() - started:.1f} s")
-        django_db.connections["default"].settings_dict["NAME"] = str(copy)
+        django_db.connections["default"].settings_dict["NAME"] = copies[-1]
         connections.close_all()
         state = runtime_state()
         started = time.perf_counter()
@@ -246,12 +354,14 @@ def time_sync(rows_count: int, work_dir: Path, db: Path) -> dict[str, object]:
         }
     finally:
         connections.close_all()
-        django_db.connections["default"].settings_dict["NAME"] = str(db)
+        django_db.connections["default"].settings_dict["NAME"] = db
+        for copy in copies:
+            store.drop(copy)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def seed(db: Path, *, events: int, addresses: int) -> None:
-    if db.exists():
+def seed(store, db: str, *, events: int, addresses: int) -> None:
+    if store.exists(db):
         print(f"reusing {db}")
         return
     print(f"seeding {events:,} ban events into {db}…", flush=True)
@@ -260,8 +370,7 @@ def seed(db: Path, *, events: int, addresses: int) -> None:
         [
             sys.executable,
             str(REPO / "bench" / "seed_history.py"),
-            "--db",
-            str(db),
+            *store.seed_args(db),
             "--events",
             str(events),
             "--addresses",
@@ -287,29 +396,122 @@ def main() -> None:
     parser.add_argument(
         "--archive-dir",
         type=Path,
-        help="Keep the seeded archives here and reuse them (default: a temporary directory).",
+        help="Keep the seeded archives here and reuse them (default: a temporary directory)"
+        "; on PostgreSQL they stay in the private cluster as bench_history_<events>.",
     )
+    parser.add_argument("--engine", choices=("both", "sqlite", "postgres"), default="both")
+    parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)  # set by --engine both
     args = parser.parse_args()
+    if args.engine == "both":
+        raise SystemExit(both(args))
     work = Path(tempfile.mkdtemp(prefix="jailadmin-bench-history-"))
+    cluster, started_cluster = None, False
     try:
         archives = args.archive_dir.resolve() if args.archive_dir else work
         archives.mkdir(parents=True, exist_ok=True)
-        db = archives / f"history-{args.events}.sqlite3"
-        small = archives / f"history-{FLOOR_EVENTS}.sqlite3"
-        seed(db, events=args.events, addresses=args.events // 5)
-        seed(small, events=FLOOR_EVENTS, addresses=FLOOR_EVENTS // 5)
-        setup(work, db)
-        run(args, work=work, db=db, small=small)
+        if args.engine == "postgres":
+            from tests.support.postgres import PostgresCluster
+
+            cluster = PostgresCluster()
+            started_cluster = cluster.start()
+            store = PostgresStore(cluster, keep=args.archive_dir is not None)
+        else:
+            store = SqliteStore(archives)
+        db = store.handle(args.events)
+        small = store.handle(FLOOR_EVENTS)
+        try:
+            seed(store, db, events=args.events, addresses=args.events // 5)
+            seed(store, small, events=FLOOR_EVENTS, addresses=FLOOR_EVENTS // 5)
+            setup(work, store.url(db))
+            run(args, work=work, db=db, small=small, store=store)
+        finally:
+            if store.engine == "postgres" and not store.keep:
+                from django.db import connections
+
+                connections.close_all()
+                store.drop(db)
+                store.drop(small)
     finally:
+        if started_cluster:
+            cluster.stop()
         remove_work_dir(work)
 
 
-def run(args: argparse.Namespace, *, work: Path, db: Path, small: Path) -> None:
+def both(args: argparse.Namespace) -> int:
+    """Each engine in a process of its own (Django's settings are set up once), then a table."""
+    from tests.support.postgres import postgres_installed
+
+    engines = ["sqlite", "postgres"] if postgres_installed() else ["sqlite"]
+    results: dict[str, dict] = {}
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="jailadmin-bench-history-both-") as tmp:
+        for engine in engines:
+            print(f"\n=== {engine}", flush=True)
+            out = Path(tmp) / f"{engine}.json"
+            argv = without_engine(sys.argv[1:])
+            command = [sys.executable, __file__, *argv, "--engine", engine, "--results", str(out)]
+            status |= subprocess.run(command, check=False).returncode
+            if out.exists():
+                results[engine] = json.loads(out.read_text())
+    if len(engines) == 1:
+        print("\nPostgreSQL is not installed (make install adds it): SQLite only.")
+    print_both(results)
+    return status
+
+
+def without_engine(argv: list[str]) -> list[str]:
+    """The command line minus `--engine X` / `--engine=X` (each child gets its own)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--engine":
+            skip = True
+        elif not arg.startswith("--engine="):
+            kept.append(arg)
+    return kept
+
+
+def print_both(results: dict[str, dict]) -> None:
+    names = list(results)
+    if not names:
+        return
+    rows: list[tuple[str, list[str]]] = []
+    pages = {str(p["page"]) for r in results.values() for p in r["pages"]}
+    for page in [p[0] for p in PAGES if p[0] in pages]:
+        cells = []
+        for name in names:
+            found = [p for p in results[name]["pages"] if p["page"] == page]
+            cells.append(f"{found[0]['median_ms']:.1f} ms" if found else "—")
+        rows.append((page, cells))
+    for page in FLOOR_PAGES:
+        cells = [
+            f"{results[n]['dashboard_ratio_to_10000'][page]:.2f} ×"
+            if page in results[n]["dashboard_ratio_to_10000"]
+            else "—"
+            for n in names
+        ]
+        rows.append((f"{page} ÷ same at {FLOOR_EVENTS:,}", cells))
+    syncs = [results[n]["sync"] for n in names]
+    if any(syncs):
+        rows.append(("sync, s", [f"{s['seconds']:.2f}" if s else "—" for s in syncs]))
+        rows.append(("sync ÷ floor", [f"{s['ratio_to_floor']:.1f} ×" if s else "—" for s in syncs]))
+    width = max(len(r[0]) for r in rows)
+    events = {r["events"] for r in results.values()}
+    print(f"\nBoth engines ({', '.join(f'{e:,}' for e in events)} events; medians):")
+    print(" " * width + "".join(f"  {n:>12}" for n in names))
+    for label, cells in rows:
+        print(label.ljust(width) + "".join(f"  {c:>12}" for c in cells))
+
+
+def run(args: argparse.Namespace, *, work: Path, db: str, small: str, store) -> None:
     from jails.history.models import BanEvent, IPSummary
 
     print(
         f"archive: {BanEvent.objects.count()} bans, {IPSummary.objects.count()} addresses, "
-        f"{db.stat().st_size / 2**20:.0f} MiB ({platform.python_version()}, {os.cpu_count()} cores)"
+        f"{store.size_mib(db):.0f} MiB, {store.engine}"
+        f" ({platform.python_version()}, {os.cpu_count()} cores)"
     )
     pages: list[dict[str, object]] = []
     ratios: dict[str, float] = {}
@@ -331,15 +533,16 @@ def run(args: argparse.Namespace, *, work: Path, db: Path, small: Path) -> None:
                 f" {FLOOR_EVENTS:,} = {ratios[name]:.2f} × (goal ≤ {DASHBOARD_RATIO_GOAL:.0f})"
             )
     skip_sync = args.skip_sync or args.ratio_only
-    sync = None if skip_sync else (print("sync:"), time_sync(args.sync_rows, work, db))[1]
+    sync = None if skip_sync else (print("sync:"), time_sync(args.sync_rows, work, db, store))[1]
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "engine": store.engine,
         "events": args.events,
         "pages": pages,
         "dashboard_ratio_to_10000": ratios,
         "sync": sync,
     }
-    results = (args.archive_dir or work) / "history-results.json"
+    results = args.results or (args.archive_dir or work) / f"history-results-{store.engine}.json"
     results.write_text(json.dumps(report, indent=2))
     failed = [p["page"] for p in pages if p["target_ms"] and p["median_ms"] > PAGE_TARGET_MS]
     failed += [f"{name} ratio" for name, r in ratios.items() if r > DASHBOARD_RATIO_GOAL]

@@ -54,14 +54,18 @@ def isolate_environment(work_dir: Path | None = None) -> Path:
     return work
 
 
-def django_setup(work_dir: Path | None = None) -> Path:
+def django_setup(work_dir: Path | None = None, *, database_url: str | None = None) -> Path:
     """Configure Django on a throw-away SQLite database and migrate it; returns the work dir.
 
-    A directory made here is deleted when the process exits.
+    A directory made here is deleted when the process exits. `database_url` replaces the
+    SQLite file with a throw-away PostgreSQL database the benchmark made itself in the
+    private cluster (tests/support/postgres.py: named `bench_…`).
     """
     work = isolate_environment(work_dir)
     if work_dir is None:
         atexit.register(remove_work_dir, work)
+    if database_url is not None:
+        os.environ["JAILADMIN_DATABASE_URL"] = database_url
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import django
@@ -70,9 +74,14 @@ def django_setup(work_dir: Path | None = None) -> Path:
 
     django.setup()
     # A last line of defence: if anything above were bypassed, stop before writing.
-    database = Path(str(settings.DATABASES["default"]["NAME"])).resolve()
-    if not database.is_relative_to(work.resolve()):
-        raise SystemExit(f"benchmark refuses to use {database}: not under {work}")
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        name = str(settings.DATABASES["default"]["NAME"])
+        if not name.startswith("bench_"):
+            raise SystemExit(f"benchmark refuses to use database {name}: not a bench_ one")
+    else:
+        database = Path(str(settings.DATABASES["default"]["NAME"])).resolve()
+        if not database.is_relative_to(work.resolve()):
+            raise SystemExit(f"benchmark refuses to use {database}: not under {work}")
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
     return work

@@ -1,9 +1,11 @@
 """Seed a ban archive: 1 000 000 ban events over a year, 20 jails, 200 000 addresses.
 
     .venv/bin/python bench/seed_history.py --db /tmp/some-dir/history.sqlite3 [--events N]
+    .venv/bin/python bench/seed_history.py --url postgres://…/bench_history_x [--events N]
 
-Writes a separate SQLite database (never the site's own: every JAILADMIN_* setting is
-pointed into the database's directory, see bench/common.py) through the real models, then
+Writes a separate SQLite database, or an empty throw-away PostgreSQL database the caller
+made (`bench_…`, in the private cluster; bench/bench_history.py), never the site's own:
+every JAILADMIN_* setting is pointed into a throw-away directory (bench/common.py), then
 builds the summaries with the same code the sync uses for a repair. Addresses are random
 public IPv4 (and 10% IPv6) addresses, located with the bundled offline geo data, so the
 countries and AS names are real ones. A few addresses are heavy hitters (banned hundreds
@@ -13,10 +15,13 @@ of times), most are banned once or twice, like real attack traffic.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ipaddress
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,12 +51,12 @@ JAILS = [
 V6_PREFIXES = ["2a01:4f8", "2400:cb00", "2800:3f0", "2c0f:fb50", "2a02:598", "2604:a880", "240e:"]
 
 
-def setup_django(db: Path) -> None:
+def setup_django(work: Path, url: str) -> None:
     sys.path.insert(0, str(REPO))
     from bench.common import isolate_environment
 
-    isolate_environment(db.parent)
-    os.environ["JAILADMIN_DATABASE_URL"] = f"sqlite:///{db}"
+    isolate_environment(work)
+    os.environ["JAILADMIN_DATABASE_URL"] = url
     import django
 
     django.setup()
@@ -107,7 +112,9 @@ def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 
         "jail, ip, network, timeofban, bantime, bancount, failures, matches, origin, "
         "banned_by, country_code, country_name, asn, as_name, archived_at"
     )
-    sql = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 15)})"
+    # ON CONFLICT DO NOTHING: SQLite's INSERT OR IGNORE, in the SQL PostgreSQL speaks too.
+    placeholders = ", ".join(["%s"] * 15)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     archived_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
     rows = []
     written = 0
@@ -190,14 +197,23 @@ def seed(*, events: int, addresses: int, days: int, now: int, seed_value: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="an SQLite file (replaced)")
+    where.add_argument("--url", help="an empty throw-away PostgreSQL database (bench_…)")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--addresses", type=int, default=200_000)
     parser.add_argument("--days", type=int, default=365)
     args = parser.parse_args()
-    if args.db.exists():
-        args.db.unlink()
-    setup_django(args.db)
+    if args.db is not None:
+        if args.db.exists():
+            args.db.unlink()
+        setup_django(args.db.parent, f"sqlite:///{args.db}")
+    else:
+        if not args.url.rsplit("/", 1)[-1].startswith("bench_"):
+            raise SystemExit(f"refusing to seed {args.url}: not a bench_ database")
+        work = Path(tempfile.mkdtemp(prefix="jailadmin-seed-"))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+        setup_django(work, args.url)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -38,8 +38,24 @@ class Actor:
 
 
 def _ip_fields(ips: Iterable[str]) -> dict[str, Any]:
-    ip_list = list(ips)
+    ip_list = [storable(ip) for ip in ips]
     return {"ips": ip_list[:MAX_STORED_IPS], "ip_count": len(ip_list)}
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL character replaced by U+FFFD, in strings, lists and dicts.
+
+    The log records what was asked, and that includes typed text (a jail name, an address,
+    a duration). PostgreSQL stores no NUL in text or jsonb and refuses the whole record,
+    which would stop the action from running (SQLite keeps it): one rule for both engines.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
 
 
 def audit_record(
@@ -55,14 +71,14 @@ def audit_record(
     """Store one audit record (`ok=None`: started, no result yet)."""
     return AuditEntry.objects.create(
         user_id=actor.user_id,
-        actor=actor.name,
+        actor=storable(actor.name),
         source=actor.source,
         address=actor.address,
         action=action,
-        jail=jail,
-        parameters=parameters or {},
+        jail=storable(jail),
+        parameters=storable(parameters or {}),
         ok=ok,
-        error=error[:MAX_ERROR_LENGTH],
+        error=storable(error[:MAX_ERROR_LENGTH]),
         **_ip_fields(ips),
     )
 
@@ -99,9 +115,9 @@ def audit_finish(
     record then stays "started", which is the truth as far as the log can tell.
     """
     fields = {
-        "parameters": parameters or {},
+        "parameters": storable(parameters or {}),
         "ok": ok,
-        "error": error[:MAX_ERROR_LENGTH],
+        "error": storable(error[:MAX_ERROR_LENGTH]),
         **_ip_fields(ips),
     }
     try:

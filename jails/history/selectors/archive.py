@@ -315,7 +315,10 @@ def _top_by_summary_totals(
     """
     best: list[int] = []  # min-heap of the `limit` largest counts so far
     found: dict[str, int] = {}
-    ordered = candidates.order_by("-bans").values_list(key, "bans")
+    # The key breaks ties: the batches are pages (OFFSET/LIMIT) of this order, and with ties
+    # PostgreSQL may order equal rows differently from one page's query to the next, so a
+    # candidate could be skipped (SQLite happened to follow its index in the same order).
+    ordered = candidates.order_by("-bans", key).values_list(key, "bans")
     for batch in range(THRESHOLD_BATCHES):
         chunk = list(ordered[batch * THRESHOLD_BATCH : (batch + 1) * THRESHOLD_BATCH])
         if not chunk:
