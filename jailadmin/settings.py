@@ -6,6 +6,8 @@ ImproperlyConfigured at startup rather than misbehaving later.
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from jailadmin.email_url import email_settings
 from jailadmin.env import (
     env_bool,
     env_choice,
@@ -21,12 +24,20 @@ from jailadmin.env import (
     env_list,
     env_networks,
     env_str,
+    env_url_prefix,
     host_time_zone,
 )
 from jails.agent.link import agent_address_check
 from jails.fail2ban import InvalidArgument
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# An installed wheel carries the site's templates/ and static/ inside the package (setup.py);
+# a checkout (`make run`, the editable install, the tests) has them beside the packages.
+_PACKAGED_SITE = Path(__file__).resolve().parent / "site"
+SITE_FILES_DIR = _PACKAGED_SITE if _PACKAGED_SITE.is_dir() else BASE_DIR
+if "JAILADMIN_VAR_DIR" not in os.environ and SITE_FILES_DIR == _PACKAGED_SITE:
+    # The checkout's var/ would be inside site-packages: an installed site says where.
+    raise ImproperlyConfigured("JAILADMIN_VAR_DIR must be set for an installed jailadmin")
 VAR_DIR = Path(env_str("JAILADMIN_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("JAILADMIN_DEBUG", False)
@@ -40,6 +51,11 @@ ALLOWED_HOSTS = env_list("JAILADMIN_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "
 CSRF_TRUSTED_ORIGINS = env_list("JAILADMIN_CSRF_TRUSTED_ORIGINS", [])
 # Reverse proxies whose X-Forwarded-For is believed (addresses or networks).
 JAILADMIN_TRUSTED_PROXIES = env_networks("JAILADMIN_TRUSTED_PROXIES", [])
+# Served under a sub-path behind a reverse proxy (`/fail2ban`): Django puts it in front of
+# every reverse()d URL, redirect and static URL (FORCE_SCRIPT_NAME), jailadmin.wsgi takes it
+# off the path the proxy passes on, and the cookies are scoped to it. "" serves at /.
+JAILADMIN_URL_PREFIX = env_url_prefix("JAILADMIN_URL_PREFIX")
+FORCE_SCRIPT_NAME = JAILADMIN_URL_PREFIX or None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -54,9 +70,15 @@ INSTALLED_APPS = [
     "jails.apps.JailsConfig",
     # Domain apps nested in jails/ (README, "How it is built").
     "jails.history.apps.HistoryConfig",
+    "jails.blocklists.apps.BlocklistsConfig",
+    "jails.metrics.apps.MetricsConfig",
+    "jails.configuration.apps.ConfigurationConfig",
+    "jails.notifications.apps.NotificationsConfig",
 ]
 
 MIDDLEWARE = [
+    # Outermost: counts and times every request by its view (jails.metrics; off with /metrics).
+    "jails.metrics.middleware.RequestMetricsMiddleware",
     # First: everything after it (audit, lockout, own-address check) sees the real client.
     "jails.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -90,7 +112,7 @@ WSGI_APPLICATION = "jailadmin.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [SITE_FILES_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -135,17 +157,21 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/login/"
+# URL names, not paths: resolved per request, so they carry JAILADMIN_URL_PREFIX.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "jails:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("JAILADMIN_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 
-STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# With the prefix spelled out: Django would prefix a relative STATIC_URL with the script
+# prefix of whichever thread reads it first and keep that (a gunicorn worker's is "/" then).
+# WhiteNoise serves it at /static/ below the prefix (it takes FORCE_SCRIPT_NAME off).
+STATIC_URL = f"{JAILADMIN_URL_PREFIX}/static/"
+STATICFILES_DIRS = [SITE_FILES_DIR / "static"]
 STATIC_ROOT = Path(env_str("JAILADMIN_STATIC_ROOT", str(VAR_DIR / "static")))
 # WhiteNoise serves the (vendored) static files from gunicorn itself, with far-future
 # cache headers on hashed names: no separate web server is needed for a small admin site.
@@ -170,6 +196,8 @@ SESSION_ENGINE = "jails.sessions"
 # (IPv6 with prefixes: about 4.4 MB), and its confirmation step posts the held-back ones.
 JAILADMIN_LARGE_LIST_MAX_BYTES = 16 * 1024 * 1024
 
+# Under a sub-path the cookies stay there: another site on the same host name sees none.
+SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = f"{JAILADMIN_URL_PREFIX}/"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("JAILADMIN_SECURE", False)
@@ -180,6 +208,10 @@ CSRF_COOKIE_SECURE = SECURE
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = SECURE
+# The health check answers over plain HTTP too: a monitor or the README's `curl` asks
+# gunicorn directly on the loopback, behind the TLS proxy (no cookies, no page, no details).
+# SecurityMiddleware matches the path with JAILADMIN_URL_PREFIX, less its leading slash.
+SECURE_REDIRECT_EXEMPT = [rf"^{re.escape((JAILADMIN_URL_PREFIX + '/healthz').lstrip('/'))}$"]
 SECURE_HSTS_SECONDS = 31536000 if SECURE else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 SECURE_HSTS_PRELOAD = SECURE
@@ -229,6 +261,34 @@ JAILADMIN_HISTORY_RETENTION_DAYS = env_int("JAILADMIN_HISTORY_RETENTION_DAYS", 3
 # How many gunicorn workers serve the site (scripts/run.sh starts exactly this many):
 # process-local `memory` sessions are refused with more than one (system check jails.E010).
 JAILADMIN_WORKERS = env_int("JAILADMIN_WORKERS", 3, minimum=1)
+
+# Notifications (jails.notifications; README, "Notifications"): the SMTP server as one URL
+# (jailadmin.email_url; unset: email channels report "not configured"), the sender, the base
+# URL for links in messages, and delivery's timeout, attempts and first retry delay.
+_EMAIL = email_settings("JAILADMIN_EMAIL_URL", env_str("JAILADMIN_EMAIL_URL", ""))
+globals().update(_EMAIL)
+JAILADMIN_EMAIL_CONFIGURED = bool(_EMAIL)
+DEFAULT_FROM_EMAIL = env_str("JAILADMIN_EMAIL_FROM", "jailadmin@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+JAILADMIN_SITE_URL = env_str("JAILADMIN_SITE_URL", "")
+JAILADMIN_NOTIFY_TIMEOUT = env_float("JAILADMIN_NOTIFY_TIMEOUT", 10.0, minimum=0.1)
+JAILADMIN_NOTIFY_MAX_ATTEMPTS = env_int("JAILADMIN_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+JAILADMIN_NOTIFY_BACKOFF_SECONDS = env_int("JAILADMIN_NOTIFY_BACKOFF_SECONDS", 30, minimum=1)
+
+# /metrics (Prometheus): off (404) unless a bearer token or allowed addresses are set; with
+# both, a scrape needs both. The token is compared in constant time; it must be long.
+JAILADMIN_METRICS_TOKEN = env_str("JAILADMIN_METRICS_TOKEN", "").strip()
+if JAILADMIN_METRICS_TOKEN and len(JAILADMIN_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("JAILADMIN_METRICS_TOKEN must be at least 16 characters")
+JAILADMIN_METRICS_ALLOWED = env_networks("JAILADMIN_METRICS_ALLOWED", [])
+# fail2ban's counters are read once per this many seconds, whichever worker is scraped.
+JAILADMIN_METRICS_CACHE_SECONDS = env_int("JAILADMIN_METRICS_CACHE_SECONDS", 5, minimum=1)
+# prometheus_client's multiprocess mode: each gunicorn worker writes its request counters to
+# files here and a scrape sums them. The library reads PROMETHEUS_MULTIPROC_DIR when it is
+# first imported, so it is set here, before any app loads; always from this setting (not
+# inherited), so a site started by another one (tests, the demo) keeps its own counters.
+JAILADMIN_METRICS_DIR = Path(env_str("JAILADMIN_METRICS_DIR", str(VAR_DIR / "metrics")))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(JAILADMIN_METRICS_DIR)
 
 # Brute-force protection (django-axes with jails.lockout's handler): after
 # JAILADMIN_LOGIN_FAILURE_LIMIT failed logins for one username from one address, or

@@ -7,6 +7,12 @@ app_name = "jails"
 urlpatterns = [
     # The ban history app (`/`, `/history/`): its names join this namespace (jails:dashboard).
     path("", include("jails.history.urls")),
+    # fail2ban's configuration files (issue #11): namespace jails:configuration.
+    path("config/", include("jails.configuration.urls")),
+    # Blocklists (issue #13): namespace jails:blocklists.
+    path("blocklists/", include("jails.blocklists.urls")),
+    # Notifications (issue #14): namespace jails:notifications.
+    path("notifications/", include("jails.notifications.urls")),
     path("jails/", jails.jail_list, name="jail-list"),
     path("jails/<str:name>/", jails.jail_detail, name="jail-detail"),
     # Operating jails (issue #4): every change is a POST, operators only.
@@ -31,4 +37,6 @@ urlpatterns = [
     path("settings/", site_settings.settings_edit, name="settings"),
     path("audit/", audit.audit_list, name="audit"),
     path("healthz", status.healthz, name="healthz"),
+    # Prometheus metrics (issue 15): jails:metrics:scrape, its own token or address list.
+    path("", include("jails.metrics.urls")),
 ]

@@ -54,9 +54,28 @@ PUBLIC = {
     "jails:setup",
     "favicon",  # a redirect to the static icon
 }
+# No login, an authorisation of their own: Prometheus' scrape (a bearer token or allowed
+# addresses, 404 while neither is configured; tests/metrics/test_metrics_endpoint.py).
+OWN_AUTHORISATION = {"jails:metrics:scrape"}
 # Administrator-only pages outside the admin (operators get 403 there). A new page only
 # administrators may use must be named here.
-ADMINISTRATOR_ONLY = {"jails:settings"}
+ADMINISTRATOR_ONLY = {
+    "jails:settings",
+    # The configuration editor: raw files, new jails and filters, restoring a version.
+    "jails:configuration:file",
+    "jails:configuration:jail-new",
+    "jails:configuration:filter-new",
+    "jails:configuration:restore",
+    # Notification channels and rules (reading them and subscribing: any operator).
+    "jails:notifications:channel-create",
+    "jails:notifications:channel-delete",
+    "jails:notifications:channel-test",
+    "jails:notifications:rule-create",
+    "jails:notifications:rule-change",
+    # Blocklist sources: adding and removing one (previewing and importing: any operator).
+    "jails:blocklists:add",
+    "jails:blocklists:delete",
+}
 
 
 @dataclass(frozen=True)
@@ -101,7 +120,7 @@ def site_urls() -> list[SiteURL]:
 
 
 SITE_URLS = site_urls()
-NON_PUBLIC = [u for u in SITE_URLS if u.name not in PUBLIC]
+NON_PUBLIC = [u for u in SITE_URLS if u.name not in PUBLIC | OWN_AUTHORISATION]
 SITE_PAGES = [u for u in NON_PUBLIC if not u.is_admin]
 
 
