@@ -153,7 +153,8 @@ def _text(data: Mapping[str, Any], key: str) -> str:
 def _words(data: Mapping[str, Any]) -> list[str]:
     value = data["command"]
     if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
-        raise TypeError("command")
+        # error_decode() turns any TypeError into its own message: this one is never seen.
+        raise TypeError("command")  # pragma: no mutate
     return list(value)
 
 
@@ -189,7 +190,8 @@ def _message(exc: Fail2banError) -> dict[str, Any]:
 def _limit(data: Mapping[str, Any]) -> int:
     value = data["limit"]
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError("limit")
+        # error_decode() turns any TypeError into its own message: this one is never seen.
+        raise TypeError("limit")  # pragma: no mutate
     return value
 
 

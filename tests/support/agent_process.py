@@ -28,6 +28,7 @@ from jails.agent.client import AgentLink
 from jails.agent.protocol import HEADER, frame_encode, message_decode
 from jails.fail2ban import AgentUnreachable
 from jails.fail2ban.server import PrivateServer
+from tests.support import mutmut_hits
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # a cold interpreter on a loaded 1-core box; normally ~0.2 s
@@ -38,7 +39,9 @@ def agent_environment(**extra: str) -> dict[str, str]:
     # COVERAGE_* (COVERAGE_PROCESS_CONFIG, COVERAGE_FILE) stay: `make coverage` measures
     # the agent through them (an agent on the system's python3 has no coverage, and is not).
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    # Under mutmut only: a sitecustomize that tells mutmut which tests reach the agent's code
+    # and switches on the mutants of `python -m jails.agent` (tests/support/mutmut_hits.py).
+    env["PYTHONPATH"] = os.pathsep.join([*mutmut_hits.subprocess_pythonpath(), str(REPO_ROOT)])
     env.update(extra)
     return env
 

@@ -1,0 +1,443 @@
+"""What mutation testing (`make mutation`) found unpinned in jails/agent, pinned down.
+
+Each test asserts behaviour a caller relies on: which typed error, with which message,
+reaches the caller; the bounds on either side of each limit; the exact shape of what
+crosses the wire; what a damaged fail2ban database reads as. In-process (no agent): these
+are the functions the agent and DirectLink share (README, "Mutation testing"); the last
+part asks a real agent (`python -m jails.agent`) and parses its command line.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from jails.agent import operations
+from jails.agent.__main__ import parser_build
+from jails.agent.client import AgentLink, _ban_row
+from jails.agent.link import MAX_UNIX_PATH, agent_address_check
+from jails.agent.protocol import (
+    FrameTooLarge,
+    error_decode,
+    error_encode,
+    wire_value,
+)
+from jails.fail2ban import (
+    DatabaseUnavailable,
+    Fail2banError,
+    Fail2banUnreachable,
+    InvalidArgument,
+    ProtocolError,
+    ReplyTooLarge,
+    UnknownJail,
+)
+from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
+from tests.support.agent_process import AgentProcess
+from tests.support.fakeserver import FakeFail2ban, reply_value
+
+MAX_NESTING = 33  # containers inside containers that wire_value passes on (_MAX_DEPTH + 1)
+
+
+# --- protocol: frames and values ------------------------------------------------------------------
+def test_frame_too_large_names_the_length_and_the_limit():
+    exc = FrameTooLarge(20_000_000, 16_777_216)
+    assert str(exc) == "a frame of 20,000,000 bytes is larger than the limit of 16,777,216"
+    assert (exc.length, exc.limit) == (20_000_000, 16_777_216)
+
+
+def _nested(levels, wrap):
+    value = 1
+    for _ in range(levels):
+        value = wrap(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda v: [v],
+        lambda v: (v,),
+        lambda v: frozenset({v}),
+        lambda v: {"k": v},
+    ],
+    ids=["list", "tuple", "set", "dict"],
+)
+def test_wire_value_passes_33_levels_of_nesting_and_refuses_34(wrap):
+    # Each kind of container counts one level: fail2ban's deepest real reply has four.
+    deepest = wire_value(_nested(MAX_NESTING, wrap))
+    for _ in range(MAX_NESTING):
+        deepest = next(iter(deepest.values())) if isinstance(deepest, dict) else deepest[0]
+    assert deepest == 1
+    with pytest.raises(ProtocolError) as refused:
+        wire_value(_nested(MAX_NESTING + 1, wrap))
+    assert str(refused.value) == "fail2ban's reply is nested too deeply to pass on"
+
+
+def test_wire_value_sorts_sets_in_natural_order_when_it_can():
+    assert wire_value({10, 9}) == [9, 10]  # numerically, not as text ("10" < "9")
+    assert wire_value(frozenset({"b", "a"})) == ["a", "b"]
+
+
+def test_wire_value_sorts_a_mixed_set_by_its_json_text():
+    # Python iterates {10, (1,)} as [(1,), 10]; by JSON text "10" comes before "[1]".
+    assert list({10, (1,)}) == [(1,), 10]
+    assert wire_value({10, (1,)}) == [10, [1]]
+
+
+def test_wire_value_keys_and_leaves():
+    assert wire_value({1: (True, None, 2.5)}) == {"1": [True, None, 2.5]}
+    assert wire_value([math.nan, math.inf]) == ["nan", "inf"]
+    for key in (True, (1, 2), 2.5):
+        with pytest.raises(ProtocolError) as refused:
+            wire_value({key: 1})
+        assert str(refused.value) == "fail2ban's reply has a key that JSON cannot carry"
+    with pytest.raises(ProtocolError) as refused:
+        wire_value(b"bytes")
+    assert str(refused.value) == "fail2ban's reply holds a bytes, not plain data"
+
+
+# --- protocol: typed errors as data ---------------------------------------------------------------
+def test_error_encode_gives_each_type_its_fields():
+    unknown = UnknownJail(["status", "nope"], "nope")
+    assert error_encode(unknown) == {
+        "type": "UnknownJail",
+        "message": "unknown jail: nope",
+        "command": ["status", "nope"],
+        "jail": "nope",
+    }
+    unreachable = Fail2banUnreachable("/run/f2b.sock", "refused")
+    assert error_encode(unreachable) == {
+        "type": "Fail2banUnreachable",
+        "message": "fail2ban is not reachable at /run/f2b.sock: refused",
+        "socket_path": "/run/f2b.sock",
+        "reason": "refused",
+    }
+    too_large = ReplyTooLarge(1000)
+    assert error_encode(too_large) == {
+        "type": "ReplyTooLarge",
+        "message": str(too_large),
+        "limit": 1000,
+    }
+    for exc in (unknown, unreachable, too_large):
+        back = error_decode(error_encode(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+
+
+def test_error_encode_of_an_error_without_an_encoder_is_a_protocol_error():
+    # The base class has no encoder of its own; it must not be looked up as one.
+    assert error_encode(Fail2banError("odd")) == {"type": "ProtocolError", "message": "odd"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "UnknownJail", "message": "m", "command": "status", "jail": "x"},
+        {"type": "UnknownJail", "message": "m", "command": ["status", 1], "jail": "x"},
+        {"type": "ReplyTooLarge", "message": "m", "limit": True},
+        {"type": "ReplyTooLarge", "message": "m", "limit": "5"},
+    ],
+)
+def test_error_decode_refuses_malformed_fields(data):
+    exc = error_decode(data)
+    assert type(exc) is ProtocolError
+    assert str(exc) == f"the agent sent a malformed {data['type']} error"
+
+
+# --- client: a database row from the agent --------------------------------------------------------
+GOOD_ROW = [7, "sshd", "192.0.2.1", 1_700_000_000, 600, 3, '{"failures": 3}']
+
+
+def test_ban_row_takes_a_well_formed_row_field_for_field():
+    assert _ban_row(GOOD_ROW) == (7, "sshd", "192.0.2.1", 1_700_000_000, 600, 3, '{"failures": 3}')
+    assert _ban_row([*GOOD_ROW[:6], None])[6] is None
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        tuple(GOOD_ROW),  # not a JSON array
+        GOOD_ROW[:6],
+        ["7", *GOOD_ROW[1:]],
+        [*GOOD_ROW[:1], 5, *GOOD_ROW[2:]],
+        [*GOOD_ROW[:2], 5, *GOOD_ROW[3:]],
+        [*GOOD_ROW[:3], "1700000000", *GOOD_ROW[4:]],
+        [*GOOD_ROW[:3], True, *GOOD_ROW[4:]],
+        [*GOOD_ROW[:4], "600", *GOOD_ROW[5:]],
+        [*GOOD_ROW[:5], 3.0, GOOD_ROW[6]],
+        [*GOOD_ROW[:6], 5],
+    ],
+)
+def test_ban_row_refuses_a_malformed_row(row):
+    with pytest.raises(ProtocolError) as refused:
+        _ban_row(row)
+    assert str(refused.value) == "the agent's database row is malformed"
+
+
+# --- link: the agent's address ---------------------------------------------------------------
+def test_agent_address_path_length_bound_and_nul():
+    longest = "/" + "a" * (MAX_UNIX_PATH - 1)
+    assert agent_address_check(f"unix:{longest}") == f"unix:{longest}"
+    for path in (longest + "a", "/run/agent\x00.sock"):
+        with pytest.raises(InvalidArgument) as refused:
+            agent_address_check(f"unix:{path}")
+        assert str(refused.value) == "the agent's socket path is longer than 107 bytes"
+    with pytest.raises(InvalidArgument) as refused:
+        agent_address_check("tcp:host")
+    assert str(refused.value) == (
+        "the agent address must look like unix:/run/jailadmin/agent.sock, not 'tcp:host'"
+    )
+
+
+# --- operations: reading fail2ban's database -------------------------------------------------
+@pytest.fixture
+def dbfile(tmp_path):
+    path = tmp_path / "fail2ban.sqlite3"
+    fail2ban_db_create(path, jails=["sshd"])
+    fail2ban_db_add(path, [Fail2banBan("sshd", "192.0.2.1", 1_700_000_000)])
+    return path
+
+
+def _loose_database(path: Path, *, version: int | None, rows=(), bans_table=True) -> str:
+    """A database shaped like fail2ban's but without its constraints: damaged rows fit."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE fail2banDb(version INTEGER)")
+    if version is not None:
+        db.execute("INSERT INTO fail2banDb VALUES (?)", (version,))
+    if bans_table:
+        db.execute("CREATE TABLE bans(jail, ip, timeofban, bantime, bancount, data)")
+        db.executemany("INSERT INTO bans VALUES (?, ?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    return str(path)
+
+
+def test_database_bans_limit_bounds_and_messages(dbfile):
+    path = str(dbfile)
+    assert len(operations.database_bans(path, after=0, limit=operations.MAX_BATCH_ROWS)) == 1
+    for limit in (0, operations.MAX_BATCH_ROWS + 1, True, "10"):
+        with pytest.raises(InvalidArgument) as refused:
+            operations.database_bans(path, after=0, limit=limit)
+        assert str(refused.value) == "limit must be between 1 and 10000"
+    for after in (-1, True, "0"):
+        with pytest.raises(InvalidArgument) as refused:
+            operations.database_bans(path, after=after, limit=10)
+        assert str(refused.value) == "after must be a whole number >= 0"
+
+
+def test_database_ban_refuses_a_rowid_that_is_not_a_whole_number(dbfile):
+    for rowid in (True, "1", 1.0):
+        with pytest.raises(InvalidArgument) as refused:
+            operations.database_ban(str(dbfile), rowid=rowid)
+        assert str(refused.value) == "rowid must be a whole number"
+
+
+def test_database_version_2_is_read_and_1_is_not(tmp_path):
+    row = ("sshd", "192.0.2.9", 1_700_000_000, 600, 1, None)
+    v2 = _loose_database(tmp_path / "v2.sqlite3", version=2, rows=[row])
+    assert operations.database_bans(v2, after=0, limit=10) == [(1, *row)]
+    for name, version in (("v1.sqlite3", 1), ("empty.sqlite3", None)):
+        path = _loose_database(tmp_path / name, version=version)
+        with pytest.raises(DatabaseUnavailable) as refused:
+            operations.database_bans(path, after=0, limit=10)
+        assert str(refused.value) == f"{path} is not a fail2ban database this version understands"
+
+
+def test_database_errors_name_the_file_and_the_cause(tmp_path):
+    no_bans = _loose_database(tmp_path / "no-bans.sqlite3", version=4, bans_table=False)
+    for read in (
+        lambda: operations.database_bans(no_bans, after=0, limit=10),
+        lambda: operations.database_ban(no_bans, rowid=1),
+    ):
+        with pytest.raises(DatabaseUnavailable) as refused:
+            read()
+        # At once, not after the retries meant for a locked database.
+        assert (
+            str(refused.value) == f"cannot read fail2ban's database {no_bans}: no such table: bans"
+        )
+    other = tmp_path / "other.sqlite3"
+    sqlite3.connect(other).execute("CREATE TABLE t(x)").connection.close()
+    with pytest.raises(DatabaseUnavailable) as refused:
+        operations.database_bans(str(other), after=0, limit=10)
+    assert str(refused.value) == (
+        f"cannot read fail2ban's database {other}: no such table: fail2banDb"
+    )
+    odd_version = _loose_database(tmp_path / "odd-version.sqlite3", version=None)
+    db = sqlite3.connect(odd_version)
+    db.execute("INSERT INTO fail2banDb VALUES ('four')")
+    db.commit()
+    db.close()
+    with pytest.raises(DatabaseUnavailable) as refused:
+        operations.database_bans(odd_version, after=0, limit=10)
+    assert str(refused.value) == (
+        f"cannot read fail2ban's database {odd_version}: "
+        "invalid literal for int() with base 10: 'four'"
+    )
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(DatabaseUnavailable) as refused:
+        operations.database_bans(str(garbage), after=0, limit=10)
+    assert str(refused.value) == (
+        f"cannot read fail2ban's database {garbage}: file is not a database"
+    )
+
+
+def test_database_that_does_not_exist_is_not_created(tmp_path):
+    missing = tmp_path / "missing.sqlite3"
+    with pytest.raises(DatabaseUnavailable) as refused:
+        operations.database_bans(str(missing), after=0, limit=10)
+    assert str(refused.value).startswith(f"cannot read fail2ban's database {missing}: ")
+    # Opened read-only: a reader never creates fail2ban's file.
+    assert not missing.exists()
+
+
+def test_database_locked_throughout_is_retried_then_reported(dbfile):
+    # A writer holding its lock for the whole read: each of the 5 reads waits out sqlite's
+    # 2 s busy timeout, then the read gives up with the message the history sync shows.
+    holder = sqlite3.connect(dbfile, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            operations.database_bans(str(dbfile), after=0, limit=10)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert str(refused.value) == (
+        "fail2ban's database stayed locked; will try again on the next sync"
+    )
+
+
+def test_database_damaged_values_read_as_defaults(tmp_path):
+    rows = [
+        (None, None, "not a time", "not a duration", "many", None),
+        ("sshd", "192.0.2.1", "1700000000", "600", "2", "text data"),
+        ("sshd", "192.0.2.2", "not a time", 600, 1, None),
+    ]
+    path = _loose_database(tmp_path / "damaged.sqlite3", version=4, rows=rows)
+    assert operations.database_bans(path, after=0, limit=10) == [
+        (1, "", "", 0, 0, 1, None),
+        (2, "sshd", "192.0.2.1", 1_700_000_000, 600, 2, "text data"),
+        (3, "sshd", "192.0.2.2", 0, 600, 1, None),
+    ]
+    assert operations.database_ban(path, rowid=2) == ("sshd", "192.0.2.1", 1_700_000_000)
+    assert operations.database_ban(path, rowid=3) == ("sshd", "192.0.2.2", 0)
+
+
+def test_database_data_up_to_the_limit_is_passed_on(tmp_path):
+    limit = operations.MAX_DATA_BYTES
+    rows = [
+        ("sshd", "192.0.2.1", 1, 600, 1, b"x" * limit),
+        ("sshd", "192.0.2.2", 1, 600, 1, b"x" * (limit + 1)),
+        ("sshd", "192.0.2.3", 1, 600, 1, "y" * limit),
+        ("sshd", "192.0.2.4", 1, 600, 1, "y" * (limit + 1)),
+        ("sshd", "192.0.2.5", 1, 600, 1, b"caf\xe9 \xff"),  # not UTF-8: replaced, not refused
+    ]
+    path = _loose_database(tmp_path / "data.sqlite3", version=4, rows=rows)
+    data = [row[6] for row in operations.database_bans(path, after=0, limit=10)]
+    assert data == ["x" * limit, None, "y" * limit, None, "caf\ufffd \ufffd"]
+
+
+# --- the agent: operations' arguments, as a real agent answers them -----------------------------
+@pytest.fixture
+def agent_link(f2b_agent):
+    link = AgentLink(f2b_agent.address, timeout=10.0)
+    yield link
+    link.close()
+
+
+ROWID_RANGE = "rowid must be a whole number from -9223372036854775808 to 9223372036854775807"
+
+
+def test_agent_database_ban_takes_any_64_bit_rowid(agent_link):
+    # SQLite's rowids are signed 64-bit: the whole range is asked, nothing past it.
+    for rowid in (-(2**63), 2**63 - 1):
+        assert agent_link._call("database_ban", {"rowid": rowid}) is None
+    for rowid in (-(2**63) - 1, 2**63, "5", 5.0):
+        with pytest.raises(InvalidArgument) as refused:
+            agent_link._call("database_ban", {"rowid": rowid})
+        assert str(refused.value) == ROWID_RANGE
+
+
+def test_agent_fail2ban_operation_takes_1_to_10000_commands_in_a_list(agent_link):
+    count_message = "commands must be a list of 1 to 10000 commands"
+    # 10 000 commands are counted as allowed; the last one's refusal then sends none at all.
+    with pytest.raises(InvalidArgument) as refused:
+        agent_link._call("fail2ban", {"commands": [["ping"]] * 9999 + [["bogus"]]})
+    assert str(refused.value) == "command 'bogus' is not allowed"
+    for commands in ([["ping"]] * 10001, [], "status", {"ping": 1}):
+        with pytest.raises(InvalidArgument) as refused:
+            agent_link._call("fail2ban", {"commands": commands})
+        assert str(refused.value) == count_message
+
+
+def test_agent_reload_of_one_jail_leaves_the_others(f2b, agent_link):
+    agent_link.send("set", "sshd", "maxretry", "9")
+    agent_link.send("set", "postfix", "maxretry", "9")
+    agent_link.reload(jail="sshd")
+    assert agent_link.send("get", "sshd", "maxretry") == 3  # the configured value is back
+    assert agent_link.send("get", "postfix", "maxretry") == 9  # not reloaded
+    with pytest.raises(InvalidArgument) as refused:
+        agent_link._call("reload", {"jail": 5})
+    assert str(refused.value) == "jail must be a jail name or null"
+
+
+def test_agent_without_a_fail2ban_database_says_so():
+    with FakeFail2ban(reply_value(0, None)) as fake, AgentProcess(fake.path) as agent:
+        link = AgentLink(agent.address)
+        with pytest.raises(DatabaseUnavailable) as refused:
+            link.database_bans(after=0, limit=10)
+        link.close()
+    assert str(refused.value) == "fail2ban keeps no database (dbfile is unset or :memory:)"
+
+
+# --- the agent's command line -------------------------------------------------------------------
+def test_command_line_defaults():
+    options = parser_build().parse_args(["--stdio"])
+    assert (options.stdio, options.listen, options.group) == (True, None, None)
+    assert options.mode == 0o660
+    assert options.socket == "/var/run/fail2ban/fail2ban.sock"
+    assert (options.timeout, options.reload_timeout) == (5.0, 120.0)
+    assert options.config_dir == "/etc/fail2ban"
+    assert options.fail2ban_client == "fail2ban-client"
+    assert (options.frame_timeout, options.idle_timeout) == (10.0, 300.0)
+    assert (options.max_connections, options.workers) == (256, 4)
+    assert options.log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("argv", "value"),
+    [
+        (["--mode", "0"], 0),
+        (["--mode", "777"], 0o777),
+        (["--mode", "0640"], 0o640),
+        (["--timeout", "0.5"], 0.5),
+        (["--listen", "unix:/run/a.sock"], "/run/a.sock"),
+    ],
+)
+def test_command_line_accepts(argv, value):
+    way = [] if argv[0] == "--listen" else ["--stdio"]
+    options = parser_build().parse_args([*way, *argv])
+    assert getattr(options, argv[0][2:]) == value
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--mode", "1000"], "argument --mode: not a file mode: 1000"),
+        (["--mode", "-1"], "argument --mode: not a file mode: -1"),
+        (["--mode", "8"], "argument --mode: not an octal mode: 8"),
+        (["--timeout", "0"], "argument --timeout: must be positive: 0"),
+        (["--timeout", "-2"], "argument --timeout: must be positive: -2"),
+        (["--frame-timeout", "nan"], "argument --frame-timeout: must be positive: nan"),
+        (["--listen", "unix:"], "argument --listen: the address must be unix:/path/to/agent.sock"),
+        (["--listen", "/run/a"], "argument --listen: the address must be unix:/path/to/agent.sock"),
+    ],
+)
+def test_command_line_refuses(argv, message, capsys):
+    way = [] if argv[0] == "--listen" else ["--stdio"]
+    with pytest.raises(SystemExit) as exited:
+        parser_build().parse_args([*way, *argv])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
