@@ -75,6 +75,8 @@ ADMINISTRATOR_ONLY = {
     # Blocklist sources: adding and removing one (previewing and importing: any operator).
     "jails:blocklists:add",
     "jails:blocklists:delete",
+    # Creating the blocklist jail writes fail2ban's configuration, like jail-new.
+    "jails:blocklists:jail-create",
 }
 
 

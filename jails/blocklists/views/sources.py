@@ -19,7 +19,9 @@ from jails.blocklists.models import DEFAULT_JAIL, BlocklistSource
 from jails.blocklists.selectors.sources import source_failing, sources_list
 from jails.blocklists.services import imports, sources
 from jails.blocklists.services.fetch import FetchError, FetchPolicy
-from jails.fail2ban import Fail2banError, UnknownJail
+from jails.blocklists.services.jail import blocklist_jail_create, blocklist_jail_files
+from jails.configuration.services.files import ApplyOutcome, ConfigPermissionDenied
+from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.jobs import runner_id
 from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_ADMINISTER, PERM_OPERATE, PERM_VIEW
@@ -38,15 +40,27 @@ def _jails_missing(wanted: set[str]) -> tuple[list[str], str]:
     return sorted(wanted - live), ""
 
 
-def _list_page(request: HtmxHttpRequest, form: SourceForm, *, status: int = 200) -> HttpResponse:
+def _list_page(
+    request: HtmxHttpRequest,
+    form: SourceForm,
+    *,
+    status: int = 200,
+    outcome: ApplyOutcome | None = None,
+    error_message: str = "",
+) -> HttpResponse:
     rows = sources_list()
     missing, error = _jails_missing({DEFAULT_JAIL, *(row.source.jail for row in rows)})
     context = {
         "rows": rows,
         "form": form,
-        "missing_jails": missing,
+        # The how-to shows the very files the "Create" button writes.
+        "missing_jails": [
+            {"name": name, "files": blocklist_jail_files(jail=name)} for name in missing
+        ],
         "fail2ban_error": error,
         "default_jail": DEFAULT_JAIL,
+        "outcome": outcome,
+        "create_error": error_message,
     }
     return render(request, "blocklists/source_list.html", context, status=status)
 
@@ -56,6 +70,31 @@ def _list_page(request: HtmxHttpRequest, form: SourceForm, *, status: int = 200)
 def source_list(request: HtmxHttpRequest) -> HttpResponse:
     """Every source, its last run and whether it is failing; how to create a missing jail."""
     return _list_page(request, SourceForm(initial={"jail": DEFAULT_JAIL}))
+
+
+@require_POST
+@permission_required(PERM_ADMINISTER, raise_exception=True)
+def jail_create(request: HtmxHttpRequest) -> HttpResponse:
+    """Create a missing blocklist jail through the configuration editor's safe path."""
+    jail = request.POST.get("jail", "")
+    form = SourceForm(initial={"jail": DEFAULT_JAIL})
+    if not jail:
+        # Named explicitly (the how-to's hidden field): a bare POST changes nothing.
+        return _list_page(request, form, status=400, error_message="Which jail? None was named.")
+    try:
+        outcome = blocklist_jail_create(
+            runtime_state(), jail=jail, actor=actor_from_request(request)
+        )
+    except (InvalidArgument, ConfigPermissionDenied) as exc:
+        return _list_page(request, form, status=400, error_message=str(exc))
+    except Fail2banError as exc:
+        return _list_page(request, form, status=503, error_message=describe_error(exc))
+    if not outcome.ok:
+        return _list_page(request, form, status=409, outcome=outcome)
+    messages.success(
+        request, f"Created the jail {jail}: {outcome.summary} Sources can import into it now."
+    )
+    return redirect("jails:blocklists:list")
 
 
 @require_POST

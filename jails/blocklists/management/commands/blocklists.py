@@ -1,25 +1,44 @@
-"""`manage.py blocklists list [--json]`: every source, its state and its last run."""
+"""`manage.py blocklists list [--json]`: every source, its state and its last run.
+`manage.py blocklists create-jail [--jail NAME] [--as USER] [--json]`: the dedicated jail,
+through the configuration editor's safe path (as the button on /blocklists/ does).
+Exit codes: 0 ok, 1 not created (refused, `-t` failed, rolled back), 2 usage.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from jails.blocklists.management.common import dumps
+from jails.apps import runtime_state
+from jails.blocklists.management.common import EXIT_FAILED, command_actor, dumps
+from jails.blocklists.models import DEFAULT_JAIL
 from jails.blocklists.selectors.sources import sources_list
+from jails.blocklists.services.jail import blocklist_jail_create
+from jails.fail2ban import Fail2banError, InvalidArgument
 from jails.management.base import RuntimeCommand
+from jails.roles import PERM_ADMINISTER
+from jails.services.control import describe_error
 
 
 class Command(RuntimeCommand):
-    help = "Blocklist sources: `list` (with --json for machines)."
+    help = "Blocklist sources: `list`, `create-jail` (with --json for machines)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
         p = sub.add_parser("list", help="Every source with its last run.")
         p.add_argument("--json", action="store_true", default=False, help="JSON output.")
+        c = sub.add_parser(
+            "create-jail", help="Create the blocklist jail through the configuration editor."
+        )
+        c.add_argument("--jail", default=DEFAULT_JAIL, metavar="NAME", help="Default: blocklist.")
+        c.add_argument("--as", dest="as_user", metavar="USER", help="Act as this administrator.")
+        c.add_argument("--json", action="store_true", default=False, help="JSON output.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["subcommand"] == "create-jail":
+            self._create_jail(options)
+            return
         rows = sources_list()
         if options.get("json"):
             self.stdout.write(dumps({"sources": [row.as_dict() for row in rows]}))
@@ -34,3 +53,33 @@ class Command(RuntimeCommand):
                 f"{s.name}  {s.url or '(uploaded file)'}  jail={s.jail}  {s.schedule}"
                 f"{'' if s.enabled else ' (disabled)'}  entries={row.entries}  last={last}  {state}"
             )
+
+    def _create_jail(self, options: dict[str, Any]) -> None:
+        jail = str(options["jail"])
+        actor = command_actor(options["as_user"], permission=PERM_ADMINISTER)
+        result: dict[str, Any] = {"jail": jail}
+        try:
+            outcome = blocklist_jail_create(runtime_state(), jail=jail, actor=actor)
+        except InvalidArgument as exc:
+            result.update(ok=False, stage="refused", message=str(exc))
+        except Fail2banError as exc:
+            result.update(ok=False, stage="fail2ban", message=describe_error(exc))
+        else:
+            result.update(
+                ok=outcome.ok,
+                stage=outcome.stage,
+                message=outcome.summary,
+                output=outcome.output,
+                rolled_back=outcome.rolled_back,
+                written=list(outcome.written),
+                reloaded=list(outcome.reloaded),
+            )
+        if options["json"]:
+            self.stdout.write(dumps(result))
+        elif result["ok"]:
+            self.stdout.write(result["message"])
+        if not result["ok"]:
+            text = result["message"]
+            if result.get("output"):
+                text += "\n" + str(result["output"])
+            raise CommandError(text, returncode=EXIT_FAILED)
