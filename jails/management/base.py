@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
 
+from jails.fail2ban import InvalidArgument
+from jails.fail2ban.validation import parse_ip
+from jails.roles import PERM_ADMINISTER, PERM_OPERATE
 from jails.runtime import runtime_load
+from jails.services.audit import Actor
 from jails.state import runtime_state
+
+EXIT_USAGE = 2  # a bad command line, like argparse's own
+PERMISSION_NAMES = {PERM_OPERATE: "operate", PERM_ADMINISTER: "administer"}
 
 
 class RuntimeCommand(BaseCommand):
@@ -22,3 +32,33 @@ class RuntimeCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> str | None:
         runtime_load(runtime_state())
         return super().execute(*args, **options)
+
+
+def ssh_client_address() -> str | None:
+    """The address an SSH session comes from: recorded in the audit, and never banned by it
+    (that would lock the operator out)."""
+    for name in ("SSH_CONNECTION", "SSH_CLIENT"):
+        words = os.environ.get(name, "").split()
+        if words:
+            try:
+                return str(parse_ip(words[0]))
+            except (InvalidArgument, ipaddress.AddressValueError):
+                return None
+    return None
+
+
+def command_actor(username: str | None, *, permission: str = PERM_OPERATE) -> Actor:
+    """`--as USER` (who must have `permission`, operate by default), else the system actor."""
+    address = ssh_client_address()
+    if not username:
+        return Actor(name="system", source="command", address=address)
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise CommandError(f"--as: no active user named {username!r}", returncode=EXIT_USAGE)
+    if not user.has_perm(permission):
+        raise CommandError(
+            f"--as: {username} does not have the {PERMISSION_NAMES.get(permission, permission)} "
+            "permission",
+            returncode=EXIT_USAGE,
+        )
+    return Actor(name=user.get_username(), source="command", user_id=user.pk, address=address)

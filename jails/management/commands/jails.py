@@ -10,21 +10,16 @@ permission) or, by default, as the system actor "system".
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import os
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument
-from jails.fail2ban.validation import parse_ip
-from jails.management.base import RuntimeCommand
-from jails.roles import PERM_OPERATE
+from jails.management.base import RuntimeCommand, command_actor
 from jails.services import bans as ban_service
 from jails.services import control as control_service
 from jails.services import jails as jail_service
@@ -123,7 +118,7 @@ class Command(RuntimeCommand):
         self.as_json = bool(options.get("json"))
         self.stdin: TextIO = options.get("stdin") or sys.stdin
         subcommand = options["subcommand"]
-        actor = self._actor(options.get("as_user")) if subcommand in MUTATING else None
+        actor = command_actor(options.get("as_user")) if subcommand in MUTATING else None
         state = runtime_state()
         try:
             ok = getattr(self, f"cmd_{subcommand}")(state, actor, options)
@@ -138,19 +133,6 @@ class Command(RuntimeCommand):
         if self.as_json:
             self._json({"ok": False, "error": message})
         raise CommandError(message, returncode=code)
-
-    def _actor(self, username: str | None) -> Actor:
-        address = _ssh_client_address()
-        if not username:
-            return Actor(name="system", source="command", address=address)
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise CommandError(f"--as: no active user named {username!r}", returncode=EXIT_USAGE)
-        if not user.has_perm(PERM_OPERATE):
-            raise CommandError(
-                f"--as: {username} does not have the operate permission", returncode=EXIT_USAGE
-            )
-        return Actor(name=user.get_username(), source="command", user_id=user.pk, address=address)
 
     def _addresses(self, values: list[str]) -> list[str]:
         if values and values != ["-"]:
@@ -414,15 +396,4 @@ class Command(RuntimeCommand):
 
 def _non_blank(values: Iterable[str]) -> list[str]:
     return [v for v in values if v.strip() and not v.lstrip().startswith(("#", ";"))]
-
-
-def _ssh_client_address() -> str | None:
-    """The address an SSH session comes from: banning it would lock the operator out."""
-    for name in ("SSH_CONNECTION", "SSH_CLIENT"):
-        words = os.environ.get(name, "").split()
-        if words:
-            try:
-                return str(parse_ip(words[0]))
-            except (InvalidArgument, ipaddress.AddressValueError):
-                return None
     return None
