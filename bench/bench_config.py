@@ -6,8 +6,9 @@ page over Debian's default configuration (every shipped jail).
 Goals (issue 11): the edit cycle ≤ 3 s on the 2-core machine, /config/ ≤ 300 ms. Each is
 printed beside a floor measured on the same machine: `fail2ban-client -t` alone and a
 `reload JAIL` alone for the edit, /healthz and one run of fail2ban's configuration reader
-for the page. Runs in a throw-away directory (bench/common.py): never var/ or the site's
-database; the private fail2ban's configuration is a copy.
+for the page; then a filter's and an action's page (each read on demand). Runs in a
+throw-away directory (bench/common.py): never var/ or the site's database; the private
+fail2ban's configuration is a copy.
 """
 
 from __future__ import annotations
@@ -160,6 +161,18 @@ def main() -> int:
             ("  /config/ ÷ /healthz", ratio(page_ms, health_ms)),
             ("  fail2ban's reader over it (first view, or after a change)", f"{reader_ms:8.0f} ms"),
         ]
+        # One filter's and one action's page: read on demand by fail2ban's own reader (a
+        # subprocess each time), so /config/ itself carries none of it.
+        for name, kind in (("sshd", "filter"), ("iptables-multiport", "action")):
+            url = reverse(f"jails:configuration:{kind}", args=[name])
+            assert web.get(url).status_code == 200
+            definition_ms = median_ms(lambda url=url: web.get(url), repeat=args.repeat)
+            rows.append(
+                (
+                    f"GET /config/{kind}s/{name}/ (every option, its origin)",
+                    f"{definition_ms:8.1f} ms",
+                )
+            )
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)

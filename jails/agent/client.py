@@ -415,6 +415,11 @@ class AgentLink:
         args = {"changes": changes, "dry_run": dry_run}
         return self._dict_call("config_apply", args, timeout=self.reload_timeout * 2)
 
+    def config_definition(self, *, directory: str, name: str) -> dict[str, Any]:
+        # fail2ban's reader in a subprocess (about 0.1 s): a reload's time, not a command's.
+        args = {"directory": directory, "name": name}
+        return self._dict_call("config_definition", args, timeout=self.reload_timeout)
+
     def regex_test(self, request: RegexRequest) -> RegexReport:
         # fail2ban-regex runs twice over up to 5 000 lines: a reload's time, not a command's.
         value = self._call("regex_test", request.wire(), timeout=self.reload_timeout)

@@ -38,6 +38,7 @@ OPERATIONS: tuple[str, ...] = (
     "config_read",
     "config_file",
     "config_apply",
+    "config_definition",
 )
 
 
@@ -100,6 +101,8 @@ class HostLink(Protocol):
         self, *, changes: list[dict[str, Any]], dry_run: bool = False
     ) -> dict[str, Any]: ...
 
+    def config_definition(self, *, directory: str, name: str) -> dict[str, Any]: ...
+
     def hello(self) -> HostInfo: ...
 
     def close(self) -> None:
@@ -158,6 +161,9 @@ class DirectLink(Fail2banClient):
         self, *, changes: list[dict[str, Any]], dry_run: bool = False
     ) -> dict[str, Any]:
         return configfiles.config_apply(self.config, self, changes=changes, dry_run=dry_run)
+
+    def config_definition(self, *, directory: str, name: str) -> dict[str, Any]:
+        return configfiles.definition_read(self.config, directory=directory, name=name)
 
     def close(self) -> None:
         pass  # every command opens and closes its own connection: nothing is kept

@@ -183,9 +183,13 @@ def database_ban(path: str, *, rowid: int) -> tuple[str, str, int] | None:
 
 
 # --- Reload ---------------------------------------------------------------------------------------
-def reload_argv(config: HostConfig, *, jail: str | None) -> list[str]:
-    """The argv of `fail2ban-client -c CONF -s SOCK reload [JAIL]` (the jail name validated)."""
+def reload_argv(config: HostConfig, *, jail: str | None, restart: bool = False) -> list[str]:
+    """The argv of `fail2ban-client -c CONF -s SOCK reload [--restart] [JAIL]` (the jail name
+    validated). `--restart` stops the jail first: fail2ban (1.0.2 and 1.1.0) drops an action
+    added to a running jail at the end of a plain reload."""
     argv = [*config.fail2ban_client, "-c", config.config_dir, "-s", config.socket, "reload"]
+    if restart:
+        argv.append("--restart")
     if jail is not None:
         argv.append(validate_jail_name(jail))
     return argv
@@ -198,13 +202,13 @@ def reload_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def reload(config: HostConfig, *, jail: str | None) -> str:
+def reload(config: HostConfig, *, jail: str | None, restart: bool = False) -> str:
     """Reload fail2ban's configuration (one jail, or all); returns the tail of its output.
 
     A subprocess on purpose: a reload over the socket needs the whole configuration stream
     that fail2ban-client builds with fail2ban's own configuration reader.
     """
-    argv = reload_argv(config, jail=jail)
+    argv = reload_argv(config, jail=jail, restart=restart)
     try:
         result = subprocess.run(  # noqa: S603 (fixed argv, validated jail name, no shell)
             argv,

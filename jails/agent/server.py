@@ -227,6 +227,9 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "config_apply": lambda agent, args: configfiles.op_config_apply(
             agent.config, agent.client, args
         ),
+        "config_definition": lambda agent, args: configfiles.op_config_definition(
+            agent.config, agent.client, args
+        ),
     }
 )
 

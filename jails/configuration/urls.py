@@ -14,6 +14,18 @@ urlpatterns = [
     path("filters/", config.definition_list, {"directory": "filter.d"}, name="filters"),
     path("filters/new/", config.filter_new, name="filter-new"),
     path("actions/", config.definition_list, {"directory": "action.d"}, name="actions"),
+    path(
+        "filters/<str:name>/",
+        config.definition_detail,
+        {"directory": "filter.d"},
+        name="filter",
+    ),
+    path(
+        "actions/<str:name>/",
+        config.definition_detail,
+        {"directory": "action.d"},
+        name="action",
+    ),
     # The file is a query parameter (`?path=jail.d/sshd.local`): the host checks it again.
     path("file/", config.file_edit, name="file"),
     path("history/", config.file_history, name="history"),

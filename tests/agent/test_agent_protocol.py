@@ -186,6 +186,7 @@ def test_operations_are_a_closed_allow_list():
     assert sorted(OPERATIONS) == [
         # the configuration editor (jails/agent/configfiles.py)
         "config_apply",
+        "config_definition",
         "config_file",
         "config_read",
         "database_ban",

@@ -33,6 +33,7 @@ from tests.support.fakeserver import FakeFail2ban, reply_garbage, reply_value
 
 ALL_OPERATIONS = (
     "config_apply",
+    "config_definition",
     "config_file",
     "config_read",
     "database_ban",

@@ -289,6 +289,61 @@ def _version_add(
     )
 
 
+@dataclass(frozen=True)
+class DefinitionOption:
+    """One option of a filter or action: its section ("Definition", "Init" or a conditional
+    "Init?family=inet6"), its value after fail2ban's %(var)s interpolation, its origin."""
+
+    section: str
+    name: str
+    value: str
+    origin: SettingOrigin | None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A filter (filter.d) or action (action.d) as fail2ban's own reader reads it."""
+
+    directory: str
+    name: str
+    read_order: tuple[str, ...]
+    options: tuple[DefinitionOption, ...]
+    errors: tuple[str, ...]
+
+    def value(self, name: str, section: str = "Definition") -> str | None:
+        for option in self.options:
+            if option.name == name and option.section == section:
+                return option.value
+        return None
+
+
+def definition_get(state: RuntimeState, *, directory: str, name: str) -> Definition:
+    """One filter or action with each option's file and line (read on demand by the host;
+    InvalidArgument for a name that is not a definition there)."""
+    reply = state.jail_service.client.config_definition(directory=directory, name=name)
+    options = reply.get("options")
+    files = reply.get("files")
+    errors = reply.get("errors")
+    if not isinstance(options, list) or not isinstance(files, list):
+        raise ProtocolError("the host's definition reply is malformed")
+    return Definition(
+        directory=directory,
+        name=name,
+        read_order=tuple(str(f) for f in files),
+        options=tuple(
+            DefinitionOption(
+                section=str(o.get("section", "")),
+                name=str(o.get("name", "")),
+                value=str(o.get("value", "")),
+                origin=_origin(o.get("origin")),
+            )
+            for o in options
+            if isinstance(o, dict)
+        ),
+        errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+    )
+
+
 # --- changing -----------------------------------------------------------------------------------
 def config_files_save(
     state: RuntimeState,

@@ -317,6 +317,24 @@ def definition_list(request: HtmxHttpRequest, directory: str) -> HttpResponse:
     return render(request, "configuration/config_definitions.html", context)
 
 
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+def definition_detail(request: HtmxHttpRequest, directory: str, name: str) -> HttpResponse:
+    """One filter or action: every option as fail2ban reads it, with file, line, section."""
+    try:
+        definition = file_service.definition_get(runtime_state(), directory=directory, name=name)
+    except InvalidArgument:
+        raise Http404("no such definition") from None
+    key = "filter" if directory == "filter.d" else "action"
+    files = [
+        path
+        for path in (f"{directory}/{name}.conf", f"{directory}/{name}.local")
+        if path in definition.read_order
+    ]
+    context = {"definition": definition, "kind": key, "directory": directory, "files": files}
+    return render(request, "configuration/config_definition.html", context)
+
+
 def _path(request: HtmxHttpRequest) -> str:
     return (request.GET.get("path") or request.POST.get("path") or "")[:300]
 
