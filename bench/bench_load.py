@@ -45,6 +45,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gunicorn_start(
+    work: Path, *, port: int, env: dict[str, str], workers: int, threads: int
+) -> subprocess.Popen[bytes]:
+    """gunicorn on 127.0.0.1:`port` in its own session, its log in `work`/gunicorn.log."""
+    return subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "jailadmin.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--forwarded-allow-ips",
+            "",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "gunicorn.log", "w"),  # noqa: SIM115 -- closed with the process
+        start_new_session=True,
+    )
+
+
 def wait_for_http(port: int, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -174,24 +199,8 @@ def main() -> int:
             "JAILADMIN_FAIL2BAN_SOCKET": str(server.socket_path),
             "JAILADMIN_WORKERS": str(args.workers),
         }
-        gunicorn = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "gunicorn"),
-                "jailadmin.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--forwarded-allow-ips",
-                "",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "gunicorn.log", "w"),  # noqa: SIM115 -- closed with the process
-            start_new_session=True,
+        gunicorn = gunicorn_start(
+            work, port=port, env=env, workers=args.workers, threads=args.threads
         )
         wait_for_http(port, timeout=60)
         cookie = log_in(port, "bench", password)

@@ -35,7 +35,6 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,7 +47,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_load import free_port, wait_for_http  # noqa: E402
+from bench.bench_load import free_port, gunicorn_start, wait_for_http  # noqa: E402
 from bench.common import django_setup  # noqa: E402
 
 JAILS = ("sshd", "nginx-http-auth", "postfix", "dovecot", "recidive")
@@ -375,24 +374,8 @@ def main() -> int:
         port = free_port()
         env = {**os.environ, "JAILADMIN_WORKERS": str(args.workers)}
         env.update(JAILADMIN_SESSION_CACHE="redis", JAILADMIN_REDIS_URL=redis.url)
-        gunicorn = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "gunicorn"),
-                "jailadmin.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--forwarded-allow-ips",
-                "",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "gunicorn.log", "w"),  # noqa: SIM115 -- closed with the process
-            start_new_session=True,
+        gunicorn = gunicorn_start(
+            work, port=port, env=env, workers=args.workers, threads=args.threads
         )
         wait_for_http(port, timeout=120)
         if args.skip_load:
