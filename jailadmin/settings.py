@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "jails.metrics.apps.MetricsConfig",
     "jails.configuration.apps.ConfigurationConfig",
     "jails.notifications.apps.NotificationsConfig",
+    "jails.hosts.apps.HostsConfig",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,9 @@ LOGGING = {
 # --- jailadmin's own settings (seed values for the runtime settings) ---------------------------
 JAILADMIN_FAIL2BAN_SOCKET = env_str("JAILADMIN_FAIL2BAN_SOCKET", "/var/run/fail2ban/fail2ban.sock")
 JAILADMIN_FAIL2BAN_TIMEOUT = env_float("JAILADMIN_FAIL2BAN_TIMEOUT", 5.0, minimum=0.1)
+# Pages that ask several hosts (jails.hosts) wait this long for each before showing it as
+# unreachable and rendering the rest.
+JAILADMIN_HOST_DEADLINE = env_float("JAILADMIN_HOST_DEADLINE", 4.0, minimum=0.1)
 # fail2ban reports ban times in the server's local time, without a zone.
 JAILADMIN_FAIL2BAN_TIME_ZONE = env_str("JAILADMIN_FAIL2BAN_TIME_ZONE", host_time_zone())
 # Configuration directory and fail2ban-client for `reload` (the one subprocess we run).

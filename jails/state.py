@@ -57,6 +57,9 @@ class RuntimeSettings:
     # A ban of a network shorter than these prefixes asks first (JAILADMIN_BAN_MIN_PREFIX_*).
     ban_min_prefix_v4: int = 16
     ban_min_prefix_v6: int = 48
+    # A page that asks several hosts waits this long for each (JAILADMIN_HOST_DEADLINE);
+    # a host that misses it is shown as unreachable and the page renders the rest.
+    host_deadline: float = 4.0
 
     @classmethod
     def from_django_settings(cls, settings: Any) -> RuntimeSettings:
@@ -79,6 +82,7 @@ class RuntimeSettings:
             web_workers=settings.JAILADMIN_WORKERS,
             ban_min_prefix_v4=settings.JAILADMIN_BAN_MIN_PREFIX_V4,
             ban_min_prefix_v6=settings.JAILADMIN_BAN_MIN_PREFIX_V6,
+            host_deadline=settings.JAILADMIN_HOST_DEADLINE,
         )
 
 
@@ -143,6 +147,23 @@ class RuntimeSnapshot:
     jail_service: JailServiceState
     session_cache: SessionCache
     version: int = 0  # the SiteSettings.version it was built from (0: the JAILADMIN_* seeds)
+    # The host `jail_service` talks to (jails.hosts): "local" unless a fleet page or command
+    # scoped the state to another host (jails.hosts.services.fleet.host_state). Audit
+    # records and archived bans take their host from here.
+    host: str = "local"
+
+
+@dataclass
+class FleetState:
+    """The fleet's per-process part: one JailServiceState (link and capability cache) per
+    host other than the local one, built on first use from its Host row and rebuilt when the
+    row's connection fields change (jails.hosts.services.fleet)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Host primary key -> (the connection fields it was built from, its service state).
+    services: dict[int, tuple[Hashable, JailServiceState]] = field(default_factory=dict)
+    # Files the SSH transport needs (keys, known_hosts), private to this process.
+    runtime_dir: str = ""
 
 
 @dataclass
@@ -154,6 +175,7 @@ class RuntimeState:
     # The process's memory session store, whichever snapshot is current: a rebuilt snapshot
     # (or a switch away from memory and back) finds the same store.
     memory_sessions: MemorySessions = field(default_factory=MemorySessions, repr=False)
+    fleet: FleetState = field(default_factory=FleetState, repr=False)
     # Only the state JailsConfig.ready() builds starts with these set: its settings are the
     # JAILADMIN_* seeds until runtime_load() reads the database (no I/O in ready()).
     load_pending: bool = False

@@ -21,7 +21,7 @@ from tests.support.redis_server import RedisServer
 # Every test in these directories talks to fail2ban (client, protocol, services): `make test`
 # runs the `fail2ban` marker again on fail2ban 1.1, so a new file here is included by itself.
 # Modules elsewhere opt in with `pytestmark = [..., pytest.mark.fail2ban]`.
-FAIL2BAN_FACING_DIRS = frozenset({"agent", "fail2ban", "services"})
+FAIL2BAN_FACING_DIRS = frozenset({"agent", "fail2ban", "hosts", "services"})
 
 # The fail2ban the session server runs (JAILADMIN_TEST_FAIL2BAN=1.0|1.1) and the version
 # string it answers: tests that show the version compare with this, not a literal.

@@ -1,0 +1,3 @@
+"""The hosts in the Django admin."""
+
+from __future__ import annotations

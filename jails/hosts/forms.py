@@ -1,0 +1,3 @@
+"""Forms for the hosts pages."""
+
+from __future__ import annotations
