@@ -8,13 +8,16 @@ VAR := var
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
-APT_PACKAGES := python3 python3-venv redis-server chromium sqlite3
+# openssh-client: the site reaches other fail2ban hosts' agents with `ssh` (jails/agent/ssh.py).
+APT_PACKAGES := python3 python3-venv redis-server chromium sqlite3 openssh-client
 # Only for `make test` (an operator's `make run` never installs a web server or a database
 # server): postgresql for its binaries (`make test-postgres` runs a private cluster,
 # scripts/postgres.sh; the `main` cluster Debian's package may create is never used); nginx,
 # caddy, openssl: the reverse-proxy tests run their own nginx and Caddy with a self-signed
 # certificate (tests/support/nginx.py, caddy.py); the system's services are never configured.
-APT_TEST_PACKAGES := postgresql nginx caddy openssl
+# openssh-server: the fleet tests run their own sshd on a private port (tests/support/sshd.py);
+# apt-install keeps Debian's from starting or being enabled when it installs it (below).
+APT_TEST_PACKAGES := postgresql nginx caddy openssl openssh-server
 export JAILADMIN_VAR_DIR ?= $(CURDIR)/$(VAR)
 
 .PHONY: install test-install test-packages apt-install system-packages fail2ban venv test test-sqlite test-postgres lint format coverage run bench screenshot mutation clean
@@ -31,7 +34,18 @@ apt-install:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  guard=""; case " $$missing " in *" openssh-server "*) \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1; \
+	    fi;; esac; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  status=$$?; \
+	  if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  case " $$missing " in *" openssh-server "*) \
+	    if command -v systemctl >/dev/null 2>&1; then \
+	      systemctl disable --quiet ssh.service ssh.socket >/dev/null 2>&1 || true; \
+	    fi;; esac; \
+	  exit $$status; \
 	fi
 
 # Debian's fail2ban, unpacked (not installed): no system service, config or firewall is touched.

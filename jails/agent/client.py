@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from jails.fail2ban.client import unix_connect
 from jails.fail2ban.errors import (
@@ -48,17 +48,68 @@ _RECV_BYTES = 256 * 1024
 _Send = Callable[[str, dict[str, Any]], Any]
 
 
-class _Lost(Exception):
-    """The connection broke; `before_reply`: not one byte of the reply had arrived."""
+# A handshake reply is a few hundred bytes. A first frame announcing more than this is not
+# the agent talking (a shell's or a login banner's text read as a length): say so, rather
+# than waiting for gigabytes that will never come.
+HANDSHAKE_MAX_BYTES = 1024 * 1024
+# How much of such a far side's output is read to show (and recognise) what it is.
+_PREVIEW_BYTES = 512
 
-    def __init__(self, reason: str, *, before_reply: bool) -> None:
+
+class _Lost(Exception):
+    """The connection broke; `before_reply`: not one byte of the reply had arrived;
+    `received`: the bytes of the reply that had (an incomplete frame)."""
+
+    def __init__(self, reason: str, *, before_reply: bool, received: bytes = b"") -> None:
         super().__init__(reason)
         self.reason = reason
         self.before_reply = before_reply
+        self.received = received
+
+
+class AgentStream:
+    """One open byte stream to an agent, as a transport opened it.
+
+    The Unix transport's is just the socket. Another transport (SSH: jails.agent.ssh) keeps
+    a process behind the socket and knows better why the stream failed: it overrides
+    `failure` and `not_an_agent` to explain, `alive` to tell a dead idle one, and `close`.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def failure(self, error: Fail2banError, *, closed: bool) -> Fail2banError:
+        """The error to raise for `error` on this stream (the transport may know the cause);
+        `closed`: the far end closed the stream (not a timeout or a refusal)."""
+        return error
+
+    def not_an_agent(self, address: str, received: bytes) -> Fail2banError:
+        """The error for a far side whose first bytes are not the agent's handshake."""
+        return ProtocolError(
+            f"{address} does not speak the jailadmin agent's protocol: it sent {received!r}"
+        )
+
+    def alive(self) -> bool:
+        """False once the stream is known to be dead (an idle pooled one is then dropped)."""
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class AgentTransport(Protocol):
+    """How AgentLink opens a connection to an agent."""
+
+    @property
+    def address(self) -> str: ...
+
+    def open(self, timeout: float) -> AgentStream:
+        """A connected stream; AgentUnreachable if there is no agent to connect to."""
+        ...
 
 
 class UnixTransport:
-    """How to reach an agent on this host: its Unix socket. (SSH will be another transport.)"""
+    """How to reach an agent on this host: its Unix socket. (SSH: jails.agent.ssh.)"""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -67,13 +118,15 @@ class UnixTransport:
     def address(self) -> str:
         return f"unix:{self.path}"
 
-    def open(self, timeout: float) -> socket.socket:
+    def open(self, timeout: float) -> AgentStream:
         """A connected socket; AgentUnreachable if there is no agent to connect to."""
-        return unix_connect(
-            self.path,
-            timeout=timeout,
-            fail=lambda reason: AgentUnreachable(self.address, reason),
-            describe=_describe,
+        return AgentStream(
+            unix_connect(
+                self.path,
+                timeout=timeout,
+                fail=lambda reason: AgentUnreachable(self.address, reason),
+                describe=_describe,
+            )
         )
 
 
@@ -90,8 +143,9 @@ def _describe(exc: OSError) -> str:
 class _AgentConnection:
     """One open, greeted connection: requests go one after the other, each with its reply."""
 
-    def __init__(self, sock: socket.socket, address: str) -> None:
-        self.sock = sock
+    def __init__(self, stream: AgentStream, address: str) -> None:
+        self.stream = stream
+        self.sock = stream.sock
         self.address = address
         self.pid = os.getpid()
         self.reused = False
@@ -112,14 +166,19 @@ class _AgentConnection:
         # the answer to the next request.
         self.broken = True
         deadline = time.monotonic() + timeout
+        handshake = op == "hello" and request_id == 1
         try:
             self.sock.settimeout(timeout)
             self.sock.sendall(frame)
         except TimeoutError:
             raise AgentUnreachable(self.address, f"no answer within {timeout:g} s") from None
         except OSError as exc:
-            raise _Lost(exc.strerror or str(exc), before_reply=True) from None
-        reply = message_decode_reply(self._read_reply(deadline, timeout))
+            # A far side that said something and hung up before our hello went out (a
+            # shell's or a banner's text): what it said is the explanation, not the EPIPE.
+            received = self._preview(deadline) if handshake else b""
+            reason = exc.strerror or str(exc)
+            raise _Lost(reason, before_reply=not received, received=received) from None
+        reply = message_decode_reply(self._read_reply(deadline, timeout, handshake=handshake))
         if reply.get("id") != request_id:
             if reply.get("id") is None and reply.get("ok") is False:
                 raise error_decode(reply.get("error"))  # a refusal of the connection itself
@@ -134,12 +193,32 @@ class _AgentConnection:
             self.broken = True  # the agent may close after a refusal: start afresh
         raise error
 
-    def _read_reply(self, deadline: float, timeout: float) -> bytes:
+    def _read_reply(self, deadline: float, timeout: float, *, handshake: bool) -> bytes:
         header = self._read(HEADER.size, deadline, timeout, first=True)
         (length,) = HEADER.unpack(header)
+        if handshake and length > HANDSHAKE_MAX_BYTES:
+            raise self.stream.not_an_agent(self.address, header + self._preview(deadline))
         if length > MAX_REPLY_BYTES:
             raise ReplyTooLarge(MAX_REPLY_BYTES)
         return self._read(length, deadline, timeout, first=False)
+
+    def _preview(self, deadline: float) -> bytes:
+        """What else the far side sends right away (up to _PREVIEW_BYTES, until it closes)."""
+        buffer = bytearray()
+        end = min(deadline, time.monotonic() + 1.0)
+        while len(buffer) < _PREVIEW_BYTES:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(_PREVIEW_BYTES - len(buffer))
+            except OSError:  # a timeout included: show what came
+                break
+            if not chunk:
+                break
+            buffer += chunk
+        return bytes(buffer)
 
     def _read(self, count: int, deadline: float, timeout: float, *, first: bool) -> bytes:
         buffer = bytearray()
@@ -156,12 +235,16 @@ class _AgentConnection:
                 reason = exc.strerror or str(exc)
                 raise _Lost(reason, before_reply=first and not buffer) from None
             if not chunk:
-                raise _Lost("the agent closed the connection", before_reply=first and not buffer)
+                raise _Lost(
+                    "the agent closed the connection",
+                    before_reply=first and not buffer,
+                    received=bytes(buffer) if first else b"",
+                )
             buffer += chunk
         return bytes(buffer)
 
     def close(self) -> None:
-        self.sock.close()
+        self.stream.close()
 
 
 def message_decode_reply(body: bytes) -> dict[str, Any]:
@@ -185,7 +268,9 @@ class AgentLink:
     """A HostLink that asks the jailadmin agent at `address` ("unix:/run/jailadmin/agent.sock").
 
     `timeout` bounds connecting and each reply (plus REPLY_MARGIN, so the agent's own
-    fail2ban timeout answers first); a reload may take `reload_timeout`.
+    fail2ban timeout answers first); a reload may take `reload_timeout`. `transport`: how
+    to reach the agent if not its Unix socket at `address` (then `address` is ignored and
+    the transport's own is used; jails.agent.ssh builds such links).
     """
 
     def __init__(
@@ -195,10 +280,15 @@ class AgentLink:
         timeout: float = 5.0,
         pool_size: int = 8,
         reload_timeout: float = 120.0,
+        transport: AgentTransport | None = None,
     ) -> None:
-        if not address.startswith("unix:") or len(address) <= len("unix:"):
-            raise ValueError(f"the agent address must be unix:/path/agent.sock, not {address!r}")
-        self.transport = UnixTransport(address[len("unix:") :])
+        if transport is None:
+            if not address.startswith("unix:") or len(address) <= len("unix:"):
+                raise ValueError(
+                    f"the agent address must be unix:/path/agent.sock, not {address!r}"
+                )
+            transport = UnixTransport(address[len("unix:") :])
+        self.transport: AgentTransport = transport
         self.address = self.transport.address
         self.timeout = timeout
         self.pool_size = pool_size
@@ -227,12 +317,15 @@ class AgentLink:
 
     def _acquire(self) -> _AgentConnection:
         pool = self._current_pool()
-        with pool.lock:
-            conn = pool.idle.pop() if pool.idle else None
-        if conn is not None:
-            conn.reused = True
-            return conn
-        return self._open()
+        while True:
+            with pool.lock:
+                conn = pool.idle.pop() if pool.idle else None
+            if conn is None:
+                return self._open()
+            if conn.stream.alive():
+                conn.reused = True
+                return conn
+            conn.close()  # its far end went away while idle (and the stream reaps it)
 
     def _open(self) -> _AgentConnection:
         conn = _AgentConnection(self.transport.open(self.timeout), self.address)
@@ -242,8 +335,19 @@ class AgentLink:
         try:
             info = conn.request("hello", {}, timeout=self.timeout + REPLY_MARGIN)
         except _Lost as exc:
+            error = (
+                conn.stream.not_an_agent(self.address, exc.received)
+                if exc.received
+                else conn.stream.failure(AgentUnreachable(self.address, exc.reason), closed=True)
+            )
             conn.close()
-            raise AgentUnreachable(self.address, exc.reason) from None
+            raise error from None
+        except Fail2banError as exc:
+            error = conn.stream.failure(exc, closed=False)
+            conn.close()
+            if error is exc:
+                raise
+            raise error from None
         except BaseException:
             conn.close()
             raise
@@ -285,15 +389,18 @@ class AgentLink:
         try:
             return conn, conn.request(op, args, timeout=timeout)
         except _Lost as exc:
-            conn.close()
             if not (exc.before_reply and conn.reused):
-                raise AgentUnreachable(self.address, exc.reason) from None
+                error = conn.stream.failure(AgentUnreachable(self.address, exc.reason), closed=True)
+                conn.close()
+                raise error from None
+            conn.close()
         fresh = self._open()
         try:
             return fresh, fresh.request(op, args, timeout=timeout)
         except _Lost as exc:
+            error = fresh.stream.failure(AgentUnreachable(self.address, exc.reason), closed=True)
             fresh.close()
-            raise AgentUnreachable(self.address, exc.reason) from None
+            raise error from None
         except BaseException:
             self._release(fresh)
             raise

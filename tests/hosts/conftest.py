@@ -1,0 +1,173 @@
+"""Fleet fixtures: five simulated hosts behind one real sshd (issue 12).
+
+- `fleet_sshd` (session): a PrivateSshd on 127.0.0.1:<free port> (tests/support/sshd.py).
+- `fleet_servers` (session): five private fail2ban servers with no-op actions, started at
+  once (FLEET_JAILS: "sshd" and "web").
+- `ssh_hosts` (per test): the five hosts h1..h5, each an SshHost (name, destination,
+  private_key, public_key, host_key, server), with sshd running and every server reset. Each
+  host's key forces THE agent of this checkout (`python -m jails.agent --stdio`) in front
+  of its own server, so the site reaches them exactly as it reaches remote hosts.
+- `ssh_host_rows(ssh_hosts)`: jails.hosts.models.Host rows (kind ssh) for them (needs `db`).
+
+A test that stops sshd or changes its host key must leave it as it found it (or use
+`fleet_sshd.restart()`); `ssh_hosts` restarts a stopped sshd.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jails.agent.client import AgentLink
+from jails.agent.ssh import SshTarget, key_pair_generate, ssh_link_build
+from jails.fail2ban.server import JailSpec, PrivateServer
+from tests.support.sshd import PrivateSshd, agent_command
+
+FLEET_SIZE = 5
+FLEET_JAILS = (
+    JailSpec("sshd", maxretry=3, findtime="10m", bantime="1h"),
+    JailSpec("web", maxretry=2, findtime="5m", bantime="1h"),
+)
+# The same zone as the session's server (tests/conftest.py SERVER_TZ): the test settings'
+# JAILADMIN_FAIL2BAN_TIME_ZONE, which a Host row with no time_zone falls back on.
+FLEET_TZ = "Asia/Kolkata"
+# Reply timeout for the test links: the agent's cold start over ssh is about 1 s here and
+# several times that on a loaded 1-core box.
+LINK_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """One simulated host: how the site reaches it, and the fail2ban behind it."""
+
+    name: str  # "h1".."h5"
+    destination: str  # "root@127.0.0.1:PORT"
+    private_key: str  # the site's key for it (OpenSSH PEM)
+    public_key: str  # "ssh-ed25519 AAAA… jailadmin-h1" (in sshd's authorized_keys)
+    host_key: str  # sshd's host key, "ssh-ed25519 AAAA…" (as an administrator confirmed it)
+    server: PrivateServer
+
+    def target(self, *, host_key: str | None = None, private_key: str | None = None) -> SshTarget:
+        """The SshTarget the site builds for this host (another key or host key if given)."""
+        return SshTarget.from_destination(
+            self.destination,
+            alias=f"jailadmin-{self.name}",
+            private_key=self.private_key if private_key is None else private_key,
+            host_key=self.host_key if host_key is None else host_key,
+        )
+
+    def link(
+        self, runtime_dir: str | Path, *, timeout: float = LINK_TIMEOUT, **target: Any
+    ) -> AgentLink:
+        """An AgentLink over ssh to this host (close it when done: it owns ssh processes)."""
+        return ssh_link_build(self.target(**target), timeout=timeout, runtime_dir=str(runtime_dir))
+
+
+def _parallel(fn: Any, items: Sequence[Any]) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=len(items) or 1) as pool:
+        return list(pool.map(fn, items))
+
+
+@pytest.fixture(scope="session")
+def fleet_sshd() -> Iterator[PrivateSshd]:
+    """One private sshd for the session (the hosts' keys are added by `ssh_hosts`)."""
+    sshd = PrivateSshd(Path(tempfile.mkdtemp(prefix="jsd-", dir="/tmp")))
+    try:
+        sshd.start()
+        yield sshd
+    finally:
+        sshd.cleanup()
+
+
+@pytest.fixture(scope="session")
+def fleet_servers() -> Iterator[list[PrivateServer]]:
+    """Five private fail2ban servers (no-op actions), started in parallel."""
+    base = Path(tempfile.mkdtemp(prefix="jfl-", dir="/tmp"))
+    servers = [
+        PrivateServer(base / f"h{index}", FLEET_JAILS, record_actions=False, tz=FLEET_TZ)
+        for index in range(1, FLEET_SIZE + 1)
+    ]
+    try:
+        _parallel(lambda server: server.start(), servers)
+        yield servers
+    finally:
+        _parallel(lambda server: server.stop(), servers)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fleet_hosts(fleet_sshd: PrivateSshd, fleet_servers: list[PrivateServer]) -> list[SshHost]:
+    """The five hosts, keys made and forced in sshd's authorized_keys (not reset: ssh_hosts)."""
+    hosts = []
+    for index, server in enumerate(fleet_servers, start=1):
+        name = f"h{index}"
+        private_key, public_key = key_pair_generate(f"jailadmin-{name}")
+        fleet_sshd.add_key(public_key, agent_command(server))
+        hosts.append(
+            SshHost(
+                name=name,
+                destination=fleet_sshd.destination(),
+                private_key=private_key,
+                public_key=public_key,
+                host_key=fleet_sshd.host_key_line(),
+                server=server,
+            )
+        )
+    return hosts
+
+
+@pytest.fixture
+def ssh_hosts(fleet_sshd: PrivateSshd, fleet_hosts: list[SshHost]) -> list[SshHost]:
+    """The five hosts h1..h5 with sshd up and every fail2ban reset (no bans, jails as set)."""
+    fleet_sshd.start()  # a no-op unless a test stopped it
+    _parallel(lambda host: host.server.reset(), fleet_hosts)
+    return fleet_hosts
+
+
+def ssh_host_rows(ssh_hosts: Sequence[SshHost], **fields: Any) -> list[Any]:
+    """jails.hosts.models.Host rows (kind ssh, enabled) for the hosts; `fields` override."""
+    from jails.hosts.models import Host
+
+    return [
+        Host.objects.create(
+            name=host.name,
+            kind=Host.Kind.SSH,
+            address=host.destination,
+            ssh_private_key=host.private_key,
+            ssh_public_key=host.public_key,
+            ssh_host_key=host.host_key,
+            **fields,
+        )
+        for host in ssh_hosts
+    ]
+
+
+@pytest.fixture
+def ssh_host_records(db: Any, ssh_hosts: list[SshHost]) -> list[Any]:
+    """ssh_host_rows(ssh_hosts): the five hosts as enabled Host rows (the site is a fleet)."""
+    return ssh_host_rows(ssh_hosts)
+
+
+@pytest.fixture(autouse=True)
+def _fleet_links_closed() -> Iterator[None]:
+    """After each test, close the fleet links of the state the test ended with: their pooled
+    ssh connections are processes, which must not outlive the test that opened them."""
+    yield
+    from django.apps import apps
+
+    if not apps.ready:
+        return
+    fleet = getattr(apps.get_app_config("jails").state, "fleet", None)
+    if fleet is None:
+        return
+    with fleet.lock:
+        services = [service for _, service in fleet.services.values()]
+    for service in services:
+        service.client.close()
