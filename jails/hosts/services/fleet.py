@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -222,6 +223,22 @@ def _run(fn: Callable[[RuntimeState], T], scoped: RuntimeState) -> T:
         close_old_connections()
 
 
+def _start(fn: Callable[[RuntimeState], T], scoped: RuntimeState, *, name: str) -> Future[T]:
+    """fn(scoped) on a daemon thread of its own; its result or exception in the future."""
+    future: Future[T] = Future()
+
+    def target() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(_run(fn, scoped))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
+
+
 def fleet_map(
     scopes: Sequence[HostScope],
     fn: Callable[[RuntimeState], T],
@@ -249,10 +266,12 @@ def fleet_map(
                 only.host, error=_describe(exc), seconds=time.monotonic() - started
             )
     else:
-        # Not a `with` block: its exit waits for every thread, a hung host included.
-        pool = ThreadPoolExecutor(max_workers=len(scopes), thread_name_prefix="fleet")
+        # One daemon thread per host, not a ThreadPoolExecutor: an executor's threads are
+        # joined when the interpreter exits, so a command would wait for a hung host's
+        # connection timeout after printing everything else.
         futures: dict[Future[T], int] = {
-            pool.submit(_run, fn, item.state): index for index, item in enumerate(scopes)
+            _start(fn, item.state, name=f"fleet-{item.name}"): index
+            for index, item in enumerate(scopes)
         }
         pending = set(futures)
         end = started + deadline
@@ -278,7 +297,6 @@ def fleet_map(
                 timed_out=True,
                 seconds=time.monotonic() - started,
             )
-        pool.shutdown(wait=False, cancel_futures=True)
     ordered = [outcomes[index] for index in range(len(scopes))]
     if record:
         reachability_record(ordered)
