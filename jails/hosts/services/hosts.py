@@ -1,0 +1,472 @@
+"""Managing the hosts: adding, changing, removing, checking them, and confirming SSH host keys.
+
+What the /hosts/ pages, the admin and `manage.py hosts` share. Every change is audited
+("host-add", "host-change", "host-remove", "host-key-confirm") and no record, message or
+return value here ever carries a host's private key: only its public half and fingerprints.
+
+An SSH host is never contacted with its key before an administrator has confirmed the host's
+own key (the transport refuses, jails.agent.ssh): `host_keys_fetch` shows what the host
+presents, `host_key_confirm` scans again and stores only the key whose fingerprint the
+administrator compared; a host whose key changed is refused until someone confirms again.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import ProtectedError, RestrictedError
+
+from jails.agent import ssh
+from jails.agent.link import MAX_UNIX_PATH, agent_address_check
+from jails.fail2ban import Fail2banError, InvalidArgument
+from jails.hosts.models import LOCAL_HOST, Host
+from jails.hosts.services import fleet
+from jails.services import jails as jail_service
+from jails.services.audit import Actor, audit_record
+from jails.state import RuntimeState
+
+# Where the install steps put the agent bundle on a host: the forced command runs it from here.
+AGENT_INSTALL_PATH = "/usr/local/lib/jailadmin/agent.pyz"
+# Scanning a host's key is one TCP connection and a key exchange.
+SCAN_TIMEOUT = 10.0
+# The key type the transport prefers when a host presents several.
+PREFERRED_KEY_TYPE = "ssh-ed25519"
+
+
+# Names that are a page of their own under /hosts/ (/hosts/add/), never a host's.
+RESERVED_NAMES = frozenset({"add"})
+
+
+class HostRefused(Exception):
+    """A change the site will not make, with the reason an administrator reads."""
+
+
+# --- validation ---------------------------------------------------------------------------------
+def address_check(kind: str, address: str) -> str:
+    """The address for a host of `kind`, checked; InvalidArgument with the reason if not."""
+    address = address.strip()
+    if kind == Host.Kind.SOCKET:
+        if not address.startswith("/"):
+            raise InvalidArgument(
+                "a fail2ban socket is an absolute path, like /run/fail2ban/fail2ban.sock"
+            )
+        if len(address.encode()) > MAX_UNIX_PATH or "\x00" in address:
+            raise InvalidArgument(f"the socket path is longer than {MAX_UNIX_PATH} bytes")
+        return address
+    if kind == Host.Kind.AGENT:
+        if not address:
+            raise InvalidArgument("give the agent's address, like unix:/run/jailadmin/agent.sock")
+        return agent_address_check(address)
+    if kind == Host.Kind.SSH:
+        return ssh.destination_check(address)
+    if kind == Host.Kind.LOCAL:
+        raise InvalidArgument("there is one local host (the site's own fail2ban setting)")
+    raise InvalidArgument(f"unknown kind {kind!r}")
+
+
+def time_zone_check(time_zone: str) -> str:
+    """A time zone name the host's fail2ban reports in ("" = the site's fail2ban time zone)."""
+    time_zone = time_zone.strip()
+    if not time_zone:
+        return ""
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument(
+            f"unknown time zone {time_zone!r} (e.g. Europe/Berlin, UTC)"
+        ) from None
+    return time_zone
+
+
+def name_check(name: str) -> str:
+    """A new host's name (the model checks its pattern); InvalidArgument if reserved."""
+    name = name.strip()
+    if name in RESERVED_NAMES:
+        raise InvalidArgument(f"{name!r} is the name of a page under /hosts/: choose another")
+    return name
+
+
+def _fingerprint_or_blank(line: str) -> str:
+    try:
+        return ssh.fingerprint(line) if line.strip() else ""
+    except InvalidArgument:
+        return "(not a valid key)"
+
+
+def host_key_fingerprint(host: Host) -> str:
+    """The confirmed host key's SHA256 fingerprint, or "" while none is confirmed."""
+    return _fingerprint_or_blank(host.ssh_host_key)
+
+
+def _described(host: Host) -> dict[str, Any]:
+    """A host as the audit log records it: never its private key."""
+    described: dict[str, Any] = {
+        "host": host.name,
+        "kind": host.kind,
+        "address": host.address,
+        "time_zone": host.time_zone,
+        "enabled": host.enabled,
+    }
+    if host.ssh_public_key:
+        described["key_fingerprint"] = _fingerprint_or_blank(host.ssh_public_key)
+    if host.ssh_host_key:
+        described["host_key_fingerprint"] = _fingerprint_or_blank(host.ssh_host_key)
+    return described
+
+
+def _saved(host: Host, *, exclude: list[str] | None = None) -> None:
+    try:
+        host.full_clean(exclude=exclude)
+    except ValidationError as exc:
+        messages = [f"{name}: {'; '.join(errors)}" for name, errors in exc.message_dict.items()]
+        raise InvalidArgument(" ".join(messages)) from None
+    host.save()
+
+
+# --- adding, changing, removing -----------------------------------------------------------------
+def host_create(
+    *, name: str, kind: str, address: str, time_zone: str = "", note: str = "", actor: Actor
+) -> Host:
+    """A new host; an SSH host gets its own key pair (its public half goes on the host)."""
+    host = Host(
+        name=name_check(name),
+        kind=kind,
+        address=address_check(kind, address),
+        time_zone=time_zone_check(time_zone),
+        note=note,
+    )
+    if kind == Host.Kind.SSH:
+        host.ssh_private_key, host.ssh_public_key = ssh.key_pair_generate(f"jailadmin-{host.name}")
+    with transaction.atomic():
+        _saved(host)
+        audit_record(actor=actor, action="host-add", host=host.name, parameters=_described(host))
+    return host
+
+
+def host_update(
+    state: RuntimeState,
+    *,
+    host: Host,
+    actor: Actor,
+    address: str | None = None,
+    time_zone: str | None = None,
+    note: str | None = None,
+    enabled: bool | None = None,
+) -> Host:
+    """Change a host's address, time zone, note or enabled flag (never its keys; the local
+    host's address and zone are the site's fail2ban setting, not changed here).
+
+    A new SSH destination may be another machine: its confirmed host key is dropped, so the
+    new one is fetched and confirmed before the site talks to it."""
+    before = _described(host)
+    if address is not None and not host.is_local:
+        address = address_check(host.kind, address)
+        if address != host.address and host.kind == Host.Kind.SSH:
+            host.ssh_host_key = ""
+        host.address = address
+    if time_zone is not None and not host.is_local:
+        # The local host's zone is the site's fail2ban setting (JAILADMIN_FAIL2BAN_TIME_ZONE).
+        host.time_zone = time_zone_check(time_zone)
+    if note is not None:
+        host.note = note
+    if enabled is not None:
+        host.enabled = enabled
+    with transaction.atomic():
+        _saved(host)
+        after = _described(host)
+        changed = {key: value for key, value in after.items() if before.get(key) != value}
+        changed.update({key: None for key in before if key not in after})
+        if note is not None and "note" not in changed:
+            changed["note_changed"] = True
+        audit_record(
+            actor=actor,
+            action="host-change",
+            host=host.name,
+            parameters={"host": host.name, "changes": changed},
+        )
+    _link_forget(state, host)
+    return host
+
+
+def _link_forget(state: RuntimeState, host: Host) -> None:
+    """Close this process's link to `host` (a changed or removed row builds a new one)."""
+    fleet_state = state.fleet
+    with fleet_state.lock:
+        built = fleet_state.services.pop(host.pk, None) if host.pk is not None else None
+    if built is not None:
+        built[1].client.close()
+
+
+def host_remove(state: RuntimeState, *, host: Host, actor: Actor) -> None:
+    """Remove a host (the local host cannot be removed: disable it instead)."""
+    if host.is_local or host.name == LOCAL_HOST:
+        raise HostRefused("The local host cannot be removed; disable it instead.")
+    described = _described(host)
+    _link_forget(state, host)
+    try:
+        with transaction.atomic():
+            host.delete()
+            audit_record(
+                actor=actor, action="host-remove", host=described["host"], parameters=described
+            )
+    except (ProtectedError, RestrictedError) as exc:
+        raise HostRefused(f"{host.name} is still referred to and was not removed: {exc}") from None
+
+
+# --- the host's SSH key -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScannedKey:
+    """One public key the host presented, as an administrator compares it."""
+
+    line: str
+    fingerprint: str
+
+    @property
+    def key_type(self) -> str:
+        return self.line.split(" ", 1)[0]
+
+
+@dataclass(frozen=True)
+class KeyScan:
+    """What the host presents now, next to what the site has confirmed before."""
+
+    keys: tuple[ScannedKey, ...]
+    confirmed_fingerprint: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """A key was confirmed before and the host no longer presents it."""
+        return bool(self.confirmed_fingerprint) and all(
+            key.fingerprint != self.confirmed_fingerprint for key in self.keys
+        )
+
+    @property
+    def unchanged(self) -> bool:
+        return bool(self.confirmed_fingerprint) and not self.changed
+
+    def preferred(self) -> ScannedKey | None:
+        ordered = sorted(self.keys, key=lambda key: key.key_type != PREFERRED_KEY_TYPE)
+        return ordered[0] if ordered else None
+
+
+def _ssh_target(host: Host) -> ssh.SshTarget:
+    if host.kind != Host.Kind.SSH:
+        raise HostRefused(f"{host.name} is not reached over SSH: it has no host key.")
+    return ssh.SshTarget.from_destination(
+        host.address,
+        alias=f"jailadmin-host-{host.pk}",
+        private_key=host.ssh_private_key,
+        host_key=host.ssh_host_key,
+    )
+
+
+def host_keys_fetch(*, host: Host, timeout: float = SCAN_TIMEOUT) -> KeyScan:
+    """The keys the host presents now (ssh-keyscan), with their fingerprints."""
+    target = _ssh_target(host)
+    try:
+        lines = ssh.host_keys_scan(target.host, target.port, timeout=timeout)
+    except (Fail2banError, OSError) as exc:
+        raise HostRefused(f"Could not fetch {host.name}'s key: {exc}") from None
+    if not lines:
+        raise HostRefused(f"{host.name} ({host.address}) presented no key we can use.")
+    keys = tuple(ScannedKey(line=line, fingerprint=ssh.fingerprint(line)) for line in lines)
+    return KeyScan(keys=keys, confirmed_fingerprint=host_key_fingerprint(host))
+
+
+def host_key_confirm(
+    state: RuntimeState,
+    *,
+    host: Host,
+    actor: Actor,
+    fingerprint: str | None = None,
+    timeout: float = SCAN_TIMEOUT,
+) -> ScannedKey:
+    """Scan again and store the host's key whose fingerprint is `fingerprint`.
+
+    `fingerprint` None accepts the preferred key the host presents (a command's `--yes`).
+    Refused when the host does not present that key now: what an administrator compared is
+    what is stored, never whatever the host answers at the second look."""
+    scan = host_keys_fetch(host=host, timeout=timeout)
+    if fingerprint is None:
+        chosen = scan.preferred()
+    else:
+        chosen = next((key for key in scan.keys if key.fingerprint == fingerprint.strip()), None)
+    if chosen is None:
+        presented = ", ".join(key.fingerprint for key in scan.keys)
+        raise HostRefused(
+            f"{host.name} does not present the key {fingerprint} (it presents {presented}); "
+            "nothing was stored."
+        )
+    previous = scan.confirmed_fingerprint
+    host.ssh_host_key = chosen.line
+    with transaction.atomic():
+        Host.objects.filter(pk=host.pk).update(ssh_host_key=chosen.line)
+        audit_record(
+            actor=actor,
+            action="host-key-confirm",
+            host=host.name,
+            parameters={
+                "host": host.name,
+                "fingerprint": chosen.fingerprint,
+                "previous_fingerprint": previous or None,
+            },
+        )
+    _link_forget(state, host)
+    return chosen
+
+
+# --- checking -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HostCheck:
+    """What one host answered: who runs there and its jails, or the error in plain words."""
+
+    host: Host
+    ok: bool
+    agent_version: str | None = None
+    fail2ban_version: str | None = None
+    jails: tuple[str, ...] = ()
+    error: str = ""
+    checked: bool = True  # False: not asked (disabled, or its SSH host key not confirmed)
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host.name,
+            "kind": self.host.kind,
+            "address": self.host.address,
+            "enabled": self.host.enabled,
+            "checked": self.checked,
+            "ok": self.ok,
+            "agent_version": self.agent_version,
+            "fail2ban_version": self.fail2ban_version,
+            "jails": list(self.jails),
+            "error": self.error or None,
+            "unreachable_since": self.host.unreachable_since,
+            "last_seen": self.host.last_seen,
+        }
+
+
+@dataclass(frozen=True)
+class _Answer:
+    agent_version: str | None
+    fail2ban_version: str | None
+    jails: tuple[str, ...] = field(default=())
+
+
+def _ask(scoped: RuntimeState) -> _Answer:
+    """The handshake (agent and fail2ban versions) and the live jail list."""
+    info = scoped.jail_service.client.hello()
+    jails = tuple(jail_service.jail_names_list(scoped))
+    return _Answer(info.agent_version, info.fail2ban_version, jails)
+
+
+def _not_asked(host: Host) -> str:
+    """Why `host` is not contacted at all, or "" when it may be."""
+    if not host.enabled:
+        return "disabled"
+    if host.kind == Host.Kind.SSH and not host.ssh_host_key:
+        return "its SSH host key is not confirmed yet: fetch it and compare the fingerprint"
+    return ""
+
+
+def hosts_ordered(hosts: list[Host] | None = None) -> list[Host]:
+    """Every host (or `hosts`), the local host first, then by name."""
+    rows = list(Host.objects.all()) if hosts is None else hosts
+    return sorted(rows, key=lambda host: (not host.is_local, host.name))
+
+
+def hosts_check(state: RuntimeState, *, hosts: list[Host], deadline: float) -> list[HostCheck]:
+    """Ask `hosts` in parallel, each within `deadline` seconds; the reachability is recorded.
+
+    A disabled host, and an SSH host whose key is not confirmed, are not contacted."""
+    asked: list[Host] = []
+    scopes: list[fleet.HostScope] = []
+    results: dict[str, HostCheck] = {}
+    for host in hosts:
+        reason = _not_asked(host)
+        if reason:
+            results[host.name] = HostCheck(host=host, ok=False, error=reason, checked=False)
+            continue
+        try:
+            scopes.append(fleet.scope(state, host))
+        except (Fail2banError, ValueError, OSError) as exc:
+            # A row the transport cannot even be built for (a bad destination typed in
+            # the admin): that host's error, not the page's.
+            results[host.name] = HostCheck(host=host, ok=False, error=str(exc))
+            continue
+        asked.append(host)
+    for outcome in fleet.fleet_map(scopes, _ask, deadline=deadline):
+        answer = outcome.value
+        results[outcome.name] = HostCheck(
+            host=outcome.host,
+            ok=outcome.ok and answer is not None,
+            agent_version=answer.agent_version if answer else None,
+            fail2ban_version=answer.fail2ban_version if answer else None,
+            jails=answer.jails if answer else (),
+            error=outcome.error,
+            timed_out=outcome.timed_out,
+            seconds=outcome.seconds,
+        )
+    return [results[host.name] for host in hosts]
+
+
+def host_check(state: RuntimeState, *, host: Host, deadline: float) -> HostCheck:
+    """Connect to one host now (the handshake) and report what answers, or why not."""
+    (check,) = hosts_check(state, hosts=[host], deadline=deadline)
+    return check
+
+
+# --- installing the agent -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class InstallSteps:
+    """Exactly what an administrator does to let the site reach an SSH host."""
+
+    authorized_keys_file: str
+    authorized_keys_line: str
+    on_site: tuple[str, ...]
+    on_host: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "authorized_keys_file": self.authorized_keys_file,
+            "authorized_keys_line": self.authorized_keys_line,
+            "on_site": list(self.on_site),
+            "on_host": list(self.on_host),
+        }
+
+
+def install_steps(host: Host) -> InstallSteps:
+    """The agent bundle's copy commands and the authorized_keys line, for `host`."""
+    target = _ssh_target(host)
+    if not host.ssh_public_key:
+        raise HostRefused(f"{host.name} has no key pair (add it again to get one).")
+    line = ssh.authorized_keys_line(host.ssh_public_key, command=ssh.AGENT_COMMAND)
+    home = "/root" if target.user == "root" else f"~{target.user}"
+    keys_file = f"{home}/.ssh/authorized_keys"
+    login = f"{target.user}@{target.host}"
+    port = [] if target.port == 22 else ["-P", str(target.port)]
+    upload = shlex.join(["scp", *port, "agent.pyz", f"{login}:/tmp/jailadmin-agent.pyz"])
+    on_site = (
+        ".venv/bin/python manage.py agent_bundle agent.pyz --force",
+        upload,
+    )
+    install_dir = AGENT_INSTALL_PATH.rsplit("/", 1)[0]
+    on_host = (
+        f"install -d -m 0755 {install_dir}",
+        f"install -m 0644 /tmp/jailadmin-agent.pyz {AGENT_INSTALL_PATH}",
+        f"/usr/bin/python3 -I {AGENT_INSTALL_PATH} --version",
+        f"install -d -m 0700 {home}/.ssh",
+        f"echo {shlex.quote(line)} >> {keys_file}",
+    )
+    return InstallSteps(
+        authorized_keys_file=keys_file,
+        authorized_keys_line=line,
+        on_site=on_site,
+        on_host=on_host,
+    )
