@@ -11,7 +11,7 @@ from jails.configuration.models import ConfigVersion
 
 @admin.register(ConfigVersion)
 class ConfigVersionAdmin(ReadOnlyForViewersAdmin):
-    list_display = ("created_at", "path", "source", "actor", "reason", "sha256")
-    list_filter = ("source",)
+    list_display = ("created_at", "host", "path", "source", "actor", "reason", "sha256")
+    list_filter = ("host", "source")
     search_fields = ("=path", "actor")
     ordering = ("-created_at", "-id")

@@ -1,4 +1,5 @@
-"""The configuration pages under `/config/` (namespace `jails:configuration`)."""
+"""The configuration pages under `/config/` (namespace `jails:configuration`), the local
+host's; the same routes serve any host under `/hosts/<host>/config/` (host_urls.py)."""
 
 from django.urls import path
 
@@ -31,6 +32,8 @@ urlpatterns = [
     path("history/", config.file_history, name="history"),
     path("diff/", config.version_diff, name="diff"),
     path("versions/<int:pk>/restore/", config.version_restore, name="restore"),
+    # The host switcher (a fleet's pages): the same page on the chosen host.
+    path("switch-host/", config.host_switch, name="host-switch"),
     # Filter tester and log viewer (issue #11 items 5 and 6).
     path("filter-test/", filtertest.filter_test, name="filter-test"),
     path("filter-test/explain/", filtertest.ban_explain, name="ban-explain"),

@@ -211,7 +211,8 @@ def config_get(state: RuntimeState, *, actor: Actor | None = None) -> EffectiveC
     the site (`actor` None: recorded without a name).
     """
     link = state.jail_service.client
-    stored = ConfigSnapshot.objects.order_by("-read_at").first()
+    host = state.snapshot.host
+    stored = ConfigSnapshot.objects.filter(host=host).order_by("-read_at").first()
     reply = link.config_read(if_changed_from=stored.fingerprint if stored else None)
     fingerprint, files = _listing(reply)
     if reply.get("unchanged") is True and stored is not None:
@@ -221,9 +222,9 @@ def config_get(state: RuntimeState, *, actor: Actor | None = None) -> EffectiveC
         if not isinstance(data, dict):
             raise ProtocolError("the host's configuration is malformed")
         with transaction.atomic():
-            ConfigSnapshot.objects.exclude(fingerprint=fingerprint).delete()
+            ConfigSnapshot.objects.filter(host=host).exclude(fingerprint=fingerprint).delete()
             ConfigSnapshot.objects.update_or_create(
-                fingerprint=fingerprint, defaults={"data": data}
+                host=host, fingerprint=fingerprint, defaults={"data": data}
             )
     _record_outside_changes(state, files)
     return _effective(fingerprint, files, data)
@@ -233,7 +234,8 @@ def _record_outside_changes(state: RuntimeState, files: Mapping[str, str]) -> No
     """A file the site has a version of whose hash is no longer the latest version's."""
     latest: dict[str, tuple[str, bool]] = {}
     for path, sha256, exists in (
-        ConfigVersion.objects.order_by("path", "-created_at", "-id")
+        ConfigVersion.objects.filter(host=state.snapshot.host)
+        .order_by("path", "-created_at", "-id")
         .values_list("path", "sha256", "exists")
         .distinct()
     ):
@@ -249,13 +251,13 @@ def config_file_get(state: RuntimeState, *, path: str) -> ConfigFile:
     """One file as it is now; a content the site has not seen is recorded as a version."""
     reply = state.jail_service.client.config_file(path=path)
     current = _config_file(reply)
-    latest = ConfigVersion.objects.filter(path=current.path).first()
+    latest = ConfigVersion.objects.filter(host=state.snapshot.host, path=current.path).first()
     if latest is None:
         if current.exists:
-            _version_add(current, source=ConfigVersion.Source.FOUND)
+            _version_add(state, current, source=ConfigVersion.Source.FOUND)
     elif latest.sha256 != (current.sha256 or "") or latest.exists != current.exists:
         source = ConfigVersion.Source.OUTSIDE if current.exists else ConfigVersion.Source.DELETED
-        _version_add(current, source=source)
+        _version_add(state, current, source=source)
     return current
 
 
@@ -275,9 +277,15 @@ def _config_file(reply: Mapping[str, Any]) -> ConfigFile:
 
 
 def _version_add(
-    file: ConfigFile, *, source: str, actor: Actor | None = None, reason: str = ""
+    state: RuntimeState,
+    file: ConfigFile,
+    *,
+    source: str,
+    actor: Actor | None = None,
+    reason: str = "",
 ) -> ConfigVersion:
     return ConfigVersion.objects.create(
+        host=state.snapshot.host,
         path=file.path,
         content=file.content,
         exists=file.exists,
@@ -364,7 +372,7 @@ def config_files_save(
         raise InvalidArgument("nothing to save")
     if not administrator and any(c.path.startswith(ACTION_DIR) for c in changes):
         raise ConfigPermissionDenied("action definitions can be changed by administrators only")
-    with audited(actor=actor, action=action, jail=jail) as draft:
+    with audited(actor=actor, action=action, jail=jail, host=state.snapshot.host) as draft:
         before = {c.path: config_file_get(state, path=c.path) for c in changes}
         draft.parameters = {"paths": [c.path for c in changes], "reason": reason[:500]}
         diffs = {
@@ -398,7 +406,9 @@ def config_files_save(
                 sha256=_written_sha(reply, change.path),
             )
             versions.append(
-                _version_add(saved, source=ConfigVersion.Source.SITE, actor=actor, reason=reason).pk
+                _version_add(
+                    state, saved, source=ConfigVersion.Source.SITE, actor=actor, reason=reason
+                ).pk
             )
         return ApplyOutcome(**{**outcome.__dict__, "versions": tuple(versions)})
 
@@ -455,8 +465,9 @@ def file_diff(old: str, new: str, path: str, *, old_label: str = "", new_label: 
 def version_restore(
     state: RuntimeState, *, version_id: int, actor: Actor, administrator: bool
 ) -> ApplyOutcome:
-    """Put an old version back through the same safe path as any edit."""
-    version = ConfigVersion.objects.filter(pk=version_id).first()
+    """Put an old version back through the same safe path as any edit (the state's host's
+    versions only: another host's jail.local is not this one's past)."""
+    version = ConfigVersion.objects.filter(pk=version_id, host=state.snapshot.host).first()
     if version is None:
         raise InvalidArgument("no such version")
     if not version.exists:

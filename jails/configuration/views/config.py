@@ -6,6 +6,9 @@ Who may do what: viewers read; operators change a jail's common settings, activa
 deactivate it and keep ignore-list entries (the same things they may do at run time);
 administrators edit raw files, create jails and filters, restore versions, and are the only
 ones who may touch action definitions (action.d/: shell commands run as root).
+
+Every page is about one host (`/config/…`: the local one; `/hosts/<host>/config/…`: that
+host, views.scoping): the roles are checked on that host too, and its links stay on it.
 """
 
 from __future__ import annotations
@@ -16,16 +19,13 @@ from urllib.parse import quote
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jails.apps import runtime_state
 from jails.configuration.forms import FileForm, JailSettingsForm, NewFilterForm, NewJailForm
-from jails.configuration.models import ConfigVersion
+from jails.configuration.links import config_reverse
 from jails.configuration.selectors import versions as version_selectors
 from jails.configuration.services import files as file_service
 from jails.configuration.services import overrides
@@ -34,6 +34,14 @@ from jails.configuration.services.files import (
     ConfigPermissionDenied,
     FileChange,
     JailConfig,
+)
+from jails.configuration.views.scoping import (
+    MAX_PATH,
+    ConfigHost,
+    config_host,
+    page,
+    permitted,
+    url_host_for,
 )
 from jails.fail2ban import Fail2banError, InvalidArgument
 from jails.fail2ban.validation import validate_jail_name
@@ -45,12 +53,12 @@ BR = mark_safe("<br>")
 INDEX_COLUMNS = ("filter", "maxretry", "findtime", "bantime", "backend")
 
 
-def _file_url(path: str) -> str:
-    return reverse("jails:configuration:file") + "?" + urlencode({"path": path})
+def _file_url(path: str, where: ConfigHost) -> str:
+    return config_reverse("file", where.url_host, query={"path": path})
 
 
-def _jail_url(name: str) -> str:
-    return reverse("jails:configuration:jail", args=[name])
+def _jail_url(name: str, where: ConfigHost) -> str:
+    return config_reverse("jail", where.url_host, name)
 
 
 def _editable(path: str) -> bool:
@@ -98,17 +106,17 @@ def _cells_html(jail: JailConfig, file_base: str) -> SafeString:
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def config_index(request: HtmxHttpRequest) -> HttpResponse:
+def config_index(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
     """Every jail, enabled or not, with its effective settings and their origin."""
-    state = runtime_state()
-    config = file_service.config_get(state)
+    where = config_host(request, host, PERM_VIEW)
+    config = file_service.config_get(where.state)
     query = request.GET.get("q", "").strip()[:64]
     jails = [j for j in config.jails if query.lower() in j.name.lower()]
     # The rows are built here with format_html (every value escaped), not by the template
     # engine: Debian's 91 jails make 455 cells, and resolving their variables, filters and
     # {% url %}s one by one was most of the page's time (the issue's bound is 300 ms).
-    file_base = reverse("jails:configuration:file") + "?"
-    jail_base = reverse("jails:configuration:jail", args=["-"])[: -len("-/")]
+    file_base = config_reverse("file", where.url_host) + "?"
+    jail_base = config_reverse("jail", where.url_host, "-")[: -len("-/")]
     rows = format_html_join(
         "\n",
         '<tr class="{}"><td><a href="{}">{}</a></td><td>{}</td>{}<td>{}</td></tr>',
@@ -133,18 +141,19 @@ def config_index(request: HtmxHttpRequest) -> HttpResponse:
         "enabled_count": sum(1 for j in config.jails if j.enabled),
         "columns": INDEX_COLUMNS,
     }
-    return render(request, "configuration/config_index.html", context)
+    return page(request, where, "configuration/config_index.html", context)
 
 
 def _jail_page(
     request: HtmxHttpRequest,
+    where: ConfigHost,
     name: str,
     *,
     form: JailSettingsForm | None = None,
     outcome: ApplyOutcome | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    state = runtime_state()
+    state = where.state
     config = file_service.config_get(state)
     jail = config.jail(name)
     if jail is None:
@@ -161,35 +170,35 @@ def _jail_page(
         "override_path": overrides.jail_override_path(name),
         "form": form,
         "outcome": outcome,
-        "can_operate": request.user.has_perm(PERM_OPERATE),
     }
-    return render(request, "configuration/config_jail.html", context, status=status)
+    return page(request, where, "configuration/config_jail.html", context, status=status)
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_VIEW, raise_exception=True)
-def jail_config(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_config(request: HtmxHttpRequest, name: str, host: str | None = None) -> HttpResponse:
     """One jail: every effective setting with file and line; the common-settings form."""
+    where = config_host(request, host, PERM_VIEW)
     try:
         validate_jail_name(name)
     except InvalidArgument:
         raise Http404("no such jail") from None
     if request.method != "POST":
-        return _jail_page(request, name)
-    if not request.user.has_perm(PERM_OPERATE):
+        return _jail_page(request, where, name)
+    if not permitted(request, PERM_OPERATE, where):
         return HttpResponse("Operators only.", status=403)
-    state = runtime_state()
+    state = where.state
     jail = file_service.config_get(state).jail(name)
     if jail is None:
         raise Http404("no such jail in the configuration")
     initial = {key: jail.value(key) for key in overrides.COMMON_SETTINGS}
     form = JailSettingsForm(request.POST, initial=initial)
     if not form.is_valid():
-        return _jail_page(request, name, form=form, status=400)
+        return _jail_page(request, where, name, form=form, status=400)
     changed = form.changed_settings()
     if not changed:
         form.add_error(None, "Nothing changed.")
-        return _jail_page(request, name, form=form, status=400)
+        return _jail_page(request, where, name, form=form, status=400)
     try:
         outcome = overrides.jail_settings_save(
             state,
@@ -198,20 +207,21 @@ def jail_config(request: HtmxHttpRequest, name: str) -> HttpResponse:
             expected_sha256=form.cleaned_data["sha256"] or None,
             actor=actor_from_request(request),
             reason=form.cleaned_data["reason"],
-            administrator=request.user.has_perm(PERM_ADMINISTER),
+            administrator=permitted(request, PERM_ADMINISTER, where),
         )
     except (InvalidArgument, ConfigPermissionDenied) as exc:
         form.add_error(None, str(exc))
-        return _jail_page(request, name, form=form, status=400)
-    return _report(request, outcome, _jail_url(name)) or _jail_page(
-        request, name, form=form, outcome=outcome, status=409
+        return _jail_page(request, where, name, form=form, status=400)
+    return _report(request, outcome, _jail_url(name, where)) or _jail_page(
+        request, where, name, form=form, outcome=outcome, status=409
     )
 
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def jail_toggle(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_toggle(request: HtmxHttpRequest, name: str, host: str | None = None) -> HttpResponse:
     """Activate (`enabled=true`) or deactivate a jail through its override file."""
+    where = config_host(request, host, PERM_OPERATE)
     try:
         validate_jail_name(name)
     except InvalidArgument:
@@ -219,21 +229,22 @@ def jail_toggle(request: HtmxHttpRequest, name: str) -> HttpResponse:
     enabled = request.POST.get("enabled") == "true"
     try:
         outcome = overrides.jail_enabled_set(
-            runtime_state(), jail=name, enabled=enabled, actor=actor_from_request(request)
+            where.state, jail=name, enabled=enabled, actor=actor_from_request(request)
         )
     except InvalidArgument as exc:
         messages.error(request, str(exc))
-        return HttpResponseRedirect(_jail_url(name))
-    return _report(request, outcome, _jail_url(name)) or _jail_page(
-        request, name, outcome=outcome, status=409
+        return HttpResponseRedirect(_jail_url(name, where))
+    return _report(request, outcome, _jail_url(name, where)) or _jail_page(
+        request, where, name, outcome=outcome, status=409
     )
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_ADMINISTER, raise_exception=True)
-def jail_new(request: HtmxHttpRequest) -> HttpResponse:
+def jail_new(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
     """Create a jail from a form (its own jail.d/<name>.local)."""
-    state = runtime_state()
+    where = config_host(request, host, PERM_ADMINISTER)
+    state = where.state
     config = file_service.config_get(state)
     filters = config.names("filter.d")
     form = NewJailForm(request.POST or None, filters=filters)
@@ -253,24 +264,25 @@ def jail_new(request: HtmxHttpRequest) -> HttpResponse:
         except InvalidArgument as exc:
             form.add_error(None, str(exc))
         else:
-            if response := _report(request, outcome, _jail_url(data["name"])):
+            if response := _report(request, outcome, _jail_url(data["name"], where)):
                 return response
     context = {"form": form, "outcome": outcome, "kind": "jail"}
     status = 400 if request.method == "POST" else 200
-    return render(request, "configuration/config_new.html", context, status=status)
+    return page(request, where, "configuration/config_new.html", context, status=status)
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_ADMINISTER, raise_exception=True)
-def filter_new(request: HtmxHttpRequest) -> HttpResponse:
+def filter_new(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
     """Create a filter from a form (filter.d/<name>.local)."""
+    where = config_host(request, host, PERM_ADMINISTER)
     form = NewFilterForm(request.POST or None)
     outcome = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             outcome = overrides.filter_create(
-                runtime_state(),
+                where.state,
                 name=data["name"],
                 failregex=data["failregex"],
                 ignoreregex=data["ignoreregex"],
@@ -281,19 +293,22 @@ def filter_new(request: HtmxHttpRequest) -> HttpResponse:
         except InvalidArgument as exc:
             form.add_error(None, str(exc))
         else:
-            url = _file_url(f"filter.d/{data['name']}.local")
+            url = _file_url(f"filter.d/{data['name']}.local", where)
             if response := _report(request, outcome, url):
                 return response
     context = {"form": form, "outcome": outcome, "kind": "filter"}
     status = 400 if request.method == "POST" else 200
-    return render(request, "configuration/config_new.html", context, status=status)
+    return page(request, where, "configuration/config_new.html", context, status=status)
 
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def definition_list(request: HtmxHttpRequest, directory: str) -> HttpResponse:
+def definition_list(
+    request: HtmxHttpRequest, directory: str, host: str | None = None
+) -> HttpResponse:
     """Filters (filter.d) or actions (action.d): their files and the jails that use them."""
-    config = file_service.config_get(runtime_state())
+    where = config_host(request, host, PERM_VIEW)
+    config = file_service.config_get(where.state)
     key = "filter" if directory == "filter.d" else "action"
     rows = []
     for name in config.names(directory):
@@ -314,15 +329,18 @@ def definition_list(request: HtmxHttpRequest, directory: str) -> HttpResponse:
         ]
         rows.append({"name": name, "files": files, "jails": users})
     context = {"rows": rows, "directory": directory, "kind": key}
-    return render(request, "configuration/config_definitions.html", context)
+    return page(request, where, "configuration/config_definitions.html", context)
 
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def definition_detail(request: HtmxHttpRequest, directory: str, name: str) -> HttpResponse:
+def definition_detail(
+    request: HtmxHttpRequest, directory: str, name: str, host: str | None = None
+) -> HttpResponse:
     """One filter or action: every option as fail2ban reads it, with file, line, section."""
+    where = config_host(request, host, PERM_VIEW)
     try:
-        definition = file_service.definition_get(runtime_state(), directory=directory, name=name)
+        definition = file_service.definition_get(where.state, directory=directory, name=name)
     except InvalidArgument:
         raise Http404("no such definition") from None
     key = "filter" if directory == "filter.d" else "action"
@@ -332,28 +350,30 @@ def definition_detail(request: HtmxHttpRequest, directory: str, name: str) -> Ht
         if path in definition.read_order
     ]
     context = {"definition": definition, "kind": key, "directory": directory, "files": files}
-    return render(request, "configuration/config_definition.html", context)
+    return page(request, where, "configuration/config_definition.html", context)
 
 
 def _path(request: HtmxHttpRequest) -> str:
-    return (request.GET.get("path") or request.POST.get("path") or "")[:300]
+    return (request.GET.get("path") or request.POST.get("path") or "")[:MAX_PATH]
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_VIEW, raise_exception=True)
-def file_edit(request: HtmxHttpRequest) -> HttpResponse:
+def file_edit(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
     """One file: its content; the raw editor for `.local` files (administrators)."""
-    state = runtime_state()
+    where = config_host(request, host, PERM_VIEW)
+    state = where.state
     path = _path(request)
-    administrator = request.user.has_perm(PERM_ADMINISTER)
+    administrator = permitted(request, PERM_ADMINISTER, where)
     if request.method == "POST" and not administrator:
         return HttpResponse("Administrators only.", status=403)
     outcome: ApplyOutcome | None = None
     try:
         current = file_service.config_file_get(state, path=path)
     except InvalidArgument as exc:
-        return render(
+        return page(
             request,
+            where,
             "configuration/config_file.html",
             {"refused": str(exc), "path": path},
             status=400,
@@ -386,7 +406,7 @@ def file_edit(request: HtmxHttpRequest) -> HttpResponse:
             except (InvalidArgument, ConfigPermissionDenied) as exc:
                 form.add_error(None, str(exc))
             else:
-                if response := _report(request, outcome, _file_url(current.path)):
+                if response := _report(request, outcome, _file_url(current.path, where)):
                     return response
         status = 409 if outcome is not None else 400
     conflict_diff = ""
@@ -405,33 +425,35 @@ def file_edit(request: HtmxHttpRequest) -> HttpResponse:
         "outcome": outcome,
         "conflict_diff": conflict_diff,
         "editable": _editable(current.path),
-        "versions": version_selectors.versions_for(path=current.path)[:10],
+        "versions": version_selectors.versions_for(host=where.name, path=current.path)[:10],
     }
-    return render(request, "configuration/config_file.html", context, status=status)
+    return page(request, where, "configuration/config_file.html", context, status=status)
 
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def file_history(request: HtmxHttpRequest) -> HttpResponse:
-    """Every version of one file the site has kept."""
+def file_history(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
+    """Every version of one of the host's files the site has kept."""
+    where = config_host(request, host, PERM_VIEW)
     path = _path(request)
-    versions = version_selectors.versions_for(path=path)
+    versions = version_selectors.versions_for(host=where.name, path=path)
     if not versions:
         raise Http404("no versions of that file")
-    return render(
-        request, "configuration/config_history.html", {"path": path, "versions": versions}
+    return page(
+        request, where, "configuration/config_history.html", {"path": path, "versions": versions}
     )
 
 
 @require_GET
 @permission_required(PERM_VIEW, raise_exception=True)
-def version_diff(request: HtmxHttpRequest) -> HttpResponse:
-    """A diff between two versions of one file (`a`, `b`: version ids)."""
+def version_diff(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
+    """A diff between two versions of one of the host's files (`a`, `b`: version ids)."""
+    where = config_host(request, host, PERM_VIEW)
     try:
         a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
     except ValueError:
         raise Http404("two version ids are needed") from None
-    pair = version_selectors.version_pair(a=a, b=b)
+    pair = version_selectors.version_pair(host=where.name, a=a, b=b)
     if pair is None:
         raise Http404("no such versions of one file")
     old, new = pair
@@ -439,20 +461,22 @@ def version_diff(request: HtmxHttpRequest) -> HttpResponse:
         old.content, new.content, old.path, old_label=f"#{old.pk}", new_label=f"#{new.pk}"
     )
     context = {"old": old, "new": new, "diff": diff, "path": old.path}
-    return render(request, "configuration/config_diff.html", context)
+    return page(request, where, "configuration/config_diff.html", context)
 
 
 @require_POST
 @permission_required(PERM_ADMINISTER, raise_exception=True)
-def version_restore(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """Put an old version back, through the same safe path as an edit."""
-    version = ConfigVersion.objects.filter(pk=pk).first()
+def version_restore(request: HtmxHttpRequest, pk: int, host: str | None = None) -> HttpResponse:
+    """Put an old version of the host's file back, through the same safe path as an edit."""
+    where = config_host(request, host, PERM_ADMINISTER)
+    # Another host's version is not found here: its jail.local is not this host's past.
+    version = version_selectors.version_get(host=where.name, pk=pk)
     if version is None:
         raise Http404("no such version")
-    url = _file_url(version.path)
+    url = _file_url(version.path, where)
     try:
         outcome = file_service.version_restore(
-            runtime_state(), version_id=pk, actor=actor_from_request(request), administrator=True
+            where.state, version_id=pk, actor=actor_from_request(request), administrator=True
         )
     except (InvalidArgument, Fail2banError) as exc:
         messages.error(request, str(exc))
@@ -462,3 +486,53 @@ def version_restore(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     else:
         messages.error(request, outcome.summary + (f"\n{outcome.output}" if outcome.output else ""))
     return HttpResponseRedirect(url)
+
+
+# Where the host switcher may land: the same page on the other host when it names nothing
+# host-specific (a version id does: a diff lands on the file's history there).
+SWITCH_PAGES = frozenset(
+    {
+        "index",
+        "jail",
+        "jail-new",
+        "filters",
+        "filter-new",
+        "actions",
+        "filter",
+        "action",
+        "file",
+        "history",
+        "filter-test",
+        "ban-explain",
+        "logs",
+    }
+)
+SWITCH_NAMED = frozenset({"jail", "filter", "action"})
+SWITCH_PATHED = frozenset({"file", "history"})
+
+
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+def host_switch(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
+    """The host switcher's form: the same page (`page`, `name`, `path`) on host `to`."""
+    target = config_host(request, (request.GET.get("to") or "")[:63] or None, PERM_VIEW)
+    url_host = url_host_for(target.name)
+    page_name = request.GET.get("page", "")
+    if page_name == "diff":
+        page_name = "history"
+    name = request.GET.get("name", "")[:64]
+    path = request.GET.get("path", "")[:MAX_PATH]
+    if page_name not in SWITCH_PAGES or (page_name in SWITCH_NAMED and not name):
+        page_name = "index"
+    if page_name in SWITCH_PATHED and not path:
+        page_name = "index"
+    if page_name in SWITCH_NAMED:
+        try:
+            validate_jail_name(name)
+        except InvalidArgument:
+            page_name = "index"
+    if page_name in SWITCH_NAMED:
+        return HttpResponseRedirect(config_reverse(page_name, url_host, name))
+    if page_name in SWITCH_PATHED:
+        return HttpResponseRedirect(config_reverse(page_name, url_host, query={"path": path}))
+    return HttpResponseRedirect(config_reverse(page_name, url_host))

@@ -1,7 +1,8 @@
 """`manage.py f2bconfig show|edit|test|history|diff|restore`: the configuration editor from
 a shell, through the same services (and the same safe path) as the pages. Someone who can
 run manage.py administers the site, so every change here is an administrator's; each is
-audited as the command's user."""
+audited as the command's user. `--host NAME` works on that host of the fleet (default: the
+local host), through the same scoped state as its /hosts/NAME/config/ pages."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from jails.configuration.selectors import versions as version_selectors
 from jails.configuration.services import files as file_service
 from jails.configuration.services.files import ApplyOutcome, FileChange
 from jails.fail2ban import Fail2banError
+from jails.hosts.models import LOCAL_HOST
+from jails.hosts.services import fleet
 from jails.management.base import RuntimeCommand
 from jails.models import AuditEntry
 from jails.services.audit import Actor
@@ -32,6 +35,9 @@ class Command(RuntimeCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument(
+            "--host", default=LOCAL_HOST, help="The host of the fleet (default: %(default)s)."
+        )
         sub = parser.add_subparsers(dest="action", required=True)
         show = sub.add_parser("show", help="Every jail, or one jail's settings with their origin.")
         show.add_argument("jail", nargs="?")
@@ -53,12 +59,19 @@ class Command(RuntimeCommand):
         restore = sub.add_parser("restore", help="Put a version back through the safe path.")
         restore.add_argument("version", type=int)
         for subparser in (show, edit, test, history, diff, restore):
-            # `f2bconfig show --json` as well as `f2bconfig --json show`.
+            # `f2bconfig show --json` as well as `f2bconfig --json show` (and --host).
             subparser.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+            subparser.add_argument("--host", default=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.as_json = options["json"]
-        state = runtime_state()
+        try:
+            host = fleet.local_host() if options["host"] == LOCAL_HOST else None
+            host = host or fleet.host_get(options["host"])
+        except fleet.HostUnknown as exc:
+            raise CommandError(str(exc)) from None
+        self.host = host.name
+        state = fleet.host_state(runtime_state(), host)
         actor = Actor(name=getpass.getuser(), source=AuditEntry.Source.COMMAND)
         try:
             handler = getattr(self, f"do_{options['action']}")
@@ -68,7 +81,13 @@ class Command(RuntimeCommand):
 
     # --- output ---------------------------------------------------------------------------
     def emit(self, data: Any, text: str) -> None:
-        self.stdout.write(json.dumps(data, indent=2, default=str) if self.as_json else text)
+        if not self.as_json:
+            self.stdout.write(text)
+            return
+        # A list (history) stays a list: each version names its host itself.
+        if isinstance(data, dict):
+            data = {"host": self.host, **data}
+        self.stdout.write(json.dumps(data, indent=2, default=str))
 
     def outcome(self, outcome: ApplyOutcome) -> None:
         data = asdict(outcome)
@@ -151,7 +170,7 @@ class Command(RuntimeCommand):
 
     def do_history(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
         file_service.config_file_get(state, path=options["path"])  # records an outside change
-        versions = version_selectors.versions_for(path=options["path"])
+        versions = version_selectors.versions_for(host=self.host, path=options["path"])
         data = [_version(v) for v in versions]
         text = "\n".join(
             f"#{v.pk} {v.created_at:%Y-%m-%d %H:%M:%S} {v.source:<7} {v.sha256[:12]} "
@@ -161,9 +180,9 @@ class Command(RuntimeCommand):
         self.emit(data, text or "no versions")
 
     def do_diff(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
-        pair = version_selectors.version_pair(a=options["a"], b=options["b"])
+        pair = version_selectors.version_pair(host=self.host, a=options["a"], b=options["b"])
         if pair is None:
-            raise CommandError("no such versions of one file")
+            raise CommandError(f"no such versions of one file on {self.host}")
         old, new = pair
         diff = file_service.file_diff(
             old.content, new.content, old.path, old_label=f"#{old.pk}", new_label=f"#{new.pk}"
@@ -180,6 +199,7 @@ class Command(RuntimeCommand):
 def _version(version: ConfigVersion) -> dict[str, Any]:
     return {
         "id": version.pk,
+        "host": version.host,
         "path": version.path,
         "created_at": version.created_at.isoformat(),
         "source": version.source,
