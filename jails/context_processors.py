@@ -10,19 +10,52 @@ from django.utils.functional import SimpleLazyObject
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError
-from jails.requests import overview_for_request, overview_if_fetched
+from jails.requests import (
+    fleet_overviews_for_request,
+    fleet_overviews_if_fetched,
+    is_fleet_request,
+    overview_for_request,
+    overview_if_fetched,
+    scopes_for_request,
+)
+from jails.roles import PERM_VIEW
 from jails.services.health import connection_problem
 
 
 def status_bar_context(request: HttpRequest) -> dict[str, Any]:
     """fail2ban reachable or not, version, jails, bans and failures."""
     state = runtime_state()
+    if is_fleet_request(request):
+        return {"status_bar": fleet_status(request)}
     try:
         overview = overview_for_request(request, state)
     except Fail2banError as exc:
         problem = connection_problem(exc, agent=state.settings.fail2ban_agent)
         return {"status_bar": {"ok": False, "problem": problem.label, "error": str(exc)}}
     return {"status_bar": {"ok": True, "overview": overview, "alerts": status_bar_alerts()}}
+
+
+def fleet_status(request: HttpRequest) -> dict[str, Any]:
+    """Several hosts: how many of those the user may view are up, and their bans in total.
+
+    Each host is asked within the per-host deadline (in parallel), so a dead host costs
+    the bar no more than that; the bar polls itself, so a host that comes back shows up.
+    """
+    outcomes = fleet_overviews_if_fetched(request)
+    if outcomes is None:
+        state = runtime_state()
+        scopes = scopes_for_request(request, state, PERM_VIEW)
+        outcomes = fleet_overviews_for_request(request, state, scopes, every_viewable=True)
+    up = [outcome.value for outcome in outcomes if outcome.value is not None]
+    return {
+        "fleet": True,
+        "hosts_up": len(up),
+        "hosts_total": len(outcomes),
+        "hosts_down": [outcome.name for outcome in outcomes if outcome.value is None],
+        "jail_count": sum(overview.jail_count for overview in up),
+        "currently_banned": sum(overview.currently_banned for overview in up),
+        "alerts": status_bar_alerts(),
+    }
 
 
 def status_bar_alerts() -> list[tuple[str, str]]:
@@ -52,7 +85,11 @@ def status_bar(request: HttpRequest) -> dict[str, Any]:
     if getattr(request, "htmx", False) or user is None or not user.is_authenticated:
         return {}
     poll_seconds = runtime_state().settings.poll_seconds
-    if overview_if_fetched(request) is None:
+    if is_fleet_request(request):
+        fetched: object = fleet_overviews_if_fetched(request)
+    else:
+        fetched = overview_if_fetched(request)
+    if fetched is None:
         return {"status_bar": {"deferred": True}, "poll_seconds": poll_seconds}
     return {
         "status_bar": SimpleLazyObject(lambda: status_bar_context(request)["status_bar"]),

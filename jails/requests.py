@@ -7,9 +7,15 @@ typed HTMX request lives here too, so every view annotates with the same class.
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
+from jails.hosts.permissions import host_permitted, hosts_permitted
+from jails.hosts.services import fleet
+from jails.hosts.services.fleet import HostOutcome, HostScope
 from jails.services import jails as jail_service
 from jails.services.audit import Actor
 from jails.services.jails import Overview
@@ -18,6 +24,8 @@ from jails.state import RuntimeState
 
 # An attribute on the request, not a cache anywhere else: it dies with the request.
 _OVERVIEW_ATTR = "_jailadmin_overview"
+_FLEET_ATTR = "_jailadmin_fleet"
+_FLEET_OVERVIEW_ATTR = "_jailadmin_fleet_overview"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -67,3 +75,62 @@ def session_store(request: HttpRequest) -> SessionStore:
     if not isinstance(session, SessionStore):
         raise TypeError(f"SESSION_ENGINE must be jails.sessions, got {type(session).__name__}")
     return session
+
+
+# --- the fleet (jails.hosts) --------------------------------------------------------------------
+def is_fleet_request(request: HttpRequest) -> bool:
+    """Whether the site has hosts besides the local one (asked once per request)."""
+    cached = getattr(request, _FLEET_ATTR, None)
+    if cached is None:
+        cached = fleet.is_fleet()
+        setattr(request, _FLEET_ATTR, cached)
+    return bool(cached)
+
+
+def host_for_request(
+    request: HttpRequest, state: RuntimeState, host_name: str | None, perm: str
+) -> HostScope:
+    """The host a page acts on, scoped: 404 unknown or disabled, 403 without `perm` there.
+
+    No name (the pre-fleet URLs, /jails/<name>/...) means the local host, as it always did.
+    """
+    try:
+        # The local host's row is made by a migration; local_host() remakes it if deleted,
+        # so a single-host site never depends on that row being there.
+        host = fleet.host_get(host_name) if host_name else fleet.local_host()
+    except fleet.HostUnknown:
+        raise Http404("no such host") from None
+    if not host.enabled:
+        raise Http404("no such host")
+    if not host_permitted(request.user, perm, host.name):
+        raise PermissionDenied(f"not permitted on {host.name}")
+    return fleet.scope(state, host)
+
+
+def scopes_for_request(
+    request: HttpRequest, state: RuntimeState, perm: str, *, names: list[str] | None = None
+) -> list[HostScope]:
+    """The enabled hosts (only `names` if given) on which the user holds `perm`, scoped."""
+    allowed = hosts_permitted(request.user, perm)
+    return fleet.scopes_list(state, names=names, allowed=allowed)
+
+
+def fleet_overviews_for_request(
+    request: HttpRequest, state: RuntimeState, scopes: list[HostScope], *, every_viewable: bool
+) -> list[HostOutcome[Overview]]:
+    """The given hosts' overviews, asked in parallel within the per-host deadline.
+
+    Kept on the request when `scopes` are every host the user may view (`every_viewable`),
+    so the same page's status bar costs nothing (as overview_for_request does for one host).
+    """
+    outcomes = fleet.fleet_map(
+        scopes, jail_service.overview_get, deadline=state.settings.host_deadline
+    )
+    if every_viewable:
+        setattr(request, _FLEET_OVERVIEW_ATTR, outcomes)
+    return outcomes
+
+
+def fleet_overviews_if_fetched(request: HttpRequest) -> list[HostOutcome[Any]] | None:
+    """The overviews of every viewable host this request has already fetched, if any."""
+    return getattr(request, _FLEET_OVERVIEW_ATTR, None)

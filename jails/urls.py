@@ -13,6 +13,32 @@ urlpatterns = [
     path("blocklists/", include("jails.blocklists.urls")),
     # Notifications (issue #14): namespace jails:notifications.
     path("notifications/", include("jails.notifications.urls")),
+    # A jail on one host of the fleet (issue 12): the same views as /jails/<name>/..., with
+    # the host; before the hosts pages' include, which must not shadow them.
+    path("hosts/<str:host>/jails/<str:name>/", jails.jail_detail, name="host-jail-detail"),
+    path("hosts/<str:host>/jails/<str:name>/ban/", bans.jail_ban, name="host-jail-ban"),
+    path(
+        "hosts/<str:host>/jails/<str:name>/bulk-ban/",
+        bans.jail_bulk_ban,
+        name="host-jail-bulk-ban",
+    ),
+    path("hosts/<str:host>/jails/<str:name>/unban/", bans.jail_unban, name="host-jail-unban"),
+    path(
+        "hosts/<str:host>/jails/<str:name>/unban-all/",
+        bans.jail_unban_all,
+        name="host-jail-unban-all",
+    ),
+    path("hosts/<str:host>/jails/<str:name>/ignore/", control.jail_ignore, name="host-jail-ignore"),
+    path("hosts/<str:host>/jails/<str:name>/tune/", control.jail_tune, name="host-jail-tune"),
+    path(
+        "hosts/<str:host>/jails/<str:name>/control/",
+        control.jail_control,
+        name="host-jail-control",
+    ),
+    # One host's configuration pages (issue 12): namespace jails:host-configuration.
+    path("hosts/<str:host>/config/", include("jails.configuration.host_urls")),
+    # Managing the hosts (issue 12): namespace jails:hosts.
+    path("hosts/", include("jails.hosts.urls")),
     path("jails/", jails.jail_list, name="jail-list"),
     path("jails/<str:name>/", jails.jail_detail, name="jail-detail"),
     # Operating jails (issue #4): every change is a POST, operators only.

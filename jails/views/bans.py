@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import permission_required
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jails.apps import runtime_state
-from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
-from jails.fail2ban.validation import validate_jail_name
+from jails.fail2ban import Fail2banError, UnknownJail
 from jails.forms import BulkBanForm
 from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_OPERATE
@@ -24,9 +23,12 @@ from jails.services.operations import entry_parse
 from jails.views.jail_page import (
     MAX_FIELD,
     Confirmation,
+    JailAt,
     Outcome,
     jail_action,
     jail_action_response,
+    jail_at,
+    jail_missing_response,
     list_fields,
     redirect_with_message,
     server_page,
@@ -38,9 +40,9 @@ REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per k
 
 # Ban one ---
 @jail_action
-def jail_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_ban(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     """Ban one address or network from the jail page (held back by the service: confirm first)."""
-    state = runtime_state()
+    state, name = at.state, at.name
     actor = actor_from_request(request)
     value = request.POST.get("ip", "")[:MAX_FIELD]
     confirmed = request.POST.get("confirm") == "yes"
@@ -52,7 +54,7 @@ def jail_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
             else f"“{entry.text}” is {entry.error}."
         )
         outcome = Outcome(errors={"ban": error}, values={"ban": value})
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     if not confirmed:
         reasons = ban_service.ban_confirmations(
             state, jail=name, lines=[entry.address], actor=actor
@@ -61,16 +63,16 @@ def jail_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
             confirm = Confirmation(
                 title=f"Ban {entry.address} in {name}?",
                 details=[f"{entry.address}: {reasons[entry.address]}."],
-                url=reverse("jails:jail-ban", args=[name]),
+                url=at.url("ban"),
                 fields=[("ip", entry.address), ("confirm", "yes"), *list_fields(request)],
                 button="Ban anyway",
             )
             outcome = Outcome(confirm=confirm, values={"ban": value})
-            return jail_action_response(request, state, name, outcome)
+            return jail_action_response(request, at, outcome)
     report = ban_service.ips_ban(
         state, jail=name, lines=[entry.address], actor=actor, confirmed=confirmed
     )
-    return jail_action_response(request, state, name, _single_ban_outcome(report, entry.address))
+    return jail_action_response(request, at, _single_ban_outcome(report, entry.address))
 
 
 def _single_ban_outcome(report: ActionReport, address: str) -> Outcome:
@@ -88,16 +90,16 @@ def _single_ban_outcome(report: ActionReport, address: str) -> Outcome:
 
 # Unban one or selected ---
 @jail_action
-def jail_unban(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_unban(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     """Unban the row's address (button `ip`) or the ticked ones (`selected`) from the jail."""
-    state = runtime_state()
+    state, name = at.state, at.name
     single = request.POST.get("ip", "")[:MAX_FIELD]
     lines = [single] if single else [v[:MAX_FIELD] for v in request.POST.getlist("selected")]
     if not [line for line in lines if line.strip()]:
         outcome = Outcome("Tick at least one address to unban.", "warning")
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     report = ban_service.ips_unban(state, jail=name, lines=lines, actor=actor_from_request(request))
-    return jail_action_response(request, state, name, unban_outcome(report))
+    return jail_action_response(request, at, unban_outcome(report))
 
 
 def unban_outcome(report: ActionReport) -> Outcome:
@@ -125,44 +127,44 @@ def unban_outcome(report: ActionReport) -> Outcome:
 
 # Unban all of a jail ---
 @jail_action
-def jail_unban_all(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_unban_all(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     """Unban every address of the jail, after a confirmation step."""
-    state = runtime_state()
+    state, name = at.state, at.name
     if request.POST.get("confirm") != "yes":
         count = len(jail_service.jail_bans_list(state, name=name))
         if not count:
             outcome = Outcome(f"No address is banned in {name}.", "info")
-            return jail_action_response(request, state, name, outcome)
+            return jail_action_response(request, at, outcome)
         confirm = Confirmation(
             title=f"Unban all {count} addresses of {name}?",
             details=["fail2ban runs the jail's unban action for each of them."],
-            url=reverse("jails:jail-unban-all", args=[name]),
+            url=at.url("unban-all"),
             fields=[("confirm", "yes")],
             button=f"Unban all {count}",
         )
-        return jail_action_response(request, state, name, Outcome(confirm=confirm))
+        return jail_action_response(request, at, Outcome(confirm=confirm))
     try:
         count = ban_service.jail_unban_all(state, jail=name, actor=actor_from_request(request))
     except UnknownJail:
         raise
     except Fail2banError as exc:
         outcome = Outcome(f"Unban failed: {describe_error(exc)}", "error")
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     outcome = Outcome(f"Unbanned all {count} addresses of {name}.")
-    return jail_action_response(request, state, name, outcome)
+    return jail_action_response(request, at, outcome)
 
 
 # Bulk ban ---
 @require_http_methods(["GET", "POST"])
 @permission_required(PERM_OPERATE, raise_exception=True)
-def jail_bulk_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_bulk_ban(request: HtmxHttpRequest, name: str, host: str | None = None) -> HttpResponse:
     """Paste or upload up to 100 000 addresses; ban them in batches; report every line."""
+    at = jail_at(request, name, host, PERM_OPERATE)
+    state = at.state
     try:
-        validate_jail_name(name)
-    except InvalidArgument:
-        raise Http404("no such jail") from None
-    state = runtime_state()
-    jail_service.jail_require(state, name=name)  # unknown jail: the middleware's 404 page
+        jail_service.jail_require(state, name=name)
+    except UnknownJail:
+        return jail_missing_response(request, at)
     form = BulkBanForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
@@ -176,6 +178,9 @@ def jail_bulk_ban(request: HtmxHttpRequest, name: str) -> HttpResponse:
         form = BulkBanForm()
     context = {
         "jail_name": name,
+        "jail_urls": at.urls(),
+        "host_name": at.host,
+        "list_url": at.list_url(),
         "form": form,
         "report": report,
         "view": report_view(report),

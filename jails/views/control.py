@@ -22,6 +22,7 @@ from jails.state import RuntimeState
 from jails.views.jail_page import (
     MAX_FIELD,
     Confirmation,
+    JailAt,
     Outcome,
     jail_action,
     jail_action_response,
@@ -39,14 +40,14 @@ LOST_ON_RELOAD = (
 
 # Ignore list ---
 @jail_action
-def jail_ignore(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_ignore(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     """Add (`op=add`) or remove (`op=remove`) an address or network on the jail's ignore list."""
-    state = runtime_state()
+    state, name = at.state, at.name
     op = request.POST.get("op", "add")
     value = request.POST.get("ip", "")[:MAX_FIELD]
     entry = entry_parse(value)
     if op not in ("add", "remove"):
-        return jail_action_response(request, state, name, Outcome("Unknown action.", "error"))
+        return jail_action_response(request, at, Outcome("Unknown action.", "error"))
     if not entry.valid:
         error = (
             "Enter an address or network."
@@ -54,7 +55,7 @@ def jail_ignore(request: HtmxHttpRequest, name: str) -> HttpResponse:
             else f"“{entry.text}” is {entry.error}."
         )
         outcome = Outcome(errors={"ignore": error}, values={"ignore": value})
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     actor = actor_from_request(request)
     try:
         if op == "add":
@@ -67,10 +68,10 @@ def jail_ignore(request: HtmxHttpRequest, name: str) -> HttpResponse:
         raise
     except Fail2banError as exc:
         outcome = Outcome(errors={"ignore": describe_error(exc)}, values={"ignore": value})
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     if request.POST.get("persist"):
         message = _ignore_persist(state, name, entry.address, add=op == "add", actor=actor)
-    return jail_action_response(request, state, name, Outcome(message))
+    return jail_action_response(request, at, Outcome(message))
 
 
 def _ignore_persist(
@@ -94,18 +95,18 @@ def _ignore_persist(
 
 # Tune ---
 @jail_action
-def jail_tune(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_tune(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     """Change bantime/findtime/maxretry: validate, show the change, apply on confirmation."""
-    state = runtime_state()
+    state, name = at.state, at.name
     raw = {key: request.POST.get(key, "").strip()[:32] for key in control_service.TUNE_KEYS}
     try:
         values = control_service.tune_parse(**raw)
     except InvalidArgument as exc:
         outcome = Outcome(errors={"tune": str(exc)}, values=raw)
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     changes = control_service.jail_tune_preview(state, jail=name, values=values)
     if not changes:
-        return jail_action_response(request, state, name, Outcome("Nothing to change.", "info"))
+        return jail_action_response(request, at, Outcome("Nothing to change.", "info"))
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(
             title=f"Change the settings of {name}?",
@@ -113,22 +114,22 @@ def jail_tune(request: HtmxHttpRequest, name: str) -> HttpResponse:
                 *(f"{c.key}: {_shown(c.key, c.old)} → {_shown(c.key, c.new)}" for c in changes),
                 LOST_ON_RELOAD,
             ],
-            url=reverse("jails:jail-tune", args=[name]),
+            url=at.url("tune"),
             fields=[*raw.items(), ("confirm", "yes"), *list_fields(request)],
             button="Apply",
             danger=False,
         )
-        return jail_action_response(request, state, name, Outcome(confirm=confirm, values=raw))
+        return jail_action_response(request, at, Outcome(confirm=confirm, values=raw))
     try:
         done = control_service.jail_tune(state, jail=name, actor=actor_from_request(request), **raw)
     except UnknownJail:
         raise
     except Fail2banError as exc:
         outcome = Outcome(errors={"tune": describe_error(exc)}, values=raw)
-        return jail_action_response(request, state, name, outcome)
+        return jail_action_response(request, at, outcome)
     summary = ", ".join(f"{c.key} {_shown(c.key, c.old)} → {_shown(c.key, c.new)}" for c in done)
     return jail_action_response(
-        request, state, name, Outcome(f"Changed {summary} on {name}. {LOST_ON_RELOAD}")
+        request, at, Outcome(f"Changed {summary} on {name}. {LOST_ON_RELOAD}")
     )
 
 
@@ -177,27 +178,27 @@ CONTROL_ACTIONS = {
 
 
 @jail_action
-def jail_control(request: HtmxHttpRequest, name: str) -> HttpResponse:
+def jail_control(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     """Idle on/off, reload, stop or start a jail, each after a confirmation step."""
-    state = runtime_state()
+    state, name = at.state, at.name
     op = request.POST.get("op", "")
     if op not in CONTROL_ACTIONS:
-        return jail_action_response(request, state, name, Outcome("Unknown action.", "error"))
+        return jail_action_response(request, at, Outcome("Unknown action.", "error"))
     title, detail, button, danger = CONTROL_ACTIONS[op]
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(
             title=title.format(jail=name),
             details=[detail],
-            url=reverse("jails:jail-control", args=[name]),
+            url=at.url("control"),
             fields=[("op", op), ("confirm", "yes"), *list_fields(request)],
             button=button,
             danger=danger,
         )
         if op == "start":  # the jail has no page while it is stopped: a page of its own
             confirm.htmx = False
-            confirm.cancel = reverse("jails:jail-list")
+            confirm.cancel = at.list_url()
             return render(request, "jails/action_confirm.html", {"confirm": confirm})
-        return jail_action_response(request, state, name, Outcome(confirm=confirm))
+        return jail_action_response(request, at, Outcome(confirm=confirm))
     actor = actor_from_request(request)
     try:
         if op in ("idle-on", "idle-off"):
@@ -210,26 +211,26 @@ def jail_control(request: HtmxHttpRequest, name: str) -> HttpResponse:
             control_service.jail_stop(state, jail=name, actor=actor)
             return redirect_with_message(
                 request,
-                reverse("jails:jail-list"),
+                at.list_url(),
                 f"Stopped {name}. It comes back with the next reload (or Start on its page).",
             )
         else:
             result = control_service.jail_start(state, jail=name, actor=actor)
             how = " by reloading the configuration" if result.via_reload else ""
-            return redirect_with_message(request, jail_url(name), f"Started {name}{how}.")
+            return redirect_with_message(request, jail_url(at), f"Started {name}{how}.")
     except UnknownJail:
         raise
     except ReloadFailed as exc:
-        return _failed(request, name, f"Reload failed: {exc}", op)
+        return _failed(request, at, f"Reload failed: {exc}", op)
     except Fail2banError as exc:
-        return _failed(request, name, f"{button} failed: {describe_error(exc)}", op)
-    return jail_action_response(request, state, name, Outcome(message))
+        return _failed(request, at, f"{button} failed: {describe_error(exc)}", op)
+    return jail_action_response(request, at, Outcome(message))
 
 
-def _failed(request: HtmxHttpRequest, name: str, message: str, op: str) -> HttpResponse:
+def _failed(request: HtmxHttpRequest, at: JailAt, message: str, op: str) -> HttpResponse:
     if op == "start":
-        return redirect_with_message(request, reverse("jails:jail-list"), message, level="error")
-    return jail_action_response(request, runtime_state(), name, Outcome(message, "error"))
+        return redirect_with_message(request, at.list_url(), message, level="error")
+    return jail_action_response(request, at, Outcome(message, "error"))
 
 
 # The server page: reload everything, unban everything ---

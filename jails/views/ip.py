@@ -8,6 +8,9 @@ and its context by :func:`ip_history_context`, which reads the history app's sel
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.decorators import permission_required
@@ -24,21 +27,49 @@ from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import JAIL_NAME_RE
 from jails.history.selectors import archive as history_selectors
-from jails.requests import HtmxHttpRequest, actor_from_request
+from jails.hosts.permissions import hosts_permitted
+from jails.hosts.services import fleet
+from jails.hosts.services.fleet import HostScope
+from jails.requests import (
+    HtmxHttpRequest,
+    actor_from_request,
+    host_for_request,
+    is_fleet_request,
+    scopes_for_request,
+)
 from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
 from jails.services import control as control_service
-from jails.services.bans import LineStatus
+from jails.services.audit import Actor
+from jails.services.bans import LineStatus, WhereReport
 from jails.services.control import describe_error
 from jails.services.operations import entry_parse
 from jails.state import RuntimeState
 from jails.views.bans import unban_outcome
 from jails.views.control import LOST_ON_RELOAD
-from jails.views.jail_page import MAX_FIELD, Confirmation, Outcome, redirect_with_message
+from jails.views.jail_page import (
+    MAX_FIELD,
+    Confirmation,
+    HostResult,
+    Outcome,
+    redirect_with_message,
+)
 
 TEMPLATE = "jails/ip_detail.html"
 OOB_PARTIALS = ("ip-message", "ip-confirm", "ip-live")
 EVERY_JAIL = "*"
+MAX_HOSTS = 200  # host names looked at in one posted form
+
+
+@dataclass(frozen=True)
+class HostWhere:
+    """The address on one host: where it is banned and ignored, or why the host did not say."""
+
+    name: str
+    where: WhereReport | None
+    error: str = ""
+    unreachable_since: datetime | None = None
+    operate: bool = False  # the user may ban and unban on this host
 
 
 def ip_url(address: str) -> str:
@@ -50,6 +81,9 @@ def ip_context(
     request: HtmxHttpRequest, state: RuntimeState, address: str, outcome: Outcome
 ) -> dict[str, Any]:
     """Everything the page shows about the address right now."""
+    if is_fleet_request(request):
+        return ip_fleet_context(request, state, address, outcome)
+    state = host_for_request(request, state, None, PERM_VIEW).state
     where = ban_service.ip_where(state, address=address)
     return {
         "address": where.address,
@@ -59,6 +93,43 @@ def ip_context(
         "search": where.address,
         # The archived bans of the address (the history app's section).
         **ip_history_context(request, state, where.address),
+    }
+
+
+def ip_fleet_context(
+    request: HtmxHttpRequest, state: RuntimeState, address: str, outcome: Outcome
+) -> dict[str, Any]:
+    """The address on every host the user may view, asked in parallel within the deadline."""
+    scopes = scopes_for_request(request, state, PERM_VIEW)
+    outcomes = fleet.fleet_map(
+        scopes,
+        lambda scoped: ban_service.ip_where(scoped, address=address),
+        deadline=state.settings.host_deadline,
+    )
+    operable = hosts_permitted(request.user, PERM_OPERATE)
+    hosts = [
+        HostWhere(
+            name=item.name,
+            where=item.value,
+            error=item.error,
+            unreachable_since=item.host.unreachable_since,
+            operate=operable is None or item.name in operable,
+        )
+        for item in outcomes
+    ]
+    jails = sorted({jail for host in hosts if host.where for jail in host.where.jails})
+    return {
+        "fleet": True,
+        "address": address,
+        "hosts_where": hosts,
+        "where": True,  # the page's sections show (as with one host's WhereReport)
+        "jail_choices": jails,
+        "operate_hosts": [host.name for host in hosts if host.operate and host.where],
+        "banned_anywhere": any(host.where and host.where.bans for host in hosts),
+        "now": timezone.now(),
+        "outcome": outcome,
+        "search": address,
+        **ip_history_context(request, state, address),
     }
 
 
@@ -159,8 +230,10 @@ def ip_unban(request: HtmxHttpRequest, address: str) -> HttpResponse:
         return checked
     address, jail = checked
     target = request.POST.get("entry", "")[:MAX_FIELD] or address
+    if is_fleet_request(request):
+        return _fleet_unban(request, address, jail, target)
     report = ban_service.ips_unban(
-        runtime_state(),
+        host_for_request(request, runtime_state(), None, PERM_OPERATE).state,
         jail=None if jail == EVERY_JAIL else jail,
         lines=[target],
         actor=actor_from_request(request),
@@ -179,7 +252,9 @@ def ip_ban(request: HtmxHttpRequest, address: str) -> HttpResponse:
     if isinstance(checked, HttpResponse):
         return checked
     address, jail = checked
-    state = runtime_state()
+    if is_fleet_request(request):
+        return _fleet_ban(request, address, jail)
+    state = host_for_request(request, runtime_state(), None, PERM_OPERATE).state
     actor = actor_from_request(request)
     confirmed = request.POST.get("confirm") == "yes"
     try:
@@ -221,14 +296,162 @@ def ip_ignore(request: HtmxHttpRequest, address: str) -> HttpResponse:
     if isinstance(checked, HttpResponse):
         return checked
     address, jail = checked
+    # With several hosts the form names one; without, the local host (as always).
+    host = None
+    if is_fleet_request(request):
+        host = request.POST.get("host", "")[:63] or None
+    state = host_for_request(request, runtime_state(), host, PERM_OPERATE).state
+    where = f" on {host}" if host else ""
     try:
         control_service.ignore_add(
-            runtime_state(), jail=jail, address=address, actor=actor_from_request(request)
+            state, jail=jail, address=address, actor=actor_from_request(request)
         )
     except Fail2banError as exc:
         return _ip_response(request, address, Outcome(describe_error(exc), "error"))
     outcome = Outcome(
-        f"Added {address} to the ignore list of {jail}: its log failures no longer lead to a"
+        f"Added {address} to the ignore list of {jail}{where}: its log failures no longer lead to a"
         f" ban there (a current ban stays until unbanned). {LOST_ON_RELOAD}"
     )
     return _ip_response(request, address, outcome)
+
+
+# Several hosts: one action, a line per host ---
+def _chosen_hosts(
+    request: HtmxHttpRequest, state: RuntimeState
+) -> tuple[list[HostScope], list[HostResult]]:
+    """The hosts a fleet form chose (`host` boxes, or `everywhere`), those the user may
+    operate on scoped; a line for each chosen host that is unknown or not permitted."""
+    enabled = [host.name for host in fleet.hosts_enabled()]
+    if request.POST.get("everywhere") == "1":
+        wanted = enabled
+    else:
+        wanted = list(dict.fromkeys(v[:63] for v in request.POST.getlist("host")[:MAX_HOSTS]))
+    allowed = hosts_permitted(request.user, PERM_OPERATE)
+    refused: list[HostResult] = []
+    names: list[str] = []
+    for name in wanted:
+        if name not in enabled:
+            refused.append(HostResult(name, "error", "no enabled host of that name"))
+        elif allowed is not None and name not in allowed:
+            refused.append(HostResult(name, "not permitted", f"not permitted on {name}"))
+        else:
+            names.append(name)
+    return fleet.scopes_list(state, names=names), refused
+
+
+def _on_hosts(
+    state: RuntimeState,
+    scopes: list[HostScope],
+    refused: list[HostResult],
+    action: Callable[[RuntimeState], HostResult],
+) -> list[HostResult]:
+    """`action` on every scope, host by host: its line, or the host's failure or timeout.
+
+    Host by host, unlike the reads: each change is audited in the site's database, which
+    SQLite (the default) lets one writer use at a time anyway, and a change is not
+    abandoned half-way at a page deadline (the command line does the same). Each host is
+    still bounded by its link's timeout, and a few fail2ban round trips per host keep five
+    hosts well under a second.
+    """
+    outcomes = [
+        fleet.fleet_map([one], action, deadline=state.settings.host_deadline)[0] for one in scopes
+    ]
+    results = [
+        outcome.value
+        if outcome.value is not None
+        else HostResult(
+            outcome.name, "unreachable" if outcome.timed_out else "error", outcome.error
+        )
+        for outcome in outcomes
+    ]
+    return [*results, *refused]
+
+
+def _summary(verb: str, address: str, results: list[HostResult]) -> Outcome:
+    done = sum(1 for result in results if result.status == "ok")
+    failed = sum(1 for result in results if result.status not in ("ok", "info", "held back"))
+    level = "error" if failed and not done else "warning" if failed else "success"
+    if not done and not failed:
+        level = "info"
+    message = f"{verb} {address} on {done} of {len(results)} host{'s' * (len(results) != 1)}."
+    return Outcome(message, level, results=results)
+
+
+def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpResponse:
+    """Ban the address in `jail` on the chosen hosts (or every host), a line per host.
+
+    Each host's wide, private or own-address check holds the ban back there until it is
+    confirmed; the confirmation then names only the hosts that held it back.
+    """
+    state = runtime_state()
+    scopes, refused = _chosen_hosts(request, state)
+    if not scopes and not refused:
+        return _ip_response(request, address, Outcome(errors={"host": "Choose a host."}))
+    actor = actor_from_request(request)
+    confirmed = request.POST.get("confirm") == "yes"
+
+    def ban_on(scoped: RuntimeState) -> HostResult:
+        return _ban_on(scoped, jail=jail, address=address, actor=actor, confirmed=confirmed)
+
+    results = _on_hosts(state, scopes, refused, ban_on)
+    held = {r.host: r.message for r in results if r.status == "held back"}
+    outcome = _summary("Banned", address, results)
+    if held:
+        outcome.confirm = Confirmation(
+            title=f"Ban {address} in {jail} on {', '.join(held)}?",
+            details=[f"{host}: {reason}." for host, reason in held.items()],
+            url=reverse("jails:ip-ban", args=[address]),
+            fields=[("jail", jail), ("confirm", "yes"), *(("host", host) for host in held)],
+            button="Ban anyway",
+        )
+    return _ip_response(request, address, outcome)
+
+
+def _ban_on(
+    state: RuntimeState, *, jail: str, address: str, actor: Actor, confirmed: bool
+) -> HostResult:
+    host = state.snapshot.host
+    try:
+        if not confirmed:
+            reasons = ban_service.ban_confirmations(state, jail=jail, lines=[address], actor=actor)
+            if reasons:
+                return HostResult(host, "held back", reasons[address])
+        report = ban_service.ips_ban(
+            state, jail=jail, lines=[address], actor=actor, confirmed=confirmed
+        )
+    except UnknownJail:
+        return HostResult(host, "error", f"no jail named {jail}")
+    if isinstance(report.failure, UnknownJail):
+        return HostResult(host, "error", f"no jail named {jail}")
+    if report.error:
+        return HostResult(host, "error", report.error)
+    if report.count(LineStatus.ALREADY_BANNED):
+        return HostResult(host, "info", f"already banned in {jail}")
+    if report.count(LineStatus.BANNED):
+        return HostResult(host, "ok", f"banned in {jail}")
+    reason = report.lines[0].reason if report.lines else "not banned"
+    return HostResult(host, "error", reason)
+
+
+def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str) -> HttpResponse:
+    """Unban the entry from one jail or every jail on the chosen hosts, a line per host."""
+    state = runtime_state()
+    scopes, refused = _chosen_hosts(request, state)
+    if not scopes and not refused:
+        return _ip_response(request, address, Outcome(errors={"host": "Choose a host."}))
+    actor = actor_from_request(request)
+    which = None if jail == EVERY_JAIL else jail
+
+    def unban_on(scoped: RuntimeState) -> HostResult:
+        host = scoped.snapshot.host
+        report = ban_service.ips_unban(scoped, jail=which, lines=[target], actor=actor)
+        if isinstance(report.failure, UnknownJail):
+            return HostResult(host, "error", f"no jail named {jail}")
+        if report.error:
+            return HostResult(host, "error", report.error)
+        if report.count(LineStatus.UNBANNED):
+            return HostResult(host, "ok", f"unbanned from {which or 'every jail'}")
+        return HostResult(host, "info", "was not banned")
+
+    results = _on_hosts(state, scopes, refused, unban_on)
+    return _ip_response(request, address, _summary("Unbanned", address, results))

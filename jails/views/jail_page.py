@@ -32,7 +32,7 @@ from django.views.decorators.http import require_POST
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument, UnknownJail
 from jails.fail2ban.validation import validate_jail_name
-from jails.requests import HtmxHttpRequest
+from jails.requests import HtmxHttpRequest, host_for_request
 from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
 from jails.services import jails as jail_service
@@ -52,6 +52,57 @@ MAX_QUERY = 64
 MAX_FIELD = 200  # characters of one posted address or phrase that are looked at
 
 JailView = Callable[..., HttpResponse]
+
+# The per-jail routes: `jails:jail-<route>` (/jails/<name>/...) and, for a host of the fleet,
+# `jails:host-jail-<route>` (/hosts/<host>/jails/<name>/...).
+JAIL_ROUTES = ("detail", "ban", "bulk-ban", "unban", "unban-all", "ignore", "tune", "control")
+
+
+@dataclass(frozen=True)
+class JailAt:
+    """The jail a page or action is about: its host's scoped state and how its URLs look.
+
+    `host` is the host named in the URL; None for the pre-fleet URLs (/jails/<name>/...),
+    which mean the local host, so a single-host site keeps its URLs and links.
+    """
+
+    state: RuntimeState
+    name: str
+    host: str | None = None
+
+    def url(self, route: str = "detail") -> str:
+        if self.host is None:
+            return reverse(f"jails:jail-{route}", args=[self.name])
+        return reverse(f"jails:host-jail-{route}", args=[self.host, self.name])
+
+    def urls(self) -> dict[str, str]:
+        """Every action URL of the jail, reversed once per page (the template reads them)."""
+        return {route.replace("-", "_"): self.url(route) for route in JAIL_ROUTES}
+
+    def list_url(self) -> str:
+        url = reverse("jails:jail-list")
+        return f"{url}?{urlencode({'host': self.host})}" if self.host else url
+
+
+def jail_at(request: HtmxHttpRequest, name: str, host: str | None, perm: str) -> JailAt:
+    """The jail in the URL on its host: 404 for a bad name or host, 403 without `perm` there."""
+    try:
+        validate_jail_name(name)
+    except InvalidArgument:
+        raise Http404("no such jail") from None
+    scope = host_for_request(request, runtime_state(), host, perm)
+    return JailAt(state=scope.state, name=name, host=host)
+
+
+def jail_missing_response(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
+    """fail2ban on that host has no such jail (stopped or removed): 404, with Start."""
+    context = {
+        "jail_name": at.name,
+        "host_name": at.host,
+        "start_url": at.url("control"),
+        "list_url": at.list_url(),
+    }
+    return render(request, "jails/jail_missing.html", context, status=404)
 
 
 @dataclass
@@ -77,10 +128,21 @@ class Outcome:
     confirm: Confirmation | None = None
     errors: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)
+    # An action on several hosts: one line per host (shown on the page, not as a message).
+    results: list[HostResult] = field(default_factory=list)
 
     @property
     def shows_form(self) -> bool:
-        return self.confirm is not None or bool(self.errors)
+        return self.confirm is not None or bool(self.errors) or bool(self.results)
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What an action did on one host: done, held back for confirmation, or why not."""
+
+    host: str
+    status: str  # "ok", "info" (nothing to do), "held back", "error", "unreachable", ...
+    message: str
 
 
 def list_state(request: HtmxHttpRequest) -> tuple[str, int]:
@@ -100,8 +162,8 @@ def list_fields(request: HtmxHttpRequest) -> list[tuple[str, str]]:
     return [("q", query), ("page", str(page))]
 
 
-def jail_url(name: str, request: HtmxHttpRequest | None = None) -> str:
-    url = reverse("jails:jail-detail", args=[name])
+def jail_url(at: JailAt, request: HtmxHttpRequest | None = None) -> str:
+    url = at.url()
     if request is None:
         return url
     query, page = list_state(request)
@@ -110,11 +172,11 @@ def jail_url(name: str, request: HtmxHttpRequest | None = None) -> str:
 
 
 def jail_page_context(
-    request: HtmxHttpRequest, state: RuntimeState, name: str, outcome: Outcome
+    request: HtmxHttpRequest, at: JailAt, outcome: Outcome, *, query: str, page_number: int
 ) -> dict[str, Any]:
-    """The jail page's context (as the page view builds it) plus the action's outcome."""
-    query, page_number = list_state(request)
-    detail, bans = jail_service.jail_page_get(state, name=name, search=query)
+    """The jail page's context (the page view and every action's answer build it here)."""
+    state = at.state
+    detail, bans = jail_service.jail_page_get(state, name=at.name, search=query)
     page = Paginator(bans, state.settings.page_size).get_page(page_number)
     return {
         "jail": detail,
@@ -125,20 +187,22 @@ def jail_page_context(
         "capabilities": jail_service.capabilities_get(state),
         "poll_seconds": state.settings.poll_seconds,
         "outcome": outcome,
+        "jail_urls": at.urls(),
+        "host_name": at.host,
+        "list_url": at.list_url(),
     }
 
 
-def jail_action_response(
-    request: HtmxHttpRequest, state: RuntimeState, name: str, outcome: Outcome
-) -> HttpResponse:
+def jail_action_response(request: HtmxHttpRequest, at: JailAt, outcome: Outcome) -> HttpResponse:
     """Answer a jail-page action: OOB fragments for HTMX, else redirect or the page itself."""
     if not request.htmx and not outcome.shows_form:
         if outcome.message:
             messages.add_message(request, _LEVELS[outcome.level], outcome.message)
-        return HttpResponseRedirect(jail_url(name, request))
+        return HttpResponseRedirect(jail_url(at, request))
     if outcome.confirm is not None and not outcome.confirm.cancel:
-        outcome.confirm.cancel = jail_url(name, request)
-    context = jail_page_context(request, state, name, outcome)
+        outcome.confirm.cancel = jail_url(at, request)
+    query, page_number = list_state(request)
+    context = jail_page_context(request, at, outcome, query=query, page_number=page_number)
     if not request.htmx:
         return render(request, TEMPLATE, context)
     context["oob"] = True
@@ -169,21 +233,20 @@ _LEVELS = {
 
 
 def jail_action(view: JailView) -> JailView:
-    """A POST on a jail: operators only; bad name 404; a jail gone meanwhile → the jail list."""
+    """A POST on a jail: operators (on its host) only; bad name or host 404; a jail gone
+    meanwhile → the jail list. The view gets the JailAt instead of the name and host."""
 
     @functools.wraps(view)
-    def wrapper(request: HtmxHttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HtmxHttpRequest, name: str, host: str | None = None) -> HttpResponse:
+        at = jail_at(request, name, host, PERM_OPERATE)
         try:
-            validate_jail_name(name)
-        except InvalidArgument:
-            raise Http404("no such jail") from None
-        try:
-            return view(request, name, *args, **kwargs)
+            return view(request, at)
         except UnknownJail as exc:
+            where = f" on {host}" if host else ""
             return redirect_with_message(
                 request,
-                reverse("jails:jail-list"),
-                f"fail2ban has no jail named {exc.jail} (stopped or removed).",
+                at.list_url(),
+                f"fail2ban{where} has no jail named {exc.jail} (stopped or removed).",
                 level="error",
             )
 

@@ -77,6 +77,12 @@ ADMINISTRATOR_ONLY = {
     "jails:blocklists:delete",
     # Creating the blocklist jail writes fail2ban's configuration, like jail-new.
     "jails:blocklists:jail-create",
+    # Managing the hosts (issue 12): adding, changing, checking, confirming keys, removing.
+    "jails:hosts:add",
+    "jails:hosts:edit",
+    "jails:hosts:check",
+    "jails:hosts:confirm-key",
+    "jails:hosts:remove",
 }
 
 
