@@ -19,8 +19,11 @@ from jails.admin import AuditedAdminMixin
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.blocklists.models import BlocklistSource, ImportRun
-from jails.blocklists.services.imports import ImportRefused, source_import
+from jails.blocklists.services.imports import ImportRefused, source_import, source_targets
 from jails.blocklists.services.sources import source_delete
+from jails.hosts.models import Host
+from jails.hosts.permissions import hosts_permitted
+from jails.hosts.services import fleet
 from jails.jobs import runner_id
 from jails.models import AuditEntry
 from jails.requests import actor_from_request
@@ -32,21 +35,36 @@ def import_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
     if not request.user.has_perm(PERM_OPERATE):
         raise PermissionDenied
     actor = actor_from_request(request, source=AuditEntry.Source.ADMIN)
+    allowed = hosts_permitted(request.user, PERM_OPERATE)
     for source in queryset:
+        targets = source_targets(source)
+        permitted = [host for host in targets if allowed is None or host.name in allowed]
+        if len(permitted) < len(targets):
+            left_out = ", ".join(host.name for host in targets if host not in permitted)
+            messages.warning(request, f"{source.name}: not imported on {left_out} (no permission)")
+            if not permitted:
+                continue
         try:
-            run = source_import(
-                runtime_state(), source=source, actor=actor, trigger="admin", owner=runner_id()
+            runs = source_import(
+                runtime_state(),
+                source=source,
+                actor=actor,
+                trigger="admin",
+                owner=runner_id(),
+                hosts=permitted if len(permitted) < len(targets) else None,
             )
         except ImportRefused as exc:
             messages.error(request, str(exc))
             continue
-        level = messages.ERROR if run.status == ImportRun.Status.FAILED else messages.SUCCESS
-        messages.add_message(
-            request,
-            level,
-            f"{source.name}: {run.get_status_display().lower()}, {run.banned} banned, "
-            f"{run.unbanned} unbanned{': ' + run.errors if run.errors else ''}",
-        )
+        for run in runs:
+            level = messages.ERROR if run.status == ImportRun.Status.FAILED else messages.SUCCESS
+            where = f" on {run.host}" if len(runs) > 1 else ""
+            messages.add_message(
+                request,
+                level,
+                f"{source.name}{where}: {run.get_status_display().lower()}, {run.banned} banned, "
+                f"{run.unbanned} unbanned{': ' + run.errors if run.errors else ''}",
+            )
 
 
 @admin.register(BlocklistSource)
@@ -82,6 +100,33 @@ class BlocklistSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.has_add_permission(request)
 
+    def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        excluded = list(super().get_exclude(request, obj) or [])
+        if not fleet.is_fleet():
+            excluded += ["hosts", "all_hosts"]  # a single-host site's form, as it always was
+        elif hosts_permitted(request.user, PERM_ADMINISTER) is not None:
+            excluded.append("all_hosts")  # only for who may administer every host
+        return excluded
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "hosts":
+            allowed = hosts_permitted(request.user, PERM_ADMINISTER)
+            queryset = Host.objects.order_by("name")
+            if allowed is not None:
+                queryset = queryset.filter(name__in=allowed)
+            kwargs["queryset"] = queryset
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        allowed = hosts_permitted(request.user, PERM_ADMINISTER)
+        hidden: list[Host] = []
+        if change and allowed is not None and "hosts" in form.fields:
+            # Targets this user may not administer were not offered: they stay as they were.
+            hidden = list(form.instance.hosts.exclude(name__in=allowed))
+        super().save_related(request, form, formsets, change)
+        if hidden:
+            form.instance.hosts.add(*hidden)
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change and {"url", "jail"} & set(form.changed_data):
             # A new list or jail: the next import waits for a new preview, like on the page.
@@ -106,6 +151,7 @@ class ImportRunAdmin(ReadOnlyForViewersAdmin):
     list_display = (
         "started_at",
         "label",
+        "host",
         "jail",
         "status",
         "http_status",
@@ -117,6 +163,6 @@ class ImportRunAdmin(ReadOnlyForViewersAdmin):
         "skipped",
         "actor",
     )
-    list_filter = ("status", "jail", "trigger")
+    list_filter = ("status", "host", "jail", "trigger")
     search_fields = ("label",)
     ordering = ("-started_at", "-id")

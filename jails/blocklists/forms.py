@@ -1,7 +1,13 @@
-"""The add-source form: a URL or an uploaded file, the target jail, schedule and options."""
+"""The add-source form: a URL or an uploaded file, the target jail, schedule and options.
+
+On a fleet (jails.hosts) it also asks where the list is imported: the hosts on which the
+user may administer, or every enabled host (only for a user who may administer them all).
+A single-host site's form has no such fields: it is exactly the pre-fleet form.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -10,6 +16,7 @@ from jails.blocklists.models import BlocklistSource
 from jails.blocklists.services.sources import MAX_UPLOAD_BYTES
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import validate_jail_name
+from jails.hosts.models import LOCAL_HOST, Host
 
 
 class SourceForm(forms.ModelForm):
@@ -26,8 +33,42 @@ class SourceForm(forms.ModelForm):
 
     class Meta:
         model = BlocklistSource
-        fields = ["name", "url", "upload", "jail", "schedule", "enabled", "allow_private"]
+        fields = [
+            "name",
+            "url",
+            "upload",
+            "jail",
+            "hosts",
+            "all_hosts",
+            "schedule",
+            "enabled",
+            "allow_private",
+        ]
         labels = {"url": "URL", "allow_private": "Allow private sources and ranges"}
+        widgets = {"hosts": forms.CheckboxSelectMultiple}
+
+    def __init__(
+        self,
+        *args: Any,
+        hosts: Sequence[Host] | None = None,
+        every_host: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """`hosts`: the hosts the user may choose (None: not a fleet, no host fields);
+        `every_host`: whether the user may choose "every enabled host"."""
+        super().__init__(*args, **kwargs)
+        self.every_host = every_host
+        self.choosable = None if hosts is None else {host.name for host in hosts}
+        if hosts is None:
+            del self.fields["hosts"]
+            del self.fields["all_hosts"]
+            return
+        field = self.fields["hosts"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        field.queryset = Host.objects.filter(pk__in=[host.pk for host in hosts]).order_by("name")
+        field.help_text = "Import on these hosts; none chosen: the local host only."
+        if not every_host:
+            del self.fields["all_hosts"]
 
     def clean_url(self) -> str:
         url = str(self.cleaned_data.get("url") or "")
@@ -49,6 +90,15 @@ class SourceForm(forms.ModelForm):
             self.add_error("upload", "The file is over the 50 MB cap.")
         if bool(data.get("url")) == bool(upload):
             raise forms.ValidationError("Give either a URL or a file (one of the two).")
+        chosen = data.get("hosts")
+        if (
+            self.choosable is not None
+            and not data.get("all_hosts")
+            and not chosen
+            and LOCAL_HOST not in self.choosable
+        ):
+            # None chosen means the local host, where this user may not act.
+            self.add_error("hosts", "Choose the hosts to import on.")
         return data
 
     def uploaded_text(self) -> str:

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from django.db import models
 
+from jails.hosts.models import LOCAL_HOST
+
 DEFAULT_JAIL = "blocklist"
 
 
@@ -32,6 +34,19 @@ class BlocklistSource(models.Model):
     )
     # Nothing is banned until someone has looked at a preview and confirmed the first import.
     confirmed = models.BooleanField(default=False, editable=False)
+    # Where the list is imported (jails.hosts): every enabled host, the hosts chosen, or (none
+    # chosen: every source before the fleet, and any single-host site) the local host alone.
+    all_hosts = models.BooleanField(
+        default=False,
+        verbose_name="every enabled host",
+        help_text="Import on every enabled host, hosts added later included.",
+    )
+    hosts = models.ManyToManyField(
+        "hosts.Host",
+        blank=True,
+        related_name="blocklist_sources",
+        help_text="Import on these hosts (none chosen: the local host only).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Conditional requests: an unchanged list costs one request and no work.
     etag = models.CharField(max_length=512, blank=True, editable=False)
@@ -65,7 +80,12 @@ SCHEDULE_INTERVALS: dict[str, timedelta] = {
 
 
 class ImportRun(models.Model):
-    """One import (or an attempt): what was fetched and what it did to the jail."""
+    """One import (or an attempt) on one host: what was fetched and what it did to the jail.
+
+    An import on several hosts writes one run per host (fetched and parsed once, so the
+    fetch's figures repeat): each host's counts, status and error are its own, and the
+    pages, the admin and the commands list them like any run.
+    """
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -78,11 +98,16 @@ class ImportRun(models.Model):
     )
     label = models.CharField(max_length=200, help_text="The source's name, or the file imported")
     jail = models.CharField(max_length=64)
+    host = models.CharField(max_length=63, default=LOCAL_HOST)  # jails.hosts Host.name
     trigger = models.CharField(max_length=16)  # web, job, command
     actor = models.CharField(max_length=150, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    # Where a failed run failed: "fetch" (the list; every host's run says so, and no host
+    # changed) or "host" (that host: unreachable, no such jail...). An unchanged list is
+    # skipped only when no host's latest run failed there.
+    failed_at = models.CharField(max_length=8, blank=True)
     http_status = models.PositiveIntegerField(null=True, blank=True)
     bytes = models.PositiveBigIntegerField(default=0)
     lines = models.PositiveIntegerField(default=0)
@@ -107,22 +132,31 @@ class ImportRun(models.Model):
 
 
 class SourceEntry(models.Model):
-    """An entry of a source's latest list in its jail, and whether this source banned it.
+    """An entry of a source's latest list in its jail on one host, and whether it banned it.
+
+    Per host: a host that failed an import or left the source's targets keeps what it holds
+    there, and the next import on it unbans exactly what left the list since.
 
     `banned` is what makes an unban safe: an entry that leaves the list is unbanned only if
     this source banned it (not a person, not another source, not fail2ban's own detection).
     """
 
     source = models.ForeignKey(BlocklistSource, on_delete=models.CASCADE, related_name="entries")
+    host = models.CharField(max_length=63, default=LOCAL_HOST)  # jails.hosts Host.name
     jail = models.CharField(max_length=64)
     address = models.CharField(max_length=64)
     banned = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["source", "address"], name="source_entry_uniq")
+            models.UniqueConstraint(
+                fields=["source", "host", "address"], name="source_entry_host_uniq"
+            )
         ]
-        indexes = [models.Index(fields=["jail", "address"], name="source_entry_jail_addr")]
+        indexes = [
+            models.Index(fields=["jail", "address"], name="source_entry_jail_addr"),
+            models.Index(fields=["source", "host"], name="source_entry_source_host"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.source_id} {self.address}"
+        return f"{self.source_id} {self.host} {self.address}"

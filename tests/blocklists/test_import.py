@@ -39,10 +39,13 @@ def make_source(list_server, body: str, name: str = "drop", **fields) -> Blockli
 
 
 def run(state, source, **kw) -> ImportRun:
+    """The import on a single-host site: exactly one run, the local host's."""
     source.refresh_from_db()
-    return source_import(
+    [only] = source_import(
         state, source=source, actor=ACTOR, trigger="web", owner="test", policy=POLICY, **kw
     )
+    assert only.host == "local"
+    return only
 
 
 def test_import_needs_a_confirmed_preview_first_and_preview_bans_nothing(

@@ -81,7 +81,7 @@ def test_jail_create_button_creates_a_running_jail_that_imports(
     assert audit.parameters["paths"] == [FILTER_PATH, "jail.d/blocklist.local"]
 
     # An import into it works.
-    run = file_import(
+    [run] = file_import(
         config_runtime,
         text="61.1.1.1\n61.2.0.0/16\n",
         jail="blocklist",

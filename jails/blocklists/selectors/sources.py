@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError
+from django.db.models import Count
 
 from jails.blocklists.models import BlocklistSource, ImportRun
-from jails.blocklists.services.imports import FAILING_AFTER
+from jails.blocklists.services.imports import FAILING_AFTER, source_targets
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class SourceRow:
     source: BlocklistSource
     last_run: ImportRun | None
     entries: int
+    # The target hosts' names ("every enabled host": all of them); the latest run per host.
+    hosts: list[str] = field(default_factory=list)
+    host_runs: list[ImportRun] = field(default_factory=list)
 
     @property
     def failing(self) -> bool:
@@ -31,12 +35,15 @@ class SourceRow:
             "schedule": s.schedule,
             "enabled": s.enabled,
             "allow_private": s.allow_private,
+            "all_hosts": s.all_hosts,
+            "hosts": self.hosts,
             "confirmed": s.confirmed,
             "entries": self.entries,
             "consecutive_failures": s.consecutive_failures,
             "failing": self.failing,
             "next_run_at": s.next_run_at.isoformat() if s.next_run_at else None,
             "last_run": run_as_dict(run) if run else None,
+            "last_runs": [run_as_dict(host_run) for host_run in self.host_runs],
         }
 
 
@@ -50,8 +57,21 @@ def sources_list() -> list[SourceRow]:
     rows = []
     for source in sources:
         last = source.runs.order_by("-started_at", "-id").first()
-        rows.append(SourceRow(source, last, source.entries.count()))
+        hosts = [host.name for host in source_targets(source)]
+        # The latest import's runs: one per host it went to (started together).
+        host_runs = (
+            list(source.runs.filter(started_at=last.started_at).order_by("host"))
+            if last is not None
+            else []
+        )
+        rows.append(SourceRow(source, last, source.entries.count(), hosts, host_runs))
     return rows
+
+
+def sources_held(source: BlocklistSource) -> dict[str, int]:
+    """How many entries the source holds on each host (host name -> count)."""
+    counts = source.entries.values("host").annotate(count=Count("id")).order_by("host")
+    return {str(row["host"]): int(row["count"]) for row in counts}
 
 
 def failing_sources() -> list[str]:
@@ -71,6 +91,7 @@ def run_as_dict(run: ImportRun) -> dict[str, Any]:
         "id": run.pk,
         "source": run.label,
         "jail": run.jail,
+        "host": run.host,
         "trigger": run.trigger,
         "actor": run.actor,
         "status": run.status,

@@ -18,7 +18,12 @@ from django.utils import timezone
 
 from jails.blocklists.models import BlocklistSource
 from jails.blocklists.services.fetch import FetchPolicy
-from jails.blocklists.services.imports import ImportBusy, ImportRefused, source_import
+from jails.blocklists.services.imports import (
+    ImportBusy,
+    ImportRefused,
+    runs_summary,
+    source_import,
+)
 from jails.jobs import JobContext, JobSpec, runner_id
 from jails.models import AuditEntry
 from jails.services.audit import Actor
@@ -51,12 +56,12 @@ def blocklists_import_job(
         if ctx.should_stop() or time.monotonic() - started > budget:
             break
         try:
-            run = source_import(
+            runs = source_import(
                 ctx.state, source=source, actor=actor, trigger="job", owner=owner, policy=policy
             )
         except (ImportBusy, ImportRefused):
             continue  # imported by someone else right now; or no longer confirmed
-        done.append(f"{source.name}: {run.get_status_display().lower()}")
+        done.append(f"{source.name}: {runs_summary(runs)}")
         ctx.heartbeat()
     return "; ".join(done) or "no source due"
 

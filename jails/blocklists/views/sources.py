@@ -2,12 +2,20 @@
 
 Viewers see sources and runs; operators preview and import; administrators add and remove
 sources (a source makes the site fetch a URL: who may point it somewhere is an admin's call).
+
+On a fleet (jails.hosts) each role holds per host: a source's target hosts are chosen among
+those the administrator may administer, "import now" imports on the targets the operator
+may operate (and says which it left out), removal needs the administer role on every host
+the source imports on or holds bans on.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,12 +24,15 @@ from django.views.decorators.http import require_GET, require_POST
 from jails.apps import runtime_state
 from jails.blocklists.forms import SourceForm
 from jails.blocklists.models import DEFAULT_JAIL, BlocklistSource
-from jails.blocklists.selectors.sources import source_failing, sources_list
+from jails.blocklists.selectors.sources import source_failing, sources_held, sources_list
 from jails.blocklists.services import imports, sources
 from jails.blocklists.services.fetch import FetchError, FetchPolicy
 from jails.blocklists.services.jail import blocklist_jail_create, blocklist_jail_files
 from jails.configuration.services.files import ApplyOutcome, ConfigPermissionDenied
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
+from jails.hosts.models import Host
+from jails.hosts.permissions import hosts_permitted
+from jails.hosts.services import fleet
 from jails.jobs import runner_id
 from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_ADMINISTER, PERM_OPERATE, PERM_VIEW
@@ -29,6 +40,20 @@ from jails.services import jails as jail_service
 from jails.services.control import describe_error
 
 RUNS_SHOWN = 20
+
+
+def _source_form(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> SourceForm:
+    """The add form; on a fleet with the hosts this user may administer as choices."""
+    if not fleet.is_fleet():
+        return SourceForm(*args, **kwargs)
+    allowed = hosts_permitted(request.user, PERM_ADMINISTER)
+    hosts = [h for h in fleet.hosts_enabled() if allowed is None or h.name in allowed]
+    return SourceForm(*args, hosts=hosts, every_host=allowed is None, **kwargs)
+
+
+def _permitted_hosts(request: HtmxHttpRequest, perm: str, hosts: list[Host]) -> list[Host]:
+    allowed = hosts_permitted(request.user, perm)
+    return [host for host in hosts if allowed is None or host.name in allowed]
 
 
 def _jails_missing(wanted: set[str]) -> tuple[list[str], str]:
@@ -61,6 +86,7 @@ def _list_page(
         "default_jail": DEFAULT_JAIL,
         "outcome": outcome,
         "create_error": error_message,
+        "is_fleet": fleet.is_fleet(),
     }
     return render(request, "blocklists/source_list.html", context, status=status)
 
@@ -69,7 +95,7 @@ def _list_page(
 @permission_required(PERM_VIEW, raise_exception=True)
 def source_list(request: HtmxHttpRequest) -> HttpResponse:
     """Every source, its last run and whether it is failing; how to create a missing jail."""
-    return _list_page(request, SourceForm(initial={"jail": DEFAULT_JAIL}))
+    return _list_page(request, _source_form(request, initial={"jail": DEFAULT_JAIL}))
 
 
 @require_POST
@@ -77,7 +103,7 @@ def source_list(request: HtmxHttpRequest) -> HttpResponse:
 def jail_create(request: HtmxHttpRequest) -> HttpResponse:
     """Create a missing blocklist jail through the configuration editor's safe path."""
     jail = request.POST.get("jail", "")
-    form = SourceForm(initial={"jail": DEFAULT_JAIL})
+    form = _source_form(request, initial={"jail": DEFAULT_JAIL})
     if not jail:
         # Named explicitly (the how-to's hidden field): a bare POST changes nothing.
         return _list_page(request, form, status=400, error_message="Which jail? None was named.")
@@ -100,12 +126,15 @@ def jail_create(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 @permission_required(PERM_ADMINISTER, raise_exception=True)
 def source_add(request: HtmxHttpRequest) -> HttpResponse:
-    form = SourceForm(request.POST, request.FILES)
+    form = _source_form(request, request.POST, request.FILES)
     if not form.is_valid():
         return _list_page(request, form, status=400)
-    data = {k: v for k, v in form.cleaned_data.items() if k != "upload"}
+    data = {k: v for k, v in form.cleaned_data.items() if k not in ("upload", "hosts")}
     source = sources.source_create(
-        actor=actor_from_request(request), content=form.uploaded_text(), **data
+        actor=actor_from_request(request),
+        content=form.uploaded_text(),
+        hosts=list(form.cleaned_data.get("hosts") or []),
+        **data,
     )
     messages.success(request, f"Added {source.name}: look at its preview before the first import.")
     return redirect("jails:blocklists:detail", name=source.name)
@@ -115,11 +144,15 @@ def source_add(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required(PERM_VIEW, raise_exception=True)
 def source_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     source = get_object_or_404(BlocklistSource, name=name)
+    is_fleet = fleet.is_fleet()
     context = {
         "source": source,
         "runs": list(source.runs.all()[:RUNS_SHOWN]),
         "entries": source.entries.count(),
         "failing": source_failing(source),
+        "is_fleet": is_fleet,
+        "targets": imports.source_targets(source) if is_fleet else [],
+        "entries_by_host": sources_held(source) if is_fleet else {},
     }
     return render(request, "blocklists/source_detail.html", context)
 
@@ -133,7 +166,12 @@ def _back(name: str) -> HttpResponseRedirect:
 def source_preview(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Fetch and check the list; show what an import would do. Nothing is banned."""
     source = get_object_or_404(BlocklistSource, name=name)
-    state = runtime_state()
+    targets = _permitted_hosts(request, PERM_OPERATE, imports.source_targets(source))
+    if not targets:
+        raise PermissionDenied
+    # What is new differs per host; the preview counts it on one of them (the first).
+    host = targets[0]
+    state = fleet.host_state(runtime_state(), host)
     try:
         preview = imports.source_preview(state, source=source, policy=FetchPolicy())
     except UnknownJail:
@@ -148,7 +186,12 @@ def source_preview(request: HtmxHttpRequest, name: str) -> HttpResponse:
     except Fail2banError as exc:
         messages.error(request, describe_error(exc))
         return _back(name)
-    context = {"source": source, "preview": preview, "sections": imports.samples_of(preview)}
+    context = {
+        "source": source,
+        "preview": preview,
+        "sections": imports.samples_of(preview),
+        "preview_host": host.name if fleet.is_fleet() else "",
+    }
     return render(request, "blocklists/source_preview.html", context)
 
 
@@ -157,25 +200,39 @@ def source_preview(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def source_import(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Import now (the first import only with the preview's confirmation)."""
     source = get_object_or_404(BlocklistSource, name=name)
+    targets = imports.source_targets(source)
+    permitted = _permitted_hosts(request, PERM_OPERATE, targets)
+    if targets and not permitted:
+        raise PermissionDenied
+    left_out = [host.name for host in targets if host not in permitted]
     try:
-        run = imports.source_import(
+        runs = imports.source_import(
             runtime_state(),
             source=source,
             actor=actor_from_request(request),
             trigger="web",
             owner=runner_id(),
             confirm=request.POST.get("confirm") == "yes",
+            hosts=permitted if left_out else None,
         )
     except imports.ImportRefused as exc:
         messages.error(request, str(exc))
         return _back(name)
-    if run.status == run.Status.FAILED:
-        messages.error(request, f"Import failed: {run.errors}")
-    else:
-        messages.success(
-            request,
-            f"{run.get_status_display()}: {run.banned} banned, {run.already_banned} already "
-            f"banned, {run.unbanned} unbanned, {run.invalid} invalid, {run.skipped} skipped.",
+    several = len(runs) > 1 or fleet.is_fleet()
+    for run in runs:
+        where = f"{run.host}: " if several else ""
+        if run.status == run.Status.FAILED:
+            messages.error(request, f"{where}Import failed: {run.errors}")
+        else:
+            messages.success(
+                request,
+                f"{where}{run.get_status_display()}: {run.banned} banned, {run.already_banned} "
+                f"already banned, {run.unbanned} unbanned, {run.invalid} invalid, "
+                f"{run.skipped} skipped.",
+            )
+    if left_out:
+        messages.warning(
+            request, f"Not imported on {', '.join(left_out)}: you may not operate there."
         )
     return _back(name)
 
@@ -185,6 +242,11 @@ def source_import(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def source_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Remove the source; what it alone banned is unbanned."""
     source = get_object_or_404(BlocklistSource, name=name)
+    involved = {host.name for host in imports.source_targets(source)}
+    involved.update(imports.source_entries_hosts(source))
+    allowed = hosts_permitted(request.user, PERM_ADMINISTER)
+    if allowed is not None and not involved <= allowed:
+        raise PermissionDenied
     try:
         unbanned = sources.source_delete(
             runtime_state(), source=source, actor=actor_from_request(request)

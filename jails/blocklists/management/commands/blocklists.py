@@ -1,4 +1,4 @@
-"""`manage.py blocklists list [--json]`: every source, its state and its last run.
+"""`manage.py blocklists list [--json]`: every source, its target hosts, state and last runs.
 `manage.py blocklists create-jail [--jail NAME] [--as USER] [--json]`: the dedicated jail,
 through the configuration editor's safe path (as the button on /blocklists/ does).
 Exit codes: 0 ok, 1 not created (refused, `-t` failed, rolled back), 2 usage.
@@ -49,9 +49,13 @@ class Command(RuntimeCommand):
             s, run = row.source, row.last_run
             state = "FAILING" if row.failing else ("not confirmed" if not s.confirmed else "ok")
             last = f"{run.started_at:%Y-%m-%d %H:%M} {run.status}" if run else "never run"
+            if len(row.host_runs) > 1:
+                last += " (" + ", ".join(f"{r.host} {r.status}" for r in row.host_runs) + ")"
+            hosts = "every enabled host" if s.all_hosts else ",".join(row.hosts) or "none enabled"
             self.stdout.write(
-                f"{s.name}  {s.url or '(uploaded file)'}  jail={s.jail}  {s.schedule}"
-                f"{'' if s.enabled else ' (disabled)'}  entries={row.entries}  last={last}  {state}"
+                f"{s.name}  {s.url or '(uploaded file)'}  jail={s.jail}  hosts={hosts}  "
+                f"{s.schedule}{'' if s.enabled else ' (disabled)'}  entries={row.entries}  "
+                f"last={last}  {state}"
             )
 
     def _create_jail(self, options: dict[str, Any]) -> None:
