@@ -29,6 +29,9 @@ SAMPLES = {
     "id": "1",
     "pk": "1",
     "url": "no-such-page/",
+    # Host-scoped pages (/hosts/<host>/…, issue 12) are checked on the local host, which
+    # exists on every site: the same permission checks as their /jails/ and /config/ twins.
+    "host": "local",
 }
 # What an action form would send; a view that acts without checking permissions bans this.
 ACTION_DATA = {
@@ -66,6 +69,10 @@ ADMINISTRATOR_ONLY = {
     "jails:configuration:jail-new",
     "jails:configuration:filter-new",
     "jails:configuration:restore",
+    "jails:host-configuration:file",
+    "jails:host-configuration:jail-new",
+    "jails:host-configuration:filter-new",
+    "jails:host-configuration:restore",
     # Notification channels and rules (reading them and subscribing: any operator).
     "jails:notifications:channel-create",
     "jails:notifications:channel-delete",
