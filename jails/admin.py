@@ -121,9 +121,19 @@ class SiteSettingsAdmin(admin.ModelAdmin):
 class AuditEntryAdmin(ReadOnlyForViewersAdmin):
     """The audit log, read-only for everybody (nobody edits or deletes history)."""
 
-    list_display = ("created_at", "actor", "source", "address", "action", "jail", "ip_count", "ok")
-    list_filter = ("action", "source", "ok", "created_at")
-    search_fields = ("actor", "action", "jail", "error")
+    list_display = (
+        "created_at",
+        "actor",
+        "source",
+        "address",
+        "action",
+        "host",
+        "jail",
+        "ip_count",
+        "ok",
+    )
+    list_filter = ("action", "host", "source", "ok", "created_at")
+    search_fields = ("actor", "action", "host", "jail", "error")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
 

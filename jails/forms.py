@@ -414,11 +414,17 @@ class AuditFilterForm(forms.Form):
         ],
     )
 
-    def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, actions: list[str], hosts: list[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         action = self.fields["action"]
         assert isinstance(action, forms.ChoiceField)  # declared above; typed as plain Field
         action.choices = [("", "any")] + [(a, a) for a in actions]
+        if hosts:  # a fleet (jails.hosts): filter by the host an action went to
+            self.fields["host"] = forms.ChoiceField(
+                required=False, label="Host", choices=[("", "any")] + [(h, h) for h in hosts]
+            )
 
     def clean_ip(self) -> str:
         value = self.cleaned_data["ip"].strip()

@@ -73,6 +73,9 @@ class AuditEntry(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     address = models.GenericIPAddressField(null=True, blank=True)
     action = models.CharField(max_length=64, db_index=True)
+    # The fail2ban host the action went to (jails.hosts: Host.name); blank for what concerns
+    # no host (a login, the settings).
+    host = models.CharField(max_length=63, blank=True, db_index=True)
     jail = models.CharField(max_length=64, blank=True, db_index=True)
     ips = models.JSONField(default=list, blank=True)
     ip_count = models.PositiveIntegerField(default=0)

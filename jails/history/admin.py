@@ -17,9 +17,18 @@ from jails.history.models import BanEvent
 
 @admin.register(BanEvent)
 class BanEventAdmin(ReadOnlyForViewersAdmin):
-    list_display = ("banned_at", "jail", "ip", "origin", "banned_by", "country_code", "as_name")
-    list_filter = ("origin", "jail", "country_code")
-    search_fields = ("=ip", "=network", "=jail")
+    list_display = (
+        "banned_at",
+        "host",
+        "jail",
+        "ip",
+        "origin",
+        "banned_by",
+        "country_code",
+        "as_name",
+    )
+    list_filter = ("host", "origin", "jail", "country_code")
+    search_fields = ("=ip", "=network", "=jail", "=host")
     ordering = ("-timeofban", "-id")
     show_full_result_count = False  # a million rows: no second COUNT(*) per page
     actions = [unban_ban_events]

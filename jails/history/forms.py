@@ -12,6 +12,7 @@ from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
 from jails.history.models import BanEvent
 from jails.history.selectors import archive as history_selectors
+from jails.hosts.models import HOST_NAME_PATTERN
 
 WINDOWS: dict[str, tuple[str, float | None]] = {
     "24h": ("24 hours", 1),
@@ -23,6 +24,7 @@ WINDOWS: dict[str, tuple[str, float | None]] = {
 }
 MAX_CUSTOM_DAYS = 3660
 _COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+_HOST_RE = re.compile(f"^{HOST_NAME_PATTERN}$")
 
 
 class HistoryFilterForm(forms.Form):
@@ -34,6 +36,7 @@ class HistoryFilterForm(forms.Form):
     start = forms.DateField(required=False, label="From")
     end = forms.DateField(required=False, label="To")
     jail = forms.CharField(required=False, max_length=64)
+    host = forms.CharField(required=False, max_length=63)
     country = forms.CharField(required=False, max_length=2)
     origin = forms.ChoiceField(
         choices=[("", "Any origin"), *BanEvent.Origin.choices], required=False
@@ -46,6 +49,12 @@ class HistoryFilterForm(forms.Form):
         if jail and not JAIL_NAME_RE.fullmatch(jail):
             raise forms.ValidationError("Not a jail name.")
         return jail
+
+    def clean_host(self) -> str:
+        host = self.cleaned_data["host"].strip()
+        if host and not _HOST_RE.fullmatch(host):
+            raise forms.ValidationError("Not a host name.")
+        return host
 
     def clean_country(self) -> str:
         country = self.cleaned_data["country"].strip()

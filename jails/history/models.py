@@ -9,7 +9,10 @@ from django.db import models
 # fail2ban forgets bans (unban, `unban --all`, dbpurgeage); these tables keep them. BanEvent is
 # the archive itself; BanRollup, IPSummary, NetworkSummary and LastSeenRollup are summaries the
 # sync keeps in step with it so the dashboard never aggregates a year of events per request.
-ROLLUP_ALL = "*"  # BanRollup.jail / country_code value meaning "every jail" / "every country"
+ROLLUP_ALL = "*"  # BanRollup.jail / country_code / host value: "every jail", "… country", "… host"
+# The host a ban was archived from (jails.hosts: Host.name); bans archived before the fleet
+# existed, and every ban of a single-host site, are the local host's.
+LOCAL_HOST = "local"
 
 
 class BanEvent(models.Model):
@@ -20,6 +23,14 @@ class BanEvent(models.Model):
         MANUAL = "manual", "Manual ban"
         BLOCKLIST = "blocklist", "Blocklist import"
 
+    # A database default too: rows written by plain SQL (bench/seed_history.py, an older
+    # script) are the local host's.
+    host = models.CharField(
+        max_length=63,
+        default=LOCAL_HOST,
+        db_default=LOCAL_HOST,
+        help_text="The fail2ban host that banned it.",
+    )
     jail = models.CharField(max_length=64)
     ip = models.CharField(
         max_length=49, help_text="Canonical address (or CIDR network, if one was banned)."
@@ -41,15 +52,18 @@ class BanEvent(models.Model):
     class Meta:
         ordering = ["-timeofban", "-id"]
         constraints = [
-            # Address first: it also serves every per-address lookup.
+            # Address first: it also serves every per-address lookup. Host last: two hosts
+            # with the same jail ban the same address in the same second as two bans.
             models.UniqueConstraint(
-                fields=["ip", "jail", "timeofban"], name="ban_event_ip_jail_time_uniq"
+                fields=["ip", "jail", "timeofban", "host"], name="ban_event_ip_jail_time_host_uniq"
             )
         ]
         indexes = [
             # Covers the window scans that rank addresses and networks.
             models.Index(fields=["timeofban", "ip", "network"], name="ban_event_time_ip"),
             models.Index(fields=["network", "timeofban"], name="ban_event_net_time"),
+            # A dashboard or list filtered by host (a fleet) reads that host's window.
+            models.Index(fields=["host", "timeofban", "ip", "network"], name="ban_event_host_time"),
             models.Index(
                 fields=["jail", "timeofban", "country_code", "origin", "ip", "network"],
                 name="ban_event_jail_time",
@@ -77,9 +91,10 @@ class BanEvent(models.Model):
 
 
 class BanRollup(models.Model):
-    """Ban counts per period (hour, day, month; UTC, or all time) and jail, country and origin.
+    """Ban counts per period (hour, day, month; UTC, or all time), host, jail, country, origin.
 
-    ``jail`` or ``country_code`` equal to ROLLUP_ALL holds the total over that dimension, so a
+    ``host``, ``jail`` or ``country_code`` equal to ROLLUP_ALL holds the total over that
+    dimension (every row exists once per host and once for ROLLUP_ALL), so a
     dashboard query reads one small slice. Hourly rows exist only with country ROLLUP_ALL.
     TOTAL rows (period 0) count the whole archive: a window that holds most of it is answered
     as the total minus the small part outside it.
@@ -93,6 +108,7 @@ class BanRollup(models.Model):
 
     grain = models.PositiveSmallIntegerField(choices=Grain.choices)
     period = models.BigIntegerField(help_text="Start of the period, Unix seconds (UTC).")
+    host = models.CharField(max_length=63, default=ROLLUP_ALL, db_default=ROLLUP_ALL)
     jail = models.CharField(max_length=64)
     country_code = models.CharField(max_length=2)
     origin = models.CharField(max_length=16)
@@ -101,17 +117,21 @@ class BanRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["grain", "jail", "country_code", "period", "origin"],
-                name="ban_rollup_key_uniq",
+                fields=["grain", "host", "jail", "country_code", "period", "origin"],
+                name="ban_rollup_host_key_uniq",
             )
         ]
         indexes = [
-            models.Index(fields=["grain", "country_code", "period"], name="ban_rollup_country"),
-            models.Index(fields=["grain", "jail", "period"], name="ban_rollup_jail"),
+            models.Index(
+                fields=["grain", "host", "country_code", "period"], name="ban_rollup_host_country"
+            ),
+            models.Index(fields=["grain", "host", "jail", "period"], name="ban_rollup_host_jail"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.grain}:{self.period} {self.jail} {self.country_code} {self.origin}"
+        return (
+            f"{self.grain}:{self.period} {self.host} {self.jail} {self.country_code} {self.origin}"
+        )
 
 
 class IPSummary(models.Model):
@@ -173,9 +193,11 @@ class LastSeenRollup(models.Model):
 
 
 class HistorySource(models.Model):
-    """How far the archive has read one fail2ban database (a rowid cursor, checked each sync)."""
+    """How far the archive has read one host's fail2ban database (a rowid cursor, checked each
+    sync). Per host: every Debian host keeps its database at the same path."""
 
-    dbfile = models.CharField(max_length=1024, unique=True)
+    host = models.CharField(max_length=63, default=LOCAL_HOST, db_default=LOCAL_HOST)
+    dbfile = models.CharField(max_length=1024)
     last_rowid = models.BigIntegerField(default=0)
     last_jail = models.CharField(max_length=64, blank=True)
     last_ip = models.CharField(max_length=64, blank=True)
@@ -183,5 +205,10 @@ class HistorySource(models.Model):
     archived_total = models.BigIntegerField(default=0)
     synced_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "dbfile"], name="history_source_host_dbfile")
+        ]
+
     def __str__(self) -> str:
-        return self.dbfile
+        return f"{self.host}:{self.dbfile}"

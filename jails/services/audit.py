@@ -67,14 +67,17 @@ def audit_record(
     parameters: dict[str, Any] | None = None,
     ok: bool | None = True,
     error: str = "",
+    host: str = "",
 ) -> AuditEntry:
-    """Store one audit record (`ok=None`: started, no result yet)."""
+    """Store one audit record (`ok=None`: started, no result yet; `host`: the fail2ban host
+    the action went to, `state.snapshot.host`; blank when it concerns none)."""
     return AuditEntry.objects.create(
         user_id=actor.user_id,
         actor=storable(actor.name),
         source=actor.source,
         address=actor.address,
         action=action,
+        host=storable(host[:63]),
         jail=storable(jail),
         parameters=storable(parameters or {}),
         ok=ok,
@@ -90,13 +93,14 @@ def audit_start(
     jail: str = "",
     ips: Iterable[str] = (),
     parameters: dict[str, Any] | None = None,
+    host: str = "",
 ) -> AuditEntry:
     """Store the intent of an action before it runs; raises if the database refuses.
 
     Raising here is deliberate: an action whose intent cannot be recorded does not run.
     """
     return audit_record(
-        actor=actor, action=action, jail=jail, ips=ips, parameters=parameters, ok=None
+        actor=actor, action=action, jail=jail, ips=ips, parameters=parameters, ok=None, host=host
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import QuerySet
@@ -15,6 +16,13 @@ def audit_actions() -> list[str]:
     return sorted(AuditEntry.objects.order_by().values_list("action", flat=True).distinct())
 
 
+def audit_hosts() -> list[str]:
+    """Every host named in the log, for the filter's choices."""
+    return sorted(
+        AuditEntry.objects.exclude(host="").order_by().values_list("host", flat=True).distinct()
+    )
+
+
 def audit_entries_filter(
     *,
     user: str = "",
@@ -24,9 +32,19 @@ def audit_entries_filter(
     since: datetime | None = None,
     until: datetime | None = None,
     result: str = "",
+    host: str = "",
+    hosts: Iterable[str] | None = None,
 ) -> QuerySet[AuditEntry]:
-    """The log, newest first, narrowed by each filter that is given (`ip`: canonical form)."""
+    """The log, newest first, narrowed by each filter that is given (`ip`: canonical form).
+
+    ``hosts``: the hosts the reader may view (None: every host); records that concern no
+    host (logins, settings) are shown to every reader, as they were before the fleet.
+    """
     entries = AuditEntry.objects.select_related("user").order_by("-created_at", "-id")
+    if hosts is not None:
+        entries = entries.filter(host__in=["", *hosts])
+    if host:
+        entries = entries.filter(host=host)
     if user:
         entries = entries.filter(actor__iexact=user)
     if action:

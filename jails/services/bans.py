@@ -255,7 +255,7 @@ def ips_ban(
     """
     report = ActionReport(action="ban", jail=jail)
     sent: list[str] = []
-    with audited(actor=actor, action=audit_action, jail=jail) as draft:
+    with audited(actor=actor, action=audit_action, jail=jail, host=state.snapshot.host) as draft:
         try:
             _ban(
                 state,
@@ -380,7 +380,7 @@ def ips_unban(
     report = ActionReport(action="unban", jail=jail or "")
     sent: list[str] = []
     action = audit_action or ("unban" if jail else "unban_everywhere")
-    with audited(actor=actor, action=action, jail=jail or "") as draft:
+    with audited(actor=actor, action=action, jail=jail or "", host=state.snapshot.host) as draft:
         try:
             _unban(
                 state,
@@ -472,7 +472,7 @@ def jail_unban_all(
     state: RuntimeState, *, jail: str, actor: Actor, batch_size: int = BATCH_SIZE
 ) -> int:
     """Unban every address of one jail; return how many fail2ban unbanned."""
-    with audited(actor=actor, action="unban_jail", jail=jail) as draft:
+    with audited(actor=actor, action="unban_jail", jail=jail, host=state.snapshot.host) as draft:
         jail_service.jail_require(state, name=jail)
         changed = 0
         with state.jail_service.client.connection() as conn:
@@ -486,7 +486,7 @@ def jail_unban_all(
 
 def everything_unban(state: RuntimeState, *, actor: Actor) -> int:
     """Unban every address in every jail (`unban --all`); return fail2ban's count."""
-    with audited(actor=actor, action="unban_all") as draft:
+    with audited(actor=actor, action="unban_all", host=state.snapshot.host) as draft:
         changed = int(state.jail_service.client.send("unban", "--all") or 0)
         draft.parameters = {"unbanned": changed}
         return changed

@@ -37,7 +37,7 @@ def ignore_list_get(state: RuntimeState, *, jail: str) -> list[str]:
 
 def ignore_add(state: RuntimeState, *, jail: str, address: str, actor: Actor) -> list[str]:
     """Add an address or network to the jail's ignore list; return the new list."""
-    with audited(actor=actor, action="ignore_add", jail=jail) as draft:
+    with audited(actor=actor, action="ignore_add", jail=jail, host=state.snapshot.host) as draft:
         entry = _checked_entry(address)
         draft.ips = [entry]
         jail_service.jail_require(state, name=jail)
@@ -50,7 +50,7 @@ def ignore_add(state: RuntimeState, *, jail: str, address: str, actor: Actor) ->
 
 def ignore_remove(state: RuntimeState, *, jail: str, address: str, actor: Actor) -> list[str]:
     """Remove an address or network from the jail's ignore list; return the new list."""
-    with audited(actor=actor, action="ignore_remove", jail=jail) as draft:
+    with audited(actor=actor, action="ignore_remove", jail=jail, host=state.snapshot.host) as draft:
         entry = _checked_entry(address)
         draft.ips = [entry]
         jail_service.jail_require(state, name=jail)
@@ -121,7 +121,7 @@ def jail_tune(
     maxretry: str | None = None,
 ) -> list[TuneChange]:
     """Set bantime/findtime/maxretry (durations like 10m, 1h, 1d, -1); return what changed."""
-    with audited(actor=actor, action="tune", jail=jail) as draft:
+    with audited(actor=actor, action="tune", jail=jail, host=state.snapshot.host) as draft:
         draft.parameters = {
             "requested": {
                 k: v
@@ -148,7 +148,7 @@ def jail_tune(
 # Idle, stop, start ---
 def jail_idle_set(state: RuntimeState, *, jail: str, idle: bool, actor: Actor) -> None:
     """Pause (idle on) or resume (idle off) a jail's log monitoring; its bans stay."""
-    with audited(actor=actor, action="idle", jail=jail) as draft:
+    with audited(actor=actor, action="idle", jail=jail, host=state.snapshot.host) as draft:
         draft.parameters = {"idle": idle}
         jail_service.jail_require(state, name=jail)
         state.jail_service.client.send("set", jail, "idle", "on" if idle else "off")
@@ -156,7 +156,7 @@ def jail_idle_set(state: RuntimeState, *, jail: str, idle: bool, actor: Actor) -
 
 def jail_stop(state: RuntimeState, *, jail: str, actor: Actor) -> None:
     """Stop a jail: fail2ban unbans its addresses and forgets the jail until a reload."""
-    with audited(actor=actor, action="stop", jail=jail):
+    with audited(actor=actor, action="stop", jail=jail, host=state.snapshot.host):
         jail_service.jail_require(state, name=jail)
         state.jail_service.client.send("stop", jail)
 
@@ -170,7 +170,7 @@ class StartResult:
 
 def jail_start(state: RuntimeState, *, jail: str, actor: Actor) -> StartResult:
     """Start a jail: `start J` if fail2ban still has it, else reload the server's configuration."""
-    with audited(actor=actor, action="start", jail=jail) as draft:
+    with audited(actor=actor, action="start", jail=jail, host=state.snapshot.host) as draft:
         validate_jail_name(jail)
         if jail in jail_service.jail_names_list(state):
             state.jail_service.client.send("start", jail)
@@ -206,7 +206,7 @@ class ReloadResult:
 
 def server_reload(state: RuntimeState, *, actor: Actor, jail: str | None = None) -> ReloadResult:
     """Reload fail2ban's configuration (one jail, or the whole server). Bans are kept."""
-    with audited(actor=actor, action="reload", jail=jail or "") as draft:
+    with audited(actor=actor, action="reload", jail=jail or "", host=state.snapshot.host) as draft:
         if jail is not None:
             jail_service.jail_require(state, name=jail)
         output = _run_reload(state, jail=jail)

@@ -215,7 +215,9 @@ class AuditDraft:
 
 
 @contextmanager
-def audited(*, actor: Actor, action: str, jail: str = "") -> Iterator[AuditDraft]:
+def audited(
+    *, actor: Actor, action: str, jail: str = "", host: str = "local"
+) -> Iterator[AuditDraft]:
     """Audit the action in the block: its intent before it runs, its result after.
 
     The record is written (and, outside a transaction, committed) before the block runs,
@@ -225,9 +227,10 @@ def audited(*, actor: Actor, action: str, jail: str = "") -> Iterator[AuditDraft
     is logged and never replaces the action's own result or exception.
 
     A Fail2banError (refused input or a failure in fail2ban) is recorded and re-raised;
-    the block may also mark the draft as failed itself and return normally.
+    the block may also mark the draft as failed itself and return normally. `host` is the
+    host the action goes to: `state.snapshot.host` of the (possibly host-scoped) state.
     """
-    entry = audit_start(actor=actor, action=action, jail=jail[:64])
+    entry = audit_start(actor=actor, action=action, jail=jail[:64], host=host)
     draft = AuditDraft()
     try:
         yield draft

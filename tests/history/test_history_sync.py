@@ -56,7 +56,9 @@ def rows_in_fail2ban_db(f2b) -> int:
 
 def summaries_snapshot() -> tuple:
     rollups = sorted(
-        BanRollup.objects.values_list("grain", "period", "jail", "country_code", "origin", "bans")
+        BanRollup.objects.values_list(
+            "grain", "period", "host", "jail", "country_code", "origin", "bans"
+        )
     )
     ips = sorted(
         IPSummary.objects.values_list("ip", "network", "first_seen", "last_seen", "bans", "days")
@@ -106,7 +108,7 @@ def test_history_sync_second_run_adds_nothing(runtime, f2b):
     assert again.archived == 0
     assert again.already == again.read >= first.archived
     assert archived("198.51.100.1") == ["198.51.100.1"]
-    month = BanRollup.objects.get(grain=BanRollup.Grain.MONTH, jail="*", country_code="*")
+    month = BanRollup.objects.get(grain=BanRollup.Grain.MONTH, host="*", jail="*", country_code="*")
     assert month.bans == BanEvent.objects.count()  # nothing counted twice
 
 

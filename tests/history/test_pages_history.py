@@ -162,9 +162,12 @@ def test_history_csv_exports_the_filtered_set_without_formulas(archive, logged_i
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][:3] == ["time_utc", "jail", "ip"]
+    # `host` came last (issue 12): every column before it kept its place.
+    assert rows[0][-2:] == ["matches", "host"]
     assert sorted(r[2] for r in rows[1:]) == ["198.51.100.10", "198.51.100.9"]
-    matches = {r[2]: r[-1] for r in rows[1:]}
+    matches = {r[2]: r[-2] for r in rows[1:]}
     assert matches["198.51.100.9"] == '\'=HYPERLINK("x")'
+    assert {r[-1] for r in rows[1:]} == {"local"}
 
 
 def test_csv_cell_defuses_formula_prefixes():

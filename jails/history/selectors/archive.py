@@ -5,6 +5,11 @@ two partial hours at its ends read from BanEvent, so figures are exact at any bo
 window that holds most of the archive is read as the all-time totals minus the part of the
 archive outside it, which is the smaller read. The summaries are kept by
 jails.history.services.summaries as bans are archived.
+
+A filter may name hosts (a fleet: the host select, or the hosts a user may view): the rollups
+have a row per host beside the "every host" row, so a host filter reads that host's rows;
+the per-address summaries are over every host, so with a host filter the address counts and
+rankings come from the archive itself (the host index covers those reads).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import heapq
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +28,7 @@ from django.utils import timezone
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip_or_network
 from jails.history.models import (
+    LOCAL_HOST,
     ROLLUP_ALL,
     BanEvent,
     BanRollup,
@@ -40,20 +46,27 @@ REPEAT_DAYS = 2  # an address banned on this many distinct days is a repeat offe
 # --- Reading: filters and windows -----------------------------------------------------------------
 @dataclass(frozen=True)
 class HistoryFilter:
-    """A time window [start, end) in Unix seconds and optional jail, country and origin."""
+    """A time window [start, end) in Unix seconds and optional jail, country and origin.
+
+    ``hosts``: only these hosts' bans (a host filter, or the hosts the user may view; an
+    empty tuple matches nothing); None: every host.
+    """
 
     start: int
     end: int
     jail: str = ""
     country: str = ""  # ISO alpha-2, upper case
     origin: str = ""
+    hosts: tuple[str, ...] | None = None
 
     @property
     def unfiltered(self) -> bool:
-        return not (self.jail or self.country or self.origin)
+        return not (self.jail or self.country or self.origin) and self.hosts is None
 
     def events(self) -> QuerySet[BanEvent]:
         qs = BanEvent.objects.filter(timeofban__gte=self.start, timeofban__lt=self.end)
+        if self.hosts is not None:
+            qs = qs.filter(host__in=self.hosts)
         if self.jail:
             qs = qs.filter(jail=self.jail)
         if self.country:
@@ -61,6 +74,14 @@ class HistoryFilter:
         if self.origin:
             qs = qs.filter(origin=self.origin)
         return qs
+
+
+def _rollups(f: HistoryFilter, **conditions: Any) -> QuerySet[BanRollup]:
+    """The rollup rows of the filter's hosts ("every host" rows when it names none)."""
+    qs = BanRollup.objects.filter(**conditions).order_by()
+    if f.hosts is None:
+        return qs.filter(host=ROLLUP_ALL)
+    return qs.filter(host__in=f.hosts)
 
 
 def _ceil(t: int, step: int) -> int:
@@ -116,7 +137,7 @@ def _count_segment(
                 events.values_list(field_name).annotate(n=Count("id")).values_list(field_name, "n")
             )
         return
-    qs = BanRollup.objects.filter(grain=grain, period__gte=a, period__lt=b).order_by()
+    qs = _rollups(f, grain=grain, period__gte=a, period__lt=b)
     jail = f.jail or ROLLUP_ALL
     country = f.country or ROLLUP_ALL
     if group == "jail" and not f.jail:
@@ -134,7 +155,7 @@ def _count_segment(
 
 
 def replace_window(f: HistoryFilter, start: int, end: int) -> HistoryFilter:
-    return HistoryFilter(start=start, end=end, jail=f.jail, country=f.country, origin=f.origin)
+    return replace(f, start=start, end=end)
 
 
 def _window_counts(f: HistoryFilter, start: int, end: int, group: str | None) -> Counter[Any]:
@@ -224,13 +245,14 @@ def bans_trend(f: HistoryFilter, *, grain: str) -> list[tuple[int, int]]:
             for hour, n in hourly:
                 counts[int(hour)] += n
         else:
-            qs = BanRollup.objects.filter(
+            qs = _rollups(
+                f,
                 grain=rollup_grain,
                 period__gte=lo,
                 period__lt=hi,
                 jail=f.jail or ROLLUP_ALL,
                 country_code=f.country or ROLLUP_ALL,
-            ).order_by()
+            )
             if f.origin:
                 qs = qs.filter(origin=f.origin)
             rows = qs.values_list("period").annotate(n=Sum("bans")).values_list("period", "n")
@@ -257,7 +279,7 @@ def unique_ips_count(f: HistoryFilter, *, latest: int | None) -> int:
     """Distinct addresses banned in the window."""
     if latest is None:
         return 0
-    if f.end > latest and not (f.jail or f.origin):
+    if f.end > latest and not (f.jail or f.origin) and f.hosts is None:
         # A window that reaches past the newest ban holds an address iff its last ban is in it.
         # (With a country: the address's summary country, that of its latest lookup.) Whole
         # days from LastSeenRollup (a row per day, not per address), the first part-day from
@@ -388,10 +410,10 @@ def _top_keys(
             elif n > best[0]:
                 heapq.heapreplace(best, n)
         return _ranked_items(candidates, limit)
-    # A jail or origin filter keeps a slice of every address's bans, so all-time totals are a
-    # loose bound and the walk below would rarely stop early: count directly (the indexes
-    # on jail/origin, time and address cover that query).
-    if inside > RAW_RANKING_LIMIT and not (f.jail or f.origin):
+    # A jail, origin or host filter keeps a slice of every address's bans, so all-time totals
+    # are a loose bound and the walk below would rarely stop early: count directly (the
+    # indexes on jail/origin/host, time and address cover that query).
+    if inside > RAW_RANKING_LIMIT and not (f.jail or f.origin) and f.hosts is None:
         pool = summary_model.objects.filter(last_seen__gte=f.start, first_seen__lt=f.end)
         if f.country:
             # An address's summary country is its latest lookup's; its bans carry the country
@@ -457,7 +479,7 @@ def archive_size() -> int:
     """How many bans the archive holds (from the all-time rollups: a row per origin)."""
     return int(
         BanRollup.objects.filter(
-            grain=Grain.TOTAL, jail=ROLLUP_ALL, country_code=ROLLUP_ALL
+            grain=Grain.TOTAL, host=ROLLUP_ALL, jail=ROLLUP_ALL, country_code=ROLLUP_ALL
         ).aggregate(n=Sum("bans"))["n"]
         or 0
     )
@@ -574,6 +596,7 @@ def search_condition(target: SearchTarget) -> Q:
 
 HISTORY_SORTS: Mapping[str, tuple[str, ...]] = {
     "time": ("timeofban", "id"),
+    "host": ("host", "timeofban", "id"),
     "jail": ("jail", "timeofban", "id"),
     "ip": ("ip", "timeofban", "id"),
     "country": ("country_code", "timeofban", "id"),
@@ -594,10 +617,16 @@ def history_events(
     return qs.order_by(*[f"-{name}" if descending else name for name in fields])
 
 
-def jail_names_archived() -> list[str]:
-    """Names of every jail with archived bans (for the filter forms)."""
+def _all_time(hosts: tuple[str, ...] | None) -> QuerySet[BanRollup]:
+    qs = BanRollup.objects.filter(grain=Grain.TOTAL)
+    return qs.filter(host=ROLLUP_ALL) if hosts is None else qs.filter(host__in=hosts)
+
+
+def jail_names_archived(*, hosts: tuple[str, ...] | None = None) -> list[str]:
+    """Names of every jail with archived bans (of `hosts`; for the filter forms)."""
     return list(
-        BanRollup.objects.filter(grain=Grain.TOTAL, country_code=ROLLUP_ALL)
+        _all_time(hosts)
+        .filter(country_code=ROLLUP_ALL)
         .exclude(jail=ROLLUP_ALL)
         .order_by("jail")
         .values_list("jail", flat=True)
@@ -605,10 +634,13 @@ def jail_names_archived() -> list[str]:
     )
 
 
-def countries_archived(*, known_names: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-    """(code, name) of every country with archived bans (for the filter forms)."""
+def countries_archived(
+    *, known_names: Mapping[str, str] | None = None, hosts: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
+    """(code, name) of every country with archived bans (of `hosts`; for the filter forms)."""
     codes = set(
-        BanRollup.objects.filter(grain=Grain.TOTAL, jail=ROLLUP_ALL)
+        _all_time(hosts)
+        .filter(jail=ROLLUP_ALL)
         .exclude(country_code__in=[ROLLUP_ALL, ""])
         .values_list("country_code", flat=True)
         .distinct()
@@ -623,8 +655,9 @@ class IPHistory:
 
     ip: str
     summary: IPSummary | None
-    events: QuerySet[BanEvent]
+    events: QuerySet[BanEvent]  # each with its `host`
     by_jail: list[tuple[str, int]]
+    by_host: list[tuple[str, int]]
 
     @property
     def first_seen(self) -> datetime | None:
@@ -638,25 +671,39 @@ class IPHistory:
     def repeat(self) -> bool:
         return bool(self.summary and self.summary.days >= REPEAT_DAYS)
 
+    @property
+    def other_hosts(self) -> bool:
+        """Banned by a host other than the local one: the page names each ban's host."""
+        return any(host != LOCAL_HOST for host, _ in self.by_host)
 
-def ip_history_get(*, ip: str) -> IPHistory:
-    """One address's (or banned network's) archived bans, newest first, and its summary."""
+
+def ip_history_get(*, ip: str, hosts: tuple[str, ...] | None = None) -> IPHistory:
+    """One address's (or banned network's) archived bans, newest first, and its summary.
+
+    ``hosts``: only these hosts' bans (the hosts the user may view); None: every host. The
+    summary (first and last ban, days) is over every host.
+    """
     address = str(parse_ip_or_network(ip))
-    events = BanEvent.objects.filter(ip=address).order_by("-timeofban", "-id")
-    by_jail = _ranked(
-        dict(
-            BanEvent.objects.filter(ip=address)
-            .order_by()
-            .values_list("jail")
+    mine = BanEvent.objects.filter(ip=address)
+    if hosts is not None:
+        mine = mine.filter(host__in=hosts)
+    events = mine.order_by("-timeofban", "-id")
+
+    def count_by(field_name: str) -> list[tuple[str, int]]:
+        rows = (
+            mine.order_by()
+            .values_list(field_name)
             .annotate(n=Count("id"))
-            .values_list("jail", "n")
+            .values_list(field_name, "n")
         )
-    )
+        return _ranked(dict(rows))
+
     return IPHistory(
         ip=address,
         summary=IPSummary.objects.filter(ip=address).first(),
         events=events,
-        by_jail=by_jail,
+        by_jail=count_by("jail"),
+        by_host=count_by("host"),
     )
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from jails.history.services.sync import HistoryError, history_purge, history_sync
+from jails.history.services.sync import (
+    HistoryError,
+    fleet_history_sync,
+    history_purge,
+    history_sync,
+)
+from jails.hosts.services import fleet
 from jails.jobs import JobContext, JobSpec
 from jails.models import AuditEntry, SiteSettings
 from jails.services.audit import Actor
@@ -25,7 +31,17 @@ def retention_days_get(state: RuntimeState) -> int:
 
 
 def history_sync_job(ctx: JobContext) -> str:
-    return history_sync(ctx.state, should_stop=ctx.should_stop, progress=ctx.heartbeat).message
+    """Archive every enabled host's bans (a single-host site: the local host, as ever).
+
+    One failing host among others is named in the job's result, the others archived; the
+    job fails (and is retried) only when no host could be read.
+    """
+    if not fleet.is_fleet():
+        return history_sync(ctx.state, should_stop=ctx.should_stop, progress=ctx.heartbeat).message
+    result = fleet_history_sync(ctx.state, should_stop=ctx.should_stop, progress=ctx.heartbeat)
+    if result.all_failed:
+        raise HistoryError(result.message)
+    return result.message
 
 
 def history_purge_job(ctx: JobContext) -> str:

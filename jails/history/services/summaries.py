@@ -2,10 +2,11 @@
 
 Every archived event updates three summaries in the same transaction as the event itself:
 
-- BanRollup: counts per hour, day and month (UTC) by jail, country and origin, with
-  ROLLUP_ALL rows for "every jail" / "every country";
+- BanRollup: counts per hour, day and month (UTC) by host, jail, country and origin, with
+  ROLLUP_ALL rows for "every host" / "every jail" / "every country";
 - IPSummary and NetworkSummary: first and last ban, count and distinct days per address and
-  per /24 (IPv4) or /64 (IPv6);
+  per /24 (IPv4) or /64 (IPv6), over every host: they describe the address, whichever host
+  banned it (a dashboard filtered by host ranks that host's bans from the archive itself);
 - LastSeenRollup: addresses per UTC day of their latest ban and country (IPSummary counted).
 
 The archive (jails.history.services.sync) adds and removes events through these functions; the
@@ -48,6 +49,7 @@ Grain = BanRollup.Grain
 class NewEvent:
     """A ban about to be archived (a light stand-in for a BanEvent instance)."""
 
+    host: str
     jail: str
     ip: str
     network: str
@@ -65,25 +67,27 @@ class NewEvent:
 
 
 # --- Summaries ------------------------------------------------------------------------------------
-RollupKey = tuple[int, int, str, str, str]  # grain, period, jail, country, origin
+RollupKey = tuple[int, int, str, str, str, str]  # grain, period, host, jail, country, origin
 
 
-def rollup_deltas(counts: Iterable[tuple[int, str, str, str, int]]) -> Counter[RollupKey]:
-    """Rollup increments for (hour start, jail, country, origin, bans) tuples."""
+def rollup_deltas(counts: Iterable[tuple[int, str, str, str, str, int]]) -> Counter[RollupKey]:
+    """Rollup increments for (hour start, host, jail, country, origin, bans) tuples."""
     deltas: Counter[RollupKey] = Counter()
     months: dict[int, int] = {}
-    for hour, jail, country, origin, n in counts:
+    for hour, host, jail, country, origin, n in counts:
         day = hour - hour % DAY
         month = months.get(day)
         if month is None:
             month = months[day] = month_start(day)
-        deltas[(Grain.HOUR, hour, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
-        deltas[(Grain.HOUR, hour, jail, ROLLUP_ALL, origin)] += n
-        for grain, period in ((Grain.DAY, day), (Grain.MONTH, month), (Grain.TOTAL, 0)):
-            deltas[(grain, period, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
-            deltas[(grain, period, jail, ROLLUP_ALL, origin)] += n
-            deltas[(grain, period, ROLLUP_ALL, country, origin)] += n
-            deltas[(grain, period, jail, country, origin)] += n
+        # Every row twice: for the host, and for "every host" (what an unfiltered page reads).
+        for h in (host, ROLLUP_ALL):
+            deltas[(Grain.HOUR, hour, h, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
+            deltas[(Grain.HOUR, hour, h, jail, ROLLUP_ALL, origin)] += n
+            for grain, period in ((Grain.DAY, day), (Grain.MONTH, month), (Grain.TOTAL, 0)):
+                deltas[(grain, period, h, ROLLUP_ALL, ROLLUP_ALL, origin)] += n
+                deltas[(grain, period, h, jail, ROLLUP_ALL, origin)] += n
+                deltas[(grain, period, h, ROLLUP_ALL, country, origin)] += n
+                deltas[(grain, period, h, jail, country, origin)] += n
     return deltas
 
 
@@ -96,9 +100,9 @@ def rollup_apply(deltas: Mapping[RollupKey, int]) -> None:
     table = qn(BanRollup._meta.db_table)
     # One statement for SQLite and PostgreSQL alike; the ORM cannot add to a conflicting row.
     sql = (
-        f"INSERT INTO {table} (grain, period, jail, country_code, origin, bans) "
-        "VALUES (%s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (grain, jail, country_code, period, origin) "
+        f"INSERT INTO {table} (grain, period, host, jail, country_code, origin, bans) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (grain, host, jail, country_code, period, origin) "
         f"DO UPDATE SET bans = {table}.bans + excluded.bans"
     )
     with connection.cursor() as cursor:
@@ -158,17 +162,20 @@ def _sql_names() -> dict[str, str]:
 
 
 def summaries_add(
-    events: Sequence[NewEvent], existing: set[tuple[str, str, int]], geo: Mapping[str, GeoInfo]
+    events: Sequence[NewEvent],
+    existing: set[tuple[str, str, str, int]],
+    geo: Mapping[str, GeoInfo],
 ) -> None:
     """Add newly archived bans to IPSummary, NetworkSummary and LastSeenRollup (upserts).
 
-    ``existing`` holds the archive's bans of these addresses on the same days (read before
-    the insert), so a day counts as new only if the address had no ban on it yet.
+    ``existing`` holds the archive's (host, jail, ip, timeofban) of these addresses on the
+    same days, every host's (read before the insert), so a day counts as new only if the
+    address had no ban on it yet.
     """
     t = _sql_names()
     least, greatest = ("MIN", "MAX") if connection.vendor == "sqlite" else ("LEAST", "GREATEST")
     old_days: dict[str, set[int]] = {}
-    for _, ip, when in existing:
+    for _, _, ip, when in existing:
         old_days.setdefault(ip, set()).add(when // DAY)
     before: dict[str, LastSeen] = {}
     ip_list = sorted({e.ip for e in events})
@@ -298,7 +305,7 @@ def summaries_rebuild() -> None:
         counts = (
             BanEvent.objects.order_by()
             .annotate(hour=hour_expression())
-            .values_list("hour", "jail", "country_code", "origin")
+            .values_list("hour", "host", "jail", "country_code", "origin")
             .annotate(n=Count("id"))
         )
         rollup_apply(rollup_deltas(counts.iterator(chunk_size=20000)))

@@ -3,7 +3,13 @@
 fail2ban forgets bans (an unban deletes its rows, `unban --all` empties the table, rows older
 than dbpurgeage are purged), so every ban is copied into BanEvent. The copy is incremental
 (a rowid cursor into fail2ban's `bans` table, checked on every sync because SQLite reuses
-rowids after deletes) and idempotent (unique on jail, IP, time of ban).
+rowids after deletes) and idempotent (unique on host, jail, IP, time of ban).
+
+Each ban records its host (jails.hosts): the state's `snapshot.host`, so a state scoped to a
+host (jails.hosts.services.fleet.host_state) archives that host's database under its name,
+with a cursor of its own. history_sync_hosts syncs several hosts: each host's rows are read
+on a thread of its own (the hosts answer in parallel, and a slow or dead host holds up no
+other), and written by the calling thread alone (SQLite has one writer at a time anyway).
 
 fail2ban's database is opened read-only and read in short queries of at most BATCH_SIZE
 rows: a reader that holds a read transaction for seconds makes the server lose bans.
@@ -18,22 +24,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import queue
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
 from jails.agent import operations
 from jails.agent.operations import BanRow
-from jails.fail2ban import DatabaseUnavailable, InvalidArgument
+from jails.fail2ban import DatabaseUnavailable, Fail2banError, InvalidArgument
 from jails.fail2ban.validation import JAIL_NAME_RE, parse_ip_or_network
 from jails.history.geo import GeoDataError, GeoInfo
-from jails.history.models import BanEvent, HistorySource
+from jails.history.models import LOCAL_HOST, BanEvent, HistorySource
 from jails.history.periods import DAY, HOUR, hour_expression
 from jails.history.services.summaries import (
     SUMMARY_CHUNK,
@@ -43,6 +52,8 @@ from jails.history.services.summaries import (
     summaries_add,
     summaries_refresh,
 )
+from jails.hosts.services import fleet
+from jails.hosts.services.fleet import HostOutcome, HostScope, reachability_record
 from jails.models import AuditEntry
 from jails.services.audit import Actor, audit_record
 from jails.state import RuntimeState
@@ -148,8 +159,17 @@ def _address(text: str, cache: dict[str, tuple[str, str] | None] | None) -> tupl
         return cache[text]
     try:
         # fail2ban can ban whole networks too (`set J banip 192.0.2.0/24`).
-        ip = str(parse_ip_or_network(text))
-        found: tuple[str, str] | None = (ip, network_of(ip))
+        parsed = parse_ip_or_network(text)
+        ip = str(parsed)
+        # An address's /24 or /64 from its integer: parsing it again as a network costs as
+        # much as the whole validation (most addresses of a sync are new, so uncached).
+        if isinstance(parsed, ipaddress.IPv4Address):
+            network = f"{ipaddress.IPv4Address(int(parsed) & 0xFFFFFF00)}/24"
+        elif isinstance(parsed, ipaddress.IPv6Address):
+            network = f"{ipaddress.IPv6Address(int(parsed) >> 64 << 64)}/64"
+        else:
+            network = network_of(ip)
+        found: tuple[str, str] | None = (ip, network)
     except InvalidArgument:
         found = None
     if cache is not None:
@@ -247,7 +267,7 @@ class _AuditIndex:
         return None
 
 
-def _audit_index(bans: Sequence[ParsedBan]) -> _AuditIndex:
+def _audit_index(bans: Sequence[ParsedBan], host: str) -> _AuditIndex:
     index = _AuditIndex()
     candidates = [b for b in bans if b.without_evidence]
     if not candidates:
@@ -256,6 +276,8 @@ def _audit_index(bans: Sequence[ParsedBan]) -> _AuditIndex:
     high = max(b.timeofban for b in candidates) + AUDIT_MATCH_SECONDS
     entries = AuditEntry.objects.filter(
         action__in=list(ORIGIN_ACTIONS),
+        # A record without a host is one the action did not say it for: it may explain any.
+        host__in=[host, ""],
         created_at__gte=datetime.fromtimestamp(low, tz=UTC),
         created_at__lte=datetime.fromtimestamp(high, tz=UTC),
     ).values_list("action", "actor", "jail", "ips", "ip_count", "created_at")
@@ -286,6 +308,7 @@ class SyncResult:
     """What one sync did."""
 
     dbfile: str
+    host: str = LOCAL_HOST
     read: int = 0
     archived: int = 0
     already: int = 0
@@ -339,6 +362,7 @@ def _geo_lookup(state: RuntimeState, ips: Iterable[str], result: SyncResult) -> 
 
 
 EVENT_COLUMNS = (
+    "host",
     "jail",
     "ip",
     "network",
@@ -370,6 +394,7 @@ def _events_insert(events: Sequence[NewEvent]) -> None:
     )
     rows = [
         (
+            e.host,
             e.jail,
             e.ip,
             e.network,
@@ -393,9 +418,9 @@ def _events_insert(events: Sequence[NewEvent]) -> None:
 
 
 def _archive_batch(
-    state: RuntimeState, bans: list[ParsedBan], result: SyncResult
+    state: RuntimeState, host: str, bans: list[ParsedBan], result: SyncResult
 ) -> list[ParsedBan]:
-    """Store the bans not yet archived, with their summaries. Call inside a transaction."""
+    """Store `host`'s bans not yet archived, with their summaries. Call in a transaction."""
     unique = list({b.key: b for b in bans}.values())
     if not unique:
         return []
@@ -404,27 +429,30 @@ def _archive_batch(
     # and on which days each address was already banned (for the summaries' day counts).
     low = min(b.timeofban for b in unique)
     high = max(b.timeofban for b in unique)
-    existing: set[tuple[str, str, int]] = set()
+    # Every host's (the summaries count an address's days over all hosts); this host's are
+    # the ones already archived.
+    existing: set[tuple[str, str, str, int]] = set()
     ip_list = sorted(ips)
     for i in range(0, len(ip_list), SUMMARY_CHUNK * 4):
         chunk = ip_list[i : i + SUMMARY_CHUNK * 4]
         existing.update(
             BanEvent.objects.filter(
                 ip__in=chunk, timeofban__gte=low - low % DAY, timeofban__lt=high - high % DAY + DAY
-            ).values_list("jail", "ip", "timeofban")
+            ).values_list("host", "jail", "ip", "timeofban")
         )
-    new = [b for b in unique if b.key not in existing]
+    new = [b for b in unique if (host, *b.key) not in existing]
     result.already += len(bans) - len(new)
     if not new:
         return []
     geo = _geo_lookup(state, {b.ip for b in new}, result)
-    index = _audit_index(new)
+    index = _audit_index(new, host)
     events = []
     for ban in new:
         origin, actor = _origin(ban, index)
         info = geo.get(ban.ip) or GeoInfo()
         events.append(
             NewEvent(
+                host=host,
                 jail=ban.jail,
                 ip=ban.ip,
                 network=ban.network,
@@ -442,13 +470,114 @@ def _archive_batch(
             )
         )
     _events_insert(events)
-    counts: Counter[tuple[int, str, str, str]] = Counter(
-        (e.timeofban - e.timeofban % HOUR, e.jail, e.country_code, e.origin) for e in events
+    counts: Counter[tuple[int, str, str, str, str]] = Counter(
+        (e.timeofban - e.timeofban % HOUR, e.host, e.jail, e.country_code, e.origin) for e in events
     )
     rollup_apply(rollup_deltas((*key, n) for key, n in counts.items()))
     summaries_add(events, existing, geo)
     result.archived += len(new)
     return new
+
+
+@dataclass(frozen=True)
+class _ParsedBatch:
+    """One read of fail2ban's rows, validated: the bans, and the last row (the cursor)."""
+
+    bans: list[ParsedBan]
+    read: int
+    skipped: int
+    last: Sequence[Any] | None
+
+
+def _rows_parse(
+    rows: Sequence[Sequence[Any]], cache: dict[str, tuple[str, str] | None], *, where: str
+) -> _ParsedBatch:
+    bans: list[ParsedBan] = []
+    skipped = 0
+    for row in rows:
+        ban = parse_ban_row(row[1:], cache=cache)
+        if ban is None:
+            skipped += 1
+            logger.warning("ban history: unusable row %r of %s", row[:4], where)
+        else:
+            bans.append(ban)
+    return _ParsedBatch(bans, len(rows), skipped, rows[-1] if rows else None)
+
+
+class _Archiver:
+    """One host's sync under way: rows parsed since the last write, and its cursor.
+
+    Rows come in batches from fail2ban's database; every `commit_rows` parsed rows (and at
+    the end) are archived in one transaction that also moves the cursor past them, so an
+    interrupted sync keeps what it wrote and resumes after it.
+    """
+
+    def __init__(
+        self,
+        state: RuntimeState,
+        *,
+        host: str,
+        path: str,
+        rescanned: bool,
+        commit_rows: int,
+        progress: Callable[[], None] | None,
+    ) -> None:
+        self.state = state
+        self.host = host
+        self.source, _ = HistorySource.objects.get_or_create(host=host, dbfile=path[:1024])
+        self.result = SyncResult(dbfile=path, host=host, rescanned=rescanned)
+        self.commit_rows = commit_rows
+        self.progress = progress
+        self.addresses: dict[str, tuple[str, str] | None] = {}
+        self.parsed: list[ParsedBan] = []
+        self.unstored: Sequence[Any] | None = None  # the last row read but not yet archived
+
+    def add(self, rows: Sequence[Sequence[Any]]) -> None:
+        where = f"{self.host}:{self.result.dbfile}"
+        self.add_parsed(_rows_parse(rows, self.addresses, where=where))
+
+    def add_parsed(self, batch: _ParsedBatch) -> None:
+        result = self.result
+        result.batches += 1
+        result.read += batch.read
+        result.skipped += batch.skipped
+        self.parsed.extend(batch.bans)
+        if batch.last is not None:
+            self.unstored = batch.last
+        # Several short reads, one write transaction: fewer commits of a large archive.
+        if len(self.parsed) >= self.commit_rows:
+            self.store()
+
+    def store(self) -> None:
+        last = self.unstored
+        if last is None:
+            return
+        source = self.source
+        with transaction.atomic():
+            _archive_batch(self.state, self.host, self.parsed, self.result)
+            source.last_rowid = int(last[0])
+            source.last_jail = str(last[1])[:64]
+            source.last_ip = str(last[2])[:64]
+            source.last_timeofban = int(last[3]) if isinstance(last[3], int) else 0
+            source.save()
+        self.parsed, self.unstored = [], None
+        if self.progress is not None:
+            self.progress()
+
+    def finish(self) -> SyncResult:
+        self.store()
+        HistorySource.objects.filter(pk=self.source.pk).update(
+            synced_at=timezone.now(), archived_total=F("archived_total") + self.result.archived
+        )
+        return self.result
+
+
+def _cache_pages() -> None:
+    if connection.vendor == "sqlite":
+        # Index pages of a large archive stay in memory across the batches of this sync
+        # (SQLite's default cache is 2 MB); the setting ends with the connection.
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA cache_size = -131072")
 
 
 def history_sync(
@@ -462,7 +591,9 @@ def history_sync(
 ) -> SyncResult:
     """Copy the bans fail2ban's database holds and the archive lacks; idempotent.
 
-    ``dbfile`` reads that file instead of the one fail2ban reports (an old copy, a backup).
+    The bans are the host's of `state.snapshot.host` (a state scoped to a host syncs that
+    host). ``dbfile`` reads that file instead of the one fail2ban reports (an old copy, a
+    backup), archived as that host's.
     """
     try:
         return _sync(state, dbfile, batch_size, commit_rows, should_stop, progress)
@@ -478,65 +609,284 @@ def _sync(
     should_stop: Callable[[], bool] | None,
     progress: Callable[[], None] | None,
 ) -> SyncResult:
+    host = state.snapshot.host
     reader = _reader(state, dbfile)
-    path = reader.path
-    result = SyncResult(dbfile=path)
-    source, _ = HistorySource.objects.get_or_create(dbfile=path[:1024])
-    if not _cursor_valid(reader, source):
-        result.rescanned = True
-        source.last_rowid = 0
-    last_rowid = source.last_rowid
-    addresses: dict[str, tuple[str, str] | None] = {}
-    parsed: list[ParsedBan] = []
-    unstored: Sequence[Any] | None = None  # the last row read but not yet archived
-
-    def store(bans: list[ParsedBan], last: Sequence[Any]) -> None:
-        with transaction.atomic():
-            _archive_batch(state, bans, result)
-            source.last_rowid = int(last[0])
-            source.last_jail = str(last[1])[:64]
-            source.last_ip = str(last[2])[:64]
-            source.last_timeofban = int(last[3]) if isinstance(last[3], int) else 0
-            source.save()
-        if progress is not None:
-            progress()
-
-    if connection.vendor == "sqlite":
-        # Index pages of a large archive stay in memory across the batches of this sync
-        # (SQLite's default cache is 2 MB); the setting ends with the connection.
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA cache_size = -131072")
+    source = HistorySource.objects.filter(host=host, dbfile=reader.path[:1024]).first()
+    rescanned = source is not None and not _cursor_valid(reader, source)
+    archiver = _Archiver(
+        state,
+        host=host,
+        path=reader.path,
+        rescanned=rescanned,
+        commit_rows=commit_rows,
+        progress=progress,
+    )
+    last_rowid = 0 if rescanned else archiver.source.last_rowid
+    _cache_pages()
     while True:
         if should_stop is not None and should_stop():
-            result.stopped = True
+            archiver.result.stopped = True
             break
         rows = reader.bans(last_rowid, batch_size)
         if not rows:
             break
-        result.batches += 1
-        result.read += len(rows)
-        unstored = rows[-1]
-        for row in rows:
-            ban = parse_ban_row(row[1:], cache=addresses)
-            if ban is None:
-                result.skipped += 1
-                logger.warning("ban history: unusable row %r in %s", row[:4], path)
-            else:
-                parsed.append(ban)
+        archiver.add(rows)
         last_rowid = int(rows[-1][0])
-        finished = len(rows) < batch_size
-        # Several short reads, one write transaction: fewer commits of a large archive.
-        if finished or len(parsed) >= commit_rows:
-            store(parsed, unstored)
-            parsed, unstored = [], None
-        if finished:
+        if len(rows) < batch_size:
             break
-    if unstored is not None:  # stopped early, or the table ended on a full read
-        store(parsed, unstored)
-    HistorySource.objects.filter(pk=source.pk).update(
-        synced_at=timezone.now(), archived_total=F("archived_total") + result.archived
+    return archiver.finish()
+
+
+# --- Several hosts --------------------------------------------------------------------------------
+# What a host's reading thread sends the writer: (host index, kind, payload).
+_Message = tuple[int, str, Any]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, HistoryError | DatabaseUnavailable | Fail2banError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _host_read(
+    index: int,
+    scoped: RuntimeState,
+    *,
+    cursors: Mapping[str, tuple[int, str, str, int]],
+    batch_size: int,
+    out: queue.Queue[_Message],
+    abandoned: threading.Event,
+    alive: dict[int, float],
+) -> None:
+    """One host's side of history_sync_hosts: read its new rows and hand them over.
+
+    Runs on a thread of its own and touches no database of ours (the writer does that):
+    `cursors` are the host's stored cursors by database path. `alive[index]` is when the
+    host last answered (or this thread last waited for the writer, which is not the host's
+    delay): the writer gives up on a host silent for longer than its deadline.
+    """
+
+    def send(kind: str, payload: Any = None) -> bool:
+        # A bounded queue keeps at most a few batches per host in memory; a writer that gave
+        # up on this host (stop, deadline) is never waited for.
+        while not abandoned.is_set():
+            alive[index] = time.monotonic()
+            try:
+                out.put((index, kind, payload), timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        reader = _reader(scoped, None)
+        after, rescanned = 0, False
+        cursor = cursors.get(reader.path[:1024])
+        if cursor is not None and cursor[0] > 0:
+            if reader.ban(cursor[0]) == cursor[1:]:
+                after = cursor[0]
+            else:
+                rescanned = True
+        if not send("start", (reader.path, rescanned)):
+            return
+        while not abandoned.is_set():
+            rows = reader.bans(after, batch_size)
+            # Raw rows: validating them here would be CPU work competing with the writer's
+            # for the GIL (measured slower); the writer validates as it archives.
+            if rows and not send("rows", rows):
+                return
+            if len(rows) < batch_size:
+                break
+            after = int(rows[-1][0])
+        send("done")
+    except Exception as exc:  # every failure of one host is that host's outcome
+        send("error", _describe(exc))
+
+
+def history_sync_hosts(
+    state: RuntimeState,
+    *,
+    scopes: Sequence[HostScope],
+    deadline: float,
+    batch_size: int = BATCH_SIZE,
+    commit_rows: int = COMMIT_ROWS,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> list[HostOutcome[SyncResult]]:
+    """history_sync for every host of `scopes`; each host's result or error, in that order.
+
+    The hosts are read in parallel, the archive written here. A host that fails (or sends
+    nothing for `deadline` seconds) is that host's error: what it sent before is archived,
+    and the other hosts carry on. Each host's reachability is recorded on its row.
+    """
+    started = time.monotonic()
+    out: queue.Queue[_Message] = queue.Queue(maxsize=4 * max(len(scopes), 1))
+    abandoned = threading.Event()
+    # Written by the reading threads (one key each), read here: plain assignments under the GIL.
+    alive = dict.fromkeys(range(len(scopes)), started)
+    stored: dict[str, dict[str, tuple[int, str, str, int]]] = {}
+    for row in HistorySource.objects.filter(host__in=[item.name for item in scopes]).values_list(
+        "host", "dbfile", "last_rowid", "last_jail", "last_ip", "last_timeofban"
+    ):
+        stored.setdefault(row[0], {})[row[1]] = (row[2], row[3], row[4], row[5])
+    for index, item in enumerate(scopes):
+        threading.Thread(
+            target=_host_read,
+            args=(index, item.state),
+            kwargs={
+                "cursors": stored.get(item.name, {}),
+                "batch_size": batch_size,
+                "out": out,
+                "abandoned": abandoned,
+                "alive": alive,
+            },
+            name=f"history-sync-{item.name}",
+            daemon=True,  # a hung host's thread must not keep the process alive
+        ).start()
+    archivers: dict[int, _Archiver] = {}
+    outcomes: dict[int, HostOutcome[SyncResult]] = {}
+    pending = set(alive)
+    stopped: set[int] = set()  # hosts left when asked to stop: no verdict on their health
+
+    def end(index: int, error: str = "", timed_out: bool = False) -> None:
+        pending.discard(index)
+        archiver = archivers.get(index)
+        result: SyncResult | None = None
+        if archiver is not None:
+            try:
+                result = archiver.finish()  # what the host sent before it failed is kept
+            except DatabaseError as exc:
+                error = error or f"archive write failed: {exc}"
+        seconds = time.monotonic() - started
+        outcomes[index] = HostOutcome(
+            scopes[index].host, result, error=error, timed_out=timed_out, seconds=seconds
+        )
+
+    _cache_pages()
+    try:
+        while pending:
+            if should_stop is not None and should_stop():
+                abandoned.set()
+                stopped.update(pending)
+                for index in sorted(pending):
+                    if index in archivers:
+                        archivers[index].result.stopped = True
+                    end(index, error="" if index in archivers else "stopped before it answered")
+                break
+            now = time.monotonic()
+            for index in sorted(pending):
+                if now - alive[index] > deadline:
+                    end(index, error=f"no answer within {deadline:g} s", timed_out=True)
+            if not pending:
+                break
+            wait = min(alive[index] for index in pending) + deadline - now
+            try:
+                # At most a second: should_stop is asked between messages too.
+                index, kind, payload = out.get(timeout=max(min(wait, 1.0), 0.01))
+            except queue.Empty:
+                continue
+            if index not in pending:
+                continue  # a host given up on: its late rows are read again next time
+            item = scopes[index]
+            try:
+                if kind == "start":
+                    path, rescanned = payload
+                    archivers[index] = _Archiver(
+                        state,
+                        host=item.name,
+                        path=path,
+                        rescanned=rescanned,
+                        commit_rows=commit_rows,
+                        progress=progress,
+                    )
+                elif kind == "rows":
+                    archivers[index].add(payload)
+                elif kind == "done":
+                    end(index)
+                else:
+                    end(index, error=str(payload))
+            except DatabaseError as exc:
+                end(index, error=f"archive write failed: {exc}")
+    finally:
+        abandoned.set()  # reading threads still waiting to hand over rows stop
+    ordered = [outcomes[index] for index in range(len(scopes))]
+    reachability_record(o for index, o in enumerate(ordered) if index not in stopped)
+    return ordered
+
+
+@dataclass(frozen=True)
+class HostSync:
+    """One host's part of a fleet sync: what it archived, and why it stopped if it failed."""
+
+    host: str
+    result: SyncResult | None
+    error: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def archived(self) -> int:
+        return self.result.archived if self.result is not None else 0
+
+    @property
+    def message(self) -> str:
+        if self.result is None:
+            return f"{self.host}: FAILED: {self.error}"
+        text = f"{self.host}: {self.result.message}"
+        return text + (f"; then failed: {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
+class FleetSyncResult:
+    """Every host's part of a fleet sync, in host order."""
+
+    hosts: list[HostSync]
+
+    @property
+    def message(self) -> str:
+        return " | ".join(item.message for item in self.hosts)  # one line: the job's summary
+
+    @property
+    def all_failed(self) -> bool:
+        """No host could be read at all (a failure of the whole sync, retried by the runner)."""
+        return bool(self.hosts) and all(item.result is None for item in self.hosts)
+
+
+def sync_deadline(state: RuntimeState) -> float:
+    """How long a host may stay silent during a sync before it counts as unreachable.
+
+    Generous (pages wait host_deadline): a sync reads thousands of rows per answer, and a
+    host given up on is simply read again at the next run.
+    """
+    settings = state.settings
+    return max(5 * settings.host_deadline, 2 * settings.fail2ban_timeout, 10.0)
+
+
+def fleet_history_sync(
+    state: RuntimeState,
+    *,
+    names: Iterable[str] | None = None,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> FleetSyncResult:
+    """Sync every enabled host (or those of `names`; HostUnknown for another name) at once."""
+    outcomes = history_sync_hosts(
+        state,
+        scopes=fleet.scopes_list(state, names=names),
+        deadline=sync_deadline(state) if deadline is None else deadline,
+        should_stop=should_stop,
+        progress=progress,
     )
-    return result
+    return FleetSyncResult(
+        hosts=[
+            HostSync(host=o.name, result=o.value, error=o.error, timed_out=o.timed_out)
+            for o in outcomes
+        ]
+    )
 
 
 # --- Retention ------------------------------------------------------------------------------------
@@ -581,7 +931,7 @@ def history_purge(
         with transaction.atomic():
             doomed = BanEvent.objects.filter(id__in=ids).order_by()
             counts = doomed.annotate(hour=hour_expression()).values_list(
-                "hour", "jail", "country_code", "origin"
+                "hour", "host", "jail", "country_code", "origin"
             )
             deltas = rollup_deltas(counts.annotate(n=Count("id")))
             ips = set(doomed.values_list("ip", flat=True))

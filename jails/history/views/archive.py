@@ -31,6 +31,8 @@ from jails.history.forms import WINDOWS, HistoryFilterForm
 from jails.history.models import BanEvent
 from jails.history.selectors import archive as history_selectors
 from jails.history.selectors.archive import Dashboard, HistoryFilter
+from jails.hosts.permissions import hosts_permitted
+from jails.hosts.services import fleet
 from jails.requests import HtmxHttpRequest
 from jails.roles import PERM_VIEW
 from jails.state import RuntimeState
@@ -38,6 +40,7 @@ from jails.views.common import page_number
 
 DASHBOARD_REFRESH_SECONDS = 60  # the archive changes once a minute (the sync's interval)
 SORT_LABELS = {"time": "Time", "jail": "Jail", "ip": "Address", "country": "Country"}
+FLEET_SORT_LABELS = {"time": "Time", "host": "Host", **SORT_LABELS}
 CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -52,6 +55,10 @@ class Filters:
     search: Any | None
     sort: str
     zone: ZoneInfo
+    # More hosts than the local one: the pages show a host filter and column.
+    fleet: bool = False
+    # The hosts the user may view (None: every host), whatever the host filter says.
+    permitted: frozenset[str] | None = None
 
     @property
     def window_label(self) -> str:
@@ -65,7 +72,7 @@ class Filters:
         """The query string of this page with some parameters changed (None removes one)."""
         values: dict[str, str] = {}
         data = self.form.data
-        for key in ("window", "start", "end", "jail", "country", "origin", "q", "sort"):
+        for key in ("window", "start", "end", "host", "jail", "country", "origin", "q", "sort"):
             value = data.get(key, "")
             if value and key not in self.form.errors:
                 values[key] = str(value)
@@ -84,10 +91,20 @@ def _zone(state: RuntimeState) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def hosts_scope(host: str, permitted: frozenset[str] | None) -> tuple[str, ...] | None:
+    """The hosts whose bans a page shows: the chosen one if the user may view it, else those
+    the user may view (None: every host; empty: none)."""
+    if host:
+        return (host,) if permitted is None or host in permitted else ()
+    return None if permitted is None else tuple(sorted(permitted))
+
+
 def filters_from_request(
     request: HtmxHttpRequest, state: RuntimeState, *, default_window: str
 ) -> Filters:
     """Read window, filters, search and sort from the query string; bad values are ignored."""
+    allowed = hosts_permitted(request.user, PERM_VIEW)
+    permitted = None if allowed is None else frozenset(allowed)
     form = HistoryFilterForm(request.GET)
     form.is_valid()
     data = {k: v for k, v in form.cleaned_data.items() if k not in form.errors}
@@ -110,6 +127,9 @@ def filters_from_request(
     sort = data.get("sort") or "-time"
     if sort.lstrip("-") not in history_selectors.HISTORY_SORTS:
         sort = "-time"
+    in_fleet = fleet.is_fleet()
+    # A single-host site ignores ?host= (there is nothing to choose); permissions still hold.
+    host = (data.get("host") or "") if in_fleet else ""
     return Filters(
         form=form,
         window=window,
@@ -119,10 +139,13 @@ def filters_from_request(
             jail=data.get("jail") or "",
             country=data.get("country") or "",
             origin=data.get("origin") or "",
+            hosts=hosts_scope(host, permitted),
         ),
         search=data.get("q"),
         sort=sort,
         zone=zone,
+        fleet=in_fleet,
+        permitted=permitted,
     )
 
 
@@ -191,14 +214,29 @@ def _map_names(state: RuntimeState) -> dict[str, str]:
     return {code: country.name for code, country in state.history.world_map().countries.items()}
 
 
+def _host_choices(filters: Filters) -> list[str]:
+    """The hosts to filter by: the enabled ones the user may view (none on a single host)."""
+    if not filters.fleet:
+        return []
+    names = [host.name for host in fleet.hosts_enabled()]
+    if filters.permitted is not None:
+        names = [name for name in names if name in filters.permitted]
+    chosen = filters.form.cleaned_data.get("host") if filters.form.is_bound else ""
+    if chosen and chosen not in names and filters.filter.hosts:
+        names.append(chosen)  # a disabled host's archive stays viewable
+    return names
+
+
 def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
-    jails = history_selectors.jail_names_archived()
+    hosts = filters.filter.hosts
+    jails = history_selectors.jail_names_archived(hosts=hosts)
     if filters.filter.jail and filters.filter.jail not in jails:
         jails.append(filters.filter.jail)
-    countries = history_selectors.countries_archived(known_names=_map_names(state))
+    countries = history_selectors.countries_archived(known_names=_map_names(state), hosts=hosts)
     if filters.filter.country and filters.filter.country not in {c for c, _ in countries}:
         countries.append((filters.filter.country, filters.filter.country))
     return {
+        "host_choices": _host_choices(filters),
         "jail_choices": jails,
         "country_choices": countries,
         "origin_choices": BanEvent.Origin.choices,
@@ -258,7 +296,7 @@ def history_list(request: HtmxHttpRequest) -> HttpResponse:
     )
     page = Paginator(events, state.settings.page_size).get_page(page_number(request))
     headers = []
-    for key, label in SORT_LABELS.items():
+    for key, label in (FLEET_SORT_LABELS if filters.fleet else SORT_LABELS).items():
         direction = {key: "up", f"-{key}": "down"}.get(filters.sort, "")
         # A click reverses the current order; time starts newest first, the others A to Z.
         descending = direction == "up" or (not direction and key == "time")
@@ -290,6 +328,7 @@ class _Echo:
         return value
 
 
+# `host` came last (issue 12): the columns before it keep their places for existing readers.
 CSV_HEADER = (
     "time_utc",
     "jail",
@@ -305,6 +344,7 @@ CSV_HEADER = (
     "asn",
     "as_name",
     "matches",
+    "host",
 )
 
 
@@ -328,6 +368,7 @@ def _csv_rows(events: Iterable[BanEvent]) -> Iterator[list[object]]:
                 e.asn if e.asn is not None else "",
                 e.as_name,
                 e.matches,
+                e.host,
             )
         ]
 

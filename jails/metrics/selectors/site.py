@@ -43,7 +43,7 @@ def site_sample_get() -> SiteSample:
     archived = tuple(
         ArchivedBans(jail=jail, origin=origin, bans=bans)
         for jail, origin, bans in BanRollup.objects.filter(
-            grain=BanRollup.Grain.TOTAL, country_code=ROLLUP_ALL
+            grain=BanRollup.Grain.TOTAL, country_code=ROLLUP_ALL, host=ROLLUP_ALL
         )
         .exclude(jail=ROLLUP_ALL)
         .order_by("jail", "origin")

@@ -1,4 +1,8 @@
-"""`manage.py history_sync`: copy fail2ban's bans into the archive now (one sync)."""
+"""`manage.py history_sync`: copy fail2ban's bans into the archive now (one sync).
+
+Every enabled host by default (`--all-hosts`), or the hosts named with `--host`; each host's
+result is reported, and one failing host does not stop the others.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from jails.fail2ban import Fail2banError
 from jails.history.services import summaries as history_summaries
 from jails.history.services import sync as history_service
 from jails.history.services.jobs import PURGE_JOB, SYNC_JOB, retention_days_get
+from jails.hosts.services import fleet
 from jails.jobs import job_acquire, job_lease_kept, runner_id
 from jails.management.base import RuntimeCommand
 from jails.models import AuditEntry
@@ -34,6 +39,16 @@ class Command(RuntimeCommand):
             "--dbfile",
             default=None,
             help="Read this fail2ban database (e.g. a backup) instead of the one fail2ban uses.",
+        )
+        hosts = parser.add_mutually_exclusive_group()
+        hosts.add_argument(
+            "--host",
+            action="append",
+            metavar="HOST",
+            help="Sync this host only (repeat for several). Default: every enabled host.",
+        )
+        hosts.add_argument(
+            "--all-hosts", action="store_true", help="Sync every enabled host (the default)."
         )
         parser.add_argument(
             "--purge", action="store_true", help="Also delete bans older than the retention."
@@ -57,22 +72,49 @@ class Command(RuntimeCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         state = runtime_state()
+        try:
+            scopes = fleet.scopes_list(state, names=options["host"])
+        except fleet.HostUnknown as exc:
+            raise CommandError(str(exc)) from exc
+        if not scopes:
+            raise CommandError("no enabled host to sync")
+        if options["dbfile"] and len(scopes) != 1:
+            raise CommandError("--dbfile reads one host's database: name it with --host")
         owner = "history_sync:" + runner_id()
         report: dict[str, Any] = {}
+        lines: list[str] = []
+        failed: list[str] = []
         self._lock(SYNC_JOB, owner, options["wait"])
         with job_lease_kept(name=SYNC_JOB, owner=owner) as outcome:
             try:
-                result = history_service.history_sync(state, dbfile=options["dbfile"])
-                outcome.succeeded(result.message)
-                report["sync"] = {
-                    "dbfile": result.dbfile,
-                    "read": result.read,
-                    "archived": result.archived,
-                    "already_archived": result.already,
-                    "unusable": result.skipped,
-                    "full_reread": result.rescanned,
-                    "geo_error": result.geo_error or None,
-                }
+                if options["dbfile"] or len(scopes) == 1:
+                    # One host: synced here, its errors are the command's.
+                    only = scopes[0]
+                    result = history_service.history_sync(only.state, dbfile=options["dbfile"])
+                    results: dict[str, tuple[history_service.SyncResult | None, str]] = {
+                        only.name: (result, "")
+                    }
+                    message = result.message
+                else:
+                    fleet_result = history_service.fleet_history_sync(
+                        state, names=[item.name for item in scopes]
+                    )
+                    if fleet_result.all_failed:
+                        raise history_service.HistoryError(fleet_result.message)
+                    message = fleet_result.message
+                    results = {h.host: (h.result, h.error) for h in fleet_result.hosts}
+                outcome.succeeded(message)
+                report["hosts"] = {}
+                for name, (host_result, error) in results.items():
+                    report["hosts"][name] = _result_report(host_result, error)
+                    if host_result is not None:
+                        prefix = f"{name}: " if len(results) > 1 else ""
+                        lines.append(prefix + host_result.message)
+                    if error:
+                        failed.append(f"{name}: {error}")
+                # The single-host shape stays for scripts that read it.
+                if len(results) == 1:
+                    report["sync"] = report["hosts"][scopes[0].name]
                 if options["rebuild_summaries"]:
                     history_summaries.summaries_rebuild()
                     report["summaries_rebuilt"] = True
@@ -92,7 +134,27 @@ class Command(RuntimeCommand):
                 outcome.succeeded(purge.message)
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
-            return
-        self.stdout.write(self.style.SUCCESS(result.message))
-        if "purge" in report:
-            self.stdout.write(purge.message)
+        else:
+            for line in lines:
+                self.stdout.write(self.style.SUCCESS(line))
+            for line in failed:
+                self.stderr.write(self.style.ERROR(f"history sync failed on {line}"))
+            if "purge" in report:
+                self.stdout.write(purge.message)
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(results)} hosts could not be synced")
+
+
+def _result_report(result: history_service.SyncResult | None, error: str) -> dict[str, Any]:
+    if result is None:
+        return {"error": error}
+    return {
+        "dbfile": result.dbfile,
+        "read": result.read,
+        "archived": result.archived,
+        "already_archived": result.already,
+        "unusable": result.skipped,
+        "full_reread": result.rescanned,
+        "geo_error": result.geo_error or None,
+        "error": error or None,
+    }
