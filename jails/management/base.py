@@ -11,13 +11,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip
-from jails.roles import PERM_ADMINISTER, PERM_OPERATE
+from jails.hosts.permissions import hosts_permitted
+from jails.roles import PERM_ADMINISTER, PERM_OPERATE, PERM_VIEW
 from jails.runtime import runtime_load
 from jails.services.audit import Actor
 from jails.state import runtime_state
 
 EXIT_USAGE = 2  # a bad command line, like argparse's own
-PERMISSION_NAMES = {PERM_OPERATE: "operate", PERM_ADMINISTER: "administer"}
+PERMISSION_NAMES = {PERM_VIEW: "view", PERM_OPERATE: "operate", PERM_ADMINISTER: "administer"}
 
 
 class RuntimeCommand(BaseCommand):
@@ -62,3 +63,15 @@ def command_actor(username: str | None, *, permission: str = PERM_OPERATE) -> Ac
             returncode=EXIT_USAGE,
         )
     return Actor(name=user.get_username(), source="command", user_id=user.pk, address=address)
+
+
+def command_hosts(username: str | None, *, permission: str = PERM_OPERATE) -> set[str] | None:
+    """The hosts `--as USER` holds `permission` on (jails.hosts.permissions); None: every host
+    (no --as: the shell's operator is the machine's administrator). Call command_actor first:
+    it refuses an unknown user or one without the permission anywhere."""
+    if not username:
+        return None
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise CommandError(f"--as: no active user named {username!r}", returncode=EXIT_USAGE)
+    return hosts_permitted(user, permission)

@@ -214,7 +214,7 @@ def test_metrics_fail2ban_down_is_up_zero_and_no_jails(token_on, runtime, client
 
 
 def test_metrics_fail2ban_counters_are_shared_until_they_expire(token_on, runtime, f2b, client):
-    from jails.metrics.services.fail2ban import fail2ban_sample_get
+    from jails.metrics.services.fail2ban import fail2ban_samples_get
 
     first = samples(scrape(client).content)
     assert value(first, "jailadmin_jail_currently_banned", host="local", jail="sshd") == 0
@@ -227,7 +227,8 @@ def test_metrics_fail2ban_counters_are_shared_until_they_expire(token_on, runtim
     runtime.session_cache.backend.delete(CACHE_KEY)
     fresh = samples(scrape(client).content)
     assert value(fresh, "jailadmin_jail_currently_banned", host="local", jail="sshd") == 1
-    assert fail2ban_sample_get(runtime, max_age=5).jails  # the service alone, same answer
+    [sample] = fail2ban_samples_get(runtime, max_age=5)  # the service alone, same answer
+    assert sample.host == "local" and sample.jails
 
 
 # --- The site's own values ------------------------------------------------------------------------

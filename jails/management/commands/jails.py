@@ -5,6 +5,13 @@ Exit codes: 0 ok, 1 failed (fail2ban refused or is down, invalid or held-back ad
 stdin (one per line) when none are given or the only one is ``-``. ``--json`` prints
 machine-readable output. Changes are audited as ``--as USER`` (a user with the operate
 permission) or, by default, as the system actor "system".
+
+Hosts (jails.hosts): without a host option a subcommand acts on the local host, exactly as
+before the fleet. ``--host NAME`` (repeatable) picks hosts, ``--all-hosts`` takes every
+enabled one. Reads ask the hosts in parallel, each within JAILADMIN_HOST_DEADLINE; changes
+run host by host. A host that fails prints an error line, the others print their results,
+and the exit status is 1. With a host option ``--json`` prints a list, one record per host;
+without one, the record it always printed. Every record carries ``"host"``.
 """
 
 from __future__ import annotations
@@ -12,14 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from django.core.management.base import CommandError, CommandParser
 
 from jails.apps import runtime_state
-from jails.fail2ban import Fail2banError, InvalidArgument
-from jails.management.base import RuntimeCommand, command_actor
+from jails.fail2ban import Fail2banError, Fail2banUnreachable, InvalidArgument, ProtocolError
+from jails.hosts.services import fleet
+from jails.hosts.services.fleet import HostOutcome, HostScope
+from jails.management.base import RuntimeCommand, command_actor, command_hosts
+from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
 from jails.services import control as control_service
 from jails.services import jails as jail_service
@@ -34,12 +45,42 @@ RUNTIME_NOTE = (
     "note: a runtime change; fail2ban forgets it on reload unless it is in the configuration"
 )
 MUTATING = {"ban", "unban", "ignore", "set", "idle", "stop", "start", "reload"}
+# Changes never give up on a host half-way (the printed result must be what happened), so
+# they run one host per fleet_map call, on this thread, and wait for it: each request has
+# the link's own timeout, so a dead host fails within that. The deadline passed says so
+# explicitly, should fleet_map ever cut a single host off too.
+WRITE_DEADLINE = 24 * 3600.0
+
+
+@dataclass
+class HostResult:
+    """One host's part of a subcommand, printed by the main thread in the order asked."""
+
+    data: dict[str, Any]  # the JSON record
+    lines: list[str] = field(default_factory=list)  # text for stdout
+    errors: list[str] = field(default_factory=list)  # text for stderr
+    ok: bool = True
+    error: str = ""  # why the host's part failed, when it did
+    held: int = 0  # addresses held back until --yes
+    # The host did not answer (down, hung, garbage), as opposed to answering with a refusal:
+    # recorded on its row (unreachable since...), like the pages do.
+    unreachable: bool = False
+
+    @classmethod
+    def failure(
+        cls, error: str, *, timed_out: bool = False, unreachable: bool = False
+    ) -> HostResult:
+        data: dict[str, Any] = {"ok": False, "error": error}
+        if timed_out:
+            data["timed_out"] = True
+        return cls(data=data, ok=False, error=error, unreachable=unreachable)
 
 
 class Command(RuntimeCommand):
     help = (
         "Operate fail2ban jails: status, show, ban, unban, ignore, set, idle, stop, start, "
-        "reload, where. Exit codes: 0 ok, 1 failed, 2 usage."
+        "reload, where; on the local host, on --host NAME (repeatable) or on --all-hosts. "
+        "Exit codes: 0 ok, 1 failed, 2 usage."
     )
     stealth_options = ("stdin",)
 
@@ -57,8 +98,26 @@ class Command(RuntimeCommand):
             default=argparse.SUPPRESS,
             help="Audit the change as this user (needs the operate permission).",
         )
+        common.add_argument(
+            "--host",
+            dest="hosts",
+            action="append",
+            metavar="NAME",
+            default=argparse.SUPPRESS,
+            help="Act on this host (repeatable; default: the local host).",
+        )
+        common.add_argument(
+            "--all-hosts",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="Act on every enabled host.",
+        )
         parser.add_argument("--json", action="store_true", help="JSON output.")
         parser.add_argument("--as", dest="as_user", metavar="USER", help="Act as this user.")
+        parser.add_argument(
+            "--host", dest="hosts", action="append", metavar="NAME", help="Act on this host."
+        )
+        parser.add_argument("--all-hosts", action="store_true", help="Act on every host.")
         sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
         p = sub.add_parser("status", parents=[common], help="Every jail, or one jail's counters.")
@@ -118,21 +177,107 @@ class Command(RuntimeCommand):
         self.as_json = bool(options.get("json"))
         self.stdin: TextIO = options.get("stdin") or sys.stdin
         subcommand = options["subcommand"]
-        actor = command_actor(options.get("as_user")) if subcommand in MUTATING else None
+        mutating = subcommand in MUTATING
+        permission = PERM_OPERATE if mutating else PERM_VIEW
+        as_user = options.get("as_user")
+        # Reads audit nothing, but `--as` still limits them to the user's hosts.
+        actor = command_actor(as_user, permission=permission) if mutating or as_user else None
+        names: list[str] = list(options.get("hosts") or [])
+        fleet_wide = bool(names) or bool(options.get("all_hosts"))
+        if names and options.get("all_hosts"):
+            raise CommandError("give --host or --all-hosts, not both", returncode=EXIT_USAGE)
+        self._prepare(subcommand, options)  # usage errors and stdin, before any host is asked
         state = runtime_state()
-        try:
-            ok = getattr(self, f"cmd_{subcommand}")(state, actor, options)
-        except InvalidArgument as exc:
-            self._fail(str(exc), EXIT_FAILED)
-        except Fail2banError as exc:
-            self._fail(describe_error(exc), EXIT_FAILED)
-        if not ok:
-            raise CommandError("the action did not fully succeed", returncode=EXIT_FAILED)
+        scopes = self._scopes(
+            state, names=names, every=fleet_wide and not names, as_user=as_user, perm=permission
+        )
+        run = self._on_host(getattr(self, f"cmd_{subcommand}"), actor, options)
+        outcomes: list[HostOutcome[HostResult]]
+        if mutating:
+            # Host by host, in the order asked: a change is never abandoned (WRITE_DEADLINE),
+            # and the audit rows are written on this thread, one host after the other.
+            outcomes = [
+                fleet.fleet_map([one], run, deadline=WRITE_DEADLINE, record=False)[0]
+                for one in scopes
+            ]
+        else:
+            outcomes = fleet.fleet_map(
+                scopes, run, deadline=state.settings.host_deadline, record=False
+            )
+        results = [(outcome.name, _result(outcome)) for outcome in outcomes]
+        # A service that reports a lost connection inside its result (a ban's report) still
+        # leaves its host unreachable on the row.
+        fleet.reachability_record(
+            replace(outcome, error=result.error or str(result.data.get("error") or "unreachable"))
+            if result.unreachable and outcome.ok
+            else outcome
+            for outcome, (_, result) in zip(outcomes, results, strict=True)
+        )
+        if fleet_wide:
+            self._print_hosts(results)
+        else:
+            self._print_single(*results[0])
 
-    def _fail(self, message: str, code: int) -> None:
-        if self.as_json:
-            self._json({"ok": False, "error": message})
-        raise CommandError(message, returncode=code)
+    def _scopes(
+        self,
+        state: RuntimeState,
+        *,
+        names: list[str],
+        every: bool,
+        as_user: str | None,
+        perm: str,
+    ) -> list[HostScope]:
+        """The hosts to act on, scoped; `--as USER` limits them to the user's hosts."""
+        allowed = command_hosts(as_user, permission=perm)
+        if not names and not every:
+            # The site's own fail2ban, as before the fleet (even if its row is disabled).
+            local = fleet.local_host()
+            if allowed is None or local.name in allowed:
+                return [fleet.scope(state, local)]
+            names = [local.name]
+        refused = [name for name in names if allowed is not None and name not in allowed]
+        if refused:
+            raise CommandError(
+                f"--as: {as_user} may not act on host {refused[0]}", returncode=EXIT_USAGE
+            )
+        try:
+            scopes = fleet.scopes_list(state, names=names or None, allowed=allowed)
+        except fleet.HostUnknown as exc:
+            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
+        if not scopes:
+            raise CommandError("no enabled host to act on", returncode=EXIT_USAGE)
+        return scopes
+
+    def _on_host(
+        self,
+        method: Callable[[RuntimeState, Actor | None, dict[str, Any]], HostResult],
+        actor: Actor | None,
+        options: dict[str, Any],
+    ) -> Callable[[RuntimeState], HostResult]:
+        def run(state: RuntimeState) -> HostResult:
+            try:
+                return method(state, actor, options)
+            except Fail2banError as exc:
+                return HostResult.failure(describe_error(exc), unreachable=_unreachable(exc))
+
+        return run
+
+    def _prepare(self, subcommand: str, options: dict[str, Any]) -> None:
+        """Check the arguments and read stdin once, for every host alike."""
+        if subcommand == "ban":
+            if options["batch_size"] < 1:
+                raise CommandError("--batch-size must be at least 1", returncode=EXIT_USAGE)
+            options["lines"] = self._addresses(options["ips"])
+        elif subcommand == "unban":
+            if options["unban_all"]:
+                if options["ips"]:
+                    raise CommandError("--all takes no addresses", returncode=EXIT_USAGE)
+            else:
+                options["lines"] = self._addresses(options["ips"])
+        elif subcommand == "ignore":
+            options["lines"] = _non_blank(self._addresses(options["ips"]))
+            if not options["lines"]:
+                raise CommandError("no addresses given", returncode=EXIT_USAGE)
 
     def _addresses(self, values: list[str]) -> list[str]:
         if values and values != ["-"]:
@@ -151,42 +296,92 @@ class Command(RuntimeCommand):
     def _line(self, text: str = "") -> None:
         self.stdout.write(text)
 
-    def _report(self, report: ActionReport) -> bool:
+    def _print_single(self, host: str, result: HostResult) -> None:
+        """The local host alone: the output (and exit status) the command always had."""
         if self.as_json:
-            self._json(report.as_dict())
+            self._json({**result.data, "host": host})
         else:
-            where = report.jail or "every jail"
-            counts = ", ".join(f"{n} {status}" for status, n in report.counts.items())
-            self._line(f"{report.action} in {where}: {counts or 'nothing to do'}")
-            if report.sent:
-                self._line(
-                    f"sent {report.sent} in {report.batches} batch(es); "
-                    f"fail2ban changed {report.changed}"
-                )
-            for line in report.lines:
-                if line.status in (LineStatus.INVALID, LineStatus.SKIPPED):
-                    detail = f" ({line.reason})" if line.reason else ""
-                    self._line(f"  line {line.number}: {line.text!r} {line.status}{detail}")
-            if report.needs_confirmation:
-                self._line(
-                    f"{len(report.needs_confirmation)} held back: run again with --yes to ban them"
-                )
-            if report.error:
-                self.stderr.write(f"error: {report.error}")
+            for line in result.lines:
+                self._line(line)
+        for line in result.errors:
+            self.stderr.write(line)
+        if result.held:
+            # Exit 1 like any partial failure, but say what to do rather than "did not succeed".
+            raise CommandError(
+                f"{_addresses_held(result.held)} held back (reasons above): "
+                "run again with --yes to ban them too",
+                returncode=EXIT_FAILED,
+            )
+        if not result.ok:
+            raise CommandError(
+                result.error or "the action did not fully succeed", returncode=EXIT_FAILED
+            )
+
+    def _print_hosts(self, results: list[tuple[str, HostResult]]) -> None:
+        """Every host's result in the order asked; exit 1 if any host failed."""
+        if self.as_json:
+            self._json([{"host": host, **result.data} for host, result in results])
+        for host, result in results:
+            if not self.as_json and (result.lines or result.ok):
+                self._line(f"== {host} ==")
+                for line in result.lines:
+                    self._line(line)
+            for line in result.errors:
+                self.stderr.write(f"{host}: {line}")
+            if result.error:
+                self.stderr.write(f"{host}: error: {result.error}")
+        failed = [host for host, result in results if not result.ok]
+        held = sum(result.held for _, result in results)
+        problems = []
+        if failed:
+            problems.append(f"failed on {len(failed)} of {len(results)} hosts: {', '.join(failed)}")
+        if held:
+            problems.append(
+                f"{_addresses_held(held)} held back (reasons above): "
+                "run again with --yes to ban them too"
+            )
+        if problems:
+            raise CommandError("; ".join(problems), returncode=EXIT_FAILED)
+
+    def _report(self, report: ActionReport) -> HostResult:
+        result = HostResult(data=report.as_dict())
+        where = report.jail or "every jail"
+        counts = ", ".join(f"{n} {status}" for status, n in report.counts.items())
+        result.lines.append(f"{report.action} in {where}: {counts or 'nothing to do'}")
+        if report.sent:
+            result.lines.append(
+                f"sent {report.sent} in {report.batches} batch(es); "
+                f"fail2ban changed {report.changed}"
+            )
+        for line in report.lines:
+            if line.status in (LineStatus.INVALID, LineStatus.SKIPPED):
+                detail = f" ({line.reason})" if line.reason else ""
+                result.lines.append(f"  line {line.number}: {line.text!r} {line.status}{detail}")
+        if report.needs_confirmation:
+            result.lines.append(
+                f"{len(report.needs_confirmation)} held back: run again with --yes to ban them"
+            )
+        if report.error:
+            result.errors.append(f"error: {report.error}")
         clean = not any(
             line.status in (LineStatus.INVALID, LineStatus.SKIPPED)
             and not line.reason.startswith("duplicate")
             for line in report.lines
         )
-        return report.ok and not report.error and clean
+        result.ok = report.ok and not report.error and clean
+        result.unreachable = _unreachable(report.failure)
+        return result
 
     # Read-only ---------------------------------------------------------------------------------
-    def cmd_status(self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]) -> bool:
+    def cmd_status(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
         overview = jail_service.overview_get(state)
         jails = overview.jails
         if options.get("jail"):
             jail_service.jail_require(state, name=options["jail"])
             jails = tuple(j for j in jails if j.name == options["jail"])
+        host = state.snapshot.host
         rows = [
             {
                 "jail": j.name,
@@ -195,22 +390,23 @@ class Command(RuntimeCommand):
                 "currently_banned": j.currently_banned,
                 "total_banned": j.total_banned,
                 "idle": j.idle,
+                "host": host,
             }
             for j in jails
         ]
-        if self.as_json:
-            self._json({"version": overview.version, "jails": rows})
-            return True
-        self._line(f"fail2ban {overview.version}: {len(overview.jails)} jails")
-        self._line(f"{'JAIL':<24} {'FAILED':>8} {'TOTAL':>8} {'BANNED':>8} {'TOTAL':>8}")
+        result = HostResult(data={"version": overview.version, "jails": rows})
+        result.lines.append(f"fail2ban {overview.version}: {len(overview.jails)} jails")
+        result.lines.append(f"{'JAIL':<24} {'FAILED':>8} {'TOTAL':>8} {'BANNED':>8} {'TOTAL':>8}")
         for r in rows:
-            self._line(
+            result.lines.append(
                 f"{r['jail']:<24} {r['currently_failed']:>8} {r['total_failed']:>8} "
                 f"{r['currently_banned']:>8} {r['total_banned']:>8}"
             )
-        return True
+        return result
 
-    def cmd_show(self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]) -> bool:
+    def cmd_show(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
         name = options["jail"]
         jail_service.jail_require(state, name=name)
         detail = jail_service.jail_detail_get(state, name=name)
@@ -236,82 +432,79 @@ class Command(RuntimeCommand):
                 for b in bans
             ],
         }
-        if self.as_json:
-            self._json(data)
-            return True
+        result = HostResult(data=data)
         for key in ("jail", "bantime", "findtime", "maxretry", "currently_failed"):
-            self._line(f"{key:<17} {data[key]}")
-        self._line(f"{'ignoreip':<17} {' '.join(data['ignoreip']) or '-'}")
-        self._line(f"{'currently_banned':<17} {data['currently_banned']}")
+            result.lines.append(f"{key:<17} {data[key]}")
+        result.lines.append(f"{'ignoreip':<17} {' '.join(data['ignoreip']) or '-'}")
+        result.lines.append(f"{'currently_banned':<17} {data['currently_banned']}")
         for ban in data["bans"]:
-            self._line(f"  {ban['ip']:<40} {ban['banned_at']}  until {ban['ends_at'] or 'never'}")
-        return True
+            result.lines.append(
+                f"  {ban['ip']:<40} {ban['banned_at']}  until {ban['ends_at'] or 'never'}"
+            )
+        return result
 
-    def cmd_where(self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]) -> bool:
+    def cmd_where(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
         report = ban_service.ip_where(state, address=options["ip"])
-        if self.as_json:
-            self._json(report.as_dict())
-            return True
+        result = HostResult(data=report.as_dict())
         if not report.bans:
-            self._line(f"{report.address}: not banned in any jail")
+            result.lines.append(f"{report.address}: not banned in any jail")
         for ban in report.bans:
             via = "" if ban.exact else f" (via {ban.entry})"
             until = "never" if ban.permanent else (ban.ends_at.isoformat() if ban.ends_at else "?")
             since = ban.banned_at.isoformat() if ban.banned_at else "?"
-            self._line(f"{report.address}: banned in {ban.jail}{via} since {since} until {until}")
+            result.lines.append(
+                f"{report.address}: banned in {ban.jail}{via} since {since} until {until}"
+            )
         for item in report.ignored_by:
-            self._line(f"{report.address}: on the ignore list of {item.jail} ({item.entry})")
-        return True
+            result.lines.append(
+                f"{report.address}: on the ignore list of {item.jail} ({item.entry})"
+            )
+        return result
 
     # Changes -----------------------------------------------------------------------------------
-    def cmd_ban(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
-        if options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1", returncode=EXIT_USAGE)
+    def cmd_ban(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
         report = ban_service.ips_ban(
             state,
             jail=options["jail"],
-            lines=self._addresses(options["ips"]),
+            lines=options["lines"],
             actor=actor,
             confirmed=options["yes"],
             batch_size=options["batch_size"],
         )
-        ok = self._report(report)
-        held = len(report.needs_confirmation)
-        if held and not report.error:
-            # Exit 1 like any partial failure, but say what to do rather than "did not succeed".
-            raise CommandError(
-                f"{held} address{'es' if held != 1 else ''} held back (reasons above): "
-                "run again with --yes to ban them too",
-                returncode=EXIT_FAILED,
-            )
-        return ok
+        result = self._report(report)
+        if report.needs_confirmation and not report.error:
+            result.held = len(report.needs_confirmation)
+        return result
 
-    def cmd_unban(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
+    def cmd_unban(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
         jail = options.get("jail")
         if options["unban_all"]:
-            if options["ips"]:
-                raise CommandError("--all takes no addresses", returncode=EXIT_USAGE)
             if jail:
                 count = ban_service.jail_unban_all(state, jail=jail, actor=actor)
             else:
                 count = ban_service.everything_unban(state, actor=actor)
-            if self.as_json:
-                self._json({"ok": True, "jail": jail, "unbanned": count})
-            else:
-                self._line(f"unbanned {count} in {jail or 'every jail'}")
-            return True
-        report = ban_service.ips_unban(
-            state, jail=jail, lines=self._addresses(options["ips"]), actor=actor
-        )
+            return HostResult(
+                data={"ok": True, "jail": jail, "unbanned": count},
+                lines=[f"unbanned {count} in {jail or 'every jail'}"],
+            )
+        report = ban_service.ips_unban(state, jail=jail, lines=options["lines"], actor=actor)
         return self._report(report)
 
-    def cmd_ignore(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
+    def cmd_ignore(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
         jail, add = options["jail"], options["op"] == "add"
-        values = _non_blank(self._addresses(options["ips"]))
-        if not values:
-            raise CommandError("no addresses given", returncode=EXIT_USAGE)
         results = []
-        for value in values:
+        for value in options["lines"]:
             try:
                 if add:
                     control_service.ignore_add(state, jail=jail, address=value, actor=actor)
@@ -322,78 +515,97 @@ class Command(RuntimeCommand):
                 results.append({"address": value, "ok": False, "error": str(exc)})
         listed = control_service.ignore_list_get(state, jail=jail)
         ok = all(item["ok"] for item in results)
-        if self.as_json:
-            self._json({"ok": ok, "jail": jail, "results": results, "ignoreip": listed})
-            return ok
+        result = HostResult(
+            data={"ok": ok, "jail": jail, "results": results, "ignoreip": listed}, ok=ok
+        )
         for item in results:
             if item["ok"]:
-                self._line(f"{options['op']} {item['address']}: ok")
+                result.lines.append(f"{options['op']} {item['address']}: ok")
             else:
-                self.stderr.write(f"{options['op']} {item['address']}: {item['error']}")
-        self._line(f"ignore list of {jail}: {' '.join(listed) or '(empty)'}")
-        self._line(RUNTIME_NOTE)
-        return ok
+                result.errors.append(f"{options['op']} {item['address']}: {item['error']}")
+        result.lines.append(f"ignore list of {jail}: {' '.join(listed) or '(empty)'}")
+        result.lines.append(RUNTIME_NOTE)
+        return result
 
-    def cmd_set(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
+    def cmd_set(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
         changes = control_service.jail_tune(
             state, jail=options["jail"], actor=actor, **{options["key"]: options["value"]}
         )
-        data = {
-            "ok": True,
-            "jail": options["jail"],
-            "changes": {c.key: {"old": c.old, "new": c.new} for c in changes},
-        }
-        if self.as_json:
-            self._json(data)
-        elif changes:
+        result = HostResult(
+            data={
+                "ok": True,
+                "jail": options["jail"],
+                "changes": {c.key: {"old": c.old, "new": c.new} for c in changes},
+            }
+        )
+        if changes:
             for c in changes:
-                self._line(f"{options['jail']}: {c.key} {c.old} -> {c.new}")
-            self._line(RUNTIME_NOTE)
+                result.lines.append(f"{options['jail']}: {c.key} {c.old} -> {c.new}")
+            result.lines.append(RUNTIME_NOTE)
         else:
-            self._line(f"{options['jail']}: {options['key']} unchanged")
-        return True
+            result.lines.append(f"{options['jail']}: {options['key']} unchanged")
+        return result
 
-    def cmd_idle(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
+    def cmd_idle(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
         idle = options["state"] == "on"
         control_service.jail_idle_set(state, jail=options["jail"], idle=idle, actor=actor)
-        self._done(
-            {"ok": True, "jail": options["jail"], "idle": idle},
-            f"{options['jail']}: idle {options['state']}",
+        return HostResult(
+            data={"ok": True, "jail": options["jail"], "idle": idle},
+            lines=[f"{options['jail']}: idle {options['state']}"],
         )
-        return True
 
-    def cmd_stop(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
+    def cmd_stop(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
         control_service.jail_stop(state, jail=options["jail"], actor=actor)
-        self._done(
-            {"ok": True, "jail": options["jail"], "stopped": True},
-            f"{options['jail']}: stopped (gone until the next reload or start)",
+        return HostResult(
+            data={"ok": True, "jail": options["jail"], "stopped": True},
+            lines=[f"{options['jail']}: stopped (gone until the next reload or start)"],
         )
-        return True
 
-    def cmd_start(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
-        result = control_service.jail_start(state, jail=options["jail"], actor=actor)
-        how = " (by reloading the configuration)" if result.via_reload else ""
-        self._done(
-            {"ok": True, "jail": result.jail, "via_reload": result.via_reload},
-            f"{result.jail}: started{how}",
+    def cmd_start(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
+        started = control_service.jail_start(state, jail=options["jail"], actor=actor)
+        how = " (by reloading the configuration)" if started.via_reload else ""
+        return HostResult(
+            data={"ok": True, "jail": started.jail, "via_reload": started.via_reload},
+            lines=[f"{started.jail}: started{how}"],
         )
-        return True
 
-    def cmd_reload(self, state: RuntimeState, actor: Actor, options: dict[str, Any]) -> bool:
-        result = control_service.server_reload(state, jail=options.get("jail"), actor=actor)
-        self._done(
-            {"ok": True, "jail": result.jail, "output": result.output},
-            f"reloaded {result.jail or 'fail2ban'}",
+    def cmd_reload(
+        self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
+    ) -> HostResult:
+        assert actor is not None
+        reloaded = control_service.server_reload(state, jail=options.get("jail"), actor=actor)
+        return HostResult(
+            data={"ok": True, "jail": reloaded.jail, "output": reloaded.output},
+            lines=[f"reloaded {reloaded.jail or 'fail2ban'}"],
         )
-        return True
 
-    def _done(self, data: dict[str, Any], text: str) -> None:
-        if self.as_json:
-            self._json(data)
-        else:
-            self._line(text)
+
+def _result(outcome: HostOutcome[HostResult]) -> HostResult:
+    if outcome.ok and outcome.value is not None:
+        return outcome.value
+    return HostResult.failure(outcome.error, timed_out=outcome.timed_out, unreachable=True)
+
+
+def _unreachable(exc: Exception | None) -> bool:
+    """A failure to reach the host, not a refusal by a host that answered."""
+    return isinstance(exc, Fail2banUnreachable | ProtocolError)
+
+
+def _addresses_held(count: int) -> str:
+    return f"{count} address{'es' if count != 1 else ''}"
 
 
 def _non_blank(values: Iterable[str]) -> list[str]:
     return [v for v in values if v.strip() and not v.lstrip().startswith(("#", ";"))]
-    return None

@@ -7,7 +7,7 @@ them): add freely, rename never.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +21,11 @@ from prometheus_client.metrics_core import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from jails.metrics.selectors.site import SiteSample, site_sample_get
-from jails.metrics.services.fail2ban import Fail2banSample, fail2ban_sample_get
+from jails.metrics.services.fail2ban import Fail2banSample, fail2ban_samples_get
 from jails.state import RuntimeState
 
-# Every fail2ban metric names its host: "local" is the fail2ban this site runs beside; the
-# fleet (jails.hosts) will add one value per managed host without renaming anything.
-LOCAL_HOST = "local"
+# Every fail2ban metric names its host (jails.hosts): "local" is the fail2ban this site runs
+# beside, every other enabled host adds its own series under the same names.
 # A value file starts with its 8-byte header ("bytes used"); smaller, it is being created.
 MIN_VALUE_FILE_BYTES = 8
 
@@ -35,7 +34,7 @@ MIN_VALUE_FILE_BYTES = 8
 class ScrapeCollector:
     """A prometheus_client collector over what one scrape has read (no I/O in collect())."""
 
-    fail2ban: Fail2banSample
+    fail2ban: tuple[Fail2banSample, ...]  # one per enabled host
     site: SiteSample
     now: float
 
@@ -68,30 +67,26 @@ class ProcessFilesCollector:
         return merge(files, accumulate=True)
 
 
-def _fail2ban_families(sample: Fail2banSample, *, now: float) -> Iterator[Metric]:
-    host = [LOCAL_HOST]
+def _fail2ban_families(samples: Sequence[Fail2banSample], *, now: float) -> Iterator[Metric]:
     up = GaugeMetricFamily(
         "jailadmin_fail2ban_up", "1 when fail2ban answered its status, else 0.", labels=["host"]
     )
-    up.add_metric(host, 1 if sample.up else 0)
-    yield up
     age = GaugeMetricFamily(
         "jailadmin_fail2ban_sample_age_seconds",
         "How old the fail2ban counters in this scrape are (they are shared for a few seconds).",
         labels=["host"],
     )
-    age.add_metric(host, max(now - sample.fetched_at, 0.0))
-    yield age
-    if not sample.up:
+    for sample in samples:
+        up.add_metric([sample.host], 1 if sample.up else 0)
+        age.add_metric([sample.host], max(now - sample.fetched_at, 0.0))
+    yield from (up, age)
+    answered = [sample for sample in samples if sample.up]
+    if not answered:
         return
     info = InfoMetricFamily("jailadmin_fail2ban", "The fail2ban server's version.", labels=["host"])
-    info.add_metric(host, {"version": sample.version})
-    yield info
     jails = GaugeMetricFamily(
         "jailadmin_fail2ban_jails", "Jails fail2ban is running.", labels=["host"]
     )
-    jails.add_metric(host, len(sample.jails))
-    yield jails
     labels = ["host", "jail"]
     currently_banned = GaugeMetricFamily(
         "jailadmin_jail_currently_banned", "Addresses banned in the jail now.", labels=labels
@@ -111,13 +106,17 @@ def _fail2ban_families(sample: Fail2banSample, *, now: float) -> Iterator[Metric
         "Failures the jail's filter matched since fail2ban (or the jail) started.",
         labels=labels,
     )
-    for jail in sample.jails:
-        key = [LOCAL_HOST, jail.name]
-        currently_banned.add_metric(key, jail.currently_banned)
-        banned.add_metric(key, jail.total_banned)
-        currently_failed.add_metric(key, jail.currently_failed)
-        failed.add_metric(key, jail.total_failed)
-    yield from (currently_banned, banned, currently_failed, failed)
+    # A host that did not answer has only its up (0) and age: no stale or made-up counters.
+    for sample in answered:
+        info.add_metric([sample.host], {"version": sample.version})
+        jails.add_metric([sample.host], len(sample.jails))
+        for jail in sample.jails:
+            key = [sample.host, jail.name]
+            currently_banned.add_metric(key, jail.currently_banned)
+            banned.add_metric(key, jail.total_banned)
+            currently_failed.add_metric(key, jail.currently_failed)
+            failed.add_metric(key, jail.total_failed)
+    yield from (info, jails, currently_banned, banned, currently_failed, failed)
 
 
 def _site_families(sample: SiteSample, *, now: float) -> Iterator[Metric]:
@@ -178,9 +177,10 @@ def metrics_render(
     max_age: int,
     clock: Callable[[], float] = time.time,
 ) -> bytes:
-    """The exposition in Prometheus' text format: one fail2ban round at most (shared by all
-    workers for `max_age` seconds), a few small queries, every worker's request files."""
-    fail2ban = fail2ban_sample_get(state, max_age=max_age, clock=clock)
+    """The exposition in Prometheus' text format: one fail2ban round at most (every host at
+    once, shared by all workers for `max_age` seconds), a few small queries, every worker's
+    request files."""
+    fail2ban = fail2ban_samples_get(state, max_age=max_age, clock=clock)
     site = site_sample_get()
     # A registry per scrape: nothing outlives the request, no module-level registry.
     registry = CollectorRegistry(auto_describe=False)

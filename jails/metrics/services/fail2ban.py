@@ -1,4 +1,5 @@
-"""fail2ban's counters for a scrape: one overview round, shared by every worker for a while.
+"""fail2ban's counters for a scrape: one overview round per host, shared by every worker
+for a while.
 
 Prometheus (or several of them, or an impatient operator's curl) may scrape any worker at
 any moment, and fail2ban is single-threaded: every scrape that asked it directly would
@@ -7,6 +8,10 @@ JAILADMIN_METRICS_CACHE_SECONDS and kept in the site's shared cache (the session
 the database table or Redis every worker uses; the Django default cache is per process), and
 a lock in that cache makes concurrent scrapes wait for the one round in progress instead
 of each starting their own.
+
+With several hosts (jails.hosts) a round asks them all at once, each within the per-host
+deadline (JAILADMIN_HOST_DEADLINE): a dead or hung host is sampled as down (its
+`jailadmin_fail2ban_up` is 0) and never delays the others' counters.
 """
 
 from __future__ import annotations
@@ -15,20 +20,24 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache.backends.base import BaseCache
 
-from jails.fail2ban import Fail2banError
+from jails.hosts.models import LOCAL_HOST
+from jails.hosts.services import fleet
 from jails.services import jails as jail_service
+from jails.services.jails import Overview
 from jails.session_storage import SessionStorageUnavailable
 from jails.state import RuntimeState
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "jailadmin:metrics:fail2ban"
+# The value is a list of per-host samples (a new key: a worker still running the one-host
+# code reads its own key and never meets this shape).
+CACHE_KEY = "jailadmin:metrics:fail2ban:hosts"
 LOCK_KEY = "jailadmin:metrics:fail2ban:lock"
 POLL_SECONDS = 0.05  # how often a waiting scrape looks for the round in progress
 
@@ -46,16 +55,18 @@ class JailSample:
 
 @dataclass(frozen=True)
 class Fail2banSample:
-    """One overview round's result: fail2ban up (version, jails) or down."""
+    """One host's part of a round: its fail2ban up (version, jails) or down."""
 
     up: bool
     version: str
     jails: tuple[JailSample, ...]
     fetched_at: float  # Unix time of the round
+    host: str = LOCAL_HOST
 
     def to_cache(self) -> dict[str, Any]:
         """Plain data: what another worker (perhaps running newer code) reads back."""
         return {
+            "host": self.host,
             "up": self.up,
             "version": self.version,
             "fetched_at": self.fetched_at,
@@ -72,6 +83,7 @@ class Fail2banSample:
             return None
         try:
             return cls(
+                host=str(value["host"]),
                 up=bool(value["up"]),
                 version=str(value["version"]),
                 fetched_at=float(value["fetched_at"]),
@@ -84,19 +96,29 @@ class Fail2banSample:
             return None
 
 
-def fail2ban_sample_fetch(
-    state: RuntimeState, *, clock: Callable[[], float] = time.time
-) -> Fail2banSample:
-    """One overview round now (the /jails/ page's), or a sample saying fail2ban is down."""
-    try:
-        overview = jail_service.overview_get(state)
-    except Fail2banError as exc:
-        logger.info("metrics: fail2ban did not answer: %s", type(exc).__name__)
-        return Fail2banSample(up=False, version="", jails=(), fetched_at=clock())
+def samples_to_cache(samples: Sequence[Fail2banSample]) -> list[dict[str, Any]]:
+    """A round (every host's sample) as plain data for the shared cache."""
+    return [sample.to_cache() for sample in samples]
+
+
+def samples_from_cache(value: object) -> tuple[Fail2banSample, ...] | None:
+    """The round another worker stored; None if absent or not readable as a whole."""
+    if not isinstance(value, list):
+        return None
+    samples = tuple(Fail2banSample.from_cache(item) for item in value)
+    if any(sample is None for sample in samples):
+        return None
+    return tuple(sample for sample in samples if sample is not None)
+
+
+def _sample(host: str, overview: Overview | None, *, fetched_at: float) -> Fail2banSample:
+    if overview is None:
+        return Fail2banSample(up=False, version="", jails=(), fetched_at=fetched_at, host=host)
     return Fail2banSample(
         up=True,
         version=overview.version,
-        fetched_at=clock(),
+        fetched_at=fetched_at,
+        host=host,
         jails=tuple(
             JailSample(
                 name=j.name,
@@ -110,14 +132,33 @@ def fail2ban_sample_fetch(
     )
 
 
-def fail2ban_sample_get(
+def fail2ban_samples_fetch(
+    state: RuntimeState, *, clock: Callable[[], float] = time.time
+) -> tuple[Fail2banSample, ...]:
+    """One overview round now (the /jails/ page's) on every enabled host at once, each within
+    the per-host deadline: a host that does not answer is sampled as down."""
+    fleet.local_host()  # the local host's row exists (a flushed or hand-edited table)
+    scopes = fleet.scopes_list(state)
+    outcomes = fleet.fleet_map(
+        scopes, jail_service.overview_get, deadline=state.settings.host_deadline
+    )
+    fetched_at = clock()
+    samples = []
+    for outcome in outcomes:
+        if not outcome.ok:
+            logger.info("metrics: host %s did not answer: %s", outcome.name, outcome.error)
+        samples.append(_sample(outcome.name, outcome.value, fetched_at=fetched_at))
+    return tuple(samples)
+
+
+def fail2ban_samples_get(
     state: RuntimeState,
     *,
     max_age: int,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
-) -> Fail2banSample:
-    """fail2ban's counters at most `max_age` seconds old: from the shared cache, or from one
+) -> tuple[Fail2banSample, ...]:
+    """Every host's counters at most `max_age` seconds old: from the shared cache, or from one
     round made by whichever scrape takes the lock while the others wait for it."""
     session_cache = state.session_cache
     cache = session_cache.backend
@@ -127,7 +168,7 @@ def fail2ban_sample_get(
     except SessionStorageUnavailable as exc:
         # The shared cache is down (Redis stopped...): the scrape still answers, uncached.
         logger.warning("metrics: shared cache unavailable, asking fail2ban directly: %s", exc)
-        return fail2ban_sample_fetch(state, clock=clock)
+        return fail2ban_samples_fetch(state, clock=clock)
 
 
 def _cached_or_fetched(
@@ -137,13 +178,15 @@ def _cached_or_fetched(
     max_age: int,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
-) -> Fail2banSample:
-    cached = Fail2banSample.from_cache(cache.get(CACHE_KEY))
+) -> tuple[Fail2banSample, ...]:
+    cached = samples_from_cache(cache.get(CACHE_KEY))
     if cached is not None:
         return cached
-    # Held at most as long as a round can take (each request may wait out the timeout);
-    # a worker killed while holding it only delays the others until it expires.
-    lock_seconds = math.ceil(3 * state.settings.fail2ban_timeout) + 1
+    # Held at most as long as a round can take (one host's requests may each wait out the
+    # timeout; several hosts are asked at once, each cut off at the deadline); a worker
+    # killed while holding it only delays the others until it expires.
+    settings = state.settings
+    lock_seconds = math.ceil(max(3 * settings.fail2ban_timeout, settings.host_deadline)) + 1
     owner = uuid.uuid4().hex
     # Counted, not timed against a clock: each wait is one POLL_SECONDS sleep, so waiting
     # ends after about as long as the lock can be held.
@@ -151,18 +194,18 @@ def _cached_or_fetched(
         if cache.add(LOCK_KEY, owner, timeout=lock_seconds):
             try:
                 # Another scrape may have stored a round between our read and the lock.
-                cached = Fail2banSample.from_cache(cache.get(CACHE_KEY))
+                cached = samples_from_cache(cache.get(CACHE_KEY))
                 if cached is not None:
                     return cached
-                sample = fail2ban_sample_fetch(state, clock=clock)
-                cache.set(CACHE_KEY, sample.to_cache(), timeout=max_age)
-                return sample
+                samples = fail2ban_samples_fetch(state, clock=clock)
+                cache.set(CACHE_KEY, samples_to_cache(samples), timeout=max_age)
+                return samples
             finally:
                 if cache.get(LOCK_KEY) == owner:
                     cache.delete(LOCK_KEY)
         sleep(POLL_SECONDS)
-        cached = Fail2banSample.from_cache(cache.get(CACHE_KEY))
+        cached = samples_from_cache(cache.get(CACHE_KEY))
         if cached is not None:
             return cached
     # The holder never stored a round (stuck, or its lock outlived it): answer this scrape.
-    return fail2ban_sample_fetch(state, clock=clock)
+    return fail2ban_samples_fetch(state, clock=clock)

@@ -33,6 +33,8 @@ from django.urls import reverse
 
 from jails.fail2ban import Fail2banError
 from jails.history.models import BanEvent
+from jails.hosts.models import LOCAL_HOST
+from jails.hosts.services import fleet
 from jails.notifications.models import PendingEvent, Rule
 from jails.notifications.services.delivery import DeliveryConfig, outbox_add
 from jails.notifications.services.messages import MAX_ROWS, Message, Table
@@ -367,46 +369,119 @@ def fail2ban_problem(state: RuntimeState) -> str | None:
     return None
 
 
-def _down(rule: Rule, ctx: _Context, memory: dict[str, Any], problem: str | None) -> RuleRun:
+def hosts_problems(state: RuntimeState) -> dict[str, str | None]:
+    """Every enabled host's problem (None: fail2ban answers), all pinged at once, each within
+    the per-host deadline; the reachability goes on the host rows as the pages record it."""
+    fleet.local_host()  # the local host's row exists (a flushed or hand-edited table)
+    outcomes = fleet.fleet_map(
+        fleet.scopes_list(state), fail2ban_problem, deadline=state.settings.host_deadline
+    )
+    problems: dict[str, str | None] = {}
+    for outcome in outcomes:
+        if outcome.timed_out:
+            problems[outcome.name] = f"no answer within {state.settings.host_deadline:g} s"
+        elif not outcome.ok:
+            # Not the error's text: it may name paths or addresses on this side.
+            problems[outcome.name] = "host unreachable"
+        else:
+            problems[outcome.name] = outcome.value
+    return problems
+
+
+def _host_memory(memory: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each host's outage memory ({"down_since", "down_notified"}), by host name.
+
+    A rule saved before the fleet kept the one fail2ban's at the top level: that is the
+    local host's, moved under "hosts" the first time it is read."""
+    hosts: dict[str, dict[str, Any]] = memory.setdefault("hosts", {})
+    legacy = {key: memory.pop(key) for key in ("down_since", "down_notified") if key in memory}
+    if legacy:
+        hosts.setdefault(LOCAL_HOST, {}).update(legacy)
+    return hosts
+
+
+def _down(
+    rule: Rule, ctx: _Context, memory: dict[str, Any], problems: dict[str, str | None]
+) -> RuleRun:
     minutes = int(rule_params(rule)["minutes"])
     run = RuleRun(memory=memory)
+    hosts = _host_memory(memory)
+    # A single-host site keeps its messages as they always were; with other hosts every
+    # message names its host.
+    named = set(problems) != {LOCAL_HOST}
+    for gone in set(hosts) - set(problems):
+        hosts.pop(gone)  # removed or disabled: no longer watched, nothing to recover from
+    for host, problem in problems.items():
+        firing = _host_down(host, problem, hosts, ctx=ctx, minutes=minutes, named=named)
+        if firing is not None:
+            run.firings.append(firing)
+    return run
+
+
+def _host_down(
+    host: str,
+    problem: str | None,
+    hosts: dict[str, dict[str, Any]],
+    *,
+    ctx: _Context,
+    minutes: int,
+    named: bool,
+) -> Firing | None:
+    """One host's outage: "down" once it lasted `minutes`, "recovered" when it ends."""
+    memory = hosts.get(host, {})
     since = memory.get("down_since")
+    what = f"fail2ban on {host}" if named else "fail2ban"
+    key = f"{host}:" if named else ""
+    facts: tuple[tuple[str, str], ...] = (("Host", host),) if named else ()
     if problem is not None:
         if since is None:
-            memory["down_since"] = ctx.now.isoformat()
-            return run
+            hosts[host] = {"down_since": ctx.now.isoformat()}
+            return None
         started = datetime.fromisoformat(since)
-        if not memory.get("down_notified") and ctx.now - started >= timedelta(minutes=minutes):
-            memory["down_notified"] = True
-            message = Message(
+        if memory.get("down_notified") or ctx.now - started < timedelta(minutes=minutes):
+            return None
+        memory["down_notified"] = True
+        return Firing(
+            f"down:{key}{started.isoformat()}",
+            Message(
                 event="down",
-                title=f"fail2ban unreachable for {minutes}+ minutes",
-                summary=f"fail2ban has not answered since {started:%Y-%m-%d %H:%M} UTC.",
-                facts=(("Problem", problem), ("Since", f"{started:%Y-%m-%d %H:%M:%S} UTC")),
-                link=ctx.link("jails:dashboard"),
-                data={"down_since": started.isoformat()},
-            )
-            run.firings.append(Firing(f"down:{started.isoformat()}", message))
-        return run
-    if since is not None:
-        started = datetime.fromisoformat(since)
-        if memory.get("down_notified"):
-            lasted = ctx.now - started
-            message = Message(
-                event="recovered",
-                title="fail2ban answers again",
-                summary=f"fail2ban was unreachable for {int(lasted.total_seconds() // 60)} min.",
+                title=f"{what} unreachable for {minutes}+ minutes",
+                summary=f"{what} has not answered since {started:%Y-%m-%d %H:%M} UTC.",
                 facts=(
-                    ("Down since", f"{started:%Y-%m-%d %H:%M:%S} UTC"),
-                    ("Back at", f"{ctx.now:%Y-%m-%d %H:%M:%S} UTC"),
+                    *facts,
+                    ("Problem", problem),
+                    ("Since", f"{started:%Y-%m-%d %H:%M:%S} UTC"),
                 ),
                 link=ctx.link("jails:dashboard"),
-                data={"down_since": started.isoformat(), "recovered_at": ctx.now.isoformat()},
-            )
-            run.firings.append(Firing(f"recovered:{started.isoformat()}", message))
-        memory.pop("down_since", None)
-        memory.pop("down_notified", None)
-    return run
+                data={"down_since": started.isoformat(), **({"host": host} if named else {})},
+            ),
+        )
+    if since is None:
+        return None
+    hosts.pop(host, None)
+    if not memory.get("down_notified"):
+        return None  # a short outage: nothing was said, nothing to take back
+    started = datetime.fromisoformat(since)
+    lasted = ctx.now - started
+    return Firing(
+        f"recovered:{key}{started.isoformat()}",
+        Message(
+            event="recovered",
+            title=f"{what} answers again",
+            summary=f"{what} was unreachable for {int(lasted.total_seconds() // 60)} min.",
+            facts=(
+                *facts,
+                ("Down since", f"{started:%Y-%m-%d %H:%M:%S} UTC"),
+                ("Back at", f"{ctx.now:%Y-%m-%d %H:%M:%S} UTC"),
+            ),
+            link=ctx.link("jails:dashboard"),
+            data={
+                "down_since": started.isoformat(),
+                "recovered_at": ctx.now.isoformat(),
+                **({"host": host} if named else {}),
+            },
+        ),
+    )
 
 
 # --- Blocklist imports failing --------------------------------------------------------------------
@@ -493,7 +568,9 @@ def _digest(rule: Rule, ctx: _Context, memory: dict[str, Any]) -> RuleRun:
 
 
 # --- The run --------------------------------------------------------------------------------------
-def _evaluate_one(rule: Rule, ctx: _Context, problem: Callable[[], str | None]) -> RuleRun:
+def _evaluate_one(
+    rule: Rule, ctx: _Context, problems: Callable[[], dict[str, str | None]]
+) -> RuleRun:
     memory = dict(rule.memory or {})
     if rule.kind == Rule.Kind.BURST:
         return _burst(rule, ctx, memory)
@@ -502,7 +579,7 @@ def _evaluate_one(rule: Rule, ctx: _Context, problem: Callable[[], str | None]) 
     if rule.kind == Rule.Kind.ORIGIN:
         return _origin(rule, ctx, memory)
     if rule.kind == Rule.Kind.DOWN:
-        return _down(rule, ctx, memory, problem())
+        return _down(rule, ctx, memory, problems())
     if rule.kind == Rule.Kind.BLOCKLIST:
         return _blocklist(rule, ctx, memory)
     if rule.kind == Rule.Kind.DIGEST:
@@ -525,11 +602,11 @@ def rules_evaluate(
     result = EvaluateResult()
     top_id = BanEvent.objects.aggregate(top=Max("id"))["top"] or 0
     ctx = _Context(state=state, now=now, top_id=top_id, site_url=config.site_url)
-    probed: list[str | None] = []
+    probed: list[dict[str, str | None]] = []
 
-    def problem() -> str | None:
-        if not probed:  # one ping per run, however many "down" rules there are
-            probed.append(fail2ban_problem(state))
+    def problems() -> dict[str, str | None]:
+        if not probed:  # one ping per host per run, however many "down" rules there are
+            probed.append(hosts_problems(state))
         return probed[0]
 
     todo: Iterable[Rule] = (
@@ -540,7 +617,7 @@ def rules_evaluate(
     for rule in todo:
         result.rules += 1
         try:
-            run = _evaluate_one(rule, ctx, problem)
+            run = _evaluate_one(rule, ctx, problems)
             with transaction.atomic():
                 channels = list(rule.channels.all())
                 subscribers = _subscribers(rule)
