@@ -24,12 +24,16 @@ from django.utils import timezone
 
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
+from jails.hosts.models import LOCAL_HOST
+from jails.hosts.permissions import host_permitted
+from jails.hosts.services import fleet
 from jails.models import AuditEntry, LiveBan
 from jails.requests import actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
 from jails.services.bans import LineStatus
+from jails.state import RuntimeState
 
 PER_PAGE = 100
 ACTIONS = {
@@ -39,18 +43,25 @@ ACTIONS = {
 
 
 def unban_pairs(
-    request: HttpRequest, pairs: Iterable[tuple[str, str]], *, everywhere: bool
+    request: HttpRequest,
+    pairs: Iterable[tuple[str, str]],
+    *,
+    everywhere: bool,
+    state: RuntimeState | None = None,
 ) -> None:
-    """Unban (jail, address) pairs, one service call (and audit record) per jail."""
+    """Unban (jail, address) pairs, one service call (and audit record) per jail.
+
+    `state`: scoped to the host to act on (jails.hosts); the local host when not given."""
     actor = actor_from_request(request, source=AuditEntry.Source.ADMIN)
-    state = runtime_state()
+    state = state or runtime_state()
+    host = "" if state.snapshot.host == LOCAL_HOST else f" on {state.snapshot.host}"
     by_jail: dict[str | None, list[str]] = defaultdict(list)
     for jail, ip in pairs:
         by_jail[None if everywhere else jail].append(ip)
     # `target`, not `jail`: None (every jail) is a value here, unlike in the pairs above.
     for target, ips in by_jail.items():
         report = ban_service.ips_unban(state, jail=target, lines=sorted(set(ips)), actor=actor)
-        where = f"from {target}" if target else "from every jail"
+        where = (f"from {target}" if target else "from every jail") + host
         if report.error:
             messages.error(request, f"Unban {where} failed: {report.error}")
             continue
@@ -71,11 +82,25 @@ def unban_pairs(
 def unban_ban_events(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> None:
-    """Admin action for archived bans (BanEvent): unban each (jail, ip) in fail2ban."""
+    """Admin action for archived bans (BanEvent): unban each (jail, ip) in fail2ban, on the
+    host that banned it (a host the user may not operate on, or no longer enabled, is
+    reported and skipped)."""
     if not request.user.has_perm(PERM_OPERATE):
         raise PermissionDenied
-    pairs = queryset.order_by().values_list("jail", "ip").distinct()
-    unban_pairs(request, list(pairs), everywhere=False)
+    by_host: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for host_name, jail, ip in queryset.order_by().values_list("host", "jail", "ip").distinct():
+        by_host[host_name].append((jail, ip))
+    state = runtime_state()
+    for host_name, pairs in sorted(by_host.items()):
+        if not host_permitted(request.user, PERM_OPERATE, host_name):
+            messages.error(request, f"Not permitted to unban on {host_name}.")
+            continue
+        try:
+            host = fleet.host_get(host_name)
+        except fleet.HostUnknown:
+            messages.error(request, f"No enabled host named {host_name}: nothing unbanned there.")
+            continue
+        unban_pairs(request, pairs, everywhere=False, state=fleet.host_state(state, host))
 
 
 @admin.register(LiveBan)

@@ -137,8 +137,11 @@ def ip_history_context(
     request: HtmxHttpRequest, state: RuntimeState, address: str
 ) -> dict[str, Any]:
     """Context for templates/history/_ip_history.html (the archived bans of the address)."""
+    permitted = hosts_permitted(request.user, PERM_VIEW)
     try:
-        found = history_selectors.ip_history_get(ip=address)
+        found = history_selectors.ip_history_get(
+            ip=address, hosts=None if permitted is None else tuple(sorted(permitted))
+        )
     except InvalidArgument:
         return {"ip_history": None}
     try:

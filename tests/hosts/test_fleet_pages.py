@@ -375,3 +375,44 @@ def test_ip_page_with_a_hung_host_answers_and_shows_it(hosts, f2b, logged_in_cli
         assert re.search(r'<tr class="result-error"><td>stuck</td><td>error</td>', page)
         assert f"Unbanned {ADDRESS} on 1 of 5 hosts." in page
     assert banned(hosts["s1"], "web") == set()
+
+
+# --- the admin's unban action for archived bans ------------------------------------------------
+def test_admin_unban_of_archived_bans_acts_on_the_host_that_banned(hosts, django_user_model):
+    from django.contrib.messages import get_messages
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.test import RequestFactory
+
+    from jails.admin_bans import unban_ban_events
+    from jails.history.models import BanEvent
+
+    for name in (LOCAL_HOST, "s1", "s2"):
+        jail = "sshd"
+        hosts[name].client().send("set", jail, "banip", ADDRESS)
+        BanEvent.objects.create(
+            host=name, jail=jail, ip=ADDRESS, network="203.0.113.0/24", timeofban=1, bantime=600
+        )
+    hosts["s3"].client().send("set", "sshd", "banip", ADDRESS)  # no archived ban there
+    # s2's operator rights are missing for this user: s2 is reported, not touched.
+    group = Group.objects.create(name="local+s1 operators")
+    group.permissions.set(Group.objects.get(name=OPERATOR).permissions.all())
+    for name in (LOCAL_HOST, "s1"):
+        Host.objects.get(name=name).groups.add(group)
+    user = django_user_model.objects.create_user("limited-admin", password="x", is_staff=True)
+    user.groups.add(group)
+    request = RequestFactory().post("/admin/history/banevent/")
+    request.user = user
+    request.session = {}
+    request._messages = FallbackStorage(request)
+
+    unban_ban_events(None, request, BanEvent.objects.all())
+
+    assert banned(hosts[LOCAL_HOST], "sshd") == set()
+    assert banned(hosts["s1"], "sshd") == set()
+    assert banned(hosts["s2"], "sshd") == {ADDRESS}
+    assert banned(hosts["s3"], "sshd") == {ADDRESS}
+    texts = [str(message) for message in get_messages(request)]
+    assert "Not permitted to unban on s2." in texts
+    assert any(text.endswith("from sshd on s1.") for text in texts), texts
+    records = AuditEntry.objects.filter(action="unban").values_list("host", flat=True)
+    assert sorted(records) == [LOCAL_HOST, "s1"]
