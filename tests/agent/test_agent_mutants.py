@@ -10,6 +10,8 @@ part asks a real agent (`python -m jails.agent`) and parses its command line.
 from __future__ import annotations
 
 import math
+import os
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -19,12 +21,15 @@ from jails.agent import operations
 from jails.agent.__main__ import parser_build
 from jails.agent.client import AgentLink, _ban_row
 from jails.agent.link import MAX_UNIX_PATH, agent_address_check
+from jails.agent.operations import HostConfig
 from jails.agent.protocol import (
     FrameTooLarge,
     error_decode,
     error_encode,
+    frame_encode,
     wire_value,
 )
+from jails.agent.server import OPERATIONS, Agent, dispatch, handshake
 from jails.fail2ban import (
     DatabaseUnavailable,
     Fail2banError,
@@ -35,8 +40,9 @@ from jails.fail2ban import (
     UnknownJail,
 )
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
+from jails.fail2ban.protocol import END
 from tests.support.agent_process import AgentProcess
-from tests.support.fakeserver import FakeFail2ban, reply_value
+from tests.support.fakeserver import FakeFail2ban, reply_raw, reply_value
 
 MAX_NESTING = 33  # containers inside containers that wire_value passes on (_MAX_DEPTH + 1)
 
@@ -441,3 +447,139 @@ def test_command_line_refuses(argv, message, capsys):
         parser_build().parse_args([*way, *argv])
     assert exited.value.code == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+
+
+# --- dispatch and handshake, in process: the exact refusal each malformed request gets ------------
+@pytest.fixture
+def fake_agent():
+    """An Agent (the server side, in this process) whose fail2ban is a fake answering 1.0.2."""
+    with FakeFail2ban(reply_value(0, "1.0.2")) as fake:
+        yield Agent.build(HostConfig(socket=fake.path, timeout=5.0)), fake
+
+
+def _refusal(request_id, message):
+    return {"id": request_id, "ok": False, "error": {"type": "AgentRefused", "message": message}}
+
+
+def test_dispatch_refusals_name_the_request_and_the_reason_exactly():
+    agent = None  # never reached: each request is refused before an operation runs
+    assert dispatch(agent, {"op": "health", "args": {}}) == _refusal(  # type: ignore[arg-type]
+        None, "a request needs a whole-number id"
+    )
+    assert dispatch(agent, {"id": 7, "op": "shell", "args": {}}) == _refusal(  # type: ignore[arg-type]
+        7, "unknown operation: 'shell'"
+    )
+    assert dispatch(agent, {"id": 7, "args": {}}) == _refusal(  # type: ignore[arg-type]
+        7, "unknown operation: None"
+    )
+    # An attacker's long name is cut to 80 characters of its repr, quotes included.
+    long_name = "x" * 500
+    reply = dispatch(agent, {"id": 8, "op": long_name})  # type: ignore[arg-type]
+    assert reply == _refusal(8, "unknown operation: " + repr(long_name)[:80])
+    assert dispatch(agent, {"id": 9, "op": "health", "args": None}) == _refusal(  # type: ignore[arg-type]
+        9, "args must be a JSON object"
+    )
+
+
+def test_dispatch_without_args_runs_the_operation_with_none(fake_agent):
+    agent, fake = fake_agent
+    reply = dispatch(agent, {"id": 3, "op": "health"})
+    assert reply == {
+        "id": 3,
+        "ok": True,
+        "value": {"fail2ban": {"reachable": True, "version": "1.0.2", "reason": None}},
+    }
+    fake.settle()
+    assert fake.decoded_requests() == [["version"]]
+
+
+def test_dispatch_turns_a_bug_in_an_operation_into_one_refused_request(caplog):
+    # No agent at all: the operation fails with an AttributeError, a bug, not a refusal.
+    with caplog.at_level("ERROR", logger="jailadmin.agent"):
+        reply = dispatch(None, {"id": 4, "op": "health", "args": {}})  # type: ignore[arg-type]
+    assert reply == _refusal(4, "the agent failed: AttributeError")
+    assert [r.getMessage() for r in caplog.records] == ["operation health failed"]
+    assert caplog.records[0].exc_info is not None  # the traceback is logged for the operator
+
+
+def test_dispatch_passes_a_typed_error_back_with_its_fields(fake_agent):
+    agent, _ = fake_agent
+    reply = dispatch(agent, {"id": 5, "op": "fail2ban", "args": {"commands": [["ping"]], "x": 1}})
+    assert reply == {
+        "id": 5,
+        "ok": False,
+        "error": {"type": "InvalidArgument", "message": "unexpected arguments: x"},
+    }
+    many = {f"k{i:03}": i for i in range(100)} | {"commands": [["ping"]]}
+    reply = dispatch(agent, {"id": 6, "op": "fail2ban", "args": many})
+    names = ", ".join(sorted(k for k in many if k != "commands"))
+    assert reply["error"]["message"] == f"unexpected arguments: {names[:200]}"
+
+
+def test_fail2ban_operation_answers_each_command_in_its_place(fake_agent):
+    agent, fake = fake_agent
+    reply = dispatch(agent, {"id": 1, "op": "fail2ban", "args": {"commands": [["version"]]}})
+    assert reply["value"]["results"] == [{"ok": True, "value": "1.0.2"}]
+    info = os.stat(fake.path)
+    assert reply["value"]["endpoint"] == [info.st_dev, info.st_ino, info.st_ctime_ns]
+    reply = dispatch(agent, {"id": 2, "op": "fail2ban", "args": {"commands": [["ping"], "ping"]}})
+    assert reply["error"] == {
+        "type": "InvalidArgument",
+        "message": "a command must be a list of words",
+    }
+
+
+def test_handshake_refusals_and_answer_exactly(fake_agent):
+    agent, _ = fake_agent
+    reply, go_on = handshake(agent, {"id": 1, "op": "health"})
+    assert (reply, go_on) == (_refusal(1, "the first request on a connection must be hello"), False)
+    reply, go_on = handshake(agent, {"id": 2, "op": "hello", "protocol": 2})
+    assert (reply, go_on) == (
+        _refusal(2, "protocol version 2 is not spoken here (this agent speaks 1)"),
+        False,
+    )
+    reply, go_on = handshake(agent, {"id": 3, "op": "hello", "protocol": "9" * 50})
+    assert reply["error"]["message"] == (
+        f"protocol version {'9' * 20} is not spoken here (this agent speaks 1)"
+    )
+    reply, go_on = handshake(agent, {"id": 4, "op": "hello", "protocol": 1})
+    assert go_on is True
+    assert reply["id"] == 4 and reply["ok"] is True
+    value = reply["value"]
+    assert (value["agent"], value["version"], value["protocol"]) == ("jailadmin-agent", "1.0", 1)
+    assert value["fail2ban_version"] == "1.0.2"
+    assert value["operations"] == sorted(OPERATIONS)
+    assert len(value["endpoint"]) == 3
+
+
+def test_health_of_an_unreachable_or_garbled_fail2ban_says_why(tmp_path):
+    agent = Agent.build(HostConfig(socket=str(tmp_path / "missing.sock"), timeout=1.0))
+    assert dispatch(agent, {"id": 1, "op": "health", "args": {}})["value"] == {
+        "fail2ban": {"reachable": False, "version": None, "reason": "the socket does not exist"}
+    }
+    # A reply that is not an (rc, value) pair: another typed error, worded as it is raised.
+    with FakeFail2ban(reply_raw(pickle.dumps(["a", "b", "c"]) + END)) as fake:
+        agent = Agent.build(HostConfig(socket=fake.path, timeout=5.0))
+        health = dispatch(agent, {"id": 2, "op": "health", "args": {}})["value"]["fail2ban"]
+    assert health == {
+        "reachable": False,
+        "version": None,
+        "reason": "reply is not an (rc, value) pair",
+    }
+
+
+def test_error_decode_of_a_malformed_or_unknown_error_says_which_exactly():
+    for data in ("boom", None, {"message": "no type"}, {"type": 5}):
+        error = error_decode(data)
+        assert type(error) is ProtocolError
+        assert str(error) == "the agent sent a malformed error"
+    error = error_decode({"type": "Z" * 200, "message": "m"})
+    assert type(error) is ProtocolError
+    # The type name is the sender's text: at most 80 characters of it are repeated.
+    assert str(error) == f"the agent sent an unknown error type: {'Z' * 80!r}"
+
+
+def test_frame_carries_text_as_utf8_not_as_json_escapes():
+    frame = frame_encode({"log": "Übermäßig ✓"})
+    body = '{"log":"Übermäßig ✓"}'.encode()
+    assert frame == len(body).to_bytes(4, "big") + body
