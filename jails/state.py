@@ -230,11 +230,18 @@ JAIL_SERVICE_SETTINGS = (
 )
 
 
-def jail_service_build(settings: RuntimeSettings) -> JailServiceState:
-    """The jails service's state for `settings`: a link, an empty capability cache. No I/O."""
+def jail_service_build(
+    settings: RuntimeSettings, *, client: HostLink | None = None, time_zone: str = ""
+) -> JailServiceState:
+    """The jails service's state: a link, an empty capability cache. No I/O.
+
+    The link the settings describe (the local host), or `client` (another host of the fleet,
+    jails.hosts) whose fail2ban reports in `time_zone` (default: the settings' zone).
+    """
+    if client is None:
+        client = link_build(agent=settings.fail2ban_agent, config=host_config(settings))
     return JailServiceState(
-        client=link_build(agent=settings.fail2ban_agent, config=host_config(settings)),
-        server_time_zone=ZoneInfo(settings.fail2ban_time_zone),
+        client=client, server_time_zone=ZoneInfo(time_zone or settings.fail2ban_time_zone)
     )
 
 

@@ -22,7 +22,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
-from zoneinfo import ZoneInfo
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -30,7 +29,13 @@ from django.utils import timezone
 from jails.agent.link import HostLink, link_build
 from jails.fail2ban.errors import Fail2banError
 from jails.hosts.models import LOCAL_HOST, Host
-from jails.state import FleetState, JailServiceState, RuntimeState, host_config
+from jails.state import (
+    FleetState,
+    JailServiceState,
+    RuntimeState,
+    host_config,
+    jail_service_build,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +164,8 @@ def _service(state: RuntimeState, host: Host) -> JailServiceState:
         built = fleet.services.get(host.pk)
         if built is not None and built[0] == key:
             return built[1]
-        service = JailServiceState(
-            client=_link_build(state, host),
-            server_time_zone=ZoneInfo(host.time_zone or state.settings.fail2ban_time_zone),
+        service = jail_service_build(
+            state.settings, client=_link_build(state, host), time_zone=host.time_zone
         )
         fleet.services[host.pk] = (key, service)
     if built is not None:
