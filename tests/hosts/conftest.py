@@ -75,6 +75,31 @@ def _parallel(fn: Any, items: Sequence[Any]) -> list[Any]:
         return list(pool.map(fn, items))
 
 
+def quiet_servers(
+    prefix: str, names: Sequence[str], jails: Sequence[JailSpec], **options: Any
+) -> Iterator[dict[str, PrivateServer]]:
+    """Private fail2ban servers with no-op actions, one per name, started in parallel, stopped
+    and removed after: the body of a module-scoped fixture (`yield from quiet_servers(…)`)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    servers = {
+        name: PrivateServer(base / name, jails, record_actions=False, **options) for name in names
+    }
+    try:
+        _parallel(lambda server: server.start(), list(servers.values()))
+        yield servers
+    finally:
+        _parallel(lambda server: server.stop(), list(servers.values()))
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def server_ready(server: PrivateServer) -> PrivateServer:
+    """`server` running (a test may have stopped it) and reset: no bans, its own settings."""
+    if not server.is_running():
+        server.start()
+    server.reset()
+    return server
+
+
 @pytest.fixture(scope="session")
 def fleet_sshd() -> Iterator[PrivateSshd]:
     """One private sshd for the session (the hosts' keys are added by `ssh_hosts`)."""
@@ -89,17 +114,9 @@ def fleet_sshd() -> Iterator[PrivateSshd]:
 @pytest.fixture(scope="session")
 def fleet_servers() -> Iterator[list[PrivateServer]]:
     """Five private fail2ban servers (no-op actions), started in parallel."""
-    base = Path(tempfile.mkdtemp(prefix="jfl-", dir="/tmp"))
-    servers = [
-        PrivateServer(base / f"h{index}", FLEET_JAILS, record_actions=False, tz=FLEET_TZ)
-        for index in range(1, FLEET_SIZE + 1)
-    ]
-    try:
-        _parallel(lambda server: server.start(), servers)
-        yield servers
-    finally:
-        _parallel(lambda server: server.stop(), servers)
-        shutil.rmtree(base, ignore_errors=True)
+    names = [f"h{index}" for index in range(1, FLEET_SIZE + 1)]
+    for servers in quiet_servers("jfl-", names, FLEET_JAILS, tz=FLEET_TZ):
+        yield list(servers.values())
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,7 @@ record of the same host. Real private fail2ban servers play the hosts."""
 from __future__ import annotations
 
 import importlib
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from jails.services import control
 from jails.services.audit import Actor, audit_record
 from jails.state import RuntimeState
 from tests.conftest import point_state_at, user_with_role, wait_until
+from tests.hosts.conftest import quiet_servers, server_ready
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
@@ -36,20 +35,13 @@ OPERATOR = Actor(name="oper", source=AuditEntry.Source.WEB, address="192.0.2.1")
 
 @pytest.fixture(scope="module")
 def other_server() -> Iterator[PrivateServer]:
-    base = Path(tempfile.mkdtemp(prefix="jfa-", dir="/tmp"))
-    server = PrivateServer(base, HOST_JAILS, record_actions=False)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    for servers in quiet_servers("jfa-", ["other"], HOST_JAILS):
+        yield servers["other"]
 
 
 @pytest.fixture
 def other(other_server: PrivateServer) -> PrivateServer:
-    if not other_server.is_running():
-        other_server.start()
-    other_server.reset()
-    return other_server
+    return server_ready(other_server)
 
 
 @pytest.fixture

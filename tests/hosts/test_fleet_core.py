@@ -4,11 +4,8 @@ the hosts (kind "socket"); a fake server that never answers plays a hung one."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -21,6 +18,7 @@ from jails.roles import OPERATOR, PERM_OPERATE, PERM_VIEW, VIEWER
 from jails.services import jails as jail_service
 from jails.state import RuntimeState
 from tests.conftest import point_state_at, user_with_role
+from tests.hosts.conftest import quiet_servers, server_ready
 from tests.support.fakeserver import FakeFail2ban, hang
 
 pytestmark = pytest.mark.django_db
@@ -30,20 +28,13 @@ OTHER_JAILS = (JailSpec("web", bantime="1h"), JailSpec("mail", bantime="1h"))
 
 @pytest.fixture(scope="module")
 def other_server() -> Iterator[PrivateServer]:
-    base = Path(tempfile.mkdtemp(prefix="jh-", dir="/tmp"))
-    server = PrivateServer(base, OTHER_JAILS, record_actions=False)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    for servers in quiet_servers("jh-", ["other"], OTHER_JAILS):
+        yield servers["other"]
 
 
 @pytest.fixture
 def other(other_server: PrivateServer) -> PrivateServer:
-    if not other_server.is_running():
-        other_server.start()
-    other_server.reset()
-    return other_server
+    return server_ready(other_server)
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ answers plays a hung host. Every change is checked in fail2ban itself, on every 
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -25,6 +22,7 @@ from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry
 from jails.roles import OPERATOR
 from tests.conftest import runtime_install
+from tests.hosts.conftest import quiet_servers, server_ready
 from tests.support.fakeserver import FakeFail2ban, hang
 
 pytestmark = pytest.mark.django_db
@@ -37,28 +35,14 @@ ADDRESS = "203.0.113.77"
 @pytest.fixture(scope="module")
 def socket_servers() -> Iterator[dict[str, PrivateServer]]:
     """Three quiet private fail2ban servers (no-op actions), for the module."""
-    base = Path(tempfile.mkdtemp(prefix="jfp-", dir="/tmp"))
-    servers = {
-        name: PrivateServer(base / name, SOCKET_JAILS, record_actions=False)
-        for name in SOCKET_HOSTS
-    }
-    try:
-        for server in servers.values():
-            server.start()
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from quiet_servers("jfp-", SOCKET_HOSTS, SOCKET_JAILS)
 
 
 @pytest.fixture
 def hosts(f2b, socket_servers) -> dict[str, PrivateServer]:
     """local (the session's server) and s1..s3 (reset, as enabled rows of kind socket)."""
     for server in socket_servers.values():
-        if not server.is_running():
-            server.start()
-        server.reset()
+        server_ready(server)
     runtime_install(f2b, agent=None)
     for name, server in socket_servers.items():
         Host.objects.create(name=name, kind=Host.Kind.SOCKET, address=str(server.socket_path))

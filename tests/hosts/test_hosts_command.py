@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -22,7 +21,7 @@ from jails.fail2ban.server import JailSpec, PrivateServer
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry, SiteSettings
 from tests.conftest import point_state_at, user_with_role
-from tests.hosts.conftest import ssh_host_rows
+from tests.hosts.conftest import quiet_servers, server_ready, ssh_host_rows
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
@@ -32,20 +31,13 @@ OTHER_JAILS = (JailSpec("web", bantime="1h"), JailSpec("mail", bantime="1h"))
 
 @pytest.fixture(scope="module")
 def other_server() -> Iterator[PrivateServer]:
-    base = Path(tempfile.mkdtemp(prefix="jhc-", dir="/tmp"))
-    server = PrivateServer(base, OTHER_JAILS, record_actions=False)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    for servers in quiet_servers("jhc-", ["other"], OTHER_JAILS):
+        yield servers["other"]
 
 
 @pytest.fixture
 def other(other_server: PrivateServer) -> PrivateServer:
-    if not other_server.is_running():
-        other_server.start()
-    other_server.reset()
-    return other_server
+    return server_ready(other_server)
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,8 @@ The SSH flows run against the real private sshd of tests/hosts/conftest.py."""
 from __future__ import annotations
 
 import html
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -25,7 +22,7 @@ from jails.models import AuditEntry, SiteSettings
 from jails.roles import ADMINISTRATOR
 from jails.state import RuntimeState
 from tests.conftest import point_state_at
-from tests.hosts.conftest import ssh_host_rows
+from tests.hosts.conftest import quiet_servers, server_ready, ssh_host_rows
 from tests.support.fakeserver import FakeFail2ban, hang
 from tests.support.sshd import agent_command
 
@@ -39,20 +36,13 @@ AGENT_COMMAND_OPTION = (
 
 @pytest.fixture(scope="module")
 def other_server() -> Iterator[PrivateServer]:
-    base = Path(tempfile.mkdtemp(prefix="jhp-", dir="/tmp"))
-    server = PrivateServer(base, OTHER_JAILS, record_actions=False)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    for servers in quiet_servers("jhp-", ["other"], OTHER_JAILS):
+        yield servers["other"]
 
 
 @pytest.fixture
 def other(other_server: PrivateServer) -> PrivateServer:
-    if not other_server.is_running():
-        other_server.start()
-    other_server.reset()
-    return other_server
+    return server_ready(other_server)
 
 
 @pytest.fixture
