@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +82,18 @@ def _same_tree(a: Path, b: Path) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def config_server() -> Iterator[ConfigHost]:
-    """One private fail2ban per test module, on a configuration the tests may change."""
-    base = Path(tempfile.mkdtemp(prefix="jc-", dir="/tmp"))
-    server = PrivateServer(base, CONFIG_JAILS)
-    # The shipped action.d beside the harness's own action: real definitions to list and edit.
-    shutil.copytree(shipped_action_dir(server), server.conf_dir / "action.d", dirs_exist_ok=True)
+def config_host_run(
+    prefix: str, jails: Sequence[JailSpec], *, shipped_actions: bool = False
+) -> Iterator[ConfigHost]:
+    """A private fail2ban on a configuration the tests may change, with a pristine copy to
+    restore: the body of a module-scoped fixture (`yield from config_host_run(…)`)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    server = PrivateServer(base, jails)
+    if shipped_actions:
+        # The shipped action.d beside the harness's own action: real definitions to edit.
+        shutil.copytree(
+            shipped_action_dir(server), server.conf_dir / "action.d", dirs_exist_ok=True
+        )
     try:
         server.start()
         pristine = base / "pristine"
@@ -99,16 +104,25 @@ def config_server() -> Iterator[ConfigHost]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def config_agent_server(config_server: ConfigHost) -> Iterator[AgentProcess]:
-    agent = AgentProcess(
-        str(config_server.server.socket_path), options=server_options(config_server.server)
-    )
+def config_agent_run(host: ConfigHost) -> Iterator[AgentProcess]:
+    """A real agent in front of `host`'s server, able to reload it (`yield from`)."""
+    agent = AgentProcess(str(host.server.socket_path), options=server_options(host.server))
     try:
         agent.start()
         yield agent
     finally:
         agent.cleanup()
+
+
+@pytest.fixture(scope="module")
+def config_server() -> Iterator[ConfigHost]:
+    """One private fail2ban per test module, on a configuration the tests may change."""
+    yield from config_host_run("jc-", CONFIG_JAILS, shipped_actions=True)
+
+
+@pytest.fixture(scope="module")
+def config_agent_server(config_server: ConfigHost) -> Iterator[AgentProcess]:
+    yield from config_agent_run(config_server)
 
 
 @pytest.fixture

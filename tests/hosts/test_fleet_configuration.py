@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -24,18 +22,20 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from jails.configuration.models import ConfigSnapshot, ConfigVersion
-from jails.fail2ban.server import FAILURE_LINE, JailSpec, PrivateServer
+from jails.fail2ban.server import FAILURE_LINE, JailSpec
 from jails.hosts.models import Host
 from jails.models import AuditEntry
 from tests.configuration.config_host import (  # noqa: F401 (fixtures)
     CONFIG_JAILS,
     ConfigHost,
+    config_agent_run,
     config_host,
+    config_host_run,
     config_server,
 )
 from tests.conftest import runtime_install, user_with_role
 from tests.hosts.conftest import LINK_TIMEOUT, SshHost, ssh_host_rows
-from tests.support.agent_process import AgentProcess, server_options
+from tests.support.agent_process import AgentProcess
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
@@ -54,28 +54,12 @@ def url(name: str, *args: str, host: str | None = None) -> str:
 # --- the second host: its own fail2ban and configuration, behind a real agent -------------------
 @pytest.fixture(scope="module")
 def h2_server() -> Iterator[ConfigHost]:
-    base = Path(tempfile.mkdtemp(prefix="jh2-", dir="/tmp"))
-    server = PrivateServer(base, H2_JAILS)
-    try:
-        server.start()
-        pristine = base / "pristine"
-        shutil.copytree(server.conf_dir, pristine, symlinks=True)
-        yield ConfigHost(server, pristine)
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from config_host_run("jh2-", H2_JAILS)
 
 
 @pytest.fixture(scope="module")
 def h2_agent(h2_server: ConfigHost) -> Iterator[AgentProcess]:
-    agent = AgentProcess(
-        str(h2_server.server.socket_path), options=server_options(h2_server.server)
-    )
-    try:
-        agent.start()
-        yield agent
-    finally:
-        agent.cleanup()
+    yield from config_agent_run(h2_server)
 
 
 @pytest.fixture
