@@ -17,7 +17,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
@@ -25,11 +25,11 @@ from django.utils import timezone
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.hosts.models import LOCAL_HOST
-from jails.hosts.permissions import host_permitted
+from jails.hosts.permissions import host_permitted, hosts_permitted
 from jails.hosts.services import fleet
 from jails.models import AuditEntry, LiveBan
 from jails.requests import actor_from_request
-from jails.roles import PERM_OPERATE
+from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
 from jails.services.bans import LineStatus
@@ -115,9 +115,9 @@ class LiveBanAdmin(ReadOnlyForViewersAdmin):
     def live_bans_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        state, host_name, host_names = self._host(request, PERM_VIEW)
         if request.method == "POST":
-            return self._act(request)
-        state = runtime_state()
+            return self._act(request, state, host_name)
         overview = jail_service.overview_get(state)
         jail = request.GET.get("jail", "")
         query = request.GET.get("q", "").strip()[:64]
@@ -139,12 +139,35 @@ class LiveBanAdmin(ReadOnlyForViewersAdmin):
             "page": page,
             "now": timezone.now(),
             "actions": ACTIONS.items(),
-            "can_operate": request.user.has_perm(PERM_OPERATE),
+            "can_operate": request.user.has_perm(PERM_OPERATE)
+            and host_permitted(request.user, PERM_OPERATE, host_name),
+            # The host the page is about (a choice only when the site has other hosts).
+            "host": host_name,
+            "hosts": host_names if len(host_names) > 1 else [],
         }
         return TemplateResponse(request, "admin/jails/liveban/change_list.html", context)
 
-    def _act(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm(PERM_OPERATE):
+    def _host(self, request: HttpRequest, perm: str) -> tuple[RuntimeState, str, list[str]]:
+        """The state scoped to the page's host (`?host=`; by default the local host, or the
+        first the user may view), its name, and the enabled hosts the user may view; 404 for
+        another name."""
+        permitted = hosts_permitted(request.user, perm)
+        names = [
+            host.name
+            for host in fleet.hosts_enabled()
+            if permitted is None or host.name in permitted
+        ]
+        default = LOCAL_HOST if LOCAL_HOST in names or not names else names[0]
+        name = request.GET.get("host") or default
+        if name not in names:
+            raise Http404("No such host, or not one you may view.")
+        return fleet.host_state(runtime_state(), fleet.host_get(name)), name, names
+
+    def _act(self, request: HttpRequest, state: RuntimeState, host_name: str) -> HttpResponse:
+        if not (
+            request.user.has_perm(PERM_OPERATE)
+            and host_permitted(request.user, PERM_OPERATE, host_name)
+        ):
             raise PermissionDenied
         action = request.POST.get("action", "")
         selected = request.POST.getlist("_selected_action")
@@ -155,5 +178,5 @@ class LiveBanAdmin(ReadOnlyForViewersAdmin):
         else:
             # partition, not split: a (jail, ip) pair by type, split at the first "|" all the same.
             pairs = [(j, ip) for j, _, ip in (v.partition("|") for v in selected if "|" in v)]
-            unban_pairs(request, pairs, everywhere=action == "unban_everywhere")
+            unban_pairs(request, pairs, everywhere=action == "unban_everywhere", state=state)
         return HttpResponseRedirect(request.get_full_path())

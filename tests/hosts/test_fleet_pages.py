@@ -400,3 +400,52 @@ def test_admin_unban_of_archived_bans_acts_on_the_host_that_banned(hosts, django
     assert any(text.endswith("from sshd on s1.") for text in texts), texts
     records = AuditEntry.objects.filter(action="unban").values_list("host", flat=True)
     assert sorted(records) == [LOCAL_HOST, "s1"]
+
+
+def test_admin_live_bans_show_and_unban_on_the_chosen_host(hosts, django_user_model):
+    for name in (LOCAL_HOST, "s2"):
+        hosts[name].client().send("set", "sshd", "banip", ADDRESS)
+    admin = django_user_model.objects.create_superuser("root", password="x")
+    client = Client()
+    client.force_login(admin)
+    url = "/admin/jails/liveban/"
+
+    local_page = body(client.get(url))
+    assert ADDRESS in local_page
+    assert re.search(r'<option value="s2">s2</option>', local_page)  # the host choice
+    s1_page = body(client.get(url, {"host": "s1"}))
+    assert ADDRESS not in s1_page
+
+    response = client.post(
+        f"{url}?host=s2", {"action": "unban", "_selected_action": f"sshd|{ADDRESS}"}
+    )
+    assert response.status_code == 302
+    assert banned(hosts["s2"], "sshd") == set()
+    assert banned(hosts[LOCAL_HOST], "sshd") == {ADDRESS}  # the local host untouched
+    assert list(AuditEntry.objects.filter(action="unban").values_list("host", flat=True)) == ["s2"]
+    assert client.get(url, {"host": "nope"}).status_code == 404
+
+
+def test_admin_live_bans_keep_a_limited_operator_on_their_hosts(hosts, django_user_model):
+    hosts["s1"].client().send("set", "sshd", "banip", ADDRESS)
+    hosts["s2"].client().send("set", "sshd", "banip", ADDRESS)
+    group = Group.objects.create(name="s1 operators")
+    group.permissions.set(Group.objects.get(name=OPERATOR).permissions.all())
+    Host.objects.get(name="s1").groups.add(group)
+    user = django_user_model.objects.create_user("s1-staff", password="x", is_staff=True)
+    user.groups.add(group)
+    client = Client()
+    client.force_login(user)
+    url = "/admin/jails/liveban/"
+
+    assert ADDRESS in body(client.get(url))  # the local host is not theirs: their first
+    assert client.get(url, {"host": LOCAL_HOST}).status_code == 404
+    assert client.get(url, {"host": "s2"}).status_code == 404
+    assert ADDRESS in body(client.get(url, {"host": "s1"}))
+    refused = client.post(
+        f"{url}?host=s2", {"action": "unban", "_selected_action": f"sshd|{ADDRESS}"}
+    )
+    assert refused.status_code == 404
+    client.post(f"{url}?host=s1", {"action": "unban", "_selected_action": f"sshd|{ADDRESS}"})
+    assert banned(hosts["s1"], "sshd") == set()
+    assert banned(hosts["s2"], "sshd") == {ADDRESS}
