@@ -37,6 +37,9 @@ urlpatterns = [
     ),
     # One host's configuration pages (issue 12): namespace jails:host-configuration.
     path("hosts/<str:host>/config/", include("jails.configuration.host_urls")),
+    path("hosts/<str:host>/server/", control.server_actions, name="host-server"),
+    path("hosts/<str:host>/server/reload/", control.server_reload, name="host-server-reload"),
+    path("hosts/<str:host>/server/unban-all/", bans.server_unban_all, name="host-server-unban-all"),
     # Managing the hosts (issue 12): namespace jails:hosts.
     path("hosts/", include("jails.hosts.urls")),
     path("jails/", jails.jail_list, name="jail-list"),

@@ -7,10 +7,8 @@ from typing import Any
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, UnknownJail
 from jails.forms import BulkBanForm
 from jails.requests import HtmxHttpRequest, actor_from_request
@@ -32,6 +30,8 @@ from jails.views.jail_page import (
     list_fields,
     redirect_with_message,
     server_page,
+    server_scope,
+    server_url,
 )
 
 FULL_REPORT_LINES = 1000  # up to this many lines, the report lists every line
@@ -220,20 +220,21 @@ UNBAN_EVERYTHING_PHRASE = "unban everything"
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def server_unban_all(request: HtmxHttpRequest) -> HttpResponse:
-    """Unban every address in every jail; the operator must type the phrase to confirm."""
+def server_unban_all(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
+    """Unban every address in every jail (of `host`); the operator types the phrase first."""
+    scoped = server_scope(request, host)
     typed = request.POST.get("phrase", "").strip().lower()
     if typed != UNBAN_EVERYTHING_PHRASE:
         outcome = Outcome(
             errors={"unban_all": f"Type “{UNBAN_EVERYTHING_PHRASE}” to confirm."},
             values={"phrase": request.POST.get("phrase", "")[:MAX_FIELD]},
         )
-        return server_page(request, outcome)
-    state = runtime_state()
+        return server_page(request, outcome, host=host)
     try:
-        count = ban_service.everything_unban(state, actor=actor_from_request(request))
+        count = ban_service.everything_unban(scoped.state, actor=actor_from_request(request))
     except Fail2banError as exc:
-        return server_page(request, Outcome(f"Unban failed: {describe_error(exc)}", "error"))
+        outcome = Outcome(f"Unban failed: {describe_error(exc)}", "error")
+        return server_page(request, outcome, host=host)
     return redirect_with_message(
-        request, reverse("jails:server"), f"Unbanned {count} addresses in every jail."
+        request, server_url("server", host), f"Unbanned {count} addresses in every jail."
     )

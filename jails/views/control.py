@@ -5,10 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from jails.apps import runtime_state
 from jails.configuration.services import overrides as config_overrides
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.formatting import duration_input
@@ -30,6 +28,8 @@ from jails.views.jail_page import (
     list_fields,
     redirect_with_message,
     server_page,
+    server_scope,
+    server_url,
 )
 
 LOST_ON_RELOAD = (
@@ -236,33 +236,34 @@ def _failed(request: HtmxHttpRequest, at: JailAt, message: str, op: str) -> Http
 # The server page: reload everything, unban everything ---
 @require_GET
 @permission_required(PERM_OPERATE, raise_exception=True)
-def server_actions(request: HtmxHttpRequest) -> HttpResponse:
-    """Actions on the whole fail2ban server."""
-    return server_page(request, Outcome())
+def server_actions(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
+    """Actions on the whole fail2ban server (of `host`: the local host by default)."""
+    return server_page(request, Outcome(), host=host)
 
 
 @require_POST
 @permission_required(PERM_OPERATE, raise_exception=True)
-def server_reload(request: HtmxHttpRequest) -> HttpResponse:
+def server_reload(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse:
     """Reload fail2ban's whole configuration, after a confirmation step."""
+    scoped = server_scope(request, host)
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(
-            title="Reload fail2ban?",
+            title=f"Reload fail2ban on {scoped.name}?" if host else "Reload fail2ban?",
             details=[
                 "fail2ban re-reads its whole configuration: stopped jails come back, and every"
                 " runtime change (ignore lists, ban times) is replaced by the configured values."
                 " Bans are kept."
             ],
-            url=reverse("jails:server-reload"),
+            url=server_url("server-reload", host),
             fields=[("confirm", "yes")],
             button="Reload fail2ban",
-            cancel=reverse("jails:server"),
+            cancel=server_url("server", host),
             htmx=False,
         )
-        return server_page(request, Outcome(confirm=confirm))
-    state = runtime_state()
+        return server_page(request, Outcome(confirm=confirm), host=host)
     try:
-        control_service.server_reload(state, actor=actor_from_request(request))
+        control_service.server_reload(scoped.state, actor=actor_from_request(request))
     except Fail2banError as exc:
-        return server_page(request, Outcome(f"Reload failed: {describe_error(exc)}", "error"))
-    return redirect_with_message(request, reverse("jails:server"), "Reloaded fail2ban.")
+        outcome = Outcome(f"Reload failed: {describe_error(exc)}", "error")
+        return server_page(request, outcome, host=host)
+    return redirect_with_message(request, server_url("server", host), "Reloaded fail2ban.")

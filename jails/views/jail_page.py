@@ -32,7 +32,8 @@ from django.views.decorators.http import require_POST
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument, UnknownJail
 from jails.fail2ban.validation import validate_jail_name
-from jails.requests import HtmxHttpRequest, host_for_request
+from jails.hosts.services.fleet import HostScope
+from jails.requests import HtmxHttpRequest, host_for_request, is_fleet_request
 from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
 from jails.services import jails as jail_service
@@ -253,11 +254,28 @@ def jail_action(view: JailView) -> JailView:
     return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
 
 
-def server_page(request: HtmxHttpRequest, outcome: Outcome, *, status: int = 200) -> HttpResponse:
+def server_url(name: str, host: str | None) -> str:
+    """A server page's URL: /server/… for the local host's pre-fleet URLs, else the host's."""
+    if host is None:
+        return reverse(f"jails:{name}")
+    return reverse(f"jails:host-{name}", args=[host])
+
+
+def server_scope(request: HtmxHttpRequest, host: str | None) -> HostScope:
+    """The host a server page acts on (operators; 404/403 as for a host's jail pages)."""
+    return host_for_request(request, runtime_state(), host, PERM_OPERATE)
+
+
+def server_page(
+    request: HtmxHttpRequest, outcome: Outcome, *, host: str | None = None, status: int = 200
+) -> HttpResponse:
     """The server page (reload everything, unban everything) with an action's outcome."""
-    state = runtime_state()
+    scoped = server_scope(request, host)
     context = {
         "outcome": outcome,
-        "reload_command": " ".join(control_service.reload_command(state, jail=None)),
+        "reload_command": " ".join(control_service.reload_command(scoped.state, jail=None)),
+        "server_host": scoped.name if host is not None or is_fleet_request(request) else "",
+        "reload_url": server_url("server-reload", host),
+        "unban_all_url": server_url("server-unban-all", host),
     }
     return render(request, "jails/server_actions.html", context, status=status)

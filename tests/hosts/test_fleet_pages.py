@@ -449,3 +449,39 @@ def test_admin_live_bans_keep_a_limited_operator_on_their_hosts(hosts, django_us
     client.post(f"{url}?host=s1", {"action": "unban", "_selected_action": f"sshd|{ADDRESS}"})
     assert banned(hosts["s1"], "sshd") == set()
     assert banned(hosts["s2"], "sshd") == {ADDRESS}
+
+
+# --- server actions on one host ------------------------------------------------------------------
+def test_server_actions_unban_everything_on_the_chosen_host_only(hosts, logged_in_client):
+    for name in (LOCAL_HOST, "s1", "s2"):
+        hosts[name].client().send("set", "web" if name != LOCAL_HOST else "sshd", "banip", ADDRESS)
+    page = body(logged_in_client.get(reverse("jails:host-server", args=["s1"])))
+    assert "Server actions on s1" in page
+    assert f'action="{reverse("jails:host-server-unban-all", args=["s1"])}"' in page
+    assert f'action="{reverse("jails:host-server-reload", args=["s1"])}"' in page
+
+    response = logged_in_client.post(
+        reverse("jails:host-server-unban-all", args=["s1"]), {"phrase": "unban everything"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("jails:host-server", args=["s1"])
+    assert banned(hosts["s1"], "web") == set()
+    assert banned(hosts["s2"], "web") == {ADDRESS}
+    assert banned(hosts[LOCAL_HOST], "sshd") == {ADDRESS}
+    assert AuditEntry.objects.get(action="unban_all").host == "s1"
+    # The jail list points at a host's server page once a host is chosen.
+    listing = body(logged_in_client.get(reverse("jails:jail-list"), {"host": "s2"}))
+    assert reverse("jails:host-server", args=["s2"]) in listing
+
+
+def test_server_actions_on_a_host_need_the_operate_role_there(hosts, django_user_model):
+    client = limited_client(django_user_model, "s1")
+    hosts["s2"].client().send("set", "web", "banip", ADDRESS)
+    assert client.get(reverse("jails:host-server", args=["s2"])).status_code == 403
+    refused = client.post(
+        reverse("jails:host-server-unban-all", args=["s2"]), {"phrase": "unban everything"}
+    )
+    assert refused.status_code == 403
+    assert banned(hosts["s2"], "web") == {ADDRESS}
+    assert client.get(reverse("jails:host-server", args=["nope"])).status_code == 404
+    assert client.get(reverse("jails:host-server", args=["s1"])).status_code == 200
