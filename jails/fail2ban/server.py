@@ -382,7 +382,12 @@ class PrivateServer:
         client = self.client(timeout=HARNESS_SECONDS)
         status = dict(client.send("status"))
         listed = {n.strip() for n in str(status.get("Jail list", "")).split(",")}
-        if not {jail.name for jail in self.jails} <= listed:
+        missing = {jail.name for jail in self.jails} - listed
+        if missing:
+            # A test that deactivated a jail through the configuration editor left an
+            # override behind: the harness's own configuration is what reset restores.
+            for name in missing:
+                (self.conf_dir / "jail.d" / f"{name}.local").unlink(missing_ok=True)
             self.reload()  # a stopped jail is gone from the server until a reload
             self.wait_ready()
             # The re-added jail restores its old bans from the database, asynchronously

@@ -50,6 +50,20 @@ def test_index_lists_every_jail_with_origin(config_runtime, config_host, role_cl
 
 
 @MODES
+def test_a_toggle_that_names_no_state_changes_nothing(config_runtime, config_host, role_client):
+    """Only the page's Activate/Deactivate buttons toggle: an empty POST (a stray form, a
+    crawler, the access tests) once deactivated the jail."""
+    client = role_client("administrator")
+    for data in ({}, {"enabled": "yes"}):
+        assert client.post(url("jail-toggle", "alpha"), data).status_code == 400
+    assert not (config_host.conf / "jail.d" / "alpha.local").exists()
+    names = {
+        n.strip() for n in dict(config_host.server.client().send("status"))["Jail list"].split(",")
+    }
+    assert "alpha" in names
+
+
+@MODES
 def test_operator_changes_common_settings(config_runtime, config_host, role_client):
     client = role_client("operator")
     page = client.get(url("jail", "alpha")).content.decode()

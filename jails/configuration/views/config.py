@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
@@ -226,7 +226,11 @@ def jail_toggle(request: HtmxHttpRequest, name: str, host: str | None = None) ->
         validate_jail_name(name)
     except InvalidArgument:
         raise Http404("no such jail") from None
-    enabled = request.POST.get("enabled") == "true"
+    choice = request.POST.get("enabled")
+    if choice not in ("true", "false"):
+        # Only the page's two buttons: a POST that names neither changes nothing.
+        return HttpResponseBadRequest("enabled must be true or false")
+    enabled = choice == "true"
     try:
         outcome = overrides.jail_enabled_set(
             where.state, jail=name, enabled=enabled, actor=actor_from_request(request)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from django.db import close_old_connections
+from django.db import connections
 from django.utils import timezone
 
 from jails.agent.link import HostLink, link_build
@@ -223,8 +223,11 @@ def _run(fn: Callable[[RuntimeState], T], scoped: RuntimeState) -> T:
     try:
         return fn(scoped)
     finally:
-        # The worker thread may have touched the database (audit records, history rows).
-        close_old_connections()
+        # The thread may have touched the database (a service's queries) and ends here: close
+        # its connections now. close_old_connections() would keep one open for CONN_MAX_AGE
+        # (PostgreSQL: 60 s), and a connection whose thread is gone is never reused — leaked
+        # until the server runs out of connection slots.
+        connections.close_all()
 
 
 def _start(fn: Callable[[RuntimeState], T], scoped: RuntimeState, *, name: str) -> Future[T]:
