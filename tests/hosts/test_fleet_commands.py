@@ -10,10 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry
 from jails.roles import OPERATOR
 from tests.conftest import runtime_install, user_with_role
-from tests.hosts.conftest import LINK_TIMEOUT
+from tests.hosts.conftest import LINK_TIMEOUT, quiet_servers, server_ready
 from tests.support.fakeserver import FakeFail2ban, hang
 
 pytestmark = pytest.mark.django_db
@@ -38,32 +36,26 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB_JAILS = (JailSpec("sshd", bantime="1h"), JailSpec("web", bantime="1h"))
 
 
-def _server(prefix: str) -> Iterator[PrivateServer]:
-    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    server = PrivateServer(base, WEB_JAILS, record_actions=False)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture(scope="module")
+def web_servers() -> Iterator[dict[str, PrivateServer]]:
+    yield from quiet_servers("jc-", ["web1", "web2"], WEB_JAILS)
 
 
 @pytest.fixture(scope="module")
-def web1_server() -> Iterator[PrivateServer]:
-    yield from _server("jc1-")
+def web1_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
+    return web_servers["web1"]
 
 
 @pytest.fixture(scope="module")
-def web2_server() -> Iterator[PrivateServer]:
-    yield from _server("jc2-")
+def web2_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
+    return web_servers["web2"]
 
 
 @pytest.fixture
 def hosts(f2b, web1_server, web2_server) -> dict[str, PrivateServer]:
     """local (the session's server, the state's own socket), web1 and web2: reset, as rows."""
     for server in (web1_server, web2_server):
-        if not server.is_running():
-            server.start()
-        server.reset()
+        server_ready(server)
     runtime_install(f2b, agent=None)
     Host.objects.create(name="web1", kind=Host.Kind.SOCKET, address=str(web1_server.socket_path))
     Host.objects.create(name="web2", kind=Host.Kind.SOCKET, address=str(web2_server.socket_path))

@@ -7,10 +7,7 @@ a fake server that never answers plays a hung host.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -20,7 +17,7 @@ from jails.fail2ban.server import JailSpec, PrivateServer
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.metrics.services.fail2ban import CACHE_KEY, samples_from_cache
 from tests.conftest import FAIL2BAN_VERSION, runtime_install, wait_until
-from tests.hosts.conftest import LINK_TIMEOUT
+from tests.hosts.conftest import LINK_TIMEOUT, quiet_servers, server_ready
 from tests.metrics.helpers import TOKEN, samples, value
 from tests.support.fakeserver import FakeFail2ban, hang
 
@@ -35,23 +32,19 @@ COUNTERS = {
 }
 
 
-def _server(prefix: str) -> Iterator[PrivateServer]:
-    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    server = PrivateServer(base, WEB_JAILS, record_actions=False)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+@pytest.fixture(scope="module")
+def web_servers() -> Iterator[dict[str, PrivateServer]]:
+    yield from quiet_servers("jm-", ["web1", "web2"], WEB_JAILS)
 
 
 @pytest.fixture(scope="module")
-def web1_server() -> Iterator[PrivateServer]:
-    yield from _server("jm1-")
+def web1_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
+    return web_servers["web1"]
 
 
 @pytest.fixture(scope="module")
-def web2_server() -> Iterator[PrivateServer]:
-    yield from _server("jm2-")
+def web2_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
+    return web_servers["web2"]
 
 
 @pytest.fixture
@@ -60,9 +53,7 @@ def hosts(f2b, web1_server, web2_server, settings) -> dict[str, PrivateServer]:
     settings.JAILADMIN_METRICS_TOKEN = TOKEN
     settings.JAILADMIN_METRICS_ALLOWED = []
     for server in (web1_server, web2_server):
-        if not server.is_running():
-            server.start()
-        server.reset()
+        server_ready(server)
     runtime_install(f2b, agent=None)
     Host.objects.create(name="web1", kind=Host.Kind.SOCKET, address=str(web1_server.socket_path))
     Host.objects.create(name="web2", kind=Host.Kind.SOCKET, address=str(web2_server.socket_path))
