@@ -236,6 +236,9 @@ JAILADMIN_FAIL2BAN_TIMEOUT = env_float("JAILADMIN_FAIL2BAN_TIMEOUT", 5.0, minimu
 # Pages that ask several hosts (jails.hosts) wait this long for each before showing it as
 # unreachable and rendering the rest.
 JAILADMIN_HOST_DEADLINE = env_float("JAILADMIN_HOST_DEADLINE", 4.0, minimum=0.1)
+# A host that failed or missed that deadline is shown unreachable at once, without being
+# asked, for this many seconds; then the next page asks it again (0: always ask).
+JAILADMIN_HOST_RETRY = env_float("JAILADMIN_HOST_RETRY", 30.0, minimum=0.0)
 # fail2ban reports ban times in the server's local time, without a zone.
 JAILADMIN_FAIL2BAN_TIME_ZONE = env_str("JAILADMIN_FAIL2BAN_TIME_ZONE", host_time_zone())
 # Configuration directory and fail2ban-client for `reload` (the one subprocess we run).

@@ -19,7 +19,7 @@ from django.db.models import Model, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from jails.admin_readonly import ReadOnlyForViewersAdmin
+from jails.admin_readonly import HostRowsAdmin, ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
 from jails.forms import SiteSettingsForm
 from jails.models import AuditEntry, ScheduledJob, SiteSettings
@@ -118,8 +118,11 @@ class SiteSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyForViewersAdmin):
-    """The audit log, read-only for everybody (nobody edits or deletes history)."""
+class AuditEntryAdmin(HostRowsAdmin):
+    """The audit log, read-only for everybody (nobody edits or deletes history); a user
+    limited to some hosts reads their records and those that concern no host."""
+
+    blank_host_shared = True
 
     list_display = (
         "created_at",

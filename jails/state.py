@@ -60,6 +60,9 @@ class RuntimeSettings:
     # A page that asks several hosts waits this long for each (JAILADMIN_HOST_DEADLINE);
     # a host that misses it is shown as unreachable and the page renders the rest.
     host_deadline: float = 4.0
+    # After a host failed or missed that deadline, pages skip it for this long (it is shown
+    # unreachable at once) before asking it again (JAILADMIN_HOST_RETRY; 0: always ask).
+    host_retry: float = 30.0
 
     @classmethod
     def from_django_settings(cls, settings: Any) -> RuntimeSettings:
@@ -83,6 +86,7 @@ class RuntimeSettings:
             ban_min_prefix_v4=settings.JAILADMIN_BAN_MIN_PREFIX_V4,
             ban_min_prefix_v6=settings.JAILADMIN_BAN_MIN_PREFIX_V6,
             host_deadline=settings.JAILADMIN_HOST_DEADLINE,
+            host_retry=settings.JAILADMIN_HOST_RETRY,
         )
 
 
@@ -164,6 +168,23 @@ class FleetState:
     services: dict[int, tuple[Hashable, JailServiceState]] = field(default_factory=dict)
     # Files the SSH transport needs (keys, known_hosts), private to this process.
     runtime_dir: str = ""
+    # Host primary key -> the breaker of a host that failed or missed its deadline: pages do
+    # not wait for it again until its cool-down is over (jails.hosts.services.fleet).
+    breakers: dict[int, HostBreaker] = field(default_factory=dict)
+
+
+@dataclass
+class HostBreaker:
+    """A host that failed or missed its deadline, as this process last saw it (guarded by
+    FleetState.lock). `service` is the link it failed on: a rebuilt link starts afresh."""
+
+    service: JailServiceState
+    error: str
+    timed_out: bool
+    retry_at: float  # time.monotonic() after which a caller may ask the host again
+    # A call to the host is still running (the one that missed the deadline, or the one
+    # trying again): no other caller starts one, so a hung host never piles up threads.
+    busy: bool = False
 
 
 @dataclass

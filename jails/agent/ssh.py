@@ -41,7 +41,19 @@ from .client import AgentLink, AgentStream
 
 # The forced command a host's authorized_keys line carries by default: the bundled agent
 # (`manage.py agent_bundle`) on the host's system python3, which imports fail2ban's modules.
-AGENT_COMMAND = "/usr/bin/python3 /usr/local/lib/jailadmin/agent.pyz --stdio"
+# Isolated mode (-I), as the local agent's systemd unit runs it: no PYTHON* variables, no
+# user site-packages and not the working directory on sys.path, so nothing in root's
+# environment or home decides which code the agent imports.
+AGENT_PYTHON = "/usr/bin/python3"
+AGENT_PATH = "/usr/local/lib/jailadmin/agent.pyz"
+
+
+def agent_command(python: str = AGENT_PYTHON, path: str = AGENT_PATH, *options: str) -> str:
+    """The forced command that runs the bundled agent at `path` on `python`, isolated."""
+    return " ".join([python, "-I", path, "--stdio", *options])
+
+
+AGENT_COMMAND = agent_command()
 DEFAULT_PORT = 22
 
 # A POSIX-ish login name: never starts with "-" (ssh would read it as an option).
@@ -390,7 +402,7 @@ class SshTransport:
         self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key_text = target.private_key.strip() + "\n"
         key_path = self.runtime_dir / f"{_digest(key_text)}.key"
-        known = f"{target.alias} {target.host_key}\n"
+        known = known_hosts_text(target)
         known_path = self.runtime_dir / f"{_digest(known)}.known_hosts"
         _private_file(key_path, key_text)
         _private_file(known_path, known)
@@ -398,39 +410,10 @@ class SshTransport:
 
     def argv(self, probe: str, *, timeout: float) -> list[str]:
         """The ssh command line: no user configuration, no ssh-agent, the stored keys only."""
-        target = self.target
         key_path, known_path = self._files()
-        options = {
-            "BatchMode": "yes",
-            "StrictHostKeyChecking": "yes",
-            "UserKnownHostsFile": str(known_path),
-            "GlobalKnownHostsFile": "/dev/null",
-            "HostKeyAlias": target.alias,
-            "HostKeyAlgorithms": _host_key_algorithms(target.host_key.split()[0]),
-            "UpdateHostKeys": "no",
-            "CheckHostIP": "no",
-            "ConnectTimeout": str(max(1, math.ceil(timeout))),
-            "ServerAliveInterval": str(SERVER_ALIVE_INTERVAL),
-            "ServerAliveCountMax": str(SERVER_ALIVE_COUNT),
-            "IdentitiesOnly": "yes",
-            "IdentityAgent": "none",
-            "PreferredAuthentications": "publickey",
-            "PasswordAuthentication": "no",
-            "KbdInteractiveAuthentication": "no",
-            "ControlMaster": "no",
-            "ControlPath": "none",
-            "ClearAllForwardings": "yes",
-            "ForwardAgent": "no",
-            "ForwardX11": "no",
-            "PermitLocalCommand": "no",
-            "RequestTTY": "no",
-            "EscapeChar": "none",
-        }
-        argv = [_tool("ssh"), "-F", "/dev/null", "-i", str(key_path), "-p", str(target.port)]
-        argv += ["-l", target.user, "-T", "-x", "-a"]
-        for name, value in options.items():
-            argv += ["-o", f"{name}={value}"]
-        return [*argv, "--", target.host, probe]
+        return client_argv(
+            self.target, key_path=key_path, known_hosts=known_path, timeout=timeout, command=probe
+        )
 
     def open(self, timeout: float) -> SshStream:
         target = self.target
@@ -469,6 +452,61 @@ class SshTransport:
         finally:
             theirs.close()
         return SshStream(ours, process, stderr, address=self.address, probe=probe)
+
+
+def known_hosts_text(target: SshTarget) -> str:
+    """A known_hosts file that holds the confirmed key alone, under the host's alias."""
+    if not target.host_key:
+        raise HostKeyUnconfirmed(
+            f"ssh:{target.destination}", "the host's key is not confirmed: confirm it first"
+        )
+    return f"{target.alias} {target.host_key}\n"
+
+
+def client_argv(
+    target: SshTarget,
+    *,
+    key_path: Path | str,
+    known_hosts: Path | str,
+    timeout: float,
+    command: str,
+) -> list[str]:
+    """`ssh … -- HOST COMMAND` with a fixed option set: no user configuration, no ssh-agent,
+    only the key file `key_path`, only the host key in `known_hosts` (strict, never updated).
+
+    The site's own transport and an administrator's one-time login (the agent install) both
+    run this, so both check the host's key by the same rules."""
+    options = {
+        "BatchMode": "yes",
+        "StrictHostKeyChecking": "yes",
+        "UserKnownHostsFile": str(known_hosts),
+        "GlobalKnownHostsFile": "/dev/null",
+        "HostKeyAlias": target.alias,
+        "HostKeyAlgorithms": _host_key_algorithms(target.host_key.split()[0]),
+        "UpdateHostKeys": "no",
+        "CheckHostIP": "no",
+        "ConnectTimeout": str(max(1, math.ceil(timeout))),
+        "ServerAliveInterval": str(SERVER_ALIVE_INTERVAL),
+        "ServerAliveCountMax": str(SERVER_ALIVE_COUNT),
+        "IdentitiesOnly": "yes",
+        "IdentityAgent": "none",
+        "PreferredAuthentications": "publickey",
+        "PasswordAuthentication": "no",
+        "KbdInteractiveAuthentication": "no",
+        "ControlMaster": "no",
+        "ControlPath": "none",
+        "ClearAllForwardings": "yes",
+        "ForwardAgent": "no",
+        "ForwardX11": "no",
+        "PermitLocalCommand": "no",
+        "RequestTTY": "no",
+        "EscapeChar": "none",
+    }
+    argv = [_tool("ssh"), "-F", "/dev/null", "-i", str(key_path), "-p", str(target.port)]
+    argv += ["-l", target.user, "-T", "-x", "-a"]
+    for name, value in options.items():
+        argv += ["-o", f"{name}={value}"]
+    return [*argv, "--", target.host, command]
 
 
 def _digest(text: str) -> str:

@@ -16,10 +16,15 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from jails.admin import AuditedAdminMixin
-from jails.admin_readonly import ReadOnlyForViewersAdmin
+from jails.admin_readonly import HostRowsAdmin
 from jails.apps import runtime_state
 from jails.blocklists.models import BlocklistSource, ImportRun
-from jails.blocklists.services.imports import ImportRefused, source_import, source_targets
+from jails.blocklists.services.imports import (
+    ImportRefused,
+    source_entries_hosts,
+    source_import,
+    source_targets,
+)
 from jails.blocklists.services.sources import source_delete
 from jails.hosts.models import Host
 from jails.hosts.permissions import hosts_permitted
@@ -98,7 +103,25 @@ class BlocklistSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return self.has_add_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.has_add_permission(request)
+        return self.has_add_permission(request) and self._administers_hosts_of(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self._administers_hosts_of(request, obj):
+            # What decides what is banned stays as it is on hosts this user does not
+            # administer (the schedule, the switch and their own hosts remain theirs).
+            fields += ["url", "jail", "allow_private"]
+        return fields
+
+    def _administers_hosts_of(self, request: HttpRequest, obj: Model | None) -> bool:
+        """Whether the user administers every host the source imports on or holds bans on:
+        its list, its jail or its removal changes what is banned there (as on the page)."""
+        allowed = hosts_permitted(request.user, PERM_ADMINISTER)
+        if allowed is None or not isinstance(obj, BlocklistSource):
+            return True
+        involved = {host.name for host in source_targets(obj)}
+        involved.update(source_entries_hosts(obj))
+        return involved <= allowed
 
     def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         excluded = list(super().get_exclude(request, obj) or [])
@@ -147,7 +170,7 @@ class BlocklistSourceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ImportRun)
-class ImportRunAdmin(ReadOnlyForViewersAdmin):
+class ImportRunAdmin(HostRowsAdmin):
     list_display = (
         "started_at",
         "label",

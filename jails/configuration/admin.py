@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from jails.admin_readonly import ReadOnlyForViewersAdmin
+from jails.admin_readonly import HostRowsAdmin
 from jails.configuration.models import ConfigVersion
 
 
 @admin.register(ConfigVersion)
-class ConfigVersionAdmin(ReadOnlyForViewersAdmin):
+class ConfigVersionAdmin(HostRowsAdmin):
     list_display = ("created_at", "host", "path", "source", "actor", "reason", "sha256")
     list_filter = ("host", "source")
     search_fields = ("=path", "actor")

@@ -11,12 +11,12 @@ from django.contrib import admin
 from django.utils.html import format_html_join
 
 from jails.admin_bans import unban_ban_events
-from jails.admin_readonly import ReadOnlyForViewersAdmin
+from jails.admin_readonly import HostRowsAdmin
 from jails.history.models import BanEvent
 
 
 @admin.register(BanEvent)
-class BanEventAdmin(ReadOnlyForViewersAdmin):
+class BanEventAdmin(HostRowsAdmin):
     list_display = (
         "banned_at",
         "host",

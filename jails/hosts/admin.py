@@ -14,15 +14,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from jails.admin import AuditedAdminMixin
+from jails.admin_readonly import HostLimitedAdmin
 from jails.agent import ssh
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument
 from jails.hosts.models import Host
+from jails.hosts.permissions import hosts_permitted
 from jails.hosts.services import hosts as host_service
 from jails.models import AuditEntry
 from jails.requests import actor_from_request
@@ -69,7 +72,9 @@ class HostAdminForm(forms.ModelForm):
 
 
 @admin.register(Host)
-class HostAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class HostAdmin(AuditedAdminMixin, HostLimitedAdmin):
+    # A user limited to some hosts sees those hosts' rows alone (HostLimitedAdmin).
+    host_field = "name"
     form = HostAdminForm
     list_display = ("name", "kind", "address", "enabled", "unreachable_since")
     list_filter = ("kind", "enabled")
@@ -117,14 +122,15 @@ class HostAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 fields += ["name", "address", "time_zone"]
         return fields
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_VIEW))
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.has_module_permission(request)
-
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_staff and request.user.has_perm(PERM_ADMINISTER))
+        # Administrators of every host only: this form holds the groups a host limits, so an
+        # administrator limited to some hosts could lift their own limit here (/hosts/ lets
+        # them edit their hosts' address and note, never the groups).
+        return bool(
+            request.user.is_staff
+            and request.user.has_perm(PERM_ADMINISTER)
+            and hosts_permitted(request.user, PERM_ADMINISTER) is None
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.has_add_permission(request)
@@ -151,6 +157,14 @@ class HostAdmin(AuditedAdminMixin, admin.ModelAdmin):
             )
         except host_service.HostRefused as exc:
             messages.error(request, str(exc))
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> Any:
+        # What the removal keeps (history) and removes (live bookkeeping), shown above
+        # Django's list of rows (admin/hosts/host/delete_confirmation.html).
+        obj = context.get("object")
+        if isinstance(obj, Host) and not obj.is_local:
+            context["removal"] = host_service.host_removal(obj)
+        return super().render_delete_form(request, context)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for obj in queryset:
@@ -196,3 +210,39 @@ admin.site.register(
         {"inlines": [*_group_admin.inlines, HostGroupInline]},
     ),
 )
+
+
+class HostsUserAdminMixin:
+    """Users can be changed only by administrators of every host, and made superusers only
+    by a superuser.
+
+    The administrator role holds `auth.change_user`, and the stock user admin edits a user's
+    groups, permissions and superuser flag. An administrator limited to some hosts could
+    otherwise put themselves in an unlimited group (or take over an unlimited administrator
+    by setting their password) and so lift their own limit.
+    """
+
+    def _unlimited(self, request: HttpRequest) -> bool:
+        return hosts_permitted(request.user, PERM_ADMINISTER) is None
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._unlimited(request) and super().has_add_permission(request, *args)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._unlimited(request) and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._unlimited(request) and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if not request.user.is_superuser:
+            fields.append("is_superuser")
+        return fields
+
+
+# The user admin is the core's (an audited UserAdmin); wrapped here like the group admin.
+_user_model = get_user_model()
+_user_admin = type(admin.site.get_model_admin(_user_model))
+admin.site.unregister(_user_model)
+admin.site.register(_user_model, type("HostsUserAdmin", (HostsUserAdminMixin, _user_admin), {}))

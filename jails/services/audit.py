@@ -109,10 +109,12 @@ def audit_finish(
     *,
     ips: Iterable[str] = (),
     parameters: dict[str, Any] | None = None,
-    ok: bool,
+    ok: bool | None,
     error: str = "",
 ) -> bool:
     """Store the result in the record `audit_start` made; False if the database refused.
+
+    `ok` None: the result is not known (a host that did not answer in time), `error` says so.
 
     Never raises: the action has already happened, and its real outcome (a result or a
     fail2ban error) must reach the caller, not a database error about its record. The

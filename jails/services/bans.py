@@ -253,25 +253,118 @@ def ips_ban(
     and passes the snapshot of the jail's bans it has just taken (`banned_now`): reading
     100 000 bans again costs fail2ban and us a few hundred ms for nothing.
     """
-    report = ActionReport(action="ban", jail=jail)
-    sent: list[str] = []
     with audited(actor=actor, action=audit_action, jail=jail, host=state.snapshot.host) as draft:
-        try:
-            _ban(
-                state,
-                report,
-                sent,
-                jail=jail,
-                lines=lines,
-                actor=actor,
-                confirmed=confirmed,
-                batch_size=batch_size,
-                banned_now=banned_now,
-            )
-        except Fail2banError as exc:
-            report.error, report.failure = str(exc), exc
-        _fill_draft(draft, report, sent, confirmed=confirmed, **(audit_parameters or {}))
-    return report
+        run = ban_run(
+            state,
+            jail=jail,
+            lines=lines,
+            actor=actor,
+            confirmed=confirmed,
+            batch_size=batch_size,
+            banned_now=banned_now,
+        )
+        change_audit_fill(draft, run, confirmed=confirmed, **(audit_parameters or {}))
+    return run.report
+
+
+# A change on several hosts at once (jails.hosts.services.fleet.fleet_change) runs the
+# fail2ban part of ips_ban / ips_unban on worker threads (ban_run / unban_run: no database)
+# and writes each host's audit record on the calling thread (change_audit_fill).
+@dataclass
+class ChangeRun:
+    """What a ban or unban did on one host: its report, and the addresses sent to fail2ban."""
+
+    report: ActionReport
+    sent: list[str] = field(default_factory=list)
+
+    def failure(self) -> Fail2banError | None:
+        return self.report.failure
+
+
+def ban_run(
+    state: RuntimeState,
+    *,
+    jail: str,
+    lines: Iterable[str],
+    actor: Actor,
+    confirmed: bool = False,
+    batch_size: int = BATCH_SIZE,
+    banned_now: set[str] | None = None,
+) -> ChangeRun:
+    """ips_ban without its audit record: talks to fail2ban only, never raises for it."""
+    run = ChangeRun(ActionReport(action="ban", jail=jail))
+    try:
+        _ban(
+            state,
+            run.report,
+            run.sent,
+            jail=jail,
+            lines=lines,
+            actor=actor,
+            confirmed=confirmed,
+            batch_size=batch_size,
+            banned_now=banned_now,
+        )
+    except Fail2banError as exc:
+        run.report.error, run.report.failure = str(exc), exc
+    return run
+
+
+def unban_run(
+    state: RuntimeState,
+    *,
+    jail: str | None,
+    lines: Iterable[str],
+    batch_size: int = BATCH_SIZE,
+    banned_now: set[str] | None = None,
+) -> ChangeRun:
+    """ips_unban without its audit record: talks to fail2ban only, never raises for it."""
+    run = ChangeRun(ActionReport(action="unban", jail=jail or ""))
+    try:
+        _unban(
+            state,
+            run.report,
+            run.sent,
+            jail=jail,
+            lines=lines,
+            batch_size=batch_size,
+            banned_now=banned_now,
+        )
+    except Fail2banError as exc:
+        run.report.error, run.report.failure = str(exc), exc
+    return run
+
+
+def unban_audit_action(jail: str | None) -> str:
+    return "unban" if jail else "unban_everywhere"
+
+
+def change_audit_fill(draft: AuditDraft, run: ChangeRun, /, **extra: Any) -> None:
+    """A ban's or unban's audit record, from what it did (`extra`: more parameters, any
+    names: a blocklist import records its "run", hence positional-only arguments)."""
+    report = run.report
+    _fill_draft(draft, report, run.sent, **extra)
+    if report.action == "unban" and not report.jail:
+        draft.parameters["jails"] = dict(list(report.jails_by_address.items())[:1000])
+
+
+def change_audit_close(
+    draft: AuditDraft,
+    run: ChangeRun | None,
+    /,
+    *,
+    error: str = "",
+    unknown: bool = False,
+    **extra: Any,
+) -> None:
+    """A ban's or unban's record on one host of several: what it did (`run`); without a run,
+    `error` as a failure, or (`unknown`) as a result nobody knows: the host did not answer in
+    time and the change may still have happened there (the record stays "started")."""
+    if run is not None:
+        change_audit_fill(draft, run, **extra)
+    else:
+        draft.ok = None if unknown else False
+        draft.error = error
 
 
 def _ban(
@@ -377,26 +470,11 @@ def ips_unban(
 
     `banned_now`: the jail's bans, just read by the caller (a blocklist import), not read again.
     """
-    report = ActionReport(action="unban", jail=jail or "")
-    sent: list[str] = []
-    action = audit_action or ("unban" if jail else "unban_everywhere")
+    action = audit_action or unban_audit_action(jail)
     with audited(actor=actor, action=action, jail=jail or "", host=state.snapshot.host) as draft:
-        try:
-            _unban(
-                state,
-                report,
-                sent,
-                jail=jail,
-                lines=lines,
-                batch_size=batch_size,
-                banned_now=banned_now,
-            )
-        except Fail2banError as exc:
-            report.error, report.failure = str(exc), exc
-        _fill_draft(draft, report, sent, **(audit_parameters or {}))
-        if not jail:
-            draft.parameters["jails"] = dict(list(report.jails_by_address.items())[:1000])
-    return report
+        run = unban_run(state, jail=jail, lines=lines, batch_size=batch_size, banned_now=banned_now)
+        change_audit_fill(draft, run, **(audit_parameters or {}))
+    return run.report
 
 
 def _all_bans(conn: CommandChannel) -> dict[str, list[str]]:

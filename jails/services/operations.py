@@ -210,7 +210,9 @@ class AuditDraft:
 
     ips: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
-    ok: bool = True
+    # None: the result is not known (a host that did not answer in time: the change may
+    # still have happened there); the record stays "started", with `error` saying why.
+    ok: bool | None = True
     error: str = ""
 
 

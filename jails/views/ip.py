@@ -9,6 +9,7 @@ and its context by :func:`ip_history_context`, which reads the history app's sel
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from jails.fail2ban.validation import JAIL_NAME_RE
 from jails.history.selectors import archive as history_selectors
 from jails.hosts.permissions import hosts_permitted
 from jails.hosts.services import fleet
-from jails.hosts.services.fleet import HostScope
+from jails.hosts.services.fleet import HostOutcome, HostScope
 from jails.requests import (
     HtmxHttpRequest,
     actor_from_request,
@@ -41,9 +42,9 @@ from jails.roles import PERM_OPERATE, PERM_VIEW
 from jails.services import bans as ban_service
 from jails.services import control as control_service
 from jails.services.audit import Actor
-from jails.services.bans import LineStatus, WhereReport
+from jails.services.bans import ChangeRun, LineStatus, WhereReport, change_audit_close
 from jails.services.control import describe_error
-from jails.services.operations import entry_parse
+from jails.services.operations import AuditDraft, audited, entry_parse
 from jails.state import RuntimeState
 from jails.views.bans import unban_outcome
 from jails.views.control import LOST_ON_RELOAD
@@ -342,32 +343,53 @@ def _chosen_hosts(
     return fleet.scopes_list(state, names=names), refused
 
 
-def _on_hosts(
+def _change_on_hosts(
     state: RuntimeState,
     scopes: list[HostScope],
-    refused: list[HostResult],
-    action: Callable[[RuntimeState], HostResult],
+    *,
+    work: Callable[[RuntimeState], ChangeRun],
+    audit_action: str,
+    jail: str,
+    actor: Actor,
+    verb: str,
+    result: Callable[[str, ChangeRun], HostResult],
+    **audit_extra: Any,
 ) -> list[HostResult]:
-    """`action` on every scope, host by host: its line, or the host's failure or timeout.
+    """`work` on every scope at once, each within the per-host deadline: its line, or the
+    host's failure, or that it did not answer in time (the change may still have happened).
 
-    Host by host, unlike the reads: each change is audited in the site's database, which
-    SQLite (the default) lets one writer use at a time anyway, and a change is not
-    abandoned half-way at a page deadline (the command line does the same). Each host is
-    still bounded by its link's timeout, and a few fail2ban round trips per host keep five
-    hosts well under a second.
+    The audit records are written here, on the request's thread, before (intent) and after
+    (result); the worker threads only talk to fail2ban (jails.hosts.services.fleet).
     """
-    outcomes = [
-        fleet.fleet_map([one], action, deadline=state.settings.host_deadline)[0] for one in scopes
-    ]
-    results = [
-        outcome.value
-        if outcome.value is not None
-        else HostResult(
-            outcome.name, "unreachable" if outcome.timed_out else "error", outcome.error
-        )
-        for outcome in outcomes
-    ]
-    return [*results, *refused]
+    deadline = state.settings.host_deadline
+    unknown = f"no answer within {deadline:g} s — the {verb} may still have happened"
+
+    def audit(item: HostScope) -> AbstractContextManager[AuditDraft]:
+        return audited(actor=actor, action=audit_action, jail=jail, host=item.name)
+
+    def finish(draft: AuditDraft, outcome: HostOutcome[ChangeRun]) -> None:
+        line = _change_line(outcome, unknown, result)
+        missed = outcome.timed_out and not outcome.skipped
+        change_audit_close(draft, outcome.value, error=line.message, unknown=missed, **audit_extra)
+
+    outcomes = fleet.fleet_change(
+        scopes, work, deadline=deadline, audit=audit, finish=finish, failure_of=ChangeRun.failure
+    )
+    return [_change_line(outcome, unknown, result) for outcome in outcomes]
+
+
+def _change_line(
+    outcome: HostOutcome[ChangeRun],
+    unknown: str,
+    result: Callable[[str, ChangeRun], HostResult],
+) -> HostResult:
+    if outcome.value is not None:
+        return result(outcome.name, outcome.value)
+    if outcome.skipped:
+        return HostResult(outcome.name, "unreachable", f"not sent: {outcome.error}")
+    if outcome.timed_out:
+        return HostResult(outcome.name, "unreachable", unknown)
+    return HostResult(outcome.name, "error", outcome.error)
 
 
 def _summary(verb: str, address: str, results: list[HostResult]) -> Outcome:
@@ -384,7 +406,8 @@ def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpRespons
     """Ban the address in `jail` on the chosen hosts (or every host), a line per host.
 
     Each host's wide, private or own-address check holds the ban back there until it is
-    confirmed; the confirmation then names only the hosts that held it back.
+    confirmed; the confirmation then names only the hosts that held it back. The checks,
+    then the bans, go to every host at once, each within the per-host deadline.
     """
     state = runtime_state()
     scopes, refused = _chosen_hosts(request, state)
@@ -392,11 +415,32 @@ def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpRespons
         return _ip_response(request, address, Outcome(errors={"host": "Choose a host."}))
     actor = actor_from_request(request)
     confirmed = request.POST.get("confirm") == "yes"
+    asked = [item.name for item in scopes]
+    checked: list[HostResult] = []
+    if not confirmed:
+        scopes, checked = _ban_checks(state, scopes, jail=jail, address=address, actor=actor)
 
-    def ban_on(scoped: RuntimeState) -> HostResult:
-        return _ban_on(scoped, jail=jail, address=address, actor=actor, confirmed=confirmed)
+    def ban_on(scoped: RuntimeState) -> ChangeRun:
+        return ban_service.ban_run(
+            scoped, jail=jail, lines=[address], actor=actor, confirmed=confirmed
+        )
 
-    results = _on_hosts(state, scopes, refused, ban_on)
+    def line(host: str, run: ChangeRun) -> HostResult:
+        return _ban_line(host, run, jail=jail)
+
+    done = _change_on_hosts(
+        state,
+        scopes,
+        work=ban_on,
+        audit_action="ban",
+        jail=jail,
+        actor=actor,
+        verb="ban",
+        result=line,
+        confirmed=confirmed,
+    )
+    by_host = {result.host: result for result in [*done, *checked]}
+    results = [*(by_host[name] for name in asked), *refused]
     held = {r.host: r.message for r in results if r.status == "held back"}
     outcome = _summary("Banned", address, results)
     if held:
@@ -410,20 +454,38 @@ def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpRespons
     return _ip_response(request, address, outcome)
 
 
-def _ban_on(
-    state: RuntimeState, *, jail: str, address: str, actor: Actor, confirmed: bool
-) -> HostResult:
-    host = state.snapshot.host
-    try:
-        if not confirmed:
-            reasons = ban_service.ban_confirmations(state, jail=jail, lines=[address], actor=actor)
-            if reasons:
-                return HostResult(host, "held back", reasons[address])
-        report = ban_service.ips_ban(
-            state, jail=jail, lines=[address], actor=actor, confirmed=confirmed
-        )
-    except UnknownJail:
-        return HostResult(host, "error", f"no jail named {jail}")
+def _ban_checks(
+    state: RuntimeState, scopes: list[HostScope], *, jail: str, address: str, actor: Actor
+) -> tuple[list[HostScope], list[HostResult]]:
+    """Which hosts may ban the address now (the rest: held back, or why they cannot)."""
+
+    def reasons_on(scoped: RuntimeState) -> dict[str, str] | None:
+        try:
+            return ban_service.ban_confirmations(scoped, jail=jail, lines=[address], actor=actor)
+        except UnknownJail:
+            return None  # an answer: the host has no such jail
+
+    outcomes = fleet.fleet_map(scopes, reasons_on, deadline=state.settings.host_deadline)
+    ready: list[HostScope] = []
+    lines: list[HostResult] = []
+    for item, outcome in zip(scopes, outcomes, strict=True):
+        if outcome.ok and outcome.value is None:
+            lines.append(HostResult(item.name, "error", f"no jail named {jail}"))
+        elif outcome.value is not None:
+            if address in outcome.value:
+                lines.append(HostResult(item.name, "held back", outcome.value[address]))
+            else:
+                ready.append(item)
+        elif outcome.skipped or outcome.timed_out:
+            # Nothing was sent there: only the check was asked (and not answered in time).
+            lines.append(HostResult(item.name, "unreachable", f"not sent: {outcome.error}"))
+        else:
+            lines.append(HostResult(item.name, "error", outcome.error))
+    return ready, lines
+
+
+def _ban_line(host: str, run: ChangeRun, *, jail: str) -> HostResult:
+    report = run.report
     if isinstance(report.failure, UnknownJail):
         return HostResult(host, "error", f"no jail named {jail}")
     if report.error:
@@ -433,11 +495,14 @@ def _ban_on(
     if report.count(LineStatus.BANNED):
         return HostResult(host, "ok", f"banned in {jail}")
     reason = report.lines[0].reason if report.lines else "not banned"
+    if report.needs_confirmation:
+        return HostResult(host, "held back", reason.removesuffix(": needs confirmation"))
     return HostResult(host, "error", reason)
 
 
 def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str) -> HttpResponse:
-    """Unban the entry from one jail or every jail on the chosen hosts, a line per host."""
+    """Unban the entry from one jail or every jail on the chosen hosts (all at once, each
+    within the per-host deadline), a line per host."""
     state = runtime_state()
     scopes, refused = _chosen_hosts(request, state)
     if not scopes and not refused:
@@ -445,9 +510,11 @@ def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str)
     actor = actor_from_request(request)
     which = None if jail == EVERY_JAIL else jail
 
-    def unban_on(scoped: RuntimeState) -> HostResult:
-        host = scoped.snapshot.host
-        report = ban_service.ips_unban(scoped, jail=which, lines=[target], actor=actor)
+    def unban_on(scoped: RuntimeState) -> ChangeRun:
+        return ban_service.unban_run(scoped, jail=which, lines=[target])
+
+    def line(host: str, run: ChangeRun) -> HostResult:
+        report = run.report
         if isinstance(report.failure, UnknownJail):
             return HostResult(host, "error", f"no jail named {jail}")
         if report.error:
@@ -456,5 +523,14 @@ def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str)
             return HostResult(host, "ok", f"unbanned from {which or 'every jail'}")
         return HostResult(host, "info", "was not banned")
 
-    results = _on_hosts(state, scopes, refused, unban_on)
-    return _ip_response(request, address, _summary("Unbanned", address, results))
+    results = _change_on_hosts(
+        state,
+        scopes,
+        work=unban_on,
+        audit_action=ban_service.unban_audit_action(which),
+        jail=which or "",
+        actor=actor,
+        verb="unban",
+        result=line,
+    )
+    return _ip_response(request, address, _summary("Unbanned", address, [*results, *refused]))

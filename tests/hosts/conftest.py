@@ -8,6 +8,7 @@
   host's key forces THE agent of this checkout (`python -m jails.agent --stdio`) in front
   of its own server, so the site reaches them exactly as it reaches remote hosts.
 - `ssh_host_rows(ssh_hosts)`: jails.hosts.models.Host rows (kind ssh) for them (needs `db`).
+- `web_hosts` (per test): the local host and two quiet servers web1, web2 as socket hosts.
 
 A test that stops sshd or changes its host key must leave it as it found it (or use
 `fleet_sshd.restart()`); `ssh_hosts` restarts a stopped sshd.
@@ -98,6 +99,32 @@ def server_ready(server: PrivateServer) -> PrivateServer:
         server.start()
     server.reset()
     return server
+
+
+# web_servers / web_hosts: two quiet hosts beside the local one (the session's server), for
+# the per-host commands and /metrics. Both jails on every host; two failures ban in sshd.
+WEB_JAILS = (JailSpec("sshd", maxretry=2, bantime="1h"), JailSpec("web", bantime="1h"))
+
+
+@pytest.fixture(scope="module")
+def web_servers() -> Iterator[dict[str, PrivateServer]]:
+    """web1 and web2: quiet private fail2ban servers, for the module."""
+    yield from quiet_servers("jw-", ["web1", "web2"], WEB_JAILS)
+
+
+@pytest.fixture
+def web_hosts(f2b: PrivateServer, web_servers: dict[str, PrivateServer]) -> dict[str, Any]:
+    """local (the session's server, the state's own socket), web1 and web2 (reset, as enabled
+    rows of kind socket): {name: PrivateServer}. Needs `db`."""
+    from jails.hosts.models import LOCAL_HOST, Host
+    from tests.conftest import runtime_install
+
+    for server in web_servers.values():
+        server_ready(server)
+    runtime_install(f2b, agent=None)
+    for name, server in web_servers.items():
+        Host.objects.create(name=name, kind=Host.Kind.SOCKET, address=str(server.socket_path))
+    return {LOCAL_HOST: f2b, **web_servers}
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,17 @@ commands' --host, the pages' host choices and per-host role limits.
 Real private fail2ban servers play the hosts (kind "socket"): "local" (the site's own
 setting), h1 and h2 (with a `blocklist` jail) and "nojail" (no such jail). The lists come
 from the blocklist tests' own HTTP server (tests/blocklists/conftest.py ListServer).
+The blocklist jail's creation per host runs on two hosts with writable configurations of
+their own: the local host (reached directly) and h2 (only through a real agent).
 """
+
+# Fixtures imported by name from tests/configuration/config_host.py are redefined as arguments.
+# ruff: noqa: F811
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -39,8 +45,17 @@ from jails.services.audit import Actor
 from jails.services.bans import ips_ban
 from jails.state import RuntimeState
 from tests.blocklists.conftest import ListServer, Route
-from tests.conftest import point_state_at
+from tests.configuration.config_host import (  # noqa: F401 (fixtures)
+    CONFIG_JAILS,
+    ConfigHost,
+    config_agent_run,
+    config_host,
+    config_host_run,
+    config_server,
+)
+from tests.conftest import point_state_at, runtime_install
 from tests.hosts.conftest import ssh_host_rows
+from tests.support.agent_process import AgentProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.fail2ban]
 
@@ -529,3 +544,110 @@ def test_fleet_import_with_every_chosen_host_disabled_says_so(state, servers, li
     [run] = run_import(state, source).values()
     assert run.status == ImportRun.Status.FAILED and "none of the source's hosts" in run.errors
     assert lists.hits("/drop.txt") == 0 and banned(servers["h1"]) == set()
+
+
+# --- the blocklist jail, created on chosen hosts --------------------------------------------------
+# The local host (config_host, reached directly) and h2 (its own fail2ban and configuration
+# directory, reached only through a real agent): neither has the blocklist jail at first.
+CREATE_URL = "jails:blocklists:jail-create"
+
+
+@pytest.fixture(scope="module")
+def jail_h2() -> Iterator[tuple[ConfigHost, AgentProcess]]:
+    """h2's fail2ban (fail2ban's shipped actions too: the jail's banaction) and its agent."""
+    for host in config_host_run("jbj-", CONFIG_JAILS, shipped_actions=True):
+        for agent in config_agent_run(host):
+            yield host, agent
+
+
+@pytest.fixture
+def jail_hosts(config_host, jail_h2) -> dict[str, ConfigHost]:
+    """local and h2 as they were at start (no blocklist jail); h2 a Host of kind agent."""
+    h2, agent = jail_h2
+    runtime_install(config_host.server, agent=None)
+    fleet.local_host()  # its row: the migration's is gone after an earlier test's flush
+    h2.restore()
+    agent.start()  # a no-op unless it stopped
+    Host.objects.create(name="h2", kind=Host.Kind.AGENT, address=agent.address)
+    return {LOCAL_HOST: config_host, "h2": h2}
+
+
+def jail_written(host: ConfigHost) -> bool:
+    return (host.conf / "jail.d" / "blocklist.local").exists()
+
+
+def test_fleet_jail_create_shows_each_host_lacking_it_and_creates_on_the_hosts_ticked(
+    jail_hosts, role_client
+):
+    local, h2 = jail_hosts[LOCAL_HOST], jail_hosts["h2"]
+    admin = role_client(ADMINISTRATOR)
+    page = admin.get(reverse("jails:blocklists:list")).content.decode()
+    assert '<span class="jail-missing-hosts">h2, local</span>' in page
+    for name in ("h2", LOCAL_HOST):
+        assert f'<input type="checkbox" name="host" value="{name}" checked>' in page
+
+    response = admin.post(reverse(CREATE_URL), {"jail": "blocklist", "host": ["h2"]}, follow=True)
+    text = response.content.decode()
+    assert response.status_code == 200, text[:2000]
+    assert "h2: Created the jail blocklist" in text
+    # fail2ban on h2 runs it; the local host, asked for nothing, has neither jail nor file.
+    assert "blocklist" in h2.running() and h2.get("blocklist", "bantime") == -1
+    assert jail_written(h2)
+    assert "blocklist" not in local.running() and not jail_written(local)
+    audit = AuditEntry.objects.get(action="config_jail_create", jail="blocklist")
+    assert audit.ok and audit.host == "h2"
+    # Now only the local host lacks it.
+    assert '<span class="jail-missing-hosts">local</span>' in text
+
+
+def test_fleet_jail_create_checks_the_administer_role_on_each_host(jail_hosts, django_user_model):
+    local, h2 = jail_hosts[LOCAL_HOST], jail_hosts["h2"]
+    client = client_for(limited_user(django_user_model, ADMINISTRATOR, LOCAL_HOST))
+    page = client.get(reverse("jails:blocklists:list")).content.decode()
+    # Missing on both, offered on the local host only.
+    assert '<span class="jail-missing-hosts">h2, local</span>' not in page  # h2 not viewable
+    assert f'<input type="checkbox" name="host" value="{LOCAL_HOST}" checked>' in page
+    assert 'name="host" value="h2"' not in page
+
+    # h2 slipped in by hand: nothing is done anywhere (not even on the local host).
+    both = client.post(reverse(CREATE_URL), {"jail": "blocklist", "host": [LOCAL_HOST, "h2"]})
+    assert both.status_code == 403
+    assert not jail_written(h2) and not jail_written(local)
+    assert not AuditEntry.objects.filter(action="config_jail_create").exists()
+
+    mine = client.post(reverse(CREATE_URL), {"jail": "blocklist", "host": [LOCAL_HOST]})
+    assert mine.status_code == 302
+    assert "blocklist" in local.running() and "blocklist" not in h2.running()
+
+
+def test_fleet_jail_create_reports_each_host_and_one_failing_stops_no_other(
+    jail_hosts, role_client
+):
+    local, h2 = jail_hosts[LOCAL_HOST], jail_hosts["h2"]
+    # fail2ban on h2 refuses the filter that is already there (see tests/blocklists).
+    (h2.conf / "filter.d" / "jailadmin-blocklist.local").write_text(
+        "[Definition]\nfailregex = ^no host group here$\n"
+    )
+    admin = role_client(ADMINISTRATOR)
+    response = admin.post(
+        reverse(CREATE_URL), {"jail": "blocklist", "host": ["h2", LOCAL_HOST, "nowhere"]}
+    )
+    assert response.status_code == 400  # a host that does not exist: nothing asked
+    assert "no enabled host named &#x27;nowhere&#x27;" in response.content.decode()
+    assert not jail_written(local) and not jail_written(h2)
+
+    response = admin.post(reverse(CREATE_URL), {"jail": "blocklist", "host": ["h2", LOCAL_HOST]})
+    text = response.content.decode()
+    assert response.status_code == 409
+    results = dict(re.findall(r'data-host="([^"]+)"><strong>[^<]+</strong>:\s*(\w+ ?\w*)', text))
+    assert results == {"h2": "not created", LOCAL_HOST: "created"}
+    assert "Not saved: fail2ban refused the configuration" in text
+    assert "blocklist" in local.running() and jail_written(local)
+    assert "blocklist" not in h2.running() and not jail_written(h2)
+    outcomes = dict(
+        AuditEntry.objects.filter(action="config_jail_create").values_list("host", "ok")
+    )
+    assert outcomes == {"h2": False, LOCAL_HOST: True}
+
+    none = admin.post(reverse(CREATE_URL), {"jail": "blocklist"})
+    assert none.status_code == 400 and "None was ticked" in none.content.decode()

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,46 +19,19 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from jails.fail2ban.server import JailSpec, PrivateServer
+from jails.fail2ban.server import PrivateServer
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry
 from jails.roles import OPERATOR
 from tests.conftest import runtime_install, user_with_role
-from tests.hosts.conftest import LINK_TIMEOUT, quiet_servers, server_ready
+from tests.hosts.conftest import LINK_TIMEOUT
 from tests.support.fakeserver import FakeFail2ban, hang
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
 
-# Every host has an sshd jail (so "ban sshd" means something everywhere); only the local
-# host has postfix.
-WEB_JAILS = (JailSpec("sshd", bantime="1h"), JailSpec("web", bantime="1h"))
-
-
-@pytest.fixture(scope="module")
-def web_servers() -> Iterator[dict[str, PrivateServer]]:
-    yield from quiet_servers("jc-", ["web1", "web2"], WEB_JAILS)
-
-
-@pytest.fixture(scope="module")
-def web1_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
-    return web_servers["web1"]
-
-
-@pytest.fixture(scope="module")
-def web2_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
-    return web_servers["web2"]
-
-
-@pytest.fixture
-def hosts(f2b, web1_server, web2_server) -> dict[str, PrivateServer]:
-    """local (the session's server, the state's own socket), web1 and web2: reset, as rows."""
-    for server in (web1_server, web2_server):
-        server_ready(server)
-    runtime_install(f2b, agent=None)
-    Host.objects.create(name="web1", kind=Host.Kind.SOCKET, address=str(web1_server.socket_path))
-    Host.objects.create(name="web2", kind=Host.Kind.SOCKET, address=str(web2_server.socket_path))
-    return {LOCAL_HOST: f2b, "web1": web1_server, "web2": web2_server}
+# web_hosts (tests/hosts/conftest.py): every host has an sshd jail (so "ban sshd" means
+# something everywhere); only the local host has postfix.
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
@@ -78,8 +50,8 @@ def banned(server: PrivateServer, jail: str = "sshd") -> set[str]:
     return {str(ip) for ip in server.client().send("get", jail, "banip")}
 
 
-def test_fleet_default_is_the_local_host_and_json_names_it(hosts):
-    hosts["web1"].client().send("set", "sshd", "banip", "203.0.113.1")
+def test_fleet_default_is_the_local_host_and_json_names_it(web_hosts):
+    web_hosts["web1"].client().send("set", "sshd", "banip", "203.0.113.1")
     code, out, _ = run("status", "--json")
     data = json.loads(out)
     assert code == 0 and data["host"] == LOCAL_HOST  # one record, as before, with its host
@@ -87,12 +59,12 @@ def test_fleet_default_is_the_local_host_and_json_names_it(hosts):
     assert {row["host"] for row in data["jails"]} == {LOCAL_HOST}
     code, out, _ = run("ban", "sshd", "198.51.100.7")
     assert code == 0 and "== " not in out  # no host sections without a host option
-    assert banned(hosts[LOCAL_HOST]) == {"198.51.100.7"}
-    assert banned(hosts["web1"]) == {"203.0.113.1"} and banned(hosts["web2"]) == set()
+    assert banned(web_hosts[LOCAL_HOST]) == {"198.51.100.7"}
+    assert banned(web_hosts["web1"]) == {"203.0.113.1"} and banned(web_hosts["web2"]) == set()
 
 
-def test_fleet_status_all_hosts_prints_every_host(hosts):
-    hosts["web2"].client().send("set", "web", "banip", "203.0.113.8", "203.0.113.9")
+def test_fleet_status_all_hosts_prints_every_host(web_hosts):
+    web_hosts["web2"].client().send("set", "web", "banip", "203.0.113.8", "203.0.113.9")
     code, out, _ = run("status", "--all-hosts", "--json")
     records = json.loads(out)
     assert code == 0
@@ -107,14 +79,14 @@ def test_fleet_status_all_hosts_prints_every_host(hosts):
     assert "postfix" in sections[0] and "postfix" not in sections[1]
 
 
-def test_fleet_ban_all_hosts_bans_on_every_server_and_audits_each(hosts):
+def test_fleet_ban_all_hosts_bans_on_every_server_and_audits_each(web_hosts):
     code, out, _ = run("ban", "sshd", "203.0.113.50", "2001:db8::/64", "--all-hosts", "--json")
     records = json.loads(out)
     assert code == 0
     assert [(r["host"], r["counts"]) for r in records] == [
         (name, {"banned": 2}) for name in (LOCAL_HOST, "web1", "web2")
     ]
-    for server in hosts.values():
+    for server in web_hosts.values():
         assert banned(server) == {"203.0.113.50", "2001:db8::/64"}
         assert server.client().send("get", "sshd", "banned", "203.0.113.50") == 1
     entries = AuditEntry.objects.filter(action="ban").order_by("id")
@@ -122,57 +94,57 @@ def test_fleet_ban_all_hosts_bans_on_every_server_and_audits_each(hosts):
     # ...and unban everywhere.
     code, out, _ = run("unban", "203.0.113.50", "--all-hosts")
     assert code == 0 and out.count("unban in every jail: 1 unbanned") == 3
-    for server in hosts.values():
+    for server in web_hosts.values():
         assert banned(server) == {"2001:db8::/64"}
 
 
-def test_fleet_chosen_hosts_only(hosts):
+def test_fleet_chosen_hosts_only(web_hosts):
     code, out, _ = run("ban", "sshd", "203.0.113.60", "--host", "web2", "--host", "web1")
     assert code == 0
     assert out.index("== web2 ==") < out.index("== web1 ==")  # the order asked
-    assert banned(hosts["web1"]) == banned(hosts["web2"]) == {"203.0.113.60"}
-    assert banned(hosts[LOCAL_HOST]) == set()
+    assert banned(web_hosts["web1"]) == banned(web_hosts["web2"]) == {"203.0.113.60"}
+    assert banned(web_hosts[LOCAL_HOST]) == set()
     code, out, _ = run("where", "203.0.113.60", "--host", "web1", "--json")
     [record] = json.loads(out)  # a host option: a list, even of one
     assert code == 0 and record["host"] == "web1" and record["banned"] is True
 
 
-def test_fleet_addresses_from_stdin_reach_every_host(hosts):
+def test_fleet_addresses_from_stdin_reach_every_host(web_hosts):
     code, _, _ = run("ban", "sshd", "--all-hosts", stdin="198.51.100.1\n198.51.100.2\n")
     assert code == 0
-    for server in hosts.values():
+    for server in web_hosts.values():
         assert banned(server) == {"198.51.100.1", "198.51.100.2"}
 
 
-def test_fleet_held_back_addresses_per_host_until_yes(hosts):
-    hosts["web1"].client().send("set", "sshd", "addignoreip", "198.51.100.0/24")
+def test_fleet_held_back_addresses_per_host_until_yes(web_hosts):
+    web_hosts["web1"].client().send("set", "sshd", "addignoreip", "198.51.100.0/24")
     code, out, err = run("ban", "sshd", "198.51.100.5", "--all-hosts")
     assert code == 1
     assert "1 address held back" in err and "run again with --yes" in err
     # Held back on web1 (its ignore list), banned on the others.
-    assert banned(hosts["web1"]) == set()
-    assert banned(hosts[LOCAL_HOST]) == banned(hosts["web2"]) == {"198.51.100.5"}
+    assert banned(web_hosts["web1"]) == set()
+    assert banned(web_hosts[LOCAL_HOST]) == banned(web_hosts["web2"]) == {"198.51.100.5"}
     web1 = out.split("== web1 ==")[1].split("== web2 ==")[0]
     assert "1 held back: run again with --yes" in web1
     code, _, _ = run("ban", "sshd", "198.51.100.5", "--all-hosts", "--yes")
-    assert code == 0 and banned(hosts["web1"]) == {"198.51.100.5"}
+    assert code == 0 and banned(web_hosts["web1"]) == {"198.51.100.5"}
 
 
-def test_fleet_a_down_host_fails_alone_and_is_recorded(hosts):
+def test_fleet_a_down_host_fails_alone_and_is_recorded(web_hosts):
     Host.objects.create(name="gone", kind=Host.Kind.SOCKET, address="/tmp/jc-no-such-host.sock")
     code, out, err = run("ban", "sshd", "203.0.113.70", "--all-hosts", "--json")
     assert code == 1
     records = {r["host"]: r for r in json.loads(out)}
     assert records["gone"]["ok"] is False and "not reachable" in records["gone"]["error"]
-    assert all(records[name]["ok"] for name in hosts)
-    for server in hosts.values():
+    assert all(records[name]["ok"] for name in web_hosts)
+    for server in web_hosts.values():
         assert banned(server) == {"203.0.113.70"}
     assert "gone: error: " in err and "failed on 1 of 4 hosts: gone" in err
     row = Host.objects.get(name="gone")
     assert row.unreachable_since is not None and "jc-no-such-host.sock" in row.last_error
 
 
-def test_fleet_a_refusal_is_a_failure_but_not_unreachable(hosts):
+def test_fleet_a_refusal_is_a_failure_but_not_unreachable(web_hosts):
     code, out, err = run("status", "postfix", "--all-hosts", "--json")
     assert code == 1
     records = {r["host"]: r for r in json.loads(out)}
@@ -187,10 +159,10 @@ def test_fleet_a_refusal_is_a_failure_but_not_unreachable(hosts):
     assert Host.objects.get(name="web1").unreachable_since is None
 
 
-def test_fleet_hung_host_misses_the_deadline_and_the_others_print(hosts, f2b):
+def test_fleet_hung_host_misses_the_deadline_and_the_others_print(web_hosts, f2b):
     # A long link timeout: only the per-host deadline can end the wait for the hung host.
     runtime_install(f2b, agent=None, host_deadline=1.0, fail2ban_timeout=60.0)
-    hosts["web2"].client().send("set", "sshd", "banip", "203.0.113.80")
+    web_hosts["web2"].client().send("set", "sshd", "banip", "203.0.113.80")
     with FakeFail2ban(hang()) as hung:
         Host.objects.create(name="stuck", kind=Host.Kind.SOCKET, address=hung.path)
         code, out, err = run("status", "--all-hosts", "--json")
@@ -211,17 +183,17 @@ def test_fleet_hung_host_misses_the_deadline_and_the_others_print(hosts, f2b):
     assert Host.objects.get(name="stuck").unreachable_since is not None
 
 
-def test_fleet_unknown_or_disabled_host_is_a_usage_error(hosts):
+def test_fleet_unknown_or_disabled_host_is_a_usage_error(web_hosts):
     Host.objects.filter(name="web2").update(enabled=False)
     assert run("status", "--host", "nosuch")[0] == 2
     assert run("ban", "sshd", "203.0.113.90", "--host", "web2")[0] == 2
     assert run("status", "--host", "web1", "--all-hosts")[0] == 2
     code, out, _ = run("ban", "sshd", "203.0.113.90", "--all-hosts", "--json")
     assert code == 0 and [r["host"] for r in json.loads(out)] == [LOCAL_HOST, "web1"]
-    assert banned(hosts["web2"]) == set()
+    assert banned(web_hosts["web2"]) == set()
 
 
-def test_fleet_as_user_is_limited_to_the_hosts_of_its_group(hosts, django_user_model):
+def test_fleet_as_user_is_limited_to_the_hosts_of_its_group(web_hosts, django_user_model):
     limited = Group.objects.create(name="web1-operators")
     limited.permissions.set(Group.objects.get(name=OPERATOR).permissions.all())
     Host.objects.get(name="web1").groups.add(limited)
@@ -230,13 +202,13 @@ def test_fleet_as_user_is_limited_to_the_hosts_of_its_group(hosts, django_user_m
     # --all-hosts means every host this user may operate: web1 alone.
     code, out, _ = run("ban", "sshd", "203.0.113.95", "--all-hosts", "--as", "webop", "--json")
     assert code == 0 and [r["host"] for r in json.loads(out)] == ["web1"]
-    assert banned(hosts["web1"]) == {"203.0.113.95"}
-    assert banned(hosts[LOCAL_HOST]) == banned(hosts["web2"]) == set()
+    assert banned(web_hosts["web1"]) == {"203.0.113.95"}
+    assert banned(web_hosts[LOCAL_HOST]) == banned(web_hosts["web2"]) == set()
     # A host named outside its limits, or the local default, is refused before anything runs.
     code, _, err = run("ban", "sshd", "203.0.113.96", "--host", "web2", "--as", "webop")
     assert code == 2 and "may not act on host web2" in err
     assert run("ban", "sshd", "203.0.113.96", "--as", "webop")[0] == 2
-    assert banned(hosts[LOCAL_HOST]) == banned(hosts["web2"]) == set()
+    assert banned(web_hosts[LOCAL_HOST]) == banned(web_hosts["web2"]) == set()
     [entry] = AuditEntry.objects.filter(action="ban")
     assert (entry.actor, entry.host) == ("webop", "web1")
     # Reads with --as: the viewer role holds everywhere, so every host is shown.

@@ -7,23 +7,20 @@ a fake server that never answers plays a hung host.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from jails.fail2ban.server import JailSpec, PrivateServer
+from jails.fail2ban.server import PrivateServer
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.metrics.services.fail2ban import CACHE_KEY, samples_from_cache
 from tests.conftest import FAIL2BAN_VERSION, runtime_install, wait_until
-from tests.hosts.conftest import LINK_TIMEOUT, quiet_servers, server_ready
+from tests.hosts.conftest import LINK_TIMEOUT
 from tests.metrics.helpers import TOKEN, samples, value
 from tests.support.fakeserver import FakeFail2ban, hang
 
 pytestmark = pytest.mark.django_db
 
-WEB_JAILS = (JailSpec("sshd", maxretry=2, bantime="1h"), JailSpec("web", bantime="1h"))
 COUNTERS = {
     "jailadmin_jail_currently_failed": "currently_failed",
     "jailadmin_jail_failed_total": "total_failed",
@@ -32,32 +29,11 @@ COUNTERS = {
 }
 
 
-@pytest.fixture(scope="module")
-def web_servers() -> Iterator[dict[str, PrivateServer]]:
-    yield from quiet_servers("jm-", ["web1", "web2"], WEB_JAILS)
-
-
-@pytest.fixture(scope="module")
-def web1_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
-    return web_servers["web1"]
-
-
-@pytest.fixture(scope="module")
-def web2_server(web_servers: dict[str, PrivateServer]) -> PrivateServer:
-    return web_servers["web2"]
-
-
-@pytest.fixture
-def hosts(f2b, web1_server, web2_server, settings) -> dict[str, PrivateServer]:
-    """local, web1 and web2 (reset, as rows); scraping allowed with the test token."""
+@pytest.fixture(autouse=True)
+def metrics_allowed(settings) -> None:
+    """Scraping allowed with the test token."""
     settings.JAILADMIN_METRICS_TOKEN = TOKEN
     settings.JAILADMIN_METRICS_ALLOWED = []
-    for server in (web1_server, web2_server):
-        server_ready(server)
-    runtime_install(f2b, agent=None)
-    Host.objects.create(name="web1", kind=Host.Kind.SOCKET, address=str(web1_server.socket_path))
-    Host.objects.create(name="web2", kind=Host.Kind.SOCKET, address=str(web2_server.socket_path))
-    return {LOCAL_HOST: f2b, "web1": web1_server, "web2": web2_server}
 
 
 def scrape(client: Client) -> dict:
@@ -80,15 +56,15 @@ def status_counters(server: PrivateServer, jail: str) -> dict[str, int]:
     }
 
 
-def test_fleet_metrics_every_host_reports_its_own_counters(hosts, client):
-    web1, web2 = hosts["web1"], hosts["web2"]
+def test_fleet_metrics_every_host_reports_its_own_counters(web_hosts, client):
+    web1, web2 = web_hosts["web1"], web_hosts["web2"]
     web1.client().send("set", "sshd", "banip", "203.0.113.1", "203.0.113.2")
     web2.client().send("set", "web", "banip", "198.51.100.9")
     # A real failure on web2 (one line: below maxretry, counted as currently failed).
     web2.append_failures("sshd", ["192.0.2.77"])
     wait_until(lambda: status_counters(web2, "sshd")["currently_failed"] == 1)
     found = scrape(client)
-    for name, server in hosts.items():
+    for name, server in web_hosts.items():
         assert value(found, "jailadmin_fail2ban_up", host=name) == 1
         assert value(found, "jailadmin_fail2ban_info", host=name, version=FAIL2BAN_VERSION) == 1
         jails = [spec.name for spec in server.jails]
@@ -104,11 +80,11 @@ def test_fleet_metrics_every_host_reports_its_own_counters(hosts, client):
     assert value(found, "jailadmin_jail_currently_banned", host=LOCAL_HOST, jail="sshd") == 0
 
 
-def test_fleet_metrics_round_is_shared_for_every_host(hosts, client, runtime):
+def test_fleet_metrics_round_is_shared_for_every_host(web_hosts, client, runtime):
     scrape(client)
     stored = samples_from_cache(runtime.session_cache.backend.get(CACHE_KEY))
     assert stored is not None and [s.host for s in stored] == [LOCAL_HOST, "web1", "web2"]
-    hosts["web1"].client().send("set", "sshd", "banip", "203.0.113.5")
+    web_hosts["web1"].client().send("set", "sshd", "banip", "203.0.113.5")
     # Within the cache period a scrape reads the shared round (every host's, from one entry).
     cached = scrape(client)
     assert value(cached, "jailadmin_jail_currently_banned", host="web1", jail="sshd") == 0
@@ -117,12 +93,12 @@ def test_fleet_metrics_round_is_shared_for_every_host(hosts, client, runtime):
     assert value(fresh, "jailadmin_jail_currently_banned", host="web1", jail="sshd") == 1
 
 
-def test_fleet_metrics_a_down_host_is_up_zero_and_the_others_report(hosts, client):
+def test_fleet_metrics_a_down_host_is_up_zero_and_the_others_report(web_hosts, client):
     Host.objects.create(name="gone", kind=Host.Kind.SOCKET, address="/tmp/jm-no-such-host.sock")
     Host.objects.create(
-        name="off", kind=Host.Kind.SOCKET, address=str(hosts["web1"].socket_path), enabled=False
+        name="off", kind=Host.Kind.SOCKET, address=str(web_hosts["web1"].socket_path), enabled=False
     )
-    hosts["web2"].client().send("set", "sshd", "banip", "203.0.113.7")
+    web_hosts["web2"].client().send("set", "sshd", "banip", "203.0.113.7")
     found = scrape(client)
     assert value(found, "jailadmin_fail2ban_up", host="gone") == 0
     assert value(found, "jailadmin_jail_currently_banned", host="web2", jail="sshd") == 1
@@ -135,10 +111,12 @@ def test_fleet_metrics_a_down_host_is_up_zero_and_the_others_report(hosts, clien
     assert Host.objects.get(name="gone").unreachable_since is not None
 
 
-def test_fleet_metrics_a_hung_host_misses_the_deadline_and_the_others_report(hosts, f2b, client):
+def test_fleet_metrics_a_hung_host_misses_the_deadline_and_the_others_report(
+    web_hosts, f2b, client
+):
     # A long link timeout: only the per-host deadline can end the wait for the hung host.
     runtime_install(f2b, agent=None, host_deadline=1.0, fail2ban_timeout=60.0)
-    hosts["web1"].client().send("set", "web", "banip", "203.0.113.9")
+    web_hosts["web1"].client().send("set", "web", "banip", "203.0.113.9")
     with FakeFail2ban(hang()) as hung:
         Host.objects.create(name="stuck", kind=Host.Kind.SOCKET, address=hung.path)
         found = scrape(client)
@@ -149,10 +127,8 @@ def test_fleet_metrics_a_hung_host_misses_the_deadline_and_the_others_report(hos
     assert row.unreachable_since is not None and row.last_error == "no answer within 1 s"
 
 
-def test_fleet_metrics_over_ssh_hosts(f2b, ssh_hosts, ssh_host_records, settings, client):
+def test_fleet_metrics_over_ssh_hosts(f2b, ssh_hosts, ssh_host_records, client):
     """Five hosts reached as remote hosts are (the agent behind sshd's forced command)."""
-    settings.JAILADMIN_METRICS_TOKEN = TOKEN
-    settings.JAILADMIN_METRICS_ALLOWED = []
     runtime_install(f2b, agent=None, fail2ban_timeout=LINK_TIMEOUT, host_deadline=LINK_TIMEOUT)
     for index, host in enumerate(ssh_hosts, start=1):
         addresses = [f"203.0.113.{index * 10 + n}" for n in range(index)]

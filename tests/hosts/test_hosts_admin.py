@@ -9,8 +9,10 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
+from jails.blocklists.models import BlocklistSource
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry, SiteSettings
+from tests.support.host_traces import KEPT, REMOVED, traces_count, traces_make
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +119,28 @@ def test_the_local_host_cannot_be_deleted_in_the_admin(admin_client):
     assert response.status_code == 302
     assert not Host.objects.filter(name="far").exists()
     assert AuditEntry.objects.get(action="host-remove").parameters["host"] == "far"
+
+
+def test_the_admin_delete_page_says_what_is_kept_and_removed(admin_client):
+    far = add_ssh_host(admin_client)
+    source = BlocklistSource.objects.create(name="only-far", url="https://example.org/a")
+    source.hosts.set([far])
+    traces_make("far", source)
+    page = admin_client.get(reverse("admin:hosts_host_delete", args=[far.pk]))
+    assert page.status_code == 200
+    body = text(page)
+    kept = body[body.index('id="remove-kept"') : body.index('id="remove-removed"')]
+    assert "<li>1 archived bans</li>" in kept and "<li>1 configuration versions</li>" in kept
+    removed = body[body.index('id="remove-removed"') :]
+    assert "<li>1 history sync cursors</li>" in removed
+    assert "only-far" in body[body.index('id="remove-disabled-sources"') :]
+    response = admin_client.post(reverse("admin:hosts_host_delete", args=[far.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    counts = traces_count("far")
+    assert all(counts[label] >= 1 for label in KEPT)
+    assert all(counts[label] == 0 for label in REMOVED)
+    record = AuditEntry.objects.get(action="host-remove")
+    assert record.parameters["removed"]["blocklist entries held on it"] == 1
 
 
 def test_groups_are_given_hosts_on_either_page(admin_client):

@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
@@ -17,11 +19,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from jails.agent import ssh
+from jails.blocklists.models import BlocklistSource
 from jails.fail2ban.server import JailSpec, PrivateServer
 from jails.hosts.models import LOCAL_HOST, Host
+from jails.management.commands.agent_bundle import JAILS_DIR, bundle_bytes
 from jails.models import AuditEntry, SiteSettings
 from tests.conftest import point_state_at, user_with_role
 from tests.hosts.conftest import quiet_servers, server_ready, ssh_host_rows
+from tests.support.host_traces import KEPT, REMOVED, traces_count, traces_make
+from tests.support.sshd import PrivateSshd
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
@@ -117,6 +123,9 @@ def test_add_ssh_prints_the_authorized_keys_line_and_steps_never_the_private_key
     assert host.ssh_private_key and host.address == "root@far.example.org:2222"
     line = ssh.authorized_keys_line(host.ssh_public_key, command=ssh.AGENT_COMMAND)
     assert line in out.splitlines()
+    # The host's system python3 in isolated mode, as the local agent's systemd unit runs it.
+    forced = 'command="/usr/bin/python3 -I /usr/local/lib/jailadmin/agent.pyz --stdio",restrict '
+    assert line.startswith(forced)
     assert "/root/.ssh/authorized_keys" in out
     assert "scp -P 2222 agent.pyz root@far.example.org:/tmp/jailadmin-agent.pyz" in out
     assert "manage.py hosts confirm-key far" in out
@@ -158,12 +167,54 @@ def test_remove_needs_yes_and_never_removes_the_local_host(other):
     code, message, _ = fails("remove", "web1")
     assert code == 1 and "--yes" in message
     assert Host.objects.filter(name="web1").exists()
-    assert call("remove", "web1", "--yes").strip() == "removed web1"
+    assert call("remove", "web1", "--yes").splitlines()[0] == "removed web1"
     assert not Host.objects.filter(name="web1").exists()
     assert AuditEntry.objects.get(action="host-remove").parameters["host"] == "web1"
     code, message, _ = fails("remove", LOCAL_HOST, "--yes")
     assert code == 1 and "cannot be removed" in message
     assert Host.objects.filter(name=LOCAL_HOST).exists()
+
+
+def test_remove_keeps_the_history_and_removes_the_live_bookkeeping(other):
+    call("add", "web1", "--socket", str(other.socket_path))
+    web1 = Host.objects.get(name="web1")
+    local = Host.objects.get(name=LOCAL_HOST)
+    only_web1 = BlocklistSource.objects.create(name="only-web1", url="https://example.org/a")
+    only_web1.hosts.set([web1])
+    shared = BlocklistSource.objects.create(name="shared", url="https://example.org/b")
+    shared.hosts.set([web1, local])
+    for name in ("web1", LOCAL_HOST):
+        traces_make(name, shared)
+    before_local = traces_count(LOCAL_HOST)
+    before = traces_count("web1")  # its audit records: the traces' and its host-add
+    # Without --yes: what it would keep and remove, and nothing changes.
+    code, _, out = fails("remove", "web1")
+    assert code == 1
+    assert "keeps (history): 1 archived bans, 1 ban statistics rows, 1 configuration" in out
+    assert "removes: 1 blocklist entries held on it, 2 blocklists choosing it" in out
+    assert "1 cached configuration, 1 history sync cursors" in out
+    assert "disables the blocklists that imported into web1 alone: only-web1" in out
+    assert traces_count("web1") == before
+    out = call("remove", "web1", "--yes")
+    assert out.splitlines()[0] == "removed web1"
+    assert out.splitlines()[1].startswith("kept (history): 1 archived bans")
+    counts = traces_count("web1")
+    # Kept, and one more audit record: the removal's own, under the host's name.
+    assert {label: counts[label] for label in KEPT} == {
+        label: before[label] + (label == "AuditEntry") for label in KEPT
+    }
+    assert {label: counts[label] for label in REMOVED} == dict.fromkeys(REMOVED, 0)
+    assert traces_count(LOCAL_HOST) == before_local  # another host's rows: untouched
+    # A list that imported into web1 alone is off (with no host it would go to the local
+    # host); one shared with another host goes on there.
+    only_web1.refresh_from_db()
+    shared.refresh_from_db()
+    assert not only_web1.enabled and list(only_web1.hosts.all()) == []
+    assert shared.enabled and list(shared.hosts.all()) == [local]
+    record = AuditEntry.objects.get(action="host-remove")
+    assert record.parameters["kept"]["archived bans"] == 1
+    assert record.parameters["removed"]["history sync cursors"] == 1
+    assert record.parameters["disabled_sources"] == ["only-web1"]
 
 
 def test_check_one_and_all_with_json(other, f2b):
@@ -286,3 +337,191 @@ def test_the_printed_install_steps_run_as_written(tmp_path):
     keys_file = Path(moved["/root/.ssh"]) / "authorized_keys"
     assert keys_file.read_text() == relocated(steps["authorized_keys_line"]) + "\n"
     assert (tmp_path / "lib" / "agent.pyz").read_bytes() == (tmp_path / "agent.pyz").read_bytes()
+
+
+# --- install-agent --perform over a one-time administrator login ------------------------------
+@pytest.fixture(scope="module")
+def install_sshd() -> Iterator[PrivateSshd]:
+    """A private sshd of this module's own: the install writes into its authorized_keys."""
+    with PrivateSshd(Path(tempfile.mkdtemp(prefix="jia-", dir="/tmp"))) as sshd:
+        yield sshd
+
+
+@dataclass(frozen=True)
+class Target:
+    """An SSH host row pointing at install_sshd, an administrator key for it, the paths."""
+
+    sshd: PrivateSshd
+    admin_key: Path
+    agent_path: Path
+    f2b: PrivateServer
+
+    def perform(self, name: str, *extra: str, key: Path | None = None) -> list[str]:
+        return [
+            "install-agent",
+            name,
+            "--perform",
+            "--login-key",
+            str(key or self.admin_key),
+            "--agent-path",
+            str(self.agent_path),
+            "--authorized-keys",
+            str(self.sshd.authorized_keys),
+            # The test's fail2ban, not the system's; the system python3 runs the bundle.
+            "--agent-option=--socket",
+            f"--agent-option={self.f2b.socket_path}",
+            *extra,
+        ]
+
+
+def _key_file(directory: Path, name: str) -> tuple[Path, str]:
+    private, public = ssh.key_pair_generate(name)
+    path = directory / name
+    path.write_text(private)
+    path.chmod(0o600)  # ssh ignores a key file others can read
+    return path, public
+
+
+@pytest.fixture
+def target(install_sshd: PrivateSshd, tmp_path: Path, f2b: PrivateServer) -> Iterator[Target]:
+    install_sshd.start()
+    admin_key, admin_public = _key_file(tmp_path, "login-key-file")
+    # The administrator's own key: no forced command, it gets a shell (root's login).
+    install_sshd.authorized_keys.write_text(admin_public + "\n")
+    call("add", "far", install_sshd.destination())
+    call("confirm-key", "far", "--yes")
+    yield Target(install_sshd, admin_key, tmp_path / "lib" / "jailadmin" / "agent.pyz", f2b)
+    install_sshd.authorized_keys.write_text("")
+
+
+def _site_lines(sshd: PrivateSshd, host: Host) -> list[str]:
+    blob = host.ssh_public_key.split()[1]
+    return [line for line in sshd.authorized_keys.read_text().splitlines() if blob in line]
+
+
+def test_perform_installs_the_agent_and_the_site_then_reaches_it(target, f2b):
+    host = Host.objects.get(name="far")
+    # Before: the site's key is not authorized; a check is refused by the host.
+    code, _, out = fails("check", "far")
+    assert code == 1 and "did not accept the site's key" in out
+    out = call(*target.perform("far"))
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines[:5]] == [
+        "ok     login",
+        "ok     agent bundle",
+        "ok     agent runs",
+        "ok     authorized_keys",
+        "ok     check",
+    ]
+    assert "presented the confirmed host key " + ssh.fingerprint(host.ssh_host_key) in lines[0]
+    assert lines[-1] == "far: the agent is installed and answers the site"
+    # The bundle is the one agent_bundle builds, and it runs on the system python3.
+    assert target.agent_path.read_bytes() == bundle_bytes(JAILS_DIR)
+    assert oct(target.agent_path.stat().st_mode & 0o777) == "0o644"
+    version = subprocess.run(
+        ["/usr/bin/python3", "-I", str(target.agent_path), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert version.stdout.startswith("jailadmin-agent ")
+    # Exactly one forced-command line for the site's key: the agent, isolated, and nothing else.
+    forced = ssh.agent_command(
+        "/usr/bin/python3", str(target.agent_path), "--socket", str(f2b.socket_path)
+    )
+    assert "/usr/bin/python3 -I " in forced
+    assert _site_lines(target.sshd, host) == [
+        ssh.authorized_keys_line(host.ssh_public_key, command=forced)
+    ]
+    # The host now works through the site's key, as the site reaches it: `status` included.
+    (row,) = json.loads(call("check", "far", "--json"))["hosts"]
+    assert row["ok"] and row["agent_version"]
+    assert set(row["jails"]) == {spec.name for spec in f2b.jails}
+    # Audited, with where the agent went; never the login (destination or key file).
+    record = AuditEntry.objects.get(action="host-agent-install")
+    assert record.ok and record.host == "far" and record.actor == "system"
+    assert record.parameters["agent_path"] == str(target.agent_path)
+    assert [step["step"] for step in record.parameters["steps"]][-1] == "check"
+    stored = json.dumps(record.parameters) + record.error
+    assert "login-key-file" not in stored, stored
+    assert "127.0.0.1" not in stored, stored
+    assert "PRIVATE KEY" not in out
+
+
+def test_perform_again_changes_nothing_twice(target):
+    call(*target.perform("far"))
+    before = target.sshd.authorized_keys.read_text()
+    data = json.loads(call(*target.perform("far", "--json")))
+    assert data["ok"] is True
+    steps = {step["step"]: step for step in data["steps"]}
+    assert "already holds the line: not added again" in steps["authorized_keys"]["detail"]
+    assert target.sshd.authorized_keys.read_text() == before
+    assert len(_site_lines(target.sshd, Host.objects.get(name="far"))) == 1
+
+
+def test_perform_with_a_key_the_host_refuses_writes_nothing(target, tmp_path):
+    wrong, _ = _key_file(tmp_path, "stranger")
+    before = target.sshd.authorized_keys.read_text()
+    code, message, out = fails(*target.perform("far", key=wrong))
+    assert code == 1 and "stopped at 'login'" in message
+    assert "did not accept the login key" in message
+    assert out.splitlines()[-1].startswith("FAILED login: ")
+    assert not target.agent_path.exists() and not target.agent_path.parent.exists()
+    assert target.sshd.authorized_keys.read_text() == before
+    # Nothing changed on the host: nothing to audit.
+    assert not AuditEntry.objects.filter(action="host-agent-install").exists()
+
+
+def test_perform_refuses_an_unconfirmed_or_changed_host_key(target):
+    before = target.sshd.authorized_keys.read_text()
+    Host.objects.filter(name="far").update(ssh_host_key="")
+    code, message, out = fails(*target.perform("far"))
+    assert code == 1 and "host key is not confirmed" in message and "confirm-key far" in message
+    assert out == ""  # refused before ssh ran at all
+    # A confirmed key the host does not present (another machine answering): ssh refuses.
+    other_key = Host.objects.get(name="far").ssh_public_key
+    Host.objects.filter(name="far").update(ssh_host_key=" ".join(other_key.split()[:2]))
+    code, message, _ = fails(*target.perform("far"))
+    assert code == 1 and "stopped at 'login'" in message and "key changed" in message
+    assert not target.agent_path.exists()
+    assert target.sshd.authorized_keys.read_text() == before
+
+
+def test_perform_stops_at_the_first_failing_step(target):
+    """The python given does not exist there: the bundle is written, its run fails, the
+    authorized_keys file is not touched, and the failure says which step and why."""
+    before = target.sshd.authorized_keys.read_text()
+    code, message, out = fails(*target.perform("far", "--python", "/nonexistent/python3"))
+    assert code == 1 and "stopped at 'agent runs'" in message
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        "ok     login",
+        "ok     agent bundle",
+        "FAILED agent runs",
+    ]
+    assert target.sshd.authorized_keys.read_text() == before
+    record = AuditEntry.objects.get(action="host-agent-install")
+    assert record.ok is False and record.error.startswith("agent runs: ")
+
+
+def test_perform_leaves_the_sites_key_with_other_options_alone(target):
+    """The site's key already on the host without the forced command (a shell): the run
+    stops there and says so; the line is an administrator's to fix, not the command's."""
+    host = Host.objects.get(name="far")
+    target.sshd.add_key(host.ssh_public_key, None)
+    before = target.sshd.authorized_keys.read_text()
+    code, message, out = fails(*target.perform("far"))
+    assert code == 1 and "stopped at 'authorized_keys'" in message
+    assert "with other options" in message and "nothing changed" in message
+    assert out.splitlines()[-1].startswith("FAILED authorized_keys: ")
+    assert target.sshd.authorized_keys.read_text() == before
+
+
+def test_perform_usage_errors(target):
+    code, message, _ = fails("install-agent", "far", "--perform")
+    assert code == 2 and "--login-key" in message
+    code, message, _ = fails(*target.perform("far", "--agent-option=$(reboot)"))
+    assert code == 1 and "characters a shell reads" in message
+    code, message, _ = fails(*target.perform("far", "--agent-path", "relative/agent.pyz"))
+    assert code == 1 and "absolute path" in message
+    assert not target.agent_path.exists()

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.timezone import localtime
 
 from jails.agent import ssh
+from jails.blocklists.models import BlocklistSource
 from jails.fail2ban.server import JailSpec, PrivateServer
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry, SiteSettings
@@ -24,13 +25,14 @@ from jails.state import RuntimeState
 from tests.conftest import point_state_at
 from tests.hosts.conftest import quiet_servers, server_ready, ssh_host_rows
 from tests.support.fakeserver import FakeFail2ban, hang
+from tests.support.host_traces import KEPT, REMOVED, traces_count, traces_make
 from tests.support.sshd import agent_command
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fail2ban]
 
 OTHER_JAILS = (JailSpec("web", bantime="1h"), JailSpec("mail", bantime="1h"))
 AGENT_COMMAND_OPTION = (
-    'command="/usr/bin/python3 /usr/local/lib/jailadmin/agent.pyz --stdio",restrict'
+    'command="/usr/bin/python3 -I /usr/local/lib/jailadmin/agent.pyz --stdio",restrict'
 )
 
 
@@ -60,6 +62,14 @@ def admin_client(role_client, state) -> Client:
 
 def text(response) -> str:
     return html.unescape(response.content.decode())
+
+
+def page_list(response, element_id: str) -> list[str]:
+    """The items of the list with this id on the page."""
+    body = text(response)
+    start = body.index(f'id="{element_id}"')
+    inner = body[start : body.index("</ul>", start)]
+    return [item.split("</li>")[0].strip() for item in inner.split("<li>")[1:]]
 
 
 def socket_host(name: str, path: str, **fields) -> Host:
@@ -281,13 +291,28 @@ def test_the_local_host_is_edited_without_an_address_and_never_removed(admin_cli
 
 
 def test_remove_asks_first_then_removes_audited(admin_client, other):
-    socket_host("web1", str(other.socket_path))
+    web1 = socket_host("web1", str(other.socket_path))
+    source = BlocklistSource.objects.create(name="only-web1", url="https://example.org/a")
+    source.hosts.set([web1])
+    traces_make("web1", source)
     page = admin_client.get(reverse("jails:hosts:remove", args=["web1"]))
     assert page.status_code == 200 and "Remove web1" in text(page)
+    # The confirmation says what is kept (history) and what goes (live bookkeeping).
+    kept = page_list(page, "remove-kept")
+    assert "1 archived bans" in kept and "1 configuration versions" in kept
+    removed = page_list(page, "remove-removed")
+    assert "1 blocklist entries held on it" in removed and "1 history sync cursors" in removed
+    assert "only-web1" in text(page)
     assert Host.objects.filter(name="web1").exists()
+    assert traces_count("web1")["HistorySource"] == 1
     response = admin_client.post(reverse("jails:hosts:remove", args=["web1"]))
     assert response.status_code == 302
     assert not Host.objects.filter(name="web1").exists()
+    counts = traces_count("web1")
+    assert all(counts[label] >= 1 for label in KEPT)
+    assert all(counts[label] == 0 for label in REMOVED)
+    source.refresh_from_db()
+    assert not source.enabled
     record = AuditEntry.objects.get(action="host-remove")
     assert record.parameters["host"] == "web1"
     assert admin_client.get(reverse("jails:hosts:detail", args=["web1"])).status_code == 404

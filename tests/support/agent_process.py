@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from jails.agent.protocol import HEADER, frame_encode, message_decode
 from jails.fail2ban import AgentUnreachable
 from jails.fail2ban.server import PrivateServer
 from tests.support import mutmut_hits
+from tests.support.processes import process_tree_stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # a cold interpreter on a loaded 1-core box; normally ~0.2 s
@@ -132,17 +132,11 @@ class AgentProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, *, timeout: float = 15.0) -> None:
-        """SIGTERM (the agent removes its socket), SIGKILL if it does not go."""
+        """SIGTERM (the agent removes its socket), SIGKILL if it does not go; the same for
+        anything it started (a reload's fail2ban-client)."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
+        if process is not None:
+            process_tree_stop(process, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL: an agent that dies without cleaning up (its socket file stays)."""

@@ -14,11 +14,9 @@ which is what a host going down looks like, not just new connections refused.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from jails.agent.ssh import authorized_keys_line, host_keys_scan
 from jails.fail2ban import AgentUnreachable
 from jails.fail2ban.server import PrivateServer
 from tests.support.agent_process import REPO_ROOT, server_options
+from tests.support.processes import descendants, process_tree_stop
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT = 30.0  # sshd itself starts in ~50 ms; a loaded 1-core box is slower
@@ -69,47 +68,6 @@ def agent_command(
 
 class PortTaken(RuntimeError):
     """sshd could not listen: the free port picked was taken before it bound it."""
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every process now (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-    return parents
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, children before grandchildren."""
-    parents = _parents()
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
-def _exists(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rfind(")") + 2 :].split()[0] != "Z"
-
-
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signum)
 
 
 class PrivateSshd:
@@ -269,23 +227,8 @@ class PrivateSshd:
     def stop(self, *, timeout: float = 15.0) -> None:
         """End sshd and every connection it serves (the listener and all below it)."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        # Collected before the listener goes: its children are then re-parented.
-        pids = [*descendants(process.pid), process.pid]
-        for pid in pids:
-            _signal(pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-        deadline = time.monotonic() + timeout
-        for pid in pids[:-1]:
-            while _exists(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if _exists(pid):
-                _signal(pid, signal.SIGKILL)
+        if process is not None:
+            process_tree_stop(process, timeout=timeout)
 
     def connection_pids(self) -> list[int]:
         """The processes serving connections now (per-connection sshd, the agents below)."""

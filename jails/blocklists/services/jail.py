@@ -1,24 +1,34 @@
 """The dedicated jail a blocklist imports into, created through the configuration editor's
 safe path (stage, `fail2ban-client -t`, write, reload, verify, roll back): this module only
 decides what the two files say; jails.configuration.services does the rest, audit included.
+
+On a fleet (jails.hosts) each host has its own fail2ban and configuration: which hosts lack
+a jail is asked of all at once, and the jail is created host by host (its state scoped with
+fleet.host_state), each with its own result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jails.blocklists.models import DEFAULT_JAIL
 from jails.configuration.services.files import (
     ApplyOutcome,
+    ConfigPermissionDenied,
     FileChange,
     config_file_get,
     config_files_save,
     config_get,
 )
 from jails.configuration.services.overrides import ini_set, jail_override_path
-from jails.fail2ban import InvalidArgument
+from jails.fail2ban import Fail2banError, InvalidArgument
 from jails.fail2ban.validation import validate_jail_name
+from jails.hosts.models import Host
+from jails.hosts.services import fleet
+from jails.services import jails as jail_service
 from jails.services.audit import Actor
+from jails.services.control import describe_error
 from jails.state import RuntimeState
 
 FILTER_NAME = "jailadmin-blocklist"
@@ -87,3 +97,71 @@ def blocklist_jail_create(
         action="config_jail_create",
         jail=jail,
     )
+
+
+@dataclass(frozen=True)
+class HostJailCreated:
+    """What creating the jail did on one host: the safe path's outcome, or why it was not
+    tried there (`refused`: the request is wrong for that host, e.g. the jail exists in its
+    configuration; otherwise the host could not be asked)."""
+
+    host: str
+    outcome: ApplyOutcome | None = None
+    error: str = ""
+    refused: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not None and self.outcome.ok
+
+
+def blocklist_jail_create_on_hosts(
+    state: RuntimeState, *, jail: str, hosts: Sequence[Host], actor: Actor
+) -> list[HostJailCreated]:
+    """Create the blocklist jail on each host, in turn; one host's failure stops none of the
+    others. In turn, not at once: each change writes file versions and audit records (one
+    database writer), and a reload is rare enough that the wait is the operator's choice."""
+    validate_jail_name(jail)  # a bad name is refused before any host is asked
+    results = []
+    for host in hosts:
+        scoped = fleet.host_state(state, host)
+        try:
+            outcome = blocklist_jail_create(scoped, jail=jail, actor=actor)
+        except (InvalidArgument, ConfigPermissionDenied) as exc:
+            results.append(HostJailCreated(host.name, error=str(exc), refused=True))
+        except Fail2banError as exc:
+            results.append(HostJailCreated(host.name, error=describe_error(exc)))
+        else:
+            results.append(HostJailCreated(host.name, outcome=outcome))
+    return results
+
+
+@dataclass(frozen=True)
+class JailsMissing:
+    """Which wanted jails each host lacks (jail -> host names), and the hosts that could not
+    be asked (host name -> why)."""
+
+    missing: dict[str, list[str]]
+    errors: dict[str, str]
+
+
+def blocklist_jails_missing(
+    state: RuntimeState, *, wanted: Mapping[str, set[str]], deadline: float
+) -> JailsMissing:
+    """Ask every host in `wanted` (host name -> the jails its sources import into) for its
+    live jails at once, each within `deadline` seconds."""
+    hosts = [host for host in fleet.hosts_enabled() if host.name in wanted]
+    outcomes = fleet.fleet_map(
+        [fleet.scope(state, host) for host in hosts],
+        jail_service.jail_names_list,
+        deadline=deadline,
+    )
+    missing: dict[str, list[str]] = {}
+    errors: dict[str, str] = {}
+    for outcome in outcomes:
+        if not outcome.ok or outcome.value is None:
+            errors[outcome.name] = outcome.error
+            continue
+        for jail in sorted(wanted[outcome.name] - set(outcome.value)):
+            missing.setdefault(jail, []).append(outcome.name)
+    return JailsMissing(missing=dict(sorted(missing.items())), errors=errors)

@@ -6,7 +6,9 @@ sources (a source makes the site fetch a URL: who may point it somewhere is an a
 On a fleet (jails.hosts) each role holds per host: a source's target hosts are chosen among
 those the administrator may administer, "import now" imports on the targets the operator
 may operate (and says which it left out), removal needs the administer role on every host
-the source imports on or holds bans on.
+the source imports on or holds bans on. A missing blocklist jail is looked for on every host
+the user may view (the jails its sources import into there) and created on the hosts the
+administrator ticks among those they administer, with a result per host.
 """
 
 from __future__ import annotations
@@ -24,14 +26,24 @@ from django.views.decorators.http import require_GET, require_POST
 from jails.apps import runtime_state
 from jails.blocklists.forms import SourceForm
 from jails.blocklists.models import DEFAULT_JAIL, BlocklistSource
-from jails.blocklists.selectors.sources import source_failing, sources_held, sources_list
+from jails.blocklists.selectors.sources import (
+    SourceRow,
+    source_failing,
+    sources_held,
+    sources_list,
+)
 from jails.blocklists.services import imports, sources
 from jails.blocklists.services.fetch import FetchError, FetchPolicy
-from jails.blocklists.services.jail import blocklist_jail_create, blocklist_jail_files
-from jails.configuration.services.files import ApplyOutcome, ConfigPermissionDenied
+from jails.blocklists.services.jail import (
+    HostJailCreated,
+    blocklist_jail_create_on_hosts,
+    blocklist_jail_files,
+    blocklist_jails_missing,
+)
+from jails.configuration.services.files import ApplyOutcome
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.hosts.models import Host
-from jails.hosts.permissions import hosts_permitted
+from jails.hosts.permissions import host_permitted, hosts_permitted
 from jails.hosts.services import fleet
 from jails.jobs import runner_id
 from jails.requests import HtmxHttpRequest, actor_from_request
@@ -65,6 +77,37 @@ def _jails_missing(wanted: set[str]) -> tuple[list[str], str]:
     return sorted(wanted - live), ""
 
 
+def _jails_missing_on_hosts(
+    request: HtmxHttpRequest, rows: list[SourceRow]
+) -> tuple[list[dict[str, Any]], str]:
+    """On a fleet: each missing jail with the viewable hosts that lack it and those among them
+    this user may create it on; and which hosts could not be asked."""
+    viewable = hosts_permitted(request.user, PERM_VIEW)
+    wanted = {
+        host.name: {DEFAULT_JAIL}
+        for host in fleet.hosts_enabled()
+        if viewable is None or host.name in viewable
+    }
+    for row in rows:
+        for name in row.hosts:
+            if name in wanted:
+                wanted[name].add(row.source.jail)
+    state = runtime_state()
+    found = blocklist_jails_missing(state, wanted=wanted, deadline=state.settings.host_deadline)
+    administered = hosts_permitted(request.user, PERM_ADMINISTER)
+    missing = [
+        {
+            "name": jail,
+            "files": blocklist_jail_files(jail=jail),
+            "hosts": hosts,
+            "creatable": [h for h in hosts if administered is None or h in administered],
+        }
+        for jail, hosts in found.missing.items()
+    ]
+    error = "; ".join(f"{host}: {why}" for host, why in sorted(found.errors.items()))
+    return missing, error
+
+
 def _list_page(
     request: HtmxHttpRequest,
     form: SourceForm,
@@ -72,21 +115,28 @@ def _list_page(
     status: int = 200,
     outcome: ApplyOutcome | None = None,
     error_message: str = "",
+    created: list[HostJailCreated] | None = None,
 ) -> HttpResponse:
     rows = sources_list()
-    missing, error = _jails_missing({DEFAULT_JAIL, *(row.source.jail for row in rows)})
+    is_fleet = fleet.is_fleet()
+    if is_fleet:
+        missing_jails, error = _jails_missing_on_hosts(request, rows)
+    else:
+        missing, error = _jails_missing({DEFAULT_JAIL, *(row.source.jail for row in rows)})
+        missing_jails = [
+            {"name": name, "files": blocklist_jail_files(jail=name)} for name in missing
+        ]
     context = {
         "rows": rows,
         "form": form,
         # The how-to shows the very files the "Create" button writes.
-        "missing_jails": [
-            {"name": name, "files": blocklist_jail_files(jail=name)} for name in missing
-        ],
+        "missing_jails": missing_jails,
         "fail2ban_error": error,
         "default_jail": DEFAULT_JAIL,
         "outcome": outcome,
         "create_error": error_message,
-        "is_fleet": fleet.is_fleet(),
+        "created": created or [],
+        "is_fleet": is_fleet,
     }
     return render(request, "blocklists/source_list.html", context, status=status)
 
@@ -101,25 +151,52 @@ def source_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 @permission_required(PERM_ADMINISTER, raise_exception=True)
 def jail_create(request: HtmxHttpRequest) -> HttpResponse:
-    """Create a missing blocklist jail through the configuration editor's safe path."""
+    """Create a missing blocklist jail through the configuration editor's safe path: on the
+    local host, or on a fleet on each host ticked (`host`, repeated), with a result per host."""
     jail = request.POST.get("jail", "")
     form = _source_form(request, initial={"jail": DEFAULT_JAIL})
     if not jail:
         # Named explicitly (the how-to's hidden field): a bare POST changes nothing.
         return _list_page(request, form, status=400, error_message="Which jail? None was named.")
+    is_fleet = fleet.is_fleet()
+    if not is_fleet:
+        hosts = [fleet.local_host()]
+    else:
+        names = list(dict.fromkeys(request.POST.getlist("host")))
+        if not names:
+            message = "On which hosts? None was ticked."
+            return _list_page(request, form, status=400, error_message=message)
+        try:
+            hosts = [fleet.host_get(name) for name in names]
+        except fleet.HostUnknown as exc:
+            return _list_page(request, form, status=400, error_message=str(exc))
+        # Every host asked for, or none: a partial change the user did not ask for is worse.
+        if not all(host_permitted(request.user, PERM_ADMINISTER, h.name) for h in hosts):
+            raise PermissionDenied
     try:
-        outcome = blocklist_jail_create(
-            runtime_state(), jail=jail, actor=actor_from_request(request)
+        results = blocklist_jail_create_on_hosts(
+            runtime_state(), jail=jail, hosts=hosts, actor=actor_from_request(request)
         )
-    except (InvalidArgument, ConfigPermissionDenied) as exc:
+    except InvalidArgument as exc:
         return _list_page(request, form, status=400, error_message=str(exc))
-    except Fail2banError as exc:
-        return _list_page(request, form, status=503, error_message=describe_error(exc))
-    if not outcome.ok:
-        return _list_page(request, form, status=409, outcome=outcome)
-    messages.success(
-        request, f"Created the jail {jail}: {outcome.summary} Sources can import into it now."
-    )
+    if not is_fleet:
+        [result] = results
+        if result.error:
+            status = 400 if result.refused else 503
+            return _list_page(request, form, status=status, error_message=result.error)
+        assert result.outcome is not None
+        if not result.ok:
+            return _list_page(request, form, status=409, outcome=result.outcome)
+    if not all(result.ok for result in results):
+        return _list_page(request, form, status=409, created=results)
+    for result in results:
+        assert result.outcome is not None
+        where = f"{result.host}: " if is_fleet else ""
+        messages.success(
+            request,
+            f"{where}Created the jail {jail}: {result.outcome.summary} "
+            "Sources can import into it now.",
+        )
     return redirect("jails:blocklists:list")
 
 

@@ -8,18 +8,31 @@ the snapshot's own link, so a single-host site behaves exactly as it did.
 
 Pages that cover several hosts ask them in parallel (fleet_map), each with a deadline: a
 slow or dead host is reported as unreachable with its error, never slows the others.
+
+A host that failed to answer (or missed the deadline) is not asked again by this process
+for JAILADMIN_HOST_RETRY seconds (its breaker, in RuntimeState.fleet): pages show it as
+unreachable at once, with its last error and when it is tried next. The call that missed
+the deadline goes on on its own thread and is the one probe: while it runs nobody asks
+the host, and when it ends its answer (or failure) opens or closes the breaker.
+After the cool-down, the next caller asks the host again.
+
+Changes on several hosts (fleet_change) run in parallel under the same deadline; their
+audit records are written on the calling thread, before (intent) and after (result): the
+worker threads only talk to fail2ban.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
@@ -27,10 +40,11 @@ from django.db import connections
 from django.utils import timezone
 
 from jails.agent.link import HostLink, link_build
-from jails.fail2ban.errors import Fail2banError
+from jails.fail2ban.errors import Fail2banError, Fail2banUnreachable, ProtocolError
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.state import (
     FleetState,
+    HostBreaker,
     JailServiceState,
     RuntimeState,
     host_config,
@@ -40,6 +54,7 @@ from jails.state import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 # last_seen is written at most this often per host (not on every page).
 LAST_SEEN_EVERY = timedelta(minutes=1)
@@ -74,6 +89,9 @@ class HostOutcome(Generic[T]):
     error: str = ""
     timed_out: bool = False
     seconds: float = 0.0
+    # Not asked: the host failed or missed the deadline a moment ago (its breaker is open);
+    # `error` then says what the last error was and when the host is tried next.
+    skipped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -219,6 +237,102 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _unreachable(exc: BaseException | None) -> bool:
+    """A failure to reach the host (down, hung, garbage), not a refusal by a host that answered."""
+    return isinstance(exc, Fail2banUnreachable | ProtocolError)
+
+
+@dataclass
+class _Attempt:
+    """One call to one host, as its breaker sees it (`ended` is guarded by fleet.lock)."""
+
+    fleet: FleetState
+    host_pk: int
+    service: JailServiceState
+    retry: float  # the cool-down after a failure (0: no breaker)
+    ended: bool = field(default=False)
+
+
+def _skipped(host: Host, breaker: HostBreaker, now: float) -> HostOutcome[Any]:
+    if breaker.busy:
+        when = "once its earlier request ends"
+    else:
+        when = f"in {max(math.ceil(breaker.retry_at - now), 1)} s"
+    return HostOutcome(
+        host,
+        error=f"last error: {breaker.error}; next try {when}",
+        timed_out=breaker.timed_out,
+        skipped=True,
+    )
+
+
+def _admit(item: HostScope, *, retry_now: bool) -> _Attempt | HostOutcome[Any]:
+    """The attempt to make on the host, or the outcome of not asking it (breaker open)."""
+    state = item.state
+    fleet = state.fleet
+    service = state.snapshot.jail_service
+    # The site's own fail2ban is always asked: it is next to the site (a failure is quick and
+    # says something new each time), and a single-host site keeps answering as it always did.
+    retry = 0.0 if item.host.is_local else state.settings.host_retry
+    assert item.host.pk is not None
+    attempt = _Attempt(fleet, item.host.pk, service, retry)
+    if retry <= 0:
+        return attempt
+    now = time.monotonic()
+    with fleet.lock:
+        breaker = fleet.breakers.get(attempt.host_pk)
+        if breaker is not None and breaker.service is not service:
+            # The row's connection changed since (a new link): its old failure says nothing.
+            del fleet.breakers[attempt.host_pk]
+            breaker = None
+        if breaker is None:
+            return attempt
+        if breaker.busy or (not retry_now and now < breaker.retry_at):
+            return _skipped(item.host, breaker, now)
+        breaker.busy = True  # this call tries it again: others still skip it meanwhile
+    return attempt
+
+
+def _settle(attempt: _Attempt, failure: BaseException | None) -> None:
+    """The call ended (on its own thread, maybe long after the deadline): open or close."""
+    if attempt.retry <= 0:
+        return
+    fleet = attempt.fleet
+    now = time.monotonic()
+    with fleet.lock:
+        attempt.ended = True
+        breaker = fleet.breakers.get(attempt.host_pk)
+        if breaker is not None and breaker.service is not attempt.service:
+            return  # the host's link was rebuilt meanwhile: that one has its own record
+        if _unreachable(failure):
+            assert failure is not None
+            fleet.breakers[attempt.host_pk] = HostBreaker(
+                attempt.service, _describe(failure), timed_out=False, retry_at=now + attempt.retry
+            )
+        elif failure is None or isinstance(failure, Fail2banError):
+            # It answered (a refusal is an answer too): shown normally from now on.
+            fleet.breakers.pop(attempt.host_pk, None)
+        elif breaker is not None:
+            breaker.busy = False  # our bug, not the host's: the breaker stays as it was
+
+
+def _missed(attempt: _Attempt, error: str) -> None:
+    """The caller stopped waiting at the deadline; the call goes on and settles later."""
+    if attempt.retry <= 0:
+        return
+    fleet = attempt.fleet
+    with fleet.lock:
+        if attempt.ended:
+            return  # it ended just now and has settled its breaker itself
+        fleet.breakers[attempt.host_pk] = HostBreaker(
+            attempt.service,
+            error,
+            timed_out=True,
+            retry_at=time.monotonic() + attempt.retry,
+            busy=True,
+        )
+
+
 def _run(fn: Callable[[RuntimeState], T], scoped: RuntimeState) -> T:
     try:
         return fn(scoped)
@@ -228,6 +342,25 @@ def _run(fn: Callable[[RuntimeState], T], scoped: RuntimeState) -> T:
         # (PostgreSQL: 60 s), and a connection whose thread is gone is never reused — leaked
         # until the server runs out of connection slots.
         connections.close_all()
+
+
+def _attempted(
+    fn: Callable[[RuntimeState], T],
+    attempt: _Attempt,
+    failure_of: Callable[[T], BaseException | None] | None,
+) -> Callable[[RuntimeState], T]:
+    """fn, telling the host's breaker how the call ended (whenever that is)."""
+
+    def call(scoped: RuntimeState) -> T:
+        try:
+            value = fn(scoped)
+        except BaseException as exc:
+            _settle(attempt, exc)
+            raise
+        _settle(attempt, failure_of(value) if failure_of is not None else None)
+        return value
+
+    return call
 
 
 def _start(fn: Callable[[RuntimeState], T], scoped: RuntimeState, *, name: str) -> Future[T]:
@@ -246,39 +379,68 @@ def _start(fn: Callable[[RuntimeState], T], scoped: RuntimeState, *, name: str) 
     return future
 
 
+def _answered(
+    host: Host,
+    value: T,
+    failure_of: Callable[[T], BaseException | None] | None,
+    seconds: float,
+) -> HostOutcome[T]:
+    """A host's answer; one that carries a failure to reach it (a change's report) keeps the
+    value and says why the host is unreachable, so its row records that too."""
+    failure = failure_of(value) if failure_of is not None else None
+    error = _describe(failure) if _unreachable(failure) and failure is not None else ""
+    return HostOutcome(host, value, error=error, seconds=seconds)
+
+
 def fleet_map(
     scopes: Sequence[HostScope],
     fn: Callable[[RuntimeState], T],
     *,
     deadline: float,
     record: bool = True,
+    retry_now: bool = False,
+    failure_of: Callable[[T], BaseException | None] | None = None,
 ) -> list[HostOutcome[T]]:
     """fn(scoped state) on every host at once; each host's value or error, in `scopes` order.
 
     A host that has not answered within `deadline` seconds is reported as timed out and left
     to finish (or fail) on its own thread: the caller never waits longer than the deadline.
     One host asks on the calling thread. `record`: write reachability changes to the rows.
+
+    A host whose breaker is open (it failed or missed the deadline less than
+    JAILADMIN_HOST_RETRY seconds ago) is not asked: its outcome is `skipped`, with the last
+    error. `retry_now` (an explicit check: the hosts page, the notification rules) asks it
+    anyway, unless a call to it is still running. `failure_of(value)`: the failure a value
+    carries instead of raising it (a change's report), for the breaker and the rows.
     """
     if not scopes:
         return []
     started = time.monotonic()
     outcomes: dict[int, HostOutcome[T]] = {}
-    if len(scopes) == 1:
+    attempts: dict[int, _Attempt] = {}
+    for index, item in enumerate(scopes):
+        admitted = _admit(item, retry_now=retry_now)
+        if isinstance(admitted, HostOutcome):
+            outcomes[index] = admitted
+        else:
+            attempts[index] = admitted
+    calls = {index: _attempted(fn, attempt, failure_of) for index, attempt in attempts.items()}
+    if len(calls) == 1 and len(scopes) == 1:
         only = scopes[0]
         try:
-            value = fn(only.state)
-            outcomes[0] = HostOutcome(only.host, value, seconds=time.monotonic() - started)
+            value = calls[0](only.state)
+            outcomes[0] = _answered(only.host, value, failure_of, time.monotonic() - started)
         except Exception as exc:  # every failure of one host is that host's outcome
             outcomes[0] = HostOutcome(
                 only.host, error=_describe(exc), seconds=time.monotonic() - started
             )
-    else:
+    elif calls:
         # One daemon thread per host, not a ThreadPoolExecutor: an executor's threads are
         # joined when the interpreter exits, so a command would wait for a hung host's
         # connection timeout after printing everything else.
         futures: dict[Future[T], int] = {
-            _start(fn, item.state, name=f"fleet-{item.name}"): index
-            for index, item in enumerate(scopes)
+            _start(call, scopes[index].state, name=f"fleet-{scopes[index].name}"): index
+            for index, call in calls.items()
         }
         pending = set(futures)
         end = started + deadline
@@ -293,14 +455,16 @@ def fleet_map(
                 seconds = time.monotonic() - started
                 failure = future.exception()
                 if failure is None:
-                    outcomes[index] = HostOutcome(host, future.result(), seconds=seconds)
+                    outcomes[index] = _answered(host, future.result(), failure_of, seconds)
                 else:
                     outcomes[index] = HostOutcome(host, error=_describe(failure), seconds=seconds)
         for future in pending:
             index = futures[future]
+            error = f"no answer within {deadline:g} s"
+            _missed(attempts[index], error)
             outcomes[index] = HostOutcome(
                 scopes[index].host,
-                error=f"no answer within {deadline:g} s",
+                error=error,
                 timed_out=True,
                 seconds=time.monotonic() - started,
             )
@@ -308,6 +472,34 @@ def fleet_map(
     if record:
         reachability_record(ordered)
     return ordered
+
+
+def fleet_change(
+    scopes: Sequence[HostScope],
+    fn: Callable[[RuntimeState], T],
+    *,
+    deadline: float,
+    audit: Callable[[HostScope], AbstractContextManager[D]],
+    finish: Callable[[D, HostOutcome[T]], None],
+    failure_of: Callable[[T], BaseException | None] | None = None,
+    record: bool = True,
+) -> list[HostOutcome[T]]:
+    """A change on several hosts at once: fleet_map's parallel calls under its deadline,
+    with each host's audit record kept on this thread.
+
+    `audit(scope)` opens the host's record (its intent is stored before anything is sent);
+    `fn` talks to the host only, on a worker thread (no database: SQLite locks the table
+    for a writer, and audit rows must not race); `finish(draft, outcome)` fills the record
+    with what the host answered, or that it did not answer in time (the change may still
+    have happened there), or that it was not asked. A record that cannot be opened stops
+    the whole change before any host is asked (an action is never unaudited).
+    """
+    with ExitStack() as stack:
+        drafts = [stack.enter_context(audit(item)) for item in scopes]
+        outcomes = fleet_map(scopes, fn, deadline=deadline, record=record, failure_of=failure_of)
+        for draft, outcome in zip(drafts, outcomes, strict=True):
+            finish(draft, outcome)
+    return outcomes
 
 
 def reachability_record(outcomes: Iterable[HostOutcome[Any]]) -> None:
@@ -325,7 +517,9 @@ def reachability_record(outcomes: Iterable[HostOutcome[Any]]) -> None:
             changes = {}
             if host.unreachable_since is None:
                 changes["unreachable_since"] = now
-            if host.last_error != outcome.error:
+            if outcome.skipped:
+                pass  # not asked: its last error (on the row) is still the last one
+            elif host.last_error != outcome.error:
                 changes["last_error"] = outcome.error[:2000]
         if changes:
             Host.objects.filter(pk=host.pk).update(**changes)

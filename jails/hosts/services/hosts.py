@@ -23,15 +23,19 @@ from django.db.models import ProtectedError, RestrictedError
 
 from jails.agent import ssh
 from jails.agent.link import MAX_UNIX_PATH, agent_address_check
+from jails.blocklists.models import BlocklistSource, ImportRun, SourceEntry
+from jails.configuration.models import ConfigSnapshot, ConfigVersion
 from jails.fail2ban import Fail2banError, InvalidArgument
+from jails.history.models import BanEvent, BanRollup, HistorySource
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.hosts.services import fleet
+from jails.models import AuditEntry
 from jails.services import jails as jail_service
 from jails.services.audit import Actor, audit_record
 from jails.state import RuntimeState
 
 # Where the install steps put the agent bundle on a host: the forced command runs it from here.
-AGENT_INSTALL_PATH = "/usr/local/lib/jailadmin/agent.pyz"
+AGENT_INSTALL_PATH = ssh.AGENT_PATH
 # Scanning a host's key is one TCP connection and a key exchange.
 SCAN_TIMEOUT = 10.0
 # The key type the transport prefers when a host presents several.
@@ -189,11 +193,11 @@ def host_update(
             host=host.name,
             parameters={"host": host.name, "changes": changed},
         )
-    _link_forget(state, host)
+    link_forget(state, host)
     return host
 
 
-def _link_forget(state: RuntimeState, host: Host) -> None:
+def link_forget(state: RuntimeState, host: Host) -> None:
     """Close this process's link to `host` (a changed or removed row builds a new one)."""
     fleet_state = state.fleet
     with fleet_state.lock:
@@ -202,20 +206,86 @@ def _link_forget(state: RuntimeState, host: Host) -> None:
         built[1].client.close()
 
 
-def host_remove(state: RuntimeState, *, host: Host, actor: Actor) -> None:
-    """Remove a host (the local host cannot be removed: disable it instead)."""
+@dataclass(frozen=True)
+class Removal:
+    """What removing a host keeps and what it removes, as counts an administrator reads.
+
+    Kept: history (rows that record what happened on the host carry its name and stay: the
+    archive, its statistics, configuration versions, blocklist import runs, audit records).
+    Removed: live bookkeeping that only makes sense while the site manages the host, and
+    would be wrong for another host added later under the same name (the history sync's
+    cursor, the cached configuration, the blocklist entries the site holds there).
+    `disabled_sources`: blocklists that imported into this host alone; with no host chosen a
+    source falls back to the local host, so they are disabled rather than retargeted."""
+
+    host: str
+    kept: tuple[tuple[str, int], ...]
+    removed: tuple[tuple[str, int], ...]
+    disabled_sources: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kept": dict(self.kept),
+            "removed": dict(self.removed),
+            "disabled_sources": list(self.disabled_sources),
+        }
+
+
+def _only_here_sources(host: Host) -> list[BlocklistSource]:
+    """The enabled blocklist sources that import into `host` and no other host."""
+    sources = BlocklistSource.objects.filter(hosts=host, all_hosts=False, enabled=True)
+    return [source for source in sources if source.hosts.count() == 1]
+
+
+def host_removal(host: Host) -> Removal:
+    """What `host_remove` would keep and remove now (for the confirmation)."""
+    name = host.name
+    kept = (
+        ("archived bans", BanEvent.objects.filter(host=name).count()),
+        ("ban statistics rows", BanRollup.objects.filter(host=name).count()),
+        ("configuration versions", ConfigVersion.objects.filter(host=name).count()),
+        ("blocklist import runs", ImportRun.objects.filter(host=name).count()),
+        ("audit records", AuditEntry.objects.filter(host=name).count()),
+    )
+    removed = (
+        ("blocklist entries held on it", SourceEntry.objects.filter(host=name).count()),
+        ("blocklists choosing it", BlocklistSource.objects.filter(hosts=host).count()),
+        ("groups limited to it", host.groups.count() if host.pk else 0),
+        ("cached configuration", ConfigSnapshot.objects.filter(host=name).count()),
+        ("history sync cursors", HistorySource.objects.filter(host=name).count()),
+    )
+    only_here = tuple(source.name for source in _only_here_sources(host)) if host.pk else ()
+    return Removal(host=name, kept=kept, removed=removed, disabled_sources=only_here)
+
+
+def host_remove(state: RuntimeState, *, host: Host, actor: Actor) -> Removal:
+    """Remove a host (the local host cannot be removed: disable it instead).
+
+    Its history stays under its name; its live bookkeeping goes with it (see Removal)."""
     if host.is_local or host.name == LOCAL_HOST:
         raise HostRefused("The local host cannot be removed; disable it instead.")
     described = _described(host)
-    _link_forget(state, host)
+    link_forget(state, host)
+    name = host.name
     try:
         with transaction.atomic():
+            removal = host_removal(host)
+            for source in _only_here_sources(host):
+                source.enabled = False
+                source.save(update_fields=["enabled"])
+            SourceEntry.objects.filter(host=name).delete()
+            ConfigSnapshot.objects.filter(host=name).delete()
+            HistorySource.objects.filter(host=name).delete()
             host.delete()
             audit_record(
-                actor=actor, action="host-remove", host=described["host"], parameters=described
+                actor=actor,
+                action="host-remove",
+                host=name,
+                parameters={**described, **removal.as_dict()},
             )
     except (ProtectedError, RestrictedError) as exc:
         raise HostRefused(f"{host.name} is still referred to and was not removed: {exc}") from None
+    return removal
 
 
 # --- the host's SSH key -------------------------------------------------------------------------
@@ -316,7 +386,7 @@ def host_key_confirm(
                 "previous_fingerprint": previous or None,
             },
         )
-    _link_forget(state, host)
+    link_forget(state, host)
     return chosen
 
 
@@ -401,7 +471,8 @@ def hosts_check(state: RuntimeState, *, hosts: list[Host], deadline: float) -> l
             results[host.name] = HostCheck(host=host, ok=False, error=str(exc))
             continue
         asked.append(host)
-    for outcome in fleet.fleet_map(scopes, _ask, deadline=deadline):
+    # An explicit check: asked even within a failed host's cool-down (fleet_map's breaker).
+    for outcome in fleet.fleet_map(scopes, _ask, deadline=deadline, retry_now=True):
         answer = outcome.value
         results[outcome.name] = HostCheck(
             host=outcome.host,

@@ -188,13 +188,17 @@ def host_confirm_key(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def host_remove(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Remove a host, after a confirmation (the local host can only be disabled)."""
     host = _host_for(request, name, PERM_ADMINISTER)
+    # The local host is never removed: nothing to count for it.
+    removal = None if host.is_local else host_service.host_removal(host)
+    context = {"host": host, "removal": removal}
     if request.method == "GET":
-        return render(request, "hosts/host_remove.html", {"host": host})
+        return render(request, "hosts/host_remove.html", context)
     try:
-        host_service.host_remove(runtime_state(), host=host, actor=actor_from_request(request))
-    except HostRefused as exc:
-        return render(
-            request, "hosts/host_remove.html", {"host": host, "error": str(exc)}, status=409
+        removal = host_service.host_remove(
+            runtime_state(), host=host, actor=actor_from_request(request)
         )
-    messages.success(request, f"Removed {name}.")
+    except HostRefused as exc:
+        return render(request, "hosts/host_remove.html", {**context, "error": str(exc)}, status=409)
+    kept = sum(count for _, count in removal.kept)
+    messages.success(request, f"Removed {name}; its history ({kept} records) is kept.")
     return redirect("jails:hosts:list")

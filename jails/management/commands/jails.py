@@ -8,8 +8,10 @@ permission) or, by default, as the system actor "system".
 
 Hosts (jails.hosts): without a host option a subcommand acts on the local host, exactly as
 before the fleet. ``--host NAME`` (repeatable) picks hosts, ``--all-hosts`` takes every
-enabled one. Reads ask the hosts in parallel, each within JAILADMIN_HOST_DEADLINE; changes
-run host by host. A host that fails prints an error line, the others print their results,
+enabled one. Reads ask the hosts in parallel, each within JAILADMIN_HOST_DEADLINE; so do
+`ban` and `unban` (that deadline per batch of addresses: a host that misses it is reported
+as not answering — the change may still have happened there); the other changes run host
+by host. A host that fails prints an error line, the others print their results,
 and the exit status is 1. With a host option ``--json`` prints a list, one record per host;
 without one, the record it always printed. Every record carries ``"host"``.
 """
@@ -20,6 +22,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
@@ -35,8 +38,9 @@ from jails.services import bans as ban_service
 from jails.services import control as control_service
 from jails.services import jails as jail_service
 from jails.services.audit import Actor
-from jails.services.bans import ActionReport, LineStatus
+from jails.services.bans import ActionReport, ChangeRun, LineStatus
 from jails.services.control import describe_error
+from jails.services.operations import AuditDraft, audited
 from jails.state import RuntimeState
 
 EXIT_FAILED = 1
@@ -74,6 +78,11 @@ class HostResult:
         if timed_out:
             data["timed_out"] = True
         return cls(data=data, ok=False, error=error, unreachable=unreachable)
+
+    @classmethod
+    def done(cls, line: str, **data: Any) -> HostResult:
+        """A part that succeeded in one step: its record (`ok` and `data`) and its one line."""
+        return cls(data={"ok": True, **data}, lines=[line])
 
 
 class Command(RuntimeCommand):
@@ -193,7 +202,9 @@ class Command(RuntimeCommand):
         )
         run = self._on_host(getattr(self, f"cmd_{subcommand}"), actor, options)
         outcomes: list[HostOutcome[HostResult]]
-        if mutating:
+        if fleet_wide and _in_parallel(subcommand, options):
+            outcomes = self._change_in_parallel(state, scopes, subcommand, actor, options)
+        elif mutating:
             # Host by host, in the order asked: a change is never abandoned (WRITE_DEADLINE),
             # and the audit rows are written on this thread, one host after the other.
             outcomes = [
@@ -217,6 +228,86 @@ class Command(RuntimeCommand):
             self._print_hosts(results)
         else:
             self._print_single(*results[0])
+
+    def _change_in_parallel(
+        self,
+        state: RuntimeState,
+        scopes: list[HostScope],
+        subcommand: str,
+        actor: Actor | None,
+        options: dict[str, Any],
+    ) -> list[HostOutcome[HostResult]]:
+        """ban / unban on every host at once, each within the per-host deadline (one per
+        batch of addresses): a dead host holds up no other. The audit records are written
+        on this thread (fleet_change); a host that does not answer in time is reported as
+        such — the change may still have happened there — never as done or failed."""
+        assert actor is not None
+        lines: list[str] = options["lines"]
+        batch_size: int = options["batch_size"] if subcommand == "ban" else ban_service.BATCH_SIZE
+        batches = max(1, -(-len(lines) // max(batch_size, 1)))
+        deadline = state.settings.host_deadline * batches
+        unknown = f"no answer within {deadline:g} s — the {subcommand} may still have happened"
+        jail: str | None = options.get("jail")
+        extra: dict[str, Any] = {}
+        if subcommand == "ban":
+            action, extra["confirmed"] = "ban", options["yes"]
+
+            def work(scoped: RuntimeState) -> ChangeRun:
+                return ban_service.ban_run(
+                    scoped,
+                    jail=options["jail"],
+                    lines=lines,
+                    actor=actor,
+                    confirmed=options["yes"],
+                    batch_size=batch_size,
+                )
+        else:
+            action = ban_service.unban_audit_action(jail)
+
+            def work(scoped: RuntimeState) -> ChangeRun:
+                return ban_service.unban_run(scoped, jail=jail, lines=lines)
+
+        def failed(outcome: HostOutcome[ChangeRun]) -> str:
+            if outcome.skipped:
+                return f"not sent: {outcome.error}"
+            return unknown if outcome.timed_out else outcome.error
+
+        def audit(item: HostScope) -> AbstractContextManager[AuditDraft]:
+            return audited(actor=actor, action=action, jail=jail or "", host=item.name)
+
+        def finish(draft: AuditDraft, outcome: HostOutcome[ChangeRun]) -> None:
+            missed = outcome.timed_out and not outcome.skipped
+            error = failed(outcome)
+            ban_service.change_audit_close(
+                draft, outcome.value, error=error, unknown=missed, **extra
+            )
+
+        changes = fleet.fleet_change(
+            scopes,
+            work,
+            deadline=deadline,
+            audit=audit,
+            finish=finish,
+            failure_of=ChangeRun.failure,
+            record=False,
+        )
+        outcomes: list[HostOutcome[HostResult]] = []
+        for change in changes:
+            if change.value is not None:
+                result = self._report(change.value.report)
+                if subcommand == "ban" and change.value.report.needs_confirmation:
+                    result.held = len(change.value.report.needs_confirmation)
+                outcomes.append(HostOutcome(change.host, result, seconds=change.seconds))
+            else:
+                failure = HostOutcome[HostResult](
+                    change.host,
+                    error=failed(change),
+                    timed_out=change.timed_out,
+                    seconds=change.seconds,
+                    skipped=change.skipped,
+                )
+                outcomes.append(failure)
+        return outcomes
 
     def _scopes(
         self,
@@ -491,10 +582,8 @@ class Command(RuntimeCommand):
                 count = ban_service.jail_unban_all(state, jail=jail, actor=actor)
             else:
                 count = ban_service.everything_unban(state, actor=actor)
-            return HostResult(
-                data={"ok": True, "jail": jail, "unbanned": count},
-                lines=[f"unbanned {count} in {jail or 'every jail'}"],
-            )
+            line = f"unbanned {count} in {jail or 'every jail'}"
+            return HostResult.done(line, jail=jail, unbanned=count)
         report = ban_service.ips_unban(state, jail=jail, lines=options["lines"], actor=actor)
         return self._report(report)
 
@@ -555,9 +644,8 @@ class Command(RuntimeCommand):
         assert actor is not None
         idle = options["state"] == "on"
         control_service.jail_idle_set(state, jail=options["jail"], idle=idle, actor=actor)
-        return HostResult(
-            data={"ok": True, "jail": options["jail"], "idle": idle},
-            lines=[f"{options['jail']}: idle {options['state']}"],
+        return HostResult.done(
+            f"{options['jail']}: idle {options['state']}", jail=options["jail"], idle=idle
         )
 
     def cmd_stop(
@@ -565,10 +653,8 @@ class Command(RuntimeCommand):
     ) -> HostResult:
         assert actor is not None
         control_service.jail_stop(state, jail=options["jail"], actor=actor)
-        return HostResult(
-            data={"ok": True, "jail": options["jail"], "stopped": True},
-            lines=[f"{options['jail']}: stopped (gone until the next reload or start)"],
-        )
+        line = f"{options['jail']}: stopped (gone until the next reload or start)"
+        return HostResult.done(line, jail=options["jail"], stopped=True)
 
     def cmd_start(
         self, state: RuntimeState, actor: Actor | None, options: dict[str, Any]
@@ -576,9 +662,8 @@ class Command(RuntimeCommand):
         assert actor is not None
         started = control_service.jail_start(state, jail=options["jail"], actor=actor)
         how = " (by reloading the configuration)" if started.via_reload else ""
-        return HostResult(
-            data={"ok": True, "jail": started.jail, "via_reload": started.via_reload},
-            lines=[f"{started.jail}: started{how}"],
+        return HostResult.done(
+            f"{started.jail}: started{how}", jail=started.jail, via_reload=started.via_reload
         )
 
     def cmd_reload(
@@ -586,9 +671,8 @@ class Command(RuntimeCommand):
     ) -> HostResult:
         assert actor is not None
         reloaded = control_service.server_reload(state, jail=options.get("jail"), actor=actor)
-        return HostResult(
-            data={"ok": True, "jail": reloaded.jail, "output": reloaded.output},
-            lines=[f"reloaded {reloaded.jail or 'fail2ban'}"],
+        return HostResult.done(
+            f"reloaded {reloaded.jail or 'fail2ban'}", jail=reloaded.jail, output=reloaded.output
         )
 
 
@@ -596,6 +680,11 @@ def _result(outcome: HostOutcome[HostResult]) -> HostResult:
     if outcome.ok and outcome.value is not None:
         return outcome.value
     return HostResult.failure(outcome.error, timed_out=outcome.timed_out, unreachable=True)
+
+
+def _in_parallel(subcommand: str, options: dict[str, Any]) -> bool:
+    """A change that runs on every host at once (the others go host by host)."""
+    return subcommand == "ban" or (subcommand == "unban" and not options["unban_all"])
 
 
 def _unreachable(exc: Exception | None) -> bool:

@@ -7,6 +7,8 @@
     hosts check NAME | --all [--json]
     hosts confirm-key NAME [--fingerprint SHA256:… | --yes] [--json]
     hosts install-agent NAME [--json]
+    hosts install-agent NAME --perform --login-key PATH [--login root@host:22]
+                        [--agent-path P] [--python P] [--authorized-keys P] [--agent-option A]…
 
 Exit codes: 0 ok, 1 failed (unreachable, refused, not confirmed), 2 usage (unknown host, bad
 arguments, unknown --as user). Changes are audited as `--as USER` (an administrator) or the
@@ -16,19 +18,24 @@ system actor. A private key is never printed: only the public half, as the autho
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from jails.agent import ssh
 from jails.apps import runtime_state
 from jails.fail2ban import InvalidArgument
 from jails.hosts.models import Host
 from jails.hosts.services import hosts as host_service
-from jails.hosts.services.hosts import HostCheck, HostRefused, InstallSteps
+from jails.hosts.services.hosts import HostCheck, HostRefused, InstallSteps, Removal
+from jails.hosts.services.install import InstallPlan, Step, agent_install
 from jails.management.base import EXIT_USAGE, RuntimeCommand, command_actor
+from jails.management.commands.agent_bundle import JAILS_DIR, bundle_bytes
 from jails.roles import PERM_ADMINISTER
 
 EXIT_FAILED = 1
+INSTALL_CHECK_DEADLINE = 30.0
 
 
 def _dumps(data: Any) -> str:
@@ -83,9 +90,41 @@ class Command(RuntimeCommand):
         p.add_argument("--json", action="store_true", help="JSON output.")
         with_as(p)
 
-        p = sub.add_parser("install-agent", help="Print the steps that install the agent.")
+        p = sub.add_parser(
+            "install-agent", help="Print the steps that install the agent, or --perform them."
+        )
         p.add_argument("name")
         p.add_argument("--json", action="store_true", help="JSON output.")
+        p.add_argument(
+            "--perform",
+            action="store_true",
+            help="Do the steps over a one-time administrator login (--login-key), then check.",
+        )
+        p.add_argument(
+            "--login",
+            metavar="USER@HOST:PORT",
+            help="The administrator login (default: the host's destination). Not stored.",
+        )
+        p.add_argument(
+            "--login-key", type=Path, metavar="PATH", help="Its private key file. Not stored."
+        )
+        p.add_argument("--agent-path", default=ssh.AGENT_PATH, help="Where the agent goes.")
+        p.add_argument("--python", default=ssh.AGENT_PYTHON, help="The host's python3.")
+        p.add_argument(
+            "--authorized-keys",
+            default="",
+            metavar="PATH",
+            help="The authorized_keys file (default: the host user's ~/.ssh/authorized_keys).",
+        )
+        p.add_argument(
+            "--agent-option",
+            action="append",
+            default=[],
+            metavar="ARG",
+            help="An argument for the agent's forced command (repeat: --agent-option=--socket"
+            " --agent-option=/run/fail2ban/fail2ban.sock).",
+        )
+        with_as(p)
 
     # Entry point -----------------------------------------------------------------------------
     def handle(self, *args: Any, **options: Any) -> None:
@@ -205,17 +244,31 @@ class Command(RuntimeCommand):
         if host.is_local:
             self._fail("the local host cannot be removed; disable it instead", EXIT_FAILED)
         if not options["yes"]:
+            self._removal_lines(host_service.host_removal(host), done=False)
             self._fail(
                 f"would remove {host.name} ({host.address}); run again with --yes to remove it",
                 EXIT_FAILED,
             )
         actor = command_actor(options.get("as_user"), permission=PERM_ADMINISTER)
-        host_service.host_remove(runtime_state(), host=host, actor=actor)
+        removal = host_service.host_remove(runtime_state(), host=host, actor=actor)
         self.stdout.write(f"removed {host.name}")
+        self._removal_lines(removal, done=True)
         if host.kind == Host.Kind.SSH:
             self.stdout.write(
                 "remove its key's line from the host's authorized_keys too "
                 f"(the key ends with jailadmin-{host.name})"
+            )
+
+    def _removal_lines(self, removal: Removal, *, done: bool) -> None:
+        def listed(items: tuple[tuple[str, int], ...]) -> str:
+            return ", ".join(f"{count} {label}" for label, count in items)
+
+        self.stdout.write(f"{'kept' if done else 'keeps'} (history): {listed(removal.kept)}")
+        self.stdout.write(f"{'removed' if done else 'removes'}: {listed(removal.removed)}")
+        if removal.disabled_sources:
+            self.stdout.write(
+                f"{'disabled' if done else 'disables'} the blocklists that imported into "
+                f"{removal.host} alone: {', '.join(removal.disabled_sources)}"
             )
 
     def cmd_check(self, options: dict[str, Any]) -> None:
@@ -306,8 +359,56 @@ class Command(RuntimeCommand):
 
     def cmd_install_agent(self, options: dict[str, Any]) -> None:
         host = self._host(options["name"])
+        if options["perform"]:
+            self._perform(host, options)
+            return
         steps = host_service.install_steps(host)
         if self.as_json:
             self.stdout.write(_dumps({"host": host.name, **steps.as_dict()}))
             return
         self._steps(host, steps)
+
+    def _perform(self, host: Host, options: dict[str, Any]) -> None:
+        if options["login_key"] is None:
+            raise CommandError(
+                "--perform needs --login-key PATH (an administrator's key for the host)",
+                returncode=EXIT_USAGE,
+            )
+        actor = command_actor(options.get("as_user"), permission=PERM_ADMINISTER)
+        plan = InstallPlan(
+            agent_path=options["agent_path"],
+            python=options["python"],
+            authorized_keys=options["authorized_keys"],
+            agent_options=tuple(options["agent_option"]),
+        )
+        state = runtime_state()
+
+        def progress(step: Step) -> None:
+            if not self.as_json:
+                mark = "ok    " if step.ok else "FAILED"
+                self.stdout.write(f"{mark} {step.name}: {step.detail}")
+
+        report = agent_install(
+            state,
+            host=host,
+            login=options["login"] or host.address,
+            login_key=options["login_key"],
+            # The bundle `manage.py agent_bundle` builds, from this checkout's agent.
+            bundle=bundle_bytes(JAILS_DIR),
+            plan=plan,
+            actor=actor,
+            # A one-off check right after the install: the agent's first (cold) start may
+            # take longer than a page's per-host deadline.
+            deadline=max(state.settings.host_deadline, INSTALL_CHECK_DEADLINE),
+            progress=progress,
+        )
+        if self.as_json:
+            self.stdout.write(_dumps(report.as_dict()))
+        failed = next((step for step in report.steps if not step.ok), None)
+        if failed is not None:
+            raise CommandError(
+                f"install-agent stopped at {failed.name!r}: {failed.detail}",
+                returncode=EXIT_FAILED,
+            )
+        if not self.as_json:
+            self.stdout.write(f"{host.name}: the agent is installed and answers the site")
