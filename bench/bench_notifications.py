@@ -1,6 +1,6 @@
 """Notifications benchmark: evaluating every rule over 10 000 new bans; pages while delivering.
 
-    .venv/bin/python bench/bench_notifications.py [--repeat 7] [--pages-repeat 30]
+    .venv/bin/python bench/bench_notifications.py [--repeat 7] [--pages-repeat 30] [--jobs-nice N]
 
 Everything runs in a throw-away directory whatever JAILADMIN_* says (bench/common.py).
 
@@ -11,11 +11,17 @@ Everything runs in a throw-away directory whatever JAILADMIN_* says (bench/commo
    each with a webhook channel and a subscriber.
 2. Times `rules_evaluate` over the 10 000 new bans (cursors reset before each run; median
    of --repeat), against a floor: a plain SQL `COUNT(*)` of the same rows. Goal ≤ 1 s.
-3. Times pages (dashboard, /notifications/, the delivery log) idle, then while a second
-   process evaluates the 10 000-ban burst and delivers its messages to a local webhook
-   receiver (a third process) over and over (the worst case: the job runner does this once
-   a minute). --child-nice N runs that process at niceness N, as `Nice=` in the job
-   runner's systemd unit would. Goal: ratio ≤ 1.1.
+3. Times pages (dashboard, /notifications/, the delivery log) idle, then while the job
+   runner evaluates the 10 000-ban burst and delivers its messages to a local webhook
+   receiver (a third process) over and over. The runner is started as production starts
+   it: `manage.py run_jobs --only notify-evaluate --only notify-deliver` (the command,
+   its own JAILADMIN_JOBS_NICE, default 10; --jobs-nice N sets it, 0 for no change). To
+   make it repeat the burst, a small "rewinder" process (at the runner's niceness: it is
+   part of the background load) waits for each evaluation and its delivery, then puts the
+   rules' cursors back and makes both jobs due again: the runner evaluates the burst every
+   few seconds (its loop sleeps 1-5 s between passes) where production does once a minute
+   at most. Also printed: the runner's CPU time per burst (from /proc, whatever the load)
+   and the evaluation's CPU time next to its wall time. Goal: ratio ≤ 1.1.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ NEW_EVENTS = 10_000
 JAILS = [f"jail-{n:02d}" for n in range(20)]
 EVALUATE_GOAL_S = 1.0
 PAGE_RATIO_GOAL = 1.1
+JOB_NAMES = ("notify-evaluate", "notify-deliver")
 
 RECEIVER = """
 import sys
@@ -131,7 +138,8 @@ def rules_reset(cursor: int) -> None:
         rule.save(update_fields=["memory"])
 
 
-def evaluate_once(cursor: int) -> tuple[float, int]:
+def evaluate_once(cursor: int) -> tuple[float, float, int]:
+    """One evaluation of the burst: wall seconds, this process's CPU seconds, messages."""
     from django.apps import apps
 
     from jails.notifications.services.delivery import DeliveryConfig
@@ -139,26 +147,63 @@ def evaluate_once(cursor: int) -> tuple[float, int]:
 
     rules_reset(cursor)
     state = apps.get_app_config("jails").state
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = rules_evaluate(state, now=datetime.now(UTC), config=DeliveryConfig())
-    return time.perf_counter() - start, result.queued
+    return time.perf_counter() - start, time.process_time() - cpu, result.queued
 
 
-def child(work: Path, cursor: int) -> None:
-    """The delivering process: evaluate the burst and deliver its messages, over and over."""
-    from jails.notifications.services.delivery import DeliveryConfig, outbox_deliver
+def rewinder(cursor: int) -> None:
+    """Make the runner evaluate and deliver the burst again as soon as it has done both."""
+    from django.db import close_old_connections
+    from django.utils import timezone
 
-    config = DeliveryConfig(timeout=5.0)
+    from jails.models import ScheduledJob
+    from jails.notifications.services.jobs import DELIVER_JOB, EVALUATE_JOB
+
     rounds = 0
-    stop = []
+    stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    # The runner may have evaluated and delivered before this process was up: that counts.
+    rewound_at = datetime.min.replace(tzinfo=UTC)
     while not stop:
-        evaluate_once(cursor)
-        outbox_deliver(now=datetime.now(UTC), owner="bench", config=config)
+        time.sleep(0.2)
+        close_old_connections()
+        jobs = {job.name: job for job in ScheduledJob.objects.filter(name__in=JOB_NAMES)}
+        evaluate, deliver = jobs.get(EVALUATE_JOB), jobs.get(DELIVER_JOB)
+        if evaluate is None or deliver is None or evaluate.locked_by or deliver.locked_by:
+            continue
+        done = (
+            evaluate.last_finished_at is not None
+            and evaluate.last_finished_at > rewound_at
+            and deliver.last_started_at is not None
+            and deliver.last_started_at >= evaluate.last_finished_at
+        )
+        if not done:
+            continue
+        rules_reset(cursor)
+        rewound_at = timezone.now()
+        # Unlocked (checked above), so the runner's job_release cannot overwrite this.
+        ScheduledJob.objects.filter(name__in=JOB_NAMES, locked_by="").update(next_run_at=rewound_at)
         rounds += 1
         if rounds == 1:
             print("ready", flush=True)  # the parent measures from here on
-    print(f"child rounds: {rounds}", flush=True)
+    print(rounds, flush=True)
+
+
+def proc_stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields from the third on (the name may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def niceness_of(pid: int) -> int:
+    """The niceness the kernel schedules `pid` at (field 19 of /proc/PID/stat)."""
+    return int(proc_stat(pid)[16])
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """CPU time `pid` has used, user and system (fields 14 and 15)."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pages_time(web, repeat: int) -> dict[str, float]:
@@ -184,19 +229,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--pages-repeat", type=int, default=30)
-    parser.add_argument("--child", metavar="WORKDIR")
-    parser.add_argument("--cursor", type=int, default=0)
+    parser.add_argument("--rewinder", metavar="WORKDIR", help=argparse.SUPPRESS)
+    parser.add_argument("--cursor", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--child-nice",
+        "--jobs-nice",
         type=int,
-        default=0,
-        help="Run the delivering process at this niceness (as systemd's Nice= would).",
+        default=None,
+        help="The runner's JAILADMIN_JOBS_NICE (default: unset, the site's default of 10).",
     )
     args = parser.parse_args()
-    if args.child:
-        os.nice(args.child_nice)
-        django_setup(Path(args.child))
-        child(Path(args.child), args.cursor)
+    if args.rewinder:
+        django_setup(Path(args.rewinder))
+        rewinder(args.cursor)
         return
 
     work = django_setup()
@@ -213,10 +257,11 @@ def main() -> None:
         rules_make(f"http://127.0.0.1:{port}/hook")
         web = site_client(str(work / "no-fail2ban.sock"))
 
-        samples, queued = [], 0
+        samples, cpu_samples, queued = [], [], 0
         for _ in range(args.repeat):
-            seconds, queued = evaluate_once(cursor)
+            seconds, cpu_seconds, queued = evaluate_once(cursor)
             samples.append(seconds)
+            cpu_samples.append(cpu_seconds)
         evaluate_s = statistics.median(samples)
 
         def count() -> None:
@@ -230,6 +275,8 @@ def main() -> None:
             [
                 ("rules_evaluate (median)", f"{evaluate_s * 1000:8.1f} ms"),
                 ("  spread (min-max)", f"{min(samples) * 1000:.0f}-{max(samples) * 1000:.0f} ms"),
+                # The work itself, whatever else the machine runs (SQLite is in-process).
+                ("  CPU time (median)", f"{statistics.median(cpu_samples) * 1000:8.1f} ms"),
                 ("  messages queued", f"{queued}"),
                 ("plain SELECT COUNT(*) of the rows", f"{floor_ms:8.2f} ms"),
                 ("ratio", ratio(evaluate_s * 1000, floor_ms)),
@@ -238,24 +285,51 @@ def main() -> None:
         )
 
         idle = pages_time(web, args.pages_repeat)
-        env = dict(os.environ)
-        child_proc = subprocess.Popen(
-            [
-                *(sys.executable, __file__, "--child", str(work), "--cursor", str(cursor)),
-                *("--child-nice", str(args.child_nice)),
-            ],
+        # The runner exactly as production starts it (the command, its own priority); the
+        # environment is the benchmark's isolated one (bench/common.py).
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if args.jobs_nice is not None:
+            env["JAILADMIN_JOBS_NICE"] = str(args.jobs_nice)
+        rules_reset(cursor)  # its first evaluation is the burst too
+        log = (work / "run_jobs.log").open("w")
+        runner = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "run_jobs"]
+            + [arg for name in JOB_NAMES for arg in ("--only", name)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            text=True,
+        )
+        procs.append(runner)
+        log.close()  # the runner has its own copy
+        deadline = time.monotonic() + 300
+        while "job runner " not in (work / "run_jobs.log").read_text():
+            if runner.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the job runner failed to start (see its error above)")
+            time.sleep(0.2)
+        runner_nice = niceness_of(runner.pid)
+
+        def start_as_runner() -> None:
+            os.setpriority(os.PRIO_PROCESS, 0, runner_nice)
+
+        rewind = subprocess.Popen(
+            [sys.executable, __file__, "--rewinder", str(work), "--cursor", str(cursor)],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=start_as_runner,
         )
-        procs.append(child_proc)
-        if child_proc.stdout.readline().strip() != "ready":
-            raise SystemExit("the delivering process failed to start (see its error above)")
+        procs.append(rewind)
+        if rewind.stdout.readline().strip() != "ready":
+            raise SystemExit("the runner did not evaluate and deliver the burst")
+        cpu_before, wall_before = cpu_seconds_of(runner.pid), time.perf_counter()
         busy = pages_time(web, args.pages_repeat)
-        if child_proc.poll() is not None:
-            raise SystemExit("the delivering process ended during the measurement")
-        child_proc.send_signal(signal.SIGTERM)
-        out, _ = child_proc.communicate(timeout=120)
+        cpu_used, wall = cpu_seconds_of(runner.pid) - cpu_before, time.perf_counter() - wall_before
+        if runner.poll() is not None or rewind.poll() is not None:
+            raise SystemExit("the job runner or the rewinder ended during the measurement")
+        rewind.send_signal(signal.SIGTERM)
+        out, _ = rewind.communicate(timeout=120)
+        bursts = int(out.strip()) - 1  # the first one came before the measurement
         rows = []
         for name in idle:
             rows.append(
@@ -265,10 +339,17 @@ def main() -> None:
                     f"{ratio(busy[name], idle[name])}",
                 )
             )
-        rows.append(("delivering process", out.strip()))
+        rows.append(("bursts the runner evaluated and delivered", f"{bursts} in {wall:.0f} s"))
+        rows.append(
+            (
+                "runner CPU, per burst",
+                f"{cpu_used / max(bursts, 1) * 1000:.0f} ms ({cpu_used / wall:.0%} of a core)",
+            )
+        )
+        rows.append(("worst ratio", f"{max(busy[n] / idle[n] for n in idle):.2f} × (goal ≤ 1.1)"))
         print_table(
-            "Pages while a 10 000-ban burst is evaluated and delivered"
-            f" (delivering process at nice {args.child_nice})",
+            "Pages while `run_jobs` evaluates and delivers a 10 000-ban burst"
+            f" (runner at nice {runner_nice}; load {os.getloadavg()[0]:.2f})",
             rows,
         )
     finally:

@@ -268,6 +268,9 @@ JAILADMIN_HISTORY_RETENTION_DAYS = env_int("JAILADMIN_HISTORY_RETENTION_DAYS", 3
 # How many gunicorn workers serve the site (scripts/run.sh starts exactly this many):
 # process-local `memory` sessions are refused with more than one (system check jails.E010).
 JAILADMIN_WORKERS = env_int("JAILADMIN_WORKERS", 3, minimum=1)
+# The job runner (`run_jobs`) lowers its CPU priority to this niceness: its bursts (history
+# sync, a 10 000-ban notification evaluation) then wait for the web workers' pages.
+JAILADMIN_JOBS_NICE = env_int("JAILADMIN_JOBS_NICE", 10, minimum=0, maximum=19)
 
 # Notifications (jails.notifications; README, "Notifications"): the SMTP server as one URL
 # (jailadmin.email_url; unset: email channels report "not configured"), the sender, the base

@@ -72,6 +72,26 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def priority_lower(niceness: int) -> int:
+    """Lower this process's CPU priority to ``niceness`` (never raise it); the niceness now.
+
+    The runner's bursts (a 10 000-ban evaluation, a delivery round) are background work: on
+    a small box they must wait for the web workers' pages, as `nice` would make them.
+    """
+    # getpriority/setpriority, not os.nice(0): nice() calls setpriority even to read, which
+    # the units' system-call filter (~@resources) refuses. Linux applies it to this thread,
+    # and the threads started later inherit it: call it before starting any.
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness <= current:  # already as low (systemd's Nice=): raising it needs privilege
+        return current
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except OSError as exc:  # refused (a system-call filter): run on at the current priority
+        logger.warning("job runner: cannot lower its priority to nice %d: %s", niceness, exc)
+        return current
+    return niceness
+
+
 # --- The lock -------------------------------------------------------------------------------------
 def job_acquire(
     *, name: str, owner: str, now: datetime, lease: timedelta, when_due: bool = True

@@ -236,11 +236,17 @@ def test_deploy_site_services_run_the_site():
     # TERM to the master alone, which stops its workers gracefully.
     assert one(web, "Service", "KillMode") == "mixed"
     jobs = unit_parse(DEPLOY / "jailadmin-jobs.service")
+    # The installed package's command (the wheel's console script), not the checkout's manage.py.
     assert one(jobs, "Service", "ExecStart").split() == [
-        f"{SITE_DIR}/.venv/bin/python",
-        "manage.py",
+        f"{SITE_DIR}/.venv/bin/jailadmin",
         "run_jobs",
     ]
+    assert [v.split()[:2] for v in web["Service"]["ExecStartPre"]] == [
+        [f"{SITE_DIR}/.venv/bin/jailadmin", "migrate"],
+        [f"{SITE_DIR}/.venv/bin/jailadmin", "collectstatic"],
+    ]
+    # Background work yields to the pages (JAILADMIN_JOBS_NICE's default, set by systemd).
+    assert one(jobs, "Service", "Nice") == "10"
     for unit, name in ((web, "jailadmin-web"), (jobs, "jailadmin-jobs")):
         assert one(unit, "Service", "StandardOutput") == "journal"
         assert one(unit, "Service", "StandardError") == "journal"

@@ -34,12 +34,10 @@ def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None, tim
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A fresh virtual environment with jailadmin installed from its wheel; its bin/."""
-    base = tmp_path_factory.mktemp("wheel")
+def wheel_build(base: Path) -> Path:
+    """Build jailadmin's wheel from a copy of the sources under `base`; the wheel's path."""
     source = base / "source"
-    source.mkdir()
+    source.mkdir(parents=True)
     for name in SOURCES:
         shutil.copytree(
             ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -53,6 +51,14 @@ def installed(tmp_path_factory) -> Path:
         timeout=PIP_TIMEOUT,
     )
     (wheel,) = wheels.glob("jailadmin-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh virtual environment with jailadmin installed from its wheel; its bin/."""
+    base = tmp_path_factory.mktemp("wheel")
+    wheel = wheel_build(base)
     venv = base / "venv"
     run([sys.executable, "-m", "venv", str(venv)], cwd=base, timeout=COMMAND_TIMEOUT)
     run(

@@ -174,6 +174,39 @@ def test_origin_rule_matches_countries_and_networks(channel, config, runtime):
     assert addresses == {"100.64.0.1", "100.64.0.2", "203.0.113.9"}
 
 
+def test_origin_rule_counts_a_ban_in_a_watched_country_and_network_once(channel, config, runtime):
+    rule = _rule(Rule.Kind.ORIGIN, channel=channel, countries=["CN"], networks=["203.0.113.0/24"])
+    ban_rows(2, ip_base="203.0", country="CN")  # 203.0.0.1-2: the country only
+    # Inside the network, in two jails; the first ban also from the watched country.
+    for jail, country in (("sshd", "CN"), ("nginx", "US")):
+        BanEvent.objects.create(
+            jail=jail,
+            ip="203.0.113.9",
+            network="203.0.113.0/24",
+            timeofban=TS0,
+            bantime=600,
+            country_code=country,
+        )
+    rules_evaluate(runtime, now=T0, config=config)
+    [row] = _queued(rule)
+    assert row.payload["count"] == 4
+    bans = {r["address"]: r["bans"] for r in row.payload["tables"][0]["rows"]}
+    assert bans == {"203.0.0.1": "1", "203.0.0.2": "1", "203.0.113.9": "2"}
+
+
+def test_origin_rule_with_networks_only(channel, config, runtime):
+    rule = _rule(Rule.Kind.ORIGIN, channel=channel, countries=[], networks=["2001:db8::/64"])
+    ban_rows(3, ip_base="100.64", country="CN")  # a country, but none is watched
+    for ip in ("2001:db8::1", "2001:db8:1::1"):  # inside, outside the network
+        BanEvent.objects.create(
+            jail="sshd", ip=ip, network=ip, timeofban=TS0, bantime=600, country_code="DE"
+        )
+    rules_evaluate(runtime, now=T0, config=config)
+    [row] = _queued(rule)
+    assert row.payload["count"] == 1
+    assert [r["address"] for r in row.payload["tables"][0]["rows"]] == ["2001:db8::1"]
+
+
 def test_fail2ban_down_for_k_minutes_then_recovered_makes_one_message_each(
     channel, config, runtime, f2b
 ):

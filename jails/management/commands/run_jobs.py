@@ -7,10 +7,11 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from jails.apps import runtime_state
-from jails.jobs import JobOutcome, JobRunner, default_jobs
+from jails.jobs import JobOutcome, JobRunner, default_jobs, priority_lower
 from jails.management.base import RuntimeCommand
 from jails.runtime import runtime_start
 
@@ -55,6 +56,8 @@ class Command(RuntimeCommand):
                 known = ", ".join(job.name for job in jobs)
                 raise CommandError(f"unknown job {sorted(unknown)[0]!r} (jobs: {known})")
             jobs = [job for job in jobs if job.name in options["only"]]
+        # Before any thread starts (the settings watcher below): they inherit it.
+        niceness = priority_lower(settings.JAILADMIN_JOBS_NICE)
         # RuntimeCommand loaded the stored settings before handle(). A long-running process
         # also follows later changes saved on /settings/ (fail2ban socket, geo database...)
         # the same way web workers do, instead of keeping the startup values.
@@ -68,7 +71,7 @@ class Command(RuntimeCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         names = ", ".join(job.name for job in jobs)
-        self.stdout.write(f"job runner {runner.owner} started: {names}")
+        self.stdout.write(f"job runner {runner.owner} started (nice {niceness}): {names}")
         self.stdout.flush()
 
         def report(outcome: JobOutcome) -> None:
