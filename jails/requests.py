@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
+from jails.hosts.models import LOCAL_HOST, Host
 from jails.hosts.permissions import host_permitted, hosts_permitted
 from jails.hosts.services import fleet
 from jails.hosts.services.fleet import HostOutcome, HostScope
@@ -26,6 +27,7 @@ from jails.state import RuntimeState
 _OVERVIEW_ATTR = "_jailadmin_overview"
 _FLEET_ATTR = "_jailadmin_fleet"
 _FLEET_OVERVIEW_ATTR = "_jailadmin_fleet_overview"
+_LOCAL_HOST_ATTR = "_jailadmin_local_host"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -82,8 +84,13 @@ def is_fleet_request(request: HttpRequest) -> bool:
     """Whether the site has hosts besides the local one (asked once per request)."""
     cached = getattr(request, _FLEET_ATTR, None)
     if cached is None:
-        cached = fleet.is_fleet()
+        # One query for both questions every page asks: a fleet or not, and the local
+        # host's row (host_for_request with no name) — on the hot /jails/ page that was two.
+        hosts = list(Host.objects.filter(enabled=True))
+        cached = fleet.is_fleet(hosts)
         setattr(request, _FLEET_ATTR, cached)
+        local = [host for host in hosts if host.name == LOCAL_HOST]
+        setattr(request, _LOCAL_HOST_ATTR, local[0] if local else None)
     return bool(cached)
 
 
@@ -97,7 +104,12 @@ def host_for_request(
     try:
         # The local host's row is made by a migration; local_host() remakes it if deleted,
         # so a single-host site never depends on that row being there.
-        host = fleet.host_get(host_name) if host_name else fleet.local_host()
+        if host_name:
+            host = fleet.host_get(host_name)
+        else:
+            # The enabled local row this request already read, else local_host() (which
+            # also remakes a deleted row; a disabled one is refused just below).
+            host = getattr(request, _LOCAL_HOST_ATTR, None) or fleet.local_host()
     except fleet.HostUnknown:
         raise Http404("no such host") from None
     if not host.enabled:

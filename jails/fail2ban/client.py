@@ -35,6 +35,7 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 _RECV_BYTES = 256 * 1024
 _Reply = TypeVar("_Reply")
 _RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.ECONNREFUSED, errno.EWOULDBLOCK})
+_BUSY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 RETRY_BACKOFF = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
@@ -309,6 +310,12 @@ def unix_connect(
             # A busy server's backlog is full for a moment (EAGAIN/ECONNREFUSED); a missing
             # socket or a permission problem will not get better by waiting.
             delay = next(delays, None) if exc.errno in _RETRY_ERRNOS else None
+            if delay is None and exc.errno in _BUSY_ERRNOS and backoff:
+                # EAGAIN says the server is there and busy: fail2ban listens with a backlog
+                # of 1, so under 50 connections on a starved CPU the backlog can stay full
+                # longer than the backoff list (0.4 s) — /healthz answered 503 then (issue
+                # 15). Busy is not down: keep trying at the last pace until the deadline.
+                delay = backoff[-1]
             if delay is None or time.monotonic() + delay > deadline:
                 raise fail(describe(exc)) from None
             time.sleep(delay)

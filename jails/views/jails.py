@@ -102,6 +102,8 @@ def jail_list(request: HtmxHttpRequest) -> HttpResponse:
     jails.sort(key=JAIL_SORT_KEYS[key], reverse=descending)
     page = Paginator(jails, state.settings.page_size).get_page(page_number(request))
     context = {
+        "fleet": False,
+        "host_filter": "",
         "overview": overview,
         "page": page,
         "query": query,
