@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_fleet.py [--hosts 10] [--repeat 15] [--deadline 2]
                                           [--rows 10000] [--skip-history]
                                           [--history-only] [--engine sqlite|postgres]
-                                          [--profile FILE]
+                                          [--profile FILE] [--cpu-repeat 40]
+                                          [--profile-page FILE]
 
 Every host is reached exactly as a remote one: a real sshd on 127.0.0.1 (tests/support/sshd.py)
 whose authorized_keys force the agent of this checkout (`--stdio`) in front of one private
@@ -11,6 +12,11 @@ fail2ban server per host. Three figures, each next to the floor it is compared w
 
 1. GET /jails/ with N hosts ÷ the same page with one of them (target ≤ 2×: the hosts are asked
    in parallel, so N hosts should cost about one host plus rendering N times the rows).
+   Next to it, the CPU of one page split by process (--cpu-repeat pages, 1 host → N hosts):
+   the web process (its request thread and the per-host threads), the ssh clients, and the
+   far side — sshd, the agents, the fail2ban servers — which on a real fleet runs on the
+   hosts but here shares this machine's cores. --profile-page FILE: cProfile (CPU time, every
+   thread) of the N-host page, for `python -m pstats FILE`.
 2. The same page with one more host whose forced command hangs (`sleep`: sshd accepts, the
    agent never answers): the page must answer within the per-host deadline + 20 %.
 3. The history sync of N hosts × --rows new bans each (target ≤ 15 s on the 2-core machine),
@@ -57,6 +63,149 @@ def parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return list(pool.map(fn, items))
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """utime + stime of `pid` (all its threads, live and ended) in seconds; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": utime and stime are fields 14 and 15, counted from 1.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+# The process groups a page's CPU is split into: on a real fleet all but the first two run
+# on the hosts, not next to the site.
+GROUPS = ("web process", "ssh clients", "sshd", "agents", "fail2ban servers")
+WEB_THREADS = ("  request thread", "  other threads (the hosts')")
+
+
+def process_groups(sshd_pid: int, server_pids: list[int]) -> dict[str, list[int]]:
+    """The pids of each group now (the web process is this one: see page_cpu)."""
+    from tests.support.processes import descendants
+
+    servers = set(server_pids)
+    below_sshd = descendants(sshd_pid)
+    return {
+        "ssh clients": [
+            pid
+            for pid in descendants(os.getpid())
+            if pid not in servers and process_name(pid) == "ssh"
+        ],
+        "sshd": [sshd_pid] + [pid for pid in below_sshd if process_name(pid) == "sshd"],
+        # The forced command (env → python -m jails.agent) and a shell sshd may run it with.
+        "agents": [pid for pid in below_sshd if process_name(pid) != "sshd"],
+        "fail2ban servers": server_pids,
+    }
+
+
+def page_cpu(
+    get: Callable[[], object], groups: dict[str, list[int]], *, repeat: int
+) -> tuple[dict[str, float], float]:
+    """CPU seconds per page of each group over `repeat` pages, and the wall seconds per page.
+
+    The web process is this one (the test client renders the page in-process; the fleet
+    threads are its threads): time.process_time(), which is not tick-rounded as /proc is.
+    """
+    get()  # warm: every host's connection open and its capabilities known
+    before = {pid: process_cpu(pid) for pids in groups.values() for pid in pids}
+    web, own, wall = time.process_time(), time.thread_time(), time.perf_counter()
+    for _ in range(repeat):
+        get()
+    web, own = time.process_time() - web, time.thread_time() - own
+    wall = time.perf_counter() - wall
+    after = {pid: process_cpu(pid) for pid in before}
+    gone = [pid for pid, value in after.items() if value is None]
+    if gone:
+        # A process that ended took its CPU with it: the split would be short, so say so.
+        raise SystemExit(f"processes ended while measuring the CPU split: {gone}")
+    cpu = {"web process": web / repeat, "  request thread": own / repeat}
+    cpu["  other threads (the hosts')"] = cpu["web process"] - cpu["  request thread"]
+    for name, pids in groups.items():
+        cpu[name] = sum(after[pid] - before[pid] for pid in pids) / repeat  # type: ignore[operator]
+    return cpu, wall / repeat
+
+
+def cpu_rows(
+    one: tuple[dict[str, float], float],
+    many: tuple[dict[str, float], float],
+    hosts: int,
+    repeat: int,
+) -> list[tuple[str, str]]:
+    """The CPU split, 1 host next to N hosts, per page (ms) and as a ratio to 1 host."""
+    (one_cpu, one_wall), (many_cpu, many_wall) = one, many
+
+    def line(label: str, a: float, b: float) -> tuple[str, str]:
+        # One host asks on the request thread: its "other threads" are none (no ratio).
+        shown = ratio(b, a) if a >= 0.0001 else "       — "
+        return (label, f"{a * 1000:7.1f} → {b * 1000:7.1f} ms  {shown}")
+
+    far = GROUPS[2:]
+    rows = [(f"CPU per page over {repeat} pages, 1 host → {hosts} hosts", "")]
+    rows += [
+        line(f"  {name}", one_cpu[name], many_cpu[name])
+        for name in (GROUPS[0], *WEB_THREADS, *GROUPS[1:])
+    ]
+    rows += [
+        line(
+            "  far side (sshd + agents + fail2ban)",
+            sum(one_cpu[name] for name in far),
+            sum(many_cpu[name] for name in far),
+        ),
+        line(
+            "  all processes",
+            sum(one_cpu[name] for name in GROUPS),
+            sum(many_cpu[name] for name in GROUPS),
+        ),
+        line("  wall clock per page", one_wall, many_wall),
+    ]
+    return rows
+
+
+def profile_pages(get: Callable[[], object], *, repeat: int, path: Path) -> None:
+    """cProfile `repeat` pages into `path`: this thread and every thread started meanwhile
+    (the fleet's per-host threads), each with a profiler of its own, merged at the end.
+
+    The timer is each thread's CPU time: with a wall clock, the time a thread waits for the
+    GIL or for a host's reply would show as the cost of whatever it was calling then."""
+    import pstats
+    import threading
+
+    started: list[cProfile.Profile] = []
+
+    def thread_hook(*_: object) -> None:
+        # The thread's first event: from here on its own profiler replaces this hook.
+        profiler = cProfile.Profile(time.thread_time)
+        started.append(profiler)
+        profiler.enable()
+
+    get()  # warm
+    main = cProfile.Profile(time.thread_time)
+    threading.setprofile(thread_hook)
+    main.enable()
+    try:
+        for _ in range(repeat):
+            get()
+    finally:
+        main.disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+    stats = pstats.Stats(main)
+    for profiler in started:
+        stats.add(profiler)
+    stats.dump_stats(path)
+    print(f"profile of {repeat} pages ({len(started)} threads) in {path}")
+
+
 def samples_ms(get: Callable[[], object], *, repeat: int, warmup: int = 2) -> list[float]:
     for _ in range(warmup):
         get()
@@ -72,6 +221,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--cpu-repeat", type=int, default=40, help="pages the CPU split is measured over"
+    )
     parser.add_argument("--deadline", type=float, default=2.0, help="per-host deadline (s)")
     parser.add_argument("--rows", type=int, default=10000, help="new bans per host to archive")
     parser.add_argument("--skip-history", action="store_true")
@@ -83,6 +235,9 @@ def main() -> int:
         help="the archive's database (postgres: a throw-away bench_ one in the private cluster)",
     )
     parser.add_argument("--profile", type=Path, help="cProfile the history sync into FILE")
+    parser.add_argument(
+        "--profile-page", type=Path, help="cProfile --cpu-repeat N-host pages into FILE"
+    )
     args = parser.parse_args()
 
     from tests.support.postgres import PostgresCluster
@@ -165,10 +320,21 @@ def main() -> int:
 
         rows: list[tuple[str, str]] = []
         if not args.history_only:
+            server_pids = [server.read_pid() or 0 for server in servers]
+            assert sshd.process is not None
             enable({hosts[0].name})
             one = statistics.median(samples_ms(jail_list, repeat=args.repeat))
+            # One host's processes only (the others' idle servers are not that site's cost).
+            one_cpu = page_cpu(
+                jail_list, process_groups(sshd.process.pid, server_pids[:1]), repeat=args.cpu_repeat
+            )
             enable({host.name for host in hosts})
             many = statistics.median(samples_ms(jail_list, repeat=args.repeat))
+            many_cpu = page_cpu(
+                jail_list, process_groups(sshd.process.pid, server_pids), repeat=args.cpu_repeat
+            )
+            if args.profile_page:
+                profile_pages(jail_list, repeat=args.cpu_repeat, path=args.profile_page)
             page = jail_list()
             content = page.content.decode()  # type: ignore[attr-defined]
             missing = [host.name for host in hosts if host.name not in content]
@@ -181,6 +347,7 @@ def main() -> int:
             ]
             if missing:
                 rows.append(("hosts missing from the page", ", ".join(missing)))
+            rows += cpu_rows(one_cpu, many_cpu, args.hosts, args.cpu_repeat)
 
             enable({host.name for host in hosts} | {hung.name})
             hung_samples = samples_ms(jail_list, repeat=max(3, args.repeat // 3), warmup=1)

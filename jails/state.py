@@ -21,6 +21,7 @@ import shlex
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
+from queue import SimpleQueue
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -171,6 +172,10 @@ class FleetState:
     # Host primary key -> the breaker of a host that failed or missed its deadline: pages do
     # not wait for it again until its cool-down is over (jails.hosts.services.fleet).
     breakers: dict[int, HostBreaker] = field(default_factory=dict)
+    # Idle fleet worker threads, each waiting on its own queue for the next host's call
+    # (jails.hosts.services.fleet), and the process they belong to (a fork has none).
+    idle_workers: list[SimpleQueue[Any]] = field(default_factory=list, repr=False)
+    workers_pid: int = 0
 
 
 @dataclass
