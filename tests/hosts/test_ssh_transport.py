@@ -44,6 +44,7 @@ from jails.fail2ban.errors import (
 from tests.conftest import FAIL2BAN_VERSION
 from tests.hosts.conftest import LINK_TIMEOUT, SshHost
 from tests.support.fakeserver import FakeFail2ban, hang
+from tests.support.processes import process_stats
 from tests.support.sshd import PrivateSshd, agent_command, free_port
 
 # A hung far end: the forced command reads its input and never writes. (It ends when the
@@ -89,20 +90,12 @@ def extra_key(fleet_sshd: PrivateSshd):
 
 def ssh_children() -> list[tuple[int, str]]:
     """(pid, state) of this process's `ssh` children (a zombie's state is "Z")."""
-    found = []
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if comm == "ssh" and int(fields[1]) == me:
-            found.append((int(entry), fields[0]))
-    return found
+    return [
+        (pid, fields[0])
+        for pid, comm, fields in process_stats()
+        if comm == "ssh" and int(fields[1]) == me
+    ]
 
 
 def banned(host: SshHost, jail: str) -> set[str]:

@@ -11,23 +11,27 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every process now (from /proc)."""
-    parents: dict[int, int] = {}
+def process_stats() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, comm, the stat fields after comm: state, ppid, …) of every process now."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
-            continue
+            continue  # gone meanwhile
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-    return parents
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        yield int(entry), comm, stat[stat.rfind(")") + 2 :].split()
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process now (from /proc)."""
+    return {pid: int(fields[1]) for pid, _comm, fields in process_stats()}
 
 
 def descendants(pid: int) -> list[int]:
