@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db.backends.signals import connection_created
 
 from jails.agent.client import AgentLink
 from jails.agent.ssh import SshTarget, key_pair_generate, ssh_link_build
@@ -215,3 +217,18 @@ def _fleet_links_closed() -> Iterator[None]:
         services = [service for _, service in fleet.services.values()]
     for service in services:
         service.client.close()
+
+
+@pytest.fixture
+def db_threads() -> Iterator[list[str]]:
+    """The names of the threads that opened a database connection while the test ran."""
+    opened: list[str] = []
+
+    def note(sender: object, **kwargs: object) -> None:
+        opened.append(threading.current_thread().name)
+
+    connection_created.connect(note)
+    try:
+        yield opened
+    finally:
+        connection_created.disconnect(note)

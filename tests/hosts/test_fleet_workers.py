@@ -8,12 +8,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.apps import apps
-from django.db.backends.signals import connection_created
 from django.urls import reverse
 
 from jails.hosts.services import fleet
@@ -98,21 +96,6 @@ def test_a_forked_process_starts_workers_of_its_own(web_hosts: dict[str, Any]) -
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(report.split(";")) == sorted(f"{s.name}:True:False:" for s in scopes)
-
-
-@pytest.fixture
-def db_threads() -> Iterator[list[str]]:
-    """The names of the threads that opened a database connection while the test ran."""
-    opened: list[str] = []
-
-    def note(sender: object, **kwargs: object) -> None:
-        opened.append(threading.current_thread().name)
-
-    connection_created.connect(note)
-    try:
-        yield opened
-    finally:
-        connection_created.disconnect(note)
 
 
 def test_the_jail_list_asks_the_hosts_without_touching_the_database(

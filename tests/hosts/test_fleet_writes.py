@@ -13,13 +13,11 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db.backends.signals import connection_created
 from django.urls import reverse
 
 from jails.fail2ban.server import PrivateServer
@@ -36,21 +34,6 @@ HEALTHY = (LOCAL_HOST, "web1", "web2")
 
 def banned(server: PrivateServer, jail: str = "sshd") -> set[str]:
     return {str(ip) for ip in server.client().send("get", jail, "banip")}
-
-
-@pytest.fixture
-def db_threads() -> Iterator[list[str]]:
-    """The names of the threads that opened a database connection while the test ran."""
-    opened: list[str] = []
-
-    def note(sender: object, **kwargs: object) -> None:
-        opened.append(threading.current_thread().name)
-
-    connection_created.connect(note)
-    try:
-        yield opened
-    finally:
-        connection_created.disconnect(note)
 
 
 @pytest.fixture
