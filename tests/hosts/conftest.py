@@ -118,15 +118,23 @@ def web_servers() -> Iterator[dict[str, PrivateServer]]:
 def web_hosts(f2b: PrivateServer, web_servers: dict[str, PrivateServer]) -> dict[str, Any]:
     """local (the session's server, the state's own socket), web1 and web2 (reset, as enabled
     rows of kind socket): {name: PrivateServer}. Needs `db`."""
+    return socket_hosts_add(f2b, web_servers)
+
+
+def socket_hosts_add(
+    f2b: PrivateServer, servers: dict[str, PrivateServer]
+) -> dict[str, PrivateServer]:
+    """The site's state on `f2b` (the local host) and each of `servers` (reset) as an enabled
+    host row of kind socket: {name: PrivateServer}, local included. Needs `db`."""
     from jails.hosts.models import LOCAL_HOST, Host
     from tests.conftest import runtime_install
 
-    for server in web_servers.values():
+    for server in servers.values():
         server_ready(server)
     runtime_install(f2b, agent=None)
-    for name, server in web_servers.items():
+    for name, server in servers.items():
         Host.objects.create(name=name, kind=Host.Kind.SOCKET, address=str(server.socket_path))
-    return {LOCAL_HOST: f2b, **web_servers}
+    return {LOCAL_HOST: f2b, **servers}
 
 
 @pytest.fixture(scope="session")

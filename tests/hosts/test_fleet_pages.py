@@ -22,7 +22,7 @@ from jails.hosts.models import LOCAL_HOST, Host
 from jails.models import AuditEntry
 from jails.roles import OPERATOR
 from tests.conftest import runtime_install
-from tests.hosts.conftest import quiet_servers, server_ready
+from tests.hosts.conftest import quiet_servers, socket_hosts_add
 from tests.support.fakeserver import FakeFail2ban, hang
 
 pytestmark = pytest.mark.django_db
@@ -41,12 +41,7 @@ def socket_servers() -> Iterator[dict[str, PrivateServer]]:
 @pytest.fixture
 def hosts(f2b, socket_servers) -> dict[str, PrivateServer]:
     """local (the session's server) and s1..s3 (reset, as enabled rows of kind socket)."""
-    for server in socket_servers.values():
-        server_ready(server)
-    runtime_install(f2b, agent=None)
-    for name, server in socket_servers.items():
-        Host.objects.create(name=name, kind=Host.Kind.SOCKET, address=str(server.socket_path))
-    return {LOCAL_HOST: f2b, **socket_servers}
+    return socket_hosts_add(f2b, socket_servers)
 
 
 def banned(server: PrivateServer, jail: str) -> set[str]:
