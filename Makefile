@@ -17,13 +17,19 @@ APT_PACKAGES := python3 python3-venv redis-server chromium sqlite3 openssh-clien
 # certificate (tests/support/nginx.py, caddy.py); the system's services are never configured.
 # openssh-server: the fleet tests run their own sshd on a private port (tests/support/sshd.py);
 # apt-install keeps Debian's from starting or being enabled when it installs it (below).
-APT_TEST_PACKAGES := postgresql nginx caddy openssl openssh-server
+# gettext: `make messages` and the catalogue tests (tests/i18n/) run makemessages and msgfmt;
+# `make run` needs none of it, the compiled catalogues are committed.
+APT_TEST_PACKAGES := postgresql nginx caddy openssl openssh-server gettext
 export JAILADMIN_VAR_DIR ?= $(CURDIR)/$(VAR)
 
-.PHONY: install test-install test-packages apt-install system-packages fail2ban venv test test-sqlite test-postgres lint format coverage run bench screenshot mutation clean
+.PHONY: install test-install test-vendor test-packages apt-install system-packages fail2ban venv test test-sqlite test-postgres lint format coverage run bench screenshot mutation messages clean
 
 install: system-packages fail2ban venv
-test-install: install test-packages
+test-install: install test-packages test-vendor
+# axe-core for the accessibility tests (tests/a11y/): the pinned npm tarball, its sha512 checked
+# against the registry's integrity, unpacked into .test-vendor/ (git-ignored); never served.
+test-vendor: venv
+	$(PY) -m tests.support.axe
 
 # Debian packages the project needs; apt runs only when one of them is missing.
 system-packages:
@@ -136,9 +142,15 @@ mutation: install
 	JAILADMIN_DEBUG=false $(VENV)/bin/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
 	$(VENV)/bin/mutmut results
 
+# The translation catalogues (README, "Languages"): makemessages for every language over
+# jails/, jailadmin/ and templates/, then msgfmt; commit the .po and .mo files it changes.
+messages: venv
+	@$(MAKE) --no-print-directory apt-install PACKAGES="gettext"
+	$(PY) scripts/messages.py
+
 # Dashboard and history screenshots (headless Chromium) into artifacts/.
 screenshot: install
 	$(PY) scripts/screenshot_dashboard.py --out artifacts
 
 clean:
-	rm -rf $(VENV) $(VAR) mutants
+	rm -rf $(VENV) $(VAR) mutants .test-vendor

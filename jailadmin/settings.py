@@ -92,9 +92,14 @@ MIDDLEWARE = [
     "jails.middleware.SetupRequiredMiddleware",
     # Django's SessionMiddleware, with an unreachable session storage as a 503 page.
     "jails.sessions.SessionMiddleware",
+    # The language from the cookie or Accept-Language, else JAILADMIN_LANGUAGE; it sets
+    # Content-Language and Vary on the way out. Before CommonMiddleware, as Django asks.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The user's own choice, copied into the session at login: beats the browser's.
+    "jails.language.UserLanguageMiddleware",
     # Needs the user; reads the bulk-ban form's large body before CSRF parses the POST.
     "jails.middleware.LargeListBodyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -118,6 +123,8 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                # LANGUAGES, LANGUAGE_CODE, LANGUAGE_BIDI: <html lang dir> and the selector.
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "jails.context_processors.status_bar",
@@ -163,9 +170,25 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "jails:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+# Each language under its own name: someone who cannot read the page finds theirs.
+LANGUAGES = [
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("fr", "Français"),
+    ("es", "Español"),
+    ("pt-br", "Português (Brasil)"),
+    ("it", "Italiano"),
+    ("ru", "Русский"),
+    ("zh-hans", "简体中文"),
+    ("ja", "日本語"),
+]
+# The site's own language: commands, notifications, and browsers that ask for none of ours.
+# A user's choice (jails.language.UserLanguageMiddleware) and Accept-Language come first.
+LANGUAGE_CODE = env_choice("JAILADMIN_LANGUAGE", "en", tuple(code for code, _name in LANGUAGES))
+# Inside the package, so a wheel ships the compiled catalogues (`make messages` writes them).
+LOCALE_PATHS = [Path(__file__).resolve().parent / "locale"]
 TIME_ZONE = env_str("JAILADMIN_TIME_ZONE", "UTC")
-USE_I18N = False
+USE_I18N = True
 USE_TZ = True
 
 # With the prefix spelled out: Django would prefix a relative STATIC_URL with the script
@@ -198,7 +221,7 @@ SESSION_ENGINE = "jails.sessions"
 JAILADMIN_LARGE_LIST_MAX_BYTES = 16 * 1024 * 1024
 
 # Under a sub-path the cookies stay there: another site on the same host name sees none.
-SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = f"{JAILADMIN_URL_PREFIX}/"
+SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = LANGUAGE_COOKIE_PATH = f"{JAILADMIN_URL_PREFIX}/"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("JAILADMIN_SECURE", False)
@@ -208,6 +231,12 @@ CSRF_COOKIE_SECURE = SECURE
 # <body> and to forms in {% csrf_token %}, so a script injected somehow cannot lift it.
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
+# The language selector's cookie (jails.views.language): kept a year, so the login page is
+# in the user's language after logging out; only the server reads it.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SECURE = SECURE
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = SECURE
 # The health check answers over plain HTTP too: a monitor or the README's `curl` asks
 # gunicorn directly on the loopback, behind the TLS proxy (no cookies, no page, no details).

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from jails.state import RuntimeSettings, RuntimeState, build_runtime_state, runtime_state
 
@@ -12,15 +13,16 @@ __all__ = ["JailsConfig", "runtime_state"]
 
 class JailsConfig(AppConfig):
     name = "jails"
-    verbose_name = "Jails"
+    verbose_name = _("Jails")
     default_auto_field = "django.db.models.BigAutoField"
     state: RuntimeState
 
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        # Registers the system checks and the audit hooks for logins (signals).
-        from jails import checks, signals  # noqa: F401
+        # Registers the system checks, the audit hooks for logins (signals) and the copy of
+        # the user's language into the session at login (language).
+        from jails import checks, language, signals  # noqa: F401
 
         post_migrate.connect(_roles_after_migrate, sender=self)
 

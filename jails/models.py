@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Access(models.Model):
@@ -13,9 +14,9 @@ class Access(models.Model):
         managed = False
         default_permissions = ()
         permissions = [
-            ("view_fail2ban", "Can see jails, bans, history and the dashboard"),
-            ("operate_jails", "Can ban, unban, whitelist and control jails"),
-            ("administer_site", "Can change settings, configuration and users"),
+            ("view_fail2ban", _("Can see jails, bans, history and the dashboard")),
+            ("operate_jails", _("Can ban, unban, whitelist and control jails")),
+            ("administer_site", _("Can change settings, configuration and users")),
         ]
 
     def __str__(self) -> str:
@@ -26,69 +27,79 @@ class SiteSettings(models.Model):
     """The runtime settings: one row, written by the setup wizard and /settings/."""
 
     class SessionCache(models.TextChoices):
-        DATABASE = "database", "This server's database"
-        REDIS = "redis", "Redis"
-        MEMORY = "memory", "Process memory (single process only)"
+        DATABASE = "database", _("This server's database")
+        REDIS = "redis", "Redis"  # a product name: the same in every language
+        MEMORY = "memory", _("Process memory (single process only)")
 
     singleton = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
-    setup_complete = models.BooleanField(default=False)
-    fail2ban_socket = models.CharField(max_length=107)
+    setup_complete = models.BooleanField(_("setup complete"), default=False)
+    fail2ban_socket = models.CharField(_("fail2ban socket"), max_length=107)
     # "" talks to the socket above; "unix:/run/jailadmin/agent.sock" goes through the host
     # agent, which then owns the socket (its own --socket): the site needs no root access.
-    fail2ban_agent = models.CharField(max_length=120, blank=True, default="")
-    display_time_zone = models.CharField(max_length=64, default="UTC")
-    session_lifetime_seconds = models.PositiveIntegerField(default=8 * 3600)
-    session_cache = models.CharField(
-        max_length=16, choices=SessionCache.choices, default=SessionCache.DATABASE
+    fail2ban_agent = models.CharField(_("fail2ban agent"), max_length=120, blank=True, default="")
+    display_time_zone = models.CharField(_("display time zone"), max_length=64, default="UTC")
+    session_lifetime_seconds = models.PositiveIntegerField(
+        _("session lifetime seconds"), default=8 * 3600
     )
-    redis_url = models.CharField(max_length=255, blank=True)
-    history_retention_days = models.PositiveIntegerField(default=365)
-    updated_at = models.DateTimeField(auto_now=True)
+    session_cache = models.CharField(
+        _("session cache"),
+        max_length=16,
+        choices=SessionCache.choices,
+        default=SessionCache.DATABASE,
+    )
+    redis_url = models.CharField(_("redis url"), max_length=255, blank=True)
+    history_retention_days = models.PositiveIntegerField(_("history retention days"), default=365)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Bumped by every save through the settings service; each process polls it to notice
     # a change made by another worker (jails.runtime.SettingsWatcher).
-    version = models.PositiveIntegerField(default=0, editable=False)
+    version = models.PositiveIntegerField(_("version"), default=0, editable=False)
 
     class Meta:
-        verbose_name = "site settings"
-        verbose_name_plural = "site settings"
+        verbose_name = _("site settings")
+        verbose_name_plural = _("site settings")
 
     def __str__(self) -> str:
-        return "Site settings"
+        return str(_("Site settings"))
 
 
 class AuditEntry(models.Model):
     """One change anyone made, from the web, the admin, a command or a job."""
 
     class Source(models.TextChoices):
-        WEB = "web", "Web"
-        ADMIN = "admin", "Admin"
-        COMMAND = "command", "Command"
-        JOB = "job", "Job"
+        WEB = "web", _("Web")
+        ADMIN = "admin", _("Admin")
+        COMMAND = "command", _("Command")
+        JOB = "job", _("Job")
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("user"),
     )
-    actor = models.CharField(max_length=150, db_index=True)
-    source = models.CharField(max_length=16, choices=Source.choices)
-    address = models.GenericIPAddressField(null=True, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
+    actor = models.CharField(_("actor"), max_length=150, db_index=True)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    address = models.GenericIPAddressField(_("address"), null=True, blank=True)
+    action = models.CharField(_("action"), max_length=64, db_index=True)
     # The fail2ban host the action went to (jails.hosts: Host.name); blank for what concerns
     # no host (a login, the settings).
-    host = models.CharField(max_length=63, blank=True, db_index=True)
-    jail = models.CharField(max_length=64, blank=True, db_index=True)
-    ips = models.JSONField(default=list, blank=True)
-    ip_count = models.PositiveIntegerField(default=0)
-    parameters = models.JSONField(default=dict, blank=True)
+    host = models.CharField(_("host"), max_length=63, blank=True, db_index=True)
+    jail = models.CharField(_("jail"), max_length=64, blank=True, db_index=True)
+    ips = models.JSONField(_("ips"), default=list, blank=True)
+    ip_count = models.PositiveIntegerField(_("ip count"), default=0)
+    parameters = models.JSONField(_("parameters"), default=dict, blank=True)
     # None: started, no result stored yet. An action's record is written before it runs
     # and completed after (jails.services.operations.audited); one still None later means
     # the process died mid-action or its result could not be stored.
-    ok = models.BooleanField(null=True, default=True)
-    error = models.TextField(blank=True)
+    ok = models.BooleanField(_("ok"), null=True, default=True)
+    error = models.TextField(_("error"), blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "audit entries"
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.jail}"
@@ -104,11 +115,11 @@ class LiveBan(models.Model):
     class Meta:
         managed = False
         default_permissions = ()
-        verbose_name = "live ban"
-        verbose_name_plural = "live bans"
+        verbose_name = _("live ban")
+        verbose_name_plural = _("live bans")
 
     def __str__(self) -> str:
-        return "live ban"
+        return str(_("live ban"))
 
 
 class SessionCacheEntry(models.Model):
@@ -134,21 +145,50 @@ class SessionCacheEntry(models.Model):
 class ScheduledJob(models.Model):
     """A periodic job of `manage.py run_jobs`; the row doubles as its lock (a lease)."""
 
-    name = models.CharField(max_length=64, unique=True)
-    next_run_at = models.DateTimeField(null=True, blank=True)
-    locked_by = models.CharField(max_length=128, blank=True)
-    locked_until = models.DateTimeField(null=True, blank=True)
-    last_started_at = models.DateTimeField(null=True, blank=True)
-    last_finished_at = models.DateTimeField(null=True, blank=True)
-    last_ok = models.BooleanField(null=True)
-    last_message = models.TextField(blank=True)
-    run_count = models.PositiveBigIntegerField(default=0)
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    next_run_at = models.DateTimeField(_("next run at"), null=True, blank=True)
+    locked_by = models.CharField(_("locked by"), max_length=128, blank=True)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    last_started_at = models.DateTimeField(_("last started at"), null=True, blank=True)
+    last_finished_at = models.DateTimeField(_("last finished at"), null=True, blank=True)
+    last_ok = models.BooleanField(_("last ok"), null=True)
+    # The runner's own English summary (like a log line): stored, so never translated.
+    last_message = models.TextField(_("last message"), blank=True)
+    run_count = models.PositiveBigIntegerField(_("run count"), default=0)
     # Runs that failed, counted like run_count: /metrics exposes both (a failure between two
     # scrapes would otherwise show only in last_ok, and only until the next run).
-    failure_count = models.PositiveBigIntegerField(default=0)
+    failure_count = models.PositiveBigIntegerField(_("failure count"), default=0)
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("scheduled job")
+        verbose_name_plural = _("scheduled jobs")
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Per-user preferences (jails.language) ----------------------------------------------------
+class UserPreference(models.Model):
+    """What one user chose for themselves: the language of the pages (issue 16).
+
+    Read once per login into the session (jails.language), never once per request.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="preference",
+        verbose_name=_("user"),
+    )
+    # "" follows the browser (Accept-Language), then the site's JAILADMIN_LANGUAGE.
+    language = models.CharField(
+        _("language"), max_length=16, blank=True, default="", choices=settings.LANGUAGES
+    )
+
+    class Meta:
+        verbose_name = _("user preference")
+        verbose_name_plural = _("user preferences")
+
+    def __str__(self) -> str:
+        return str(self.user)

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from jails.views import audit, bans, control, ip, jails, setup, site_settings, status
+from jails.views import audit, bans, control, ip, jails, language, setup, site_settings, status
 
 app_name = "jails"
 
@@ -66,6 +66,8 @@ urlpatterns = [
     path("settings/", site_settings.settings_edit, name="settings"),
     path("audit/", audit.audit_list, name="audit"),
     path("healthz", status.healthz, name="healthz"),
+    # The language selector in the header (issue 16); the login page has it too.
+    path("language/", language.language_set, name="language"),
     # Prometheus metrics (issue 15): jails:metrics:scrape, its own token or address list.
     path("", include("jails.metrics.urls")),
 ]

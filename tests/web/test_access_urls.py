@@ -47,8 +47,10 @@ ACTION_DATA = {
     "findtime": "10m",
 }
 # Pages anybody may use: logging in and out, the health check, the (closed) setup wizard,
-# the icon.
+# the icon, the language selector (the login page and the wizard have it too; it changes only
+# the chooser's own language: tests/i18n/test_language_choice.py).
 PUBLIC = {
+    "jails:language",
     "login",
     "logout",
     "admin:login",
@@ -216,7 +218,9 @@ def test_viewer_sees_no_action_controls(site, role_client, url: SiteURL):
     body = response.content.decode()
     forms = re.findall(r"<form\b[^>]*>", body, flags=re.IGNORECASE)
     posting = [f for f in forms if re.search(r'method="?post', f, re.IGNORECASE)]
-    assert all('class="logout"' in f for f in posting), (url, posting)
+    # Logging out and the language selector (a personal choice, every role's) are allowed.
+    personal = ('class="logout"', f'action="{reverse("jails:language")}"')
+    assert all(any(mark in f for mark in personal) for f in posting), (url, posting)
     assert not re.search(r"\bhx-(post|put|patch|delete)=", body), url
 
 
