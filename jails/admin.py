@@ -18,6 +18,7 @@ from django.contrib.auth.models import Group
 from django.db.models import Model, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils.translation import gettext
 
 from jails.admin_readonly import HostRowsAdmin, ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
@@ -113,7 +114,9 @@ class SiteSettingsAdmin(admin.ModelAdmin):
                 )
             except SessionStorageUnavailable as exc:
                 messages.warning(
-                    request, f"Your session could not be copied ({exc}): log in again."
+                    request,
+                    gettext("Your session could not be copied (%(error)s): log in again.")
+                    % {"error": exc},
                 )
 
 

@@ -21,6 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from jails.admin_readonly import ReadOnlyForViewersAdmin
 from jails.apps import runtime_state
@@ -37,8 +38,8 @@ from jails.state import RuntimeState
 
 PER_PAGE = 100
 ACTIONS = {
-    "unban": "Unban the selected addresses from their jail",
-    "unban_everywhere": "Unban the selected addresses from every jail",
+    "unban": gettext_lazy("Unban the selected addresses from their jail"),
+    "unban_everywhere": gettext_lazy("Unban the selected addresses from every jail"),
 }
 
 
@@ -54,31 +55,80 @@ def unban_pairs(
     `state`: scoped to the host to act on (jails.hosts); the local host when not given."""
     actor = actor_from_request(request, source=AuditEntry.Source.ADMIN)
     state = state or runtime_state()
-    host = "" if state.snapshot.host == LOCAL_HOST else f" on {state.snapshot.host}"
+    host = "" if state.snapshot.host == LOCAL_HOST else state.snapshot.host
     by_jail: dict[str | None, list[str]] = defaultdict(list)
     for jail, ip in pairs:
         by_jail[None if everywhere else jail].append(ip)
     # `target`, not `jail`: None (every jail) is a value here, unlike in the pairs above.
     for target, ips in by_jail.items():
         report = ban_service.ips_unban(state, jail=target, lines=sorted(set(ips)), actor=actor)
-        where = (f"from {target}" if target else "from every jail") + host
         if report.error:
-            messages.error(request, f"Unban {where} failed: {report.error}")
+            messages.error(request, _unban_failed(target, host, report.error))
             continue
         unbanned = report.count(LineStatus.UNBANNED)
         not_banned = report.count(LineStatus.NOT_BANNED)
-        text = f"Unbanned {unbanned} address{'es' if unbanned != 1 else ''} {where}."
+        invalid = report.count(LineStatus.INVALID)
+        text = _unbanned(target, host, unbanned)
+        # Whole sentences each, so a translation orders its own words.
         if not_banned:
-            text += f" {not_banned} {'were' if not_banned != 1 else 'was'} not banned any more."
-        if report.count(LineStatus.INVALID):
-            text += f" {report.count(LineStatus.INVALID)} invalid entries ignored."
+            text += " " + ngettext(
+                "%(count)d was not banned any more.",
+                "%(count)d were not banned any more.",
+                not_banned,
+            ) % {"count": not_banned}
+        if invalid:
+            text += " " + ngettext(
+                "%(count)d invalid entry ignored.", "%(count)d invalid entries ignored.", invalid
+            ) % {"count": invalid}
         if unbanned:
             messages.success(request, text)
         else:
             messages.info(request, text)
 
 
-@admin.action(description="Unban the selected addresses in their jails (where still banned)")
+def _unban_failed(jail: str | None, host: str, error: str) -> str:
+    """One whole sentence for each of jail / every jail, local host / named host."""
+    values = {"jail": jail, "host": host, "error": error}
+    if jail and host:
+        return gettext("Unban from %(jail)s on %(host)s failed: %(error)s") % values
+    if jail:
+        return gettext("Unban from %(jail)s failed: %(error)s") % values
+    if host:
+        return gettext("Unban from every jail on %(host)s failed: %(error)s") % values
+    return gettext("Unban from every jail failed: %(error)s") % values
+
+
+def _unbanned(jail: str | None, host: str, count: int) -> str:
+    if jail and host:
+        text = ngettext(
+            "Unbanned %(count)d address from %(jail)s on %(host)s.",
+            "Unbanned %(count)d addresses from %(jail)s on %(host)s.",
+            count,
+        )
+    elif jail:
+        text = ngettext(
+            "Unbanned %(count)d address from %(jail)s.",
+            "Unbanned %(count)d addresses from %(jail)s.",
+            count,
+        )
+    elif host:
+        text = ngettext(
+            "Unbanned %(count)d address from every jail on %(host)s.",
+            "Unbanned %(count)d addresses from every jail on %(host)s.",
+            count,
+        )
+    else:
+        text = ngettext(
+            "Unbanned %(count)d address from every jail.",
+            "Unbanned %(count)d addresses from every jail.",
+            count,
+        )
+    return text % {"count": count, "jail": jail, "host": host}
+
+
+@admin.action(
+    description=gettext_lazy("Unban the selected addresses in their jails (where still banned)")
+)
 def unban_ban_events(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> None:
@@ -93,12 +143,18 @@ def unban_ban_events(
     state = runtime_state()
     for host_name, pairs in sorted(by_host.items()):
         if not host_permitted(request.user, PERM_OPERATE, host_name):
-            messages.error(request, f"Not permitted to unban on {host_name}.")
+            messages.error(
+                request, gettext("Not permitted to unban on %(host)s.") % {"host": host_name}
+            )
             continue
         try:
             host = fleet.host_get(host_name)
         except fleet.HostUnknown:
-            messages.error(request, f"No enabled host named {host_name}: nothing unbanned there.")
+            messages.error(
+                request,
+                gettext("No enabled host named %(host)s: nothing unbanned there.")
+                % {"host": host_name},
+            )
             continue
         unban_pairs(request, pairs, everywhere=False, state=fleet.host_state(state, host))
 
@@ -131,8 +187,8 @@ class LiveBanAdmin(ReadOnlyForViewersAdmin):
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Live bans",
-            "subtitle": "What fail2ban bans right now",
+            "title": gettext("Live bans"),
+            "subtitle": gettext("What fail2ban bans right now"),
             "jails": [j.name for j in overview.jails],
             "jail": jail,
             "query": query,
@@ -172,9 +228,9 @@ class LiveBanAdmin(ReadOnlyForViewersAdmin):
         action = request.POST.get("action", "")
         selected = request.POST.getlist("_selected_action")
         if action not in ACTIONS:
-            messages.warning(request, "Choose an action.")
+            messages.warning(request, gettext("Choose an action."))
         elif not selected:
-            messages.warning(request, "Tick at least one ban.")
+            messages.warning(request, gettext("Tick at least one ban."))
         else:
             # partition, not split: a (jail, ip) pair by type, split at the first "|" all the same.
             pairs = [(j, ip) for j, _, ip in (v.partition("|") for v in selected if "|" in v)]

@@ -31,7 +31,9 @@ def status_bar_context(request: HttpRequest) -> dict[str, Any]:
         overview = overview_for_request(request, state)
     except Fail2banError as exc:
         problem = connection_problem(exc, agent=state.settings.fail2ban_agent)
-        return {"status_bar": {"ok": False, "problem": problem.label, "error": str(exc)}}
+        # The error itself is fail2ban's (or the client's) text, shown as it is.
+        bar = {"ok": False, "problem": problem.label_shown, "error": str(exc)}
+        return {"status_bar": bar}
     return {"status_bar": {"ok": True, "overview": overview, "alerts": status_bar_alerts()}}
 
 

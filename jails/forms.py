@@ -15,6 +15,8 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
 from django.forms.utils import ErrorDict
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext, pgettext, pgettext_lazy
 
 from jails.agent.link import agent_address_check
 from jails.fail2ban import InvalidArgument
@@ -62,17 +64,18 @@ class DurationTextField(forms.CharField):
         text = super().to_python(value)
         if text in self.empty_values:
             return None
+        # Translators: 30m, 8h and 7d are what the field accepts (minutes, hours, days).
+        invalid = gettext("Write a duration such as 30m, 8h or 7d.")
         if len(str(text)) > 32:
-            raise ValidationError("Write a duration such as 30m, 8h or 7d.", code="invalid")
+            raise ValidationError(invalid, code="invalid")
         try:
             seconds = sum(parse_duration(part, allow_permanent=False) for part in str(text).split())
         except InvalidArgument:
-            raise ValidationError(
-                "Write a duration such as 30m, 8h or 7d.", code="invalid"
-            ) from None
+            raise ValidationError(invalid, code="invalid") from None
         if not self.min_seconds <= seconds <= self.max_seconds:
             raise ValidationError(
-                f"Choose between {duration(self.min_seconds)} and {duration(self.max_seconds)}.",
+                gettext("Choose between %(min)s and %(max)s.")
+                % {"min": duration(self.min_seconds), "max": duration(self.max_seconds)},
                 code="range",
             )
         return seconds
@@ -136,7 +139,8 @@ class SecretURLField(forms.CharField):
         stored_password = url_password(self.stored)
         if stored_password is None:
             raise ValidationError(
-                f"No password is stored to keep: replace {URL_PASSWORD_MASK} with the password.",
+                gettext("No password is stored to keep: replace %(mask)s with the password.")
+                % {"mask": URL_PASSWORD_MASK},
                 code="no_stored_password",
             )
         return url_with_password(text, stored_password)
@@ -157,26 +161,33 @@ class SiteSettingsForm(forms.ModelForm):
 
     always_check = False
 
-    display_time_zone = forms.ChoiceField(label="Display time zone", choices=time_zone_choices)
+    display_time_zone = forms.ChoiceField(
+        label=gettext_lazy("Display time zone"), choices=time_zone_choices
+    )
     session_lifetime_seconds = DurationTextField(
-        label="Session lifetime",
+        label=gettext_lazy("Session lifetime"),
         min_seconds=settings_service.SESSION_LIFETIME_MIN,
         max_seconds=settings_service.SESSION_LIFETIME_MAX,
-        help_text="How long a login lasts, e.g. 30m, 8h, 7d.",
+        help_text=gettext_lazy("How long a login lasts, e.g. 30m, 8h, 7d."),
     )
     history_retention_days = forms.IntegerField(
-        label="Ban history retention (days)",
+        label=gettext_lazy("Ban history retention (days)"),
         min_value=1,
         max_value=settings_service.RETENTION_DAYS_MAX,
-        help_text="Archived bans older than this are deleted.",
+        help_text=gettext_lazy("Archived bans older than this are deleted."),
     )
     redis_url = SecretURLField(
-        label="Redis URL",
+        label=gettext_lazy("Redis URL"),
         required=False,
         max_length=255,
-        help_text="Only for Redis session storage, e.g. redis://127.0.0.1:6379/0. "
-        "Checked live with a real round trip. A stored password is never shown: "
-        f"leave {URL_PASSWORD_MASK} in its place to keep it.",
+        help_text=format_lazy(
+            gettext_lazy(
+                "Only for Redis session storage, e.g. redis://127.0.0.1:6379/0. "
+                "Checked live with a real round trip. A stored password is never shown: "
+                "leave {mask} in its place to keep it."
+            ),
+            mask=URL_PASSWORD_MASK,
+        ),
     )
 
     class Meta:
@@ -191,16 +202,20 @@ class SiteSettingsForm(forms.ModelForm):
             "history_retention_days",
         ]
         labels = {
-            "fail2ban_socket": "fail2ban socket",
-            "fail2ban_agent": "Host agent",
-            "session_cache": "Session storage",
+            "fail2ban_socket": gettext_lazy("fail2ban socket"),
+            "fail2ban_agent": gettext_lazy("Host agent"),
+            "session_cache": gettext_lazy("Session storage"),
         }
         help_texts = {
-            "fail2ban_socket": "Checked live: it must exist, be a socket and answer. "
-            "Not used when a host agent is set: the agent has its own.",
-            "fail2ban_agent": "Empty: this site talks to fail2ban's socket itself (it needs "
-            "root's access). An address such as unix:/run/jailadmin/agent.sock: it goes "
-            "through the jailadmin agent and needs no access to fail2ban. Checked live.",
+            "fail2ban_socket": gettext_lazy(
+                "Checked live: it must exist, be a socket and answer. "
+                "Not used when a host agent is set: the agent has its own."
+            ),
+            "fail2ban_agent": gettext_lazy(
+                "Empty: this site talks to fail2ban's socket itself (it needs "
+                "root's access). An address such as unix:/run/jailadmin/agent.sock: it goes "
+                "through the jailadmin agent and needs no access to fail2ban. Checked live."
+            ),
         }
         widgets = {"session_cache": forms.RadioSelect}
 
@@ -269,9 +284,16 @@ class SiteSettingsForm(forms.ModelForm):
         if storage == MEMORY and self.context.web_workers > 1:
             self.add_error(
                 "session_cache",
-                f"Process memory only works with a single process, and this site runs "
-                f"{self.context.web_workers} workers (JAILADMIN_WORKERS): each would have "
-                "its own sessions. Use the database or Redis.",
+                ngettext(
+                    "Process memory only works with a single process, and this site runs "
+                    "%(workers)d worker (JAILADMIN_WORKERS): each would have "
+                    "its own sessions. Use the database or Redis.",
+                    "Process memory only works with a single process, and this site runs "
+                    "%(workers)d workers (JAILADMIN_WORKERS): each would have "
+                    "its own sessions. Use the database or Redis.",
+                    self.context.web_workers,
+                )
+                % {"workers": self.context.web_workers},
             )
         if storage == REDIS and "redis_url" not in self.errors:
             url = cleaned.get("redis_url", "")
@@ -289,14 +311,16 @@ class SiteSettingsForm(forms.ModelForm):
             and raw_url != self._redis_url_field().stored
         ):
             # The form comes back without the new password (never rendered): say so.
-            self.add_error("redis_url", "Type the Redis password again: it is never shown.")
+            self.add_error(
+                "redis_url", gettext("Type the Redis password again: it is never shown.")
+            )
         return cleaned
 
     def site_values(self) -> SiteValues:
         return SiteValues.from_mapping(self.cleaned_data)
 
 
-SETUP_TOKEN_WHERE = (
+SETUP_TOKEN_WHERE = gettext_lazy(
     "It is part of the setup link `make run` printed; on the server, "
     "`manage.py jailadmin_setup --print-token` shows it."
 )
@@ -312,26 +336,26 @@ class SetupForm(SiteSettingsForm):
     always_check = True
 
     token = forms.CharField(
-        label="Setup token",
+        label=gettext_lazy("Setup token"),
         required=False,
         max_length=200,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
         help_text=SETUP_TOKEN_WHERE,
     )
     username = forms.CharField(
-        label="Administrator username",
+        label=gettext_lazy("Administrator username"),
         max_length=150,
         validators=[get_user_model().username_validator],
-        help_text="Letters, digits and @ . + - _ only.",
+        help_text=gettext_lazy("Letters, digits and @ . + - _ only."),
     )
     password1 = forms.CharField(
-        label="Password",
+        label=gettext_lazy("Password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
     password2 = forms.CharField(
-        label="Password again",
+        label=gettext_lazy("Password again"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
@@ -354,10 +378,14 @@ class SetupForm(SiteSettingsForm):
             if not self.token_valid(given):
                 self._errors = ErrorDict(renderer=self.renderer)
                 self.cleaned_data = {}
-                problem = "Enter the setup token." if not given else "This is not the setup token."
-                self.add_error(
-                    "token", f"{problem} {SETUP_TOKEN_WHERE} Nothing was checked or saved."
+                problem = (
+                    gettext("Enter the setup token.")
+                    if not given
+                    else gettext("This is not the setup token.")
                 )
+                # Three whole sentences, each translated on its own.
+                nothing = gettext("Nothing was checked or saved.")
+                self.add_error("token", f"{problem} {SETUP_TOKEN_WHERE} {nothing}")
                 return
         super().full_clean()
 
@@ -365,7 +393,10 @@ class SetupForm(SiteSettingsForm):
         username = self.cleaned_data["username"].strip()
         user_model = get_user_model()
         if user_model.objects.filter(username__iexact=username).exists():
-            raise ValidationError(f"A user named {username} already exists.", code="exists")
+            raise ValidationError(
+                gettext("A user named %(username)s already exists.") % {"username": username},
+                code="exists",
+            )
         return username
 
     def clean(self) -> dict[str, Any]:
@@ -373,7 +404,7 @@ class SetupForm(SiteSettingsForm):
         password1 = cleaned.get("password1")
         password2 = cleaned.get("password2")
         if password1 and password2 and password1 != password2:
-            self.add_error("password2", "The two passwords differ.")
+            self.add_error("password2", gettext("The two passwords differ."))
         elif password1:
             user_model = get_user_model()
             probe = user_model(username=cleaned.get("username", ""))
@@ -387,30 +418,32 @@ class SetupForm(SiteSettingsForm):
 class AuditFilterForm(forms.Form):
     """Filters of /audit/: all optional, all validated (an IP through the fail2ban rules)."""
 
-    user = forms.CharField(required=False, max_length=150, label="User")
-    action = forms.ChoiceField(required=False, label="Action")
-    jail = forms.CharField(required=False, max_length=64, label="Jail")
-    ip = forms.CharField(required=False, max_length=64, label="IP address")
+    user = forms.CharField(required=False, max_length=150, label=gettext_lazy("User"))
+    action = forms.ChoiceField(required=False, label=gettext_lazy("Action"))
+    jail = forms.CharField(required=False, max_length=64, label=gettext_lazy("Jail"))
+    ip = forms.CharField(required=False, max_length=64, label=gettext_lazy("IP address"))
     since = forms.DateTimeField(
         required=False,
-        label="From",
+        # Translators: the start of a time range (audit log filter).
+        label=pgettext_lazy("time range", "From"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
     )
     until = forms.DateTimeField(
         required=False,
-        label="To",
+        # Translators: the end of a time range (audit log filter).
+        label=pgettext_lazy("time range", "To"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
     )
     result = forms.ChoiceField(
         required=False,
-        label="Result",
+        label=gettext_lazy("Result"),
         choices=[
-            ("", "any"),
-            ("ok", "ok"),
-            ("failed", "failed"),
-            ("started", "started, no result"),
+            ("", pgettext_lazy("filter: no restriction", "any")),
+            ("ok", pgettext_lazy("audit result", "ok")),
+            ("failed", pgettext_lazy("audit result", "failed")),
+            ("started", pgettext_lazy("audit result", "started, no result")),
         ],
     )
 
@@ -420,10 +453,14 @@ class AuditFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         action = self.fields["action"]
         assert isinstance(action, forms.ChoiceField)  # declared above; typed as plain Field
-        action.choices = [("", "any")] + [(a, a) for a in actions]
+        # Action names and host names are data (the audit log's own values): untranslated.
+        anything = pgettext("filter: no restriction", "any")
+        action.choices = [("", anything)] + [(a, a) for a in actions]
         if hosts:  # a fleet (jails.hosts): filter by the host an action went to
             self.fields["host"] = forms.ChoiceField(
-                required=False, label="Host", choices=[("", "any")] + [(h, h) for h in hosts]
+                required=False,
+                label=gettext("Host"),
+                choices=[("", anything)] + [(h, h) for h in hosts],
             )
 
     def clean_ip(self) -> str:
@@ -433,7 +470,7 @@ class AuditFilterForm(forms.Form):
         try:
             return normalise_ip(value)
         except InvalidArgument:
-            raise ValidationError("Not an IP address.", code="invalid") from None
+            raise ValidationError(gettext("Not an IP address."), code="invalid") from None
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -441,7 +478,7 @@ class AuditFilterForm(forms.Form):
         since: datetime | None = cleaned.get("since")
         until: datetime | None = cleaned.get("until")
         if since and until and since > until:
-            self.add_error("until", "“To” is before “From”.")
+            self.add_error("until", gettext("“To” is before “From”."))
         return cleaned
 
 
@@ -452,16 +489,21 @@ class BulkBanForm(forms.Form):
     """Paste a list or upload a file: one address or network per line, up to 100 000 lines."""
 
     text = forms.CharField(
-        label="Addresses",
+        label=gettext_lazy("Addresses"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "autocomplete": "off"}),
-        help_text="One IPv4/IPv6 address or CIDR network per line; # or ; start a comment.",
+        help_text=gettext_lazy(
+            "One IPv4/IPv6 address or CIDR network per line; # or ; start a comment."
+        ),
         strip=False,
     )
     upload = forms.FileField(
-        label="Or upload a file",
+        label=gettext_lazy("Or upload a file"),
         required=False,
-        help_text=f"Plain text, at most {MAX_ENTRIES:,} lines and 16 MB.".replace(",", " "),
+        help_text=format_lazy(
+            gettext_lazy("Plain text, at most {lines} lines and 16 MB."),
+            lines=f"{MAX_ENTRIES:,}".replace(",", " "),
+        ),
     )
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
@@ -470,15 +512,15 @@ class BulkBanForm(forms.Form):
         text = cleaned.get("text") or ""
         upload = cleaned.get("upload")
         if text.strip() and upload:
-            raise forms.ValidationError("Paste a list or upload a file, not both.")
+            raise forms.ValidationError(gettext("Paste a list or upload a file, not both."))
         if not text.strip() and not upload:
-            raise forms.ValidationError("Paste at least one address, or choose a file.")
+            raise forms.ValidationError(gettext("Paste at least one address, or choose a file."))
         if upload:
             if upload.size > MAX_UPLOAD_BYTES:
-                raise forms.ValidationError("The file is larger than 16 MB.")
+                raise forms.ValidationError(gettext("The file is larger than 16 MB."))
             raw = b"".join(upload.chunks())
             if b"\x00" in raw[:8192]:
-                raise forms.ValidationError("That is not a text file.")
+                raise forms.ValidationError(gettext("That is not a text file."))
             # Undecodable bytes become U+FFFD: such a line is reported as invalid, not lost.
             cleaned["lines"] = raw.decode("utf-8", errors="replace").splitlines()
         else:

@@ -65,6 +65,7 @@ class Fail2banErrorMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         from django.shortcuts import render
+        from django.utils.translation import gettext
 
         from jails.fail2ban import (
             AgentRefused,
@@ -90,7 +91,7 @@ class Fail2banErrorMiddleware:
         if isinstance(exception, Fail2banError):
             # Agent mode: say whether the agent or fail2ban behind it is the one down.
             problem = connection_problem(exception, agent=snap.settings.fail2ban_agent)
-            context.update(problem=problem.label, title=problem.title, advice=problem.advice)
+            context.update(problem=problem.label_shown, title=problem.title, advice=problem.advice)
         if isinstance(exception, Fail2banUnreachable | ProtocolError | AgentRefused):
             template = "jails/fail2ban_unavailable.html"
             if htmx:
@@ -101,9 +102,9 @@ class Fail2banErrorMiddleware:
                 context["command"] = " ".join(exception.command)
             status = 400 if isinstance(exception, InvalidArgument) else 502
             context["title"] = (
-                "Refused before anything was sent to fail2ban"
+                gettext("Refused before anything was sent to fail2ban")
                 if status == 400
-                else "fail2ban refused the request"
+                else gettext("fail2ban refused the request")
             )
             template = "jails/fail2ban_error.html"
             if htmx:
@@ -262,7 +263,12 @@ def _always_open(request: HttpRequest) -> bool:
     # request.path carries JAILADMIN_URL_PREFIX like every reverse()d URL and STATIC_URL.
     path = request.path
     # /metrics too: Prometheus must not be sent to the wizard (it has its own token).
-    open_paths = (reverse("jails:healthz"), reverse("jails:metrics:scrape"))
+    # The language selector too: the wizard's page has it (it needs no session there).
+    open_paths = (
+        reverse("jails:healthz"),
+        reverse("jails:metrics:scrape"),
+        reverse("jails:language"),
+    )
     return path in open_paths or path.startswith((reverse("jails:setup"), settings.STATIC_URL))
 
 

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext, gettext_lazy
 
 from jails.admin import AuditedAdminMixin
 from jails.admin_readonly import HostRowsAdmin
@@ -35,7 +36,7 @@ from jails.requests import actor_from_request
 from jails.roles import PERM_ADMINISTER, PERM_OPERATE, PERM_VIEW
 
 
-@admin.action(description="Import the selected sources now (confirmed ones)")
+@admin.action(description=gettext_lazy("Import the selected sources now (confirmed ones)"))
 def import_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     if not request.user.has_perm(PERM_OPERATE):
         raise PermissionDenied
@@ -46,7 +47,11 @@ def import_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
         permitted = [host for host in targets if allowed is None or host.name in allowed]
         if len(permitted) < len(targets):
             left_out = ", ".join(host.name for host in targets if host not in permitted)
-            messages.warning(request, f"{source.name}: not imported on {left_out} (no permission)")
+            messages.warning(
+                request,
+                gettext("%(source)s: not imported on %(hosts)s (no permission)")
+                % {"source": source.name, "hosts": left_out},
+            )
             if not permitted:
                 continue
         try:
@@ -63,13 +68,22 @@ def import_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Que
             continue
         for run in runs:
             level = messages.ERROR if run.status == ImportRun.Status.FAILED else messages.SUCCESS
-            where = f" on {run.host}" if len(runs) > 1 else ""
-            messages.add_message(
-                request,
-                level,
-                f"{source.name}{where}: {run.get_status_display().lower()}, {run.banned} banned, "
-                f"{run.unbanned} unbanned{': ' + run.errors if run.errors else ''}",
-            )
+            values = {
+                "source": source.name,
+                "host": run.host,
+                "status": run.get_status_display().lower(),
+                "banned": run.banned,
+                "unbanned": run.unbanned,
+            }
+            if len(runs) > 1:
+                text = gettext(
+                    "%(source)s on %(host)s: %(status)s, %(banned)d banned, %(unbanned)d unbanned"
+                )
+            else:
+                text = gettext("%(source)s: %(status)s, %(banned)d banned, %(unbanned)d unbanned")
+            text %= values
+            # run.errors is a stored record (database text, in English): shown as it is.
+            messages.add_message(request, level, f"{text}: {run.errors}" if run.errors else text)
 
 
 @admin.register(BlocklistSource)

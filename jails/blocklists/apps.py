@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:  # jails.jobs imports models: not importable while the registry loads
     from jails.jobs import JobSpec
@@ -11,7 +12,7 @@ if TYPE_CHECKING:  # jails.jobs imports models: not importable while the registr
 class BlocklistsConfig(AppConfig):
     name = "jails.blocklists"
     label = "blocklists"
-    verbose_name = "Blocklists"
+    verbose_name = _("Blocklists")
     default_auto_field = "django.db.models.BigAutoField"
 
     def periodic_jobs(self) -> list[JobSpec]:

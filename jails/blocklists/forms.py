@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext, gettext_lazy
 
 from jails.blocklists.models import BlocklistSource
 from jails.blocklists.services.sources import MAX_UPLOAD_BYTES
@@ -25,10 +26,12 @@ class SourceForm(forms.ModelForm):
         max_length=2000,
         assume_scheme="https",
         label="URL",
-        help_text="http:// or https://",
+        help_text=gettext_lazy("http:// or https://"),
     )
     upload = forms.FileField(
-        required=False, label="or upload a list", help_text="A text file, one entry a line."
+        required=False,
+        label=gettext_lazy("or upload a list"),
+        help_text=gettext_lazy("A text file, one entry per line."),
     )
 
     class Meta:
@@ -44,7 +47,7 @@ class SourceForm(forms.ModelForm):
             "enabled",
             "allow_private",
         ]
-        labels = {"url": "URL", "allow_private": "Allow private sources and ranges"}
+        labels = {"url": "URL", "allow_private": gettext_lazy("Allow private sources and ranges")}
         widgets = {"hosts": forms.CheckboxSelectMultiple}
 
     def __init__(
@@ -66,14 +69,14 @@ class SourceForm(forms.ModelForm):
         field = self.fields["hosts"]
         assert isinstance(field, forms.ModelMultipleChoiceField)
         field.queryset = Host.objects.filter(pk__in=[host.pk for host in hosts]).order_by("name")
-        field.help_text = "Import on these hosts; none chosen: the local host only."
+        field.help_text = gettext("Import on these hosts; none chosen: the local host only.")
         if not every_host:
             del self.fields["all_hosts"]
 
     def clean_url(self) -> str:
         url = str(self.cleaned_data.get("url") or "")
         if url and not url.lower().startswith(("http://", "https://")):
-            raise forms.ValidationError("Only http:// and https:// lists are fetched.")
+            raise forms.ValidationError(gettext("Only http:// and https:// lists are fetched."))
         return url
 
     def clean_jail(self) -> str:
@@ -87,9 +90,9 @@ class SourceForm(forms.ModelForm):
         data = super().clean() or {}
         upload = data.get("upload")
         if upload is not None and upload.size > MAX_UPLOAD_BYTES:
-            self.add_error("upload", "The file is over the 50 MB cap.")
+            self.add_error("upload", gettext("The file is over the 50 MB cap."))
         if bool(data.get("url")) == bool(upload):
-            raise forms.ValidationError("Give either a URL or a file (one of the two).")
+            raise forms.ValidationError(gettext("Give either a URL or a file (one of the two)."))
         chosen = data.get("hosts")
         if (
             self.choosable is not None
@@ -98,7 +101,7 @@ class SourceForm(forms.ModelForm):
             and LOCAL_HOST not in self.choosable
         ):
             # None chosen means the local host, where this user may not act.
-            self.add_error("hosts", "Choose the hosts to import on.")
+            self.add_error("hosts", gettext("Choose the hosts to import on."))
         return data
 
     def uploaded_text(self) -> str:

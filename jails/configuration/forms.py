@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
 from jails.configuration.services.overrides import COMMON_SETTINGS, MULTILINE_SETTINGS
 
@@ -18,7 +19,7 @@ class ReasonField(forms.CharField):
         super().__init__(
             required=False,
             max_length=500,
-            label="Why (kept with the version)",
+            label=gettext_lazy("Why (kept with the version)"),
             **kwargs,
         )
 
@@ -55,6 +56,7 @@ class FileForm(forms.Form):
     """The raw editor of one `.local` file."""
 
     content = forms.CharField(
+        label=gettext_lazy("Content"),
         required=False,
         max_length=MAX_FILE_CHARS,
         strip=False,
@@ -66,18 +68,22 @@ class FileForm(forms.Form):
     def clean_content(self) -> str:
         content: str = self.cleaned_data["content"].replace("\r\n", "\n")
         if "\x00" in content:
-            raise forms.ValidationError("A configuration file may not contain NUL.")
+            raise forms.ValidationError(gettext("A configuration file may not contain NUL."))
         if len(content.encode("utf-8", "surrogatepass")) > MAX_FILE_CHARS:
-            raise forms.ValidationError("At most 256 KB.")
+            raise forms.ValidationError(gettext("At most 256 KB."))
         return content
 
 
 class NewFilterForm(forms.Form):
-    name = forms.RegexField(regex=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", max_length=63)
+    name = forms.RegexField(
+        regex=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", max_length=63, label=gettext_lazy("Name")
+    )
     failregex = forms.CharField(
         max_length=8000,
         widget=forms.Textarea(attrs={"rows": 4, "class": "code"}),
-        help_text="One regular expression per line, with <HOST> where the address is.",
+        help_text=gettext_lazy(
+            "One regular expression per line, with <HOST> where the address is."
+        ),
     )
     ignoreregex = forms.CharField(
         required=False, max_length=8000, widget=forms.Textarea(attrs={"rows": 2, "class": "code"})
@@ -86,10 +92,12 @@ class NewFilterForm(forms.Form):
 
 
 class NewJailForm(forms.Form):
-    name = forms.RegexField(regex=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$", max_length=63)
-    filter = forms.ChoiceField(choices=())
+    name = forms.RegexField(
+        regex=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$", max_length=63, label=gettext_lazy("Name")
+    )
+    filter = forms.ChoiceField(choices=(), label=pgettext_lazy("noun: a fail2ban filter", "Filter"))
     logpath = forms.CharField(max_length=1000)
-    port = forms.CharField(required=False, max_length=200)
+    port = forms.CharField(required=False, max_length=200, label=gettext_lazy("Port"))
     maxretry = forms.IntegerField(required=False, min_value=1, max_value=1000)
     findtime = forms.CharField(required=False, max_length=32)
     bantime = forms.CharField(required=False, max_length=32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
 from jails.agent.logview import MAX_LINES, MAX_SEARCH_CHARS
 from jails.agent.regex import (
@@ -29,7 +30,7 @@ SOURCE_JAIL = "jail"
 def _jail_name(value: str) -> str:
     value = value.strip()
     if value and not JAIL_NAME_RE.fullmatch(value):
-        raise forms.ValidationError("Not a jail name.")
+        raise forms.ValidationError(gettext("Not a jail name."))
     return value
 
 
@@ -37,7 +38,11 @@ class FilterTestForm(forms.Form):
     """Which lines (pasted, or the end of a jail's log) against which filter (or a draft)."""
 
     source = forms.ChoiceField(
-        choices=[(SOURCE_PASTED, "Pasted lines"), (SOURCE_JAIL, "The end of a jail's log")],
+        choices=[
+            (SOURCE_PASTED, gettext_lazy("Pasted lines")),
+            (SOURCE_JAIL, gettext_lazy("The end of a jail's log")),
+        ],
+        label=gettext_lazy("Source"),
         initial=SOURCE_PASTED,
         widget=forms.RadioSelect,
     )
@@ -46,21 +51,33 @@ class FilterTestForm(forms.Form):
         max_length=MAX_INPUT_BYTES,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
-        help_text=f"At most {MAX_INPUT_LINES} lines; comment (#) and blank lines are skipped.",
+        label=gettext_lazy("Lines"),
     )
-    jail = forms.CharField(required=False, max_length=64)
+    jail = forms.CharField(required=False, max_length=64, label=gettext_lazy("Jail"))
     log_lines = forms.IntegerField(
-        required=False, min_value=1, max_value=MAX_INPUT_LINES, initial=1000, label="Last lines"
+        required=False,
+        min_value=1,
+        max_value=MAX_INPUT_LINES,
+        initial=1000,
+        label=gettext_lazy("Last lines"),
     )
     filter = forms.CharField(
-        required=False, max_length=64, help_text="A filter in filter.d (default: the jail's name)."
+        required=False,
+        max_length=64,
+        label=pgettext_lazy("noun: a fail2ban filter", "Filter"),
+        help_text=gettext_lazy("A filter in filter.d (default: the jail's name)."),
     )
-    mode = forms.CharField(required=False, max_length=32, help_text="e.g. aggressive")
+    mode = forms.CharField(
+        required=False,
+        max_length=32,
+        label=gettext_lazy("Mode"),
+        help_text=gettext_lazy("e.g. aggressive"),
+    )
     failregex = forms.CharField(
         required=False,
         max_length=MAX_DRAFT_CHARS,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text="Draft: one regular expression a line, as in a filter file.",
+        help_text=gettext_lazy("Draft: one regular expression per line, as in a filter file."),
     )
     ignoreregex = forms.CharField(
         required=False,
@@ -69,30 +86,37 @@ class FilterTestForm(forms.Form):
     )
     datepattern = forms.CharField(required=False, max_length=1000)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Built per form, not at import: a number in it, and the request's language.
+        self.fields["lines"].help_text = gettext(
+            "At most %(count)d lines; comment (#) and blank lines are skipped."
+        ) % {"count": MAX_INPUT_LINES}
+
     def clean_jail(self) -> str:
         return _jail_name(self.cleaned_data["jail"])
 
     def clean_filter(self) -> str:
         name = self.cleaned_data["filter"].strip()
         if name and (not FILTER_NAME.fullmatch(name) or ".." in name):
-            raise forms.ValidationError("A filter's name: letters, digits, '.', '_', '-'.")
+            raise forms.ValidationError(gettext("A filter's name: letters, digits, '.', '_', '-'."))
         return name
 
     def clean_mode(self) -> str:
         mode = self.cleaned_data["mode"].strip()
         if mode and not FILTER_MODE.fullmatch(mode):
-            raise forms.ValidationError("A mode: letters, digits, '_', '-'.")
+            raise forms.ValidationError(gettext("A mode: letters, digits, '_', '-'."))
         return mode
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or self.cleaned_data
         source = data.get("source")
         if source == SOURCE_PASTED and not (data.get("lines") or "").strip():
-            self.add_error("lines", "Paste the log lines to test.")
+            self.add_error("lines", gettext("Paste the log lines to test."))
         if source == SOURCE_JAIL and not data.get("jail"):
-            self.add_error("jail", "Name the jail whose log to read.")
+            self.add_error("jail", gettext("Name the jail whose log to read."))
         if source == SOURCE_PASTED and not data.get("filter") and not data.get("failregex"):
-            self.add_error("filter", "Name a filter, or write a draft failregex.")
+            self.add_error("filter", gettext("Name a filter, or write a draft failregex."))
         return data
 
     def service_arguments(self) -> dict[str, Any]:
@@ -114,10 +138,13 @@ class FilterTestForm(forms.Form):
 class BanExplainForm(forms.Form):
     """An address and a jail: why was it (not) banned there?"""
 
-    jail = forms.CharField(max_length=64)
-    address = forms.CharField(max_length=64)
+    jail = forms.CharField(max_length=64, label=gettext_lazy("Jail"))
+    address = forms.CharField(max_length=64, label=gettext_lazy("Address"))
     log_lines = forms.IntegerField(
-        required=False, min_value=1, max_value=MAX_INPUT_LINES, label="Last lines of its log"
+        required=False,
+        min_value=1,
+        max_value=MAX_INPUT_LINES,
+        label=gettext_lazy("Last lines of its log"),
     )
 
     def clean_jail(self) -> str:
@@ -127,24 +154,39 @@ class BanExplainForm(forms.Form):
         try:
             return str(parse_ip(self.cleaned_data["address"]))
         except InvalidArgument:
-            raise forms.ValidationError("Not an IP address.") from None
+            raise forms.ValidationError(gettext("Not an IP address.")) from None
 
 
 class LogViewForm(forms.Form):
     """How much of fail2ban's log, from which level, containing what (GET parameters)."""
 
-    lines = forms.IntegerField(required=False, min_value=1, max_value=MAX_LINES, initial=200)
-    level = forms.ChoiceField(
+    lines = forms.IntegerField(
         required=False,
-        choices=[("", "Any level"), *[(name, f"{name} and above") for name in LEVEL_CHOICES]],
+        min_value=1,
+        max_value=MAX_LINES,
+        initial=200,
+        label=gettext_lazy("Lines"),
     )
-    q = forms.CharField(required=False, max_length=MAX_SEARCH_CHARS, label="Containing")
+    level = forms.ChoiceField(required=False, label=gettext_lazy("Level"))
+    q = forms.CharField(
+        required=False, max_length=MAX_SEARCH_CHARS, label=gettext_lazy("Containing")
+    )
     cursor = forms.CharField(required=False, max_length=600, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The level names are fail2ban's (the values sent); the words around them translate.
+        level = self.fields["level"]
+        assert isinstance(level, forms.ChoiceField)
+        level.choices = [
+            ("", gettext("Any level")),
+            *[(name, gettext("%(level)s and above") % {"level": name}) for name in LEVEL_CHOICES],
+        ]
 
     def clean_q(self) -> str:
         text: str = self.cleaned_data["q"]
         if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
-            raise forms.ValidationError("No control characters.")
+            raise forms.ValidationError(gettext("No control characters."))
         return text
 
     def service_arguments(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from jails.admin_bans import unban_ban_events
 from jails.admin_readonly import HostRowsAdmin
@@ -35,7 +36,7 @@ class BanEventAdmin(HostRowsAdmin):
     readonly_fields = ("banned_at", "log_lines")
     exclude = ("matches",)
 
-    @admin.display(description="matched log lines")
+    @admin.display(description=_("matched log lines"))
     def log_lines(self, obj: BanEvent) -> str:
         # Attacker-controlled text: format_html_join escapes every line.
         return format_html_join(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:  # jails.jobs imports models: not importable while the registry loads
     from jails.jobs import JobSpec
@@ -11,7 +12,7 @@ if TYPE_CHECKING:  # jails.jobs imports models: not importable while the registr
 class HistoryConfig(AppConfig):
     name = "jails.history"
     label = "history"
-    verbose_name = "Ban history"
+    verbose_name = _("Ban history")
     default_auto_field = "django.db.models.BigAutoField"
 
     def periodic_jobs(self) -> list[JobSpec]:

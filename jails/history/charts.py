@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext, ngettext
+
 StrPath = str | os.PathLike[str]
 
 DEFAULT_WORLD_MAP = Path(__file__).resolve().parent / "data" / "world_map.json"
@@ -50,8 +53,17 @@ def _num(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _count_text(value: int, unit: tuple[str, str]) -> str:
-    return f"{value:,} {unit[0] if value == 1 else unit[1]}"
+def count_text(value: int) -> str:
+    """``value`` grouped the request language's way (1,234 / 1.234): jails.numbers.count_text,
+    spelled out here because this module imports nothing else of jails (pyproject's contract).
+    """
+    return number_format(int(value), force_grouping=True)
+
+
+def _count_text(value: int) -> str:
+    """A count of bans ("1 ban", "1,234 bans") in the request's language (charts are drawn
+    per request)."""
+    return ngettext("%(count)s ban", "%(count)s bans", value) % {"count": count_text(value)}
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -81,18 +93,19 @@ def _svg_open(*, kind: str, width: float, height: float, label: str, extra_class
 
 def no_data_svg(*, title: str, kind: str = "empty", width: int = 720, height: int = 120) -> str:
     """A chart-sized SVG that says there is nothing to show."""
+    no_data = esc(gettext("No data"))  # not inside the f-string: makemessages skips those
     return "".join(
         [
             _svg_open(
                 kind=kind,
                 width=width,
                 height=height,
-                label=f"{title}: no data",
+                label=gettext("%(title)s: no data") % {"title": title},
                 extra_class="chart-empty",
             ),
             f'<text class="chart-title" x="8" y="18">{esc(title)}</text>',
             f'<text class="no-data" x="{_num(width / 2)}" y="{_num(height / 2 + 8)}" '
-            f'text-anchor="middle">No data</text>',
+            f'text-anchor="middle">{no_data}</text>',
             "</svg>",
         ]
     )
@@ -117,7 +130,6 @@ def bar_chart_svg(
     points: Sequence[tuple[str, int]],
     *,
     title: str,
-    unit: tuple[str, str] = ("ban", "bans"),
     width: int = 720,
     height: int = 240,
     max_labels: int = 12,
@@ -140,8 +152,19 @@ def bar_chart_svg(
             kind="bar",
             width=width,
             height=height,
-            label=f"{title}: {_count_text(total, unit)} over {len(points)} intervals, "
-            f"at most {max(values):,}",
+            # Translators: the number of intervals picks the form; bans is "63 bans",
+            # translated on its own with its own plural.
+            label=ngettext(
+                "%(title)s: %(bans)s over %(intervals)s interval, at most %(most)s",
+                "%(title)s: %(bans)s over %(intervals)s intervals, at most %(most)s",
+                len(points),
+            )
+            % {
+                "title": title,
+                "bans": _count_text(total),
+                "intervals": len(points),
+                "most": count_text(max(values)),
+            },
         ),
         f'<text class="chart-title" x="{_num(left)}" y="18">{esc(title)}</text>',
         '<g class="axis y-axis">',
@@ -152,7 +175,7 @@ def bar_chart_svg(
             f'<line class="grid{" baseline" if tick == 0 else ""}" x1="{_num(left)}" '
             f'y1="{_num(y)}" x2="{_num(width - right)}" y2="{_num(y)}"/>'
             f'<text class="tick" x="{_num(left - 6)}" y="{_num(y + 4)}" '
-            f'text-anchor="end">{tick:,}</text>'
+            f'text-anchor="end">{count_text(tick)}</text>'
         )
     out.append('</g><g class="bars">')
     for i, ((label, _), value) in enumerate(zip(points, values, strict=True)):
@@ -160,7 +183,7 @@ def bar_chart_svg(
         x = left + i * slot + (slot - bar_w) / 2
         out.append(
             f'<rect class="bar" x="{_num(x)}" y="{_num(base_y - h)}" width="{_num(bar_w)}" '
-            f'height="{_num(h)}"><title>{esc(label)}: {_count_text(value, unit)}</title></rect>'
+            f'height="{_num(h)}"><title>{esc(label)}: {_count_text(value)}</title></rect>'
         )
     out.append('</g><g class="axis x-axis">')
     every = max(1, math.ceil(len(points) / max(1, max_labels)))
@@ -181,7 +204,6 @@ def hbar_chart_svg(
     items: Sequence[tuple[str, int, str | None]],
     *,
     title: str,
-    unit: tuple[str, str] = ("ban", "bans"),
     width: int = 720,
     row_height: int = 22,
     label_width: int = 200,
@@ -201,7 +223,14 @@ def hbar_chart_svg(
             kind="hbar",
             width=width,
             height=height,
-            label=f"{title}: {len(items)} rows, {_count_text(sum(values), unit)}",
+            # Translators: the number of rows picks the form; bans is "63 bans", translated
+            # on its own with its own plural.
+            label=ngettext(
+                "%(title)s: %(rows)s row, %(bans)s",
+                "%(title)s: %(rows)s rows, %(bans)s",
+                len(items),
+            )
+            % {"title": title, "rows": len(items), "bans": _count_text(sum(values))},
         ),
         f'<text class="chart-title" x="8" y="18">{esc(title)}</text>',
     ]
@@ -212,17 +241,21 @@ def hbar_chart_svg(
         text = str(label)
         link = safe_href(href)
         inner = (
-            f"<title>{esc(text)}: {_count_text(value, unit)}</title>"
+            f"<title>{esc(text)}: {_count_text(value)}</title>"
             f'<text class="label" x="{_num(bar_x - 8)}" y="{_num(mid + 4)}" '
             f'text-anchor="end">{esc(_truncate(text, max_label_chars))}</text>'
             f'<rect class="bar" x="{_num(bar_x)}" y="{_num(y + 3)}" width="{_num(w)}" '
             f'height="{_num(row_height - 6)}"/>'
-            f'<text class="value" x="{_num(bar_x + w + 6)}" y="{_num(mid + 4)}">{value:,}</text>'
+            f'<text class="value" x="{_num(bar_x + w + 6)}" y="{_num(mid + 4)}">'
+            f"{count_text(value)}</text>"
         )
         if link is None:
             out.append(f'<g class="row">{inner}</g>')
         else:
-            out.append(f'<a class="row" href="{esc(link)}">{inner}</a>')
+            # Not an <a>: the chart is one image (role="img"), and an image holds no controls
+            # (axe: nested-interactive). A click follows data-href (static/jails/app.js); the
+            # keyboard and screen readers have the same links in the table under the chart.
+            out.append(f'<g class="row" data-href="{esc(link)}">{inner}</g>')
     out.append("</svg>")
     return "".join(out)
 
@@ -320,16 +353,17 @@ def world_map_svg(
     counts: Mapping[str, int],
     *,
     world: WorldMap | None = None,
+    names: Mapping[str, str] | None = None,
     href_template: str | None = "?country={code}",
     selected: str | None = None,
     title: str = "Bans by country",
-    unit: tuple[str, str] = ("ban", "bans"),
     legend: bool = True,
     outlines_url: str | None = None,
 ) -> str:
-    """A choropleth of ``counts`` (ISO alpha-2 code -> count), one linked shape per country.
+    """A choropleth of ``counts`` (ISO alpha-2 code -> count), one clickable shape per country.
 
     Pass ``world`` from the per-process state; without it the data file is read on each call.
+    ``names`` (code -> name in the page's language) title the shapes; default: the map's own.
     ``href_template`` gets ``{code}`` replaced by the URL-quoted country code. Each shape is
     a ``<use>`` of the country's path in the static outlines file (``outlines_url``,
     default: its hashed static URL).
@@ -343,9 +377,16 @@ def world_map_svg(
     x0, y0, w, h = world.view_box
     shown = sum(1 for code in totals if code in world.countries)
     label = (
-        f"{title}: {_count_text(sum(totals.values()), unit)} from {len(totals)} countries"
+        # Translators: the number of countries picks the form; bans is "63 bans",
+        # translated on its own with its own plural.
+        ngettext(
+            "%(title)s: %(bans)s from %(countries)s country",
+            "%(title)s: %(bans)s from %(countries)s countries",
+            len(totals),
+        )
+        % {"title": title, "bans": _count_text(sum(totals.values())), "countries": len(totals)}
         if totals
-        else f"{title}: no data"
+        else gettext("%(title)s: no data") % {"title": title}
     )
     out = [
         f'<svg xmlns="{SVG_NS}" class="chart chart-map{"" if totals else " chart-empty"}" '
@@ -365,19 +406,22 @@ def world_map_svg(
         )
         path = (
             f'<use class="{classes}" data-cc="{esc(code)}" href="{outlines}#{esc(code)}">'
-            f"<title>{esc(country.name)}: {_count_text(value, unit)}</title></use>"
+            f"<title>{esc((names or {}).get(code, country.name))}: {_count_text(value)}</title>"
+            "</use>"
         )
         href = safe_href(href_template.replace("{code}", quote(code))) if href_template else None
         if href is None:
             out.append(path)
         else:
-            current = ' aria-current="true"' if code == chosen else ""
-            out.append(f'<a class="country-link" href="{esc(href)}"{current}>{path}</a>')
+            # A click target like the bar charts' rows (data-href, no <a> inside an image); the
+            # country table under the map has these links for the keyboard.
+            out.append(f'<g class="country-link" data-href="{esc(href)}">{path}</g>')
     out.append("</g>")
     if not totals:
+        no_data = esc(gettext("No data"))  # not inside the f-string: makemessages skips those
         out.append(
             f'<text class="no-data" x="{_num(x0 + w / 2)}" y="{_num(y0 + h / 2)}" '
-            f'text-anchor="middle">No data</text>'
+            f'text-anchor="middle">{no_data}</text>'
         )
     elif legend:
         out.append(_legend(maximum, x=x0 + 8, bottom=y0 + h - 8))
@@ -386,8 +430,9 @@ def world_map_svg(
 
 
 def _legend(maximum: int, *, x: float, bottom: float) -> str:
-    rows = [(0, "none")] + [
-        (k, f"{lo:,}" if lo == hi else f"{lo:,}\u2013{hi:,}") for k, lo, hi in shade_bounds(maximum)
+    rows = [(0, gettext("none"))] + [
+        (k, count_text(lo) if lo == hi else f"{count_text(lo)}\u2013{count_text(hi)}")
+        for k, lo, hi in shade_bounds(maximum)
     ]
     size, gap = 10.0, 14.0
     y = bottom - gap * len(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 # fail2ban forgets bans (unban, `unban --all`, dbpurgeage); these tables keep them. BanEvent is
 # the archive itself; BanRollup, IPSummary, NetworkSummary and LastSeenRollup are summaries the
@@ -19,9 +20,9 @@ class BanEvent(models.Model):
     """One ban as fail2ban recorded it, kept after fail2ban has forgotten it."""
 
     class Origin(models.TextChoices):
-        JAIL = "jail", "Jail detection"
-        MANUAL = "manual", "Manual ban"
-        BLOCKLIST = "blocklist", "Blocklist import"
+        JAIL = "jail", _("Jail detection")
+        MANUAL = "manual", _("Manual ban")
+        BLOCKLIST = "blocklist", _("Blocklist import")
 
     # A database default too: rows written by plain SQL (bench/seed_history.py, an older
     # script) are the local host's.
@@ -29,27 +30,42 @@ class BanEvent(models.Model):
         max_length=63,
         default=LOCAL_HOST,
         db_default=LOCAL_HOST,
-        help_text="The fail2ban host that banned it.",
+        verbose_name=_("host"),
+        help_text=_("The fail2ban host that banned it."),
     )
-    jail = models.CharField(max_length=64)
+    jail = models.CharField(_("jail"), max_length=64)
     ip = models.CharField(
-        max_length=49, help_text="Canonical address (or CIDR network, if one was banned)."
+        _("IP address"),
+        max_length=49,
+        help_text=_("Canonical address (or CIDR network, if one was banned)."),
     )
-    network = models.CharField(max_length=49, help_text="The address's /24 (IPv4) or /64 (IPv6).")
-    timeofban = models.BigIntegerField(help_text="Start of the ban, Unix seconds (fail2ban's).")
-    bantime = models.BigIntegerField(help_text="Ban duration in seconds; -1 is permanent.")
-    bancount = models.PositiveIntegerField(default=1)
-    failures = models.PositiveIntegerField(default=0)
-    matches = models.TextField(blank=True, help_text="Matched log lines (attacker-controlled).")
-    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.JAIL)
-    banned_by = models.CharField(max_length=150, blank=True)
-    country_code = models.CharField(max_length=2, blank=True)
-    country_name = models.CharField(max_length=64, blank=True)
-    asn = models.PositiveBigIntegerField(null=True, blank=True)
-    as_name = models.CharField(max_length=255, blank=True)
-    archived_at = models.DateTimeField(auto_now_add=True)
+    network = models.CharField(
+        _("network"), max_length=49, help_text=_("The address's /24 (IPv4) or /64 (IPv6).")
+    )
+    timeofban = models.BigIntegerField(
+        _("time of ban"), help_text=_("Start of the ban, Unix seconds (fail2ban's).")
+    )
+    bantime = models.BigIntegerField(
+        _("ban time"), help_text=_("Ban duration in seconds; -1 is permanent.")
+    )
+    bancount = models.PositiveIntegerField(_("ban count"), default=1)
+    failures = models.PositiveIntegerField(_("failures"), default=0)
+    matches = models.TextField(
+        _("matched log lines"), blank=True, help_text=_("Matched log lines (attacker-controlled).")
+    )
+    origin = models.CharField(
+        _("origin"), max_length=16, choices=Origin.choices, default=Origin.JAIL
+    )
+    banned_by = models.CharField(_("banned by"), max_length=150, blank=True)
+    country_code = models.CharField(_("country code"), max_length=2, blank=True)
+    country_name = models.CharField(_("country"), max_length=64, blank=True)
+    asn = models.PositiveBigIntegerField(_("AS number"), null=True, blank=True)
+    as_name = models.CharField(_("AS name"), max_length=255, blank=True)
+    archived_at = models.DateTimeField(_("archived at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("ban event")
+        verbose_name_plural = _("ban events")
         ordering = ["-timeofban", "-id"]
         constraints = [
             # Address first: it also serves every per-address lookup. Host last: two hosts
@@ -101,13 +117,13 @@ class BanRollup(models.Model):
     """
 
     class Grain(models.IntegerChoices):
-        HOUR = 1, "hour"
-        DAY = 2, "day"
-        MONTH = 3, "month"
-        TOTAL = 4, "all time"
+        HOUR = 1, _("hour")
+        DAY = 2, _("day")
+        MONTH = 3, _("month")
+        TOTAL = 4, _("all time")
 
     grain = models.PositiveSmallIntegerField(choices=Grain.choices)
-    period = models.BigIntegerField(help_text="Start of the period, Unix seconds (UTC).")
+    period = models.BigIntegerField(help_text=_("Start of the period, Unix seconds (UTC)."))
     host = models.CharField(max_length=63, default=ROLLUP_ALL, db_default=ROLLUP_ALL)
     jail = models.CharField(max_length=64)
     country_code = models.CharField(max_length=2)
@@ -142,15 +158,15 @@ class IPSummary(models.Model):
     first_seen = models.BigIntegerField()
     last_seen = models.BigIntegerField(db_index=True)
     bans = models.PositiveIntegerField(db_index=True)
-    days = models.PositiveIntegerField(default=1, help_text="Distinct UTC days with a ban.")
+    days = models.PositiveIntegerField(default=1, help_text=_("Distinct UTC days with a ban."))
     country_code = models.CharField(max_length=2, blank=True, db_index=True)
     country_name = models.CharField(max_length=64, blank=True)
     asn = models.PositiveBigIntegerField(null=True, blank=True)
     as_name = models.CharField(max_length=255, blank=True)
 
     class Meta:
-        verbose_name = "IP summary"
-        verbose_name_plural = "IP summaries"
+        verbose_name = _("IP summary")
+        verbose_name_plural = _("IP summaries")
 
     def __str__(self) -> str:
         return self.ip
@@ -166,7 +182,7 @@ class NetworkSummary(models.Model):
     ips = models.PositiveIntegerField(default=1)
 
     class Meta:
-        verbose_name_plural = "network summaries"
+        verbose_name_plural = _("network summaries")
 
     def __str__(self) -> str:
         return self.network
@@ -179,7 +195,7 @@ class LastSeenRollup(models.Model):
     T" reads a row per day instead of every address. ``country_code`` ROLLUP_ALL is the total.
     """
 
-    day = models.BigIntegerField(help_text="Start of the UTC day, Unix seconds.")
+    day = models.BigIntegerField(help_text=_("Start of the UTC day, Unix seconds."))
     country_code = models.CharField(max_length=2)
     ips = models.BigIntegerField(default=0)
 

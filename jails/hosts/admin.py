@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext, gettext_lazy
 
 from jails.admin import AuditedAdminMixin
 from jails.admin_readonly import HostLimitedAdmin
@@ -95,24 +96,31 @@ class HostAdmin(AuditedAdminMixin, HostLimitedAdmin):
             "SSH",
             {
                 "fields": ("ssh_public_key", "host_key_fingerprint"),
-                "description": "The site's key for this host (its public half) and the host's "
-                "confirmed key. The private key is never shown.",
+                "description": gettext_lazy(
+                    "The site's key for this host (its public half) and the host's "
+                    "confirmed key. The private key is never shown."
+                ),
             },
         ),
         (
-            "Limited groups",
+            gettext_lazy("Limited groups"),
             {
                 "fields": ("groups",),
-                "description": "A group given hosts holds its permissions on those hosts only; "
-                "a group given none holds them everywhere.",
+                "description": gettext_lazy(
+                    "A group given hosts holds its permissions on those hosts only; "
+                    "a group given none holds them everywhere."
+                ),
             },
         ),
-        ("Reachability", {"fields": ("unreachable_since", "last_error", "last_seen")}),
+        (
+            gettext_lazy("Reachability"),
+            {"fields": ("unreachable_since", "last_error", "last_seen")},
+        ),
     )
 
-    @admin.display(description="Host key")
+    @admin.display(description=gettext_lazy("Host key"))
     def host_key_fingerprint(self, obj: Host) -> str:
-        return host_service.host_key_fingerprint(obj) or "not confirmed"
+        return host_service.host_key_fingerprint(obj) or gettext("not confirmed")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
@@ -181,8 +189,8 @@ class HostGroupInline(admin.TabularInline):
 
     model = Host.groups.through
     extra = 0
-    verbose_name = "host this group is limited to"
-    verbose_name_plural = "Hosts this group is limited to (none: every host)"
+    verbose_name = gettext_lazy("host this group is limited to")
+    verbose_name_plural = gettext_lazy("Hosts this group is limited to (none: every host)")
 
     # The auto-created through model has no permissions of its own: the site's roles decide.
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class HostsConfig(AppConfig):
@@ -8,5 +9,5 @@ class HostsConfig(AppConfig):
 
     name = "jails.hosts"
     label = "hosts"
-    verbose_name = "Hosts"
+    verbose_name = _("Hosts")
     default_auto_field = "django.db.models.BigAutoField"

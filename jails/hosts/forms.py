@@ -6,21 +6,24 @@ import re
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext, gettext_lazy
 
 from jails.fail2ban import InvalidArgument
 from jails.hosts.models import HOST_NAME_PATTERN, Host
 from jails.hosts.services.hosts import address_check, name_check, time_zone_check
 
 ADDABLE_KINDS = [
-    (Host.Kind.SSH.value, "jailadmin agent over SSH (a remote host)"),
+    (Host.Kind.SSH.value, gettext_lazy("jailadmin agent over SSH (a remote host)")),
     (Host.Kind.SOCKET.value, Host.Kind.SOCKET.label),
     (Host.Kind.AGENT.value, Host.Kind.AGENT.label),
 ]
-ADDRESS_HELP = (
+ADDRESS_HELP = gettext_lazy(
     "SSH: root@host.example.org:22 · fail2ban socket: /run/fail2ban/fail2ban.sock · "
     "agent: unix:/run/jailadmin/agent.sock"
 )
-TIME_ZONE_HELP = "The time zone the host's fail2ban reports ban times in; empty: the site's."
+TIME_ZONE_HELP = gettext_lazy(
+    "The time zone the host's fail2ban reports ban times in; empty: the site's."
+)
 
 
 def _checked(check: Any, *args: str) -> str:
@@ -34,20 +37,33 @@ class HostAddForm(forms.Form):
     name = forms.RegexField(
         regex=re.compile(f"^{HOST_NAME_PATTERN}$"),
         max_length=63,
-        help_text="Lower-case letters, digits, dots and dashes: it appears in URLs and commands.",
-        error_messages={"invalid": "Use lower-case letters, digits, dots and dashes."},
+        label=gettext_lazy("Name"),
+        help_text=gettext_lazy(
+            "Lower-case letters, digits, dots and dashes: it appears in URLs and commands."
+        ),
+        error_messages={
+            "invalid": gettext_lazy("Use lower-case letters, digits, dots and dashes.")
+        },
     )
-    kind = forms.ChoiceField(choices=ADDABLE_KINDS, initial=Host.Kind.SSH.value)
+    kind = forms.ChoiceField(
+        label=gettext_lazy("Kind"), choices=ADDABLE_KINDS, initial=Host.Kind.SSH.value
+    )
     address = forms.CharField(
-        max_length=255, label="Destination or address", help_text=ADDRESS_HELP
+        max_length=255, label=gettext_lazy("Destination or address"), help_text=ADDRESS_HELP
     )
-    time_zone = forms.CharField(max_length=64, required=False, help_text=TIME_ZONE_HELP)
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    time_zone = forms.CharField(
+        max_length=64, required=False, label=gettext_lazy("Time zone"), help_text=TIME_ZONE_HELP
+    )
+    note = forms.CharField(
+        label=gettext_lazy("Note"), widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )
 
     def clean_name(self) -> str:
         name = _checked(name_check, str(self.cleaned_data["name"]))
         if Host.objects.filter(name=name).exists():
-            raise forms.ValidationError(f"There is already a host called {name}.")
+            raise forms.ValidationError(
+                gettext("There is already a host called %(name)s.") % {"name": name}
+            )
         return name
 
     def clean_time_zone(self) -> str:
@@ -68,12 +84,18 @@ class HostEditForm(forms.Form):
     """A host's address, time zone, note and enabled flag (its keys are never edited here)."""
 
     address = forms.CharField(
-        max_length=255, label="Destination or address", help_text=ADDRESS_HELP
+        max_length=255, label=gettext_lazy("Destination or address"), help_text=ADDRESS_HELP
     )
-    time_zone = forms.CharField(max_length=64, required=False, help_text=TIME_ZONE_HELP)
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    time_zone = forms.CharField(
+        max_length=64, required=False, label=gettext_lazy("Time zone"), help_text=TIME_ZONE_HELP
+    )
+    note = forms.CharField(
+        label=gettext_lazy("Note"), widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )
     enabled = forms.BooleanField(
-        required=False, help_text="A disabled host is not contacted and not shown on the pages."
+        label=gettext_lazy("Enabled"),
+        required=False,
+        help_text=gettext_lazy("A disabled host is not contacted and not shown on the pages."),
     )
 
     def __init__(self, *args: Any, host: Host, **kwargs: Any) -> None:
@@ -94,7 +116,7 @@ class HostEditForm(forms.Form):
             del self.fields["address"]
             del self.fields["time_zone"]
         elif host.kind == Host.Kind.SSH:
-            self.fields["address"].help_text = (
+            self.fields["address"].help_text = gettext(
                 "user@host:port. A new destination drops the confirmed host key: the new "
                 "host's key is fetched and confirmed before the site talks to it."
             )
@@ -109,4 +131,6 @@ class HostEditForm(forms.Form):
 class KeyConfirmForm(forms.Form):
     """The fingerprint the administrator compared on the host (the key is scanned again)."""
 
-    fingerprint = forms.RegexField(regex=re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$"))
+    fingerprint = forms.RegexField(
+        label=gettext_lazy("Fingerprint"), regex=re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+    )

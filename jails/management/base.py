@@ -1,4 +1,4 @@
-"""The base class of the management commands that use the runtime state."""
+"""The base classes of the management commands: the site's language, the runtime state."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import ipaddress
 import os
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import translation
+from django.utils.translation import gettext, pgettext
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip
@@ -18,10 +21,34 @@ from jails.services.audit import Actor
 from jails.state import runtime_state
 
 EXIT_USAGE = 2  # a bad command line, like argparse's own
-PERMISSION_NAMES = {PERM_VIEW: "view", PERM_OPERATE: "operate", PERM_ADMINISTER: "administer"}
 
 
-class RuntimeCommand(BaseCommand):
+class TranslatedCommand(BaseCommand):
+    """A command that speaks the site's default language (settings.LANGUAGE_CODE, from
+    JAILADMIN_LANGUAGE), whatever language the calling thread has active.
+
+    `manage.py` activates none; call_command() from a thread that served a request in another
+    language (a test, a view) would otherwise answer in that one. Scripts read `--json`,
+    which is never translated.
+
+    `help` is marked with gettext_noop and translated when the parser is built: the class
+    attribute is read at import, before any language is active, and argparse's formatter needs
+    a plain str for the description (a lazy string breaks its regex). The arguments' help
+    texts are translated with gettext in add_arguments(), which runs inside create_parser().
+    """
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        with translation.override(settings.LANGUAGE_CODE):
+            parser = super().create_parser(prog_name, subcommand, **kwargs)
+            parser.description = gettext(self.help) if self.help else None
+        return parser
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        with translation.override(settings.LANGUAGE_CODE):
+            return super().execute(*args, **options)
+
+
+class RuntimeCommand(TranslatedCommand):
     """A command whose handle() uses the runtime state: the stored settings are loaded first.
 
     The accessor never reads the database (jails.state.runtime_state), so a command that
@@ -55,11 +82,14 @@ def command_actor(username: str | None, *, permission: str = PERM_OPERATE) -> Ac
         return Actor(name="system", source="command", address=address)
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
-        raise CommandError(f"--as: no active user named {username!r}", returncode=EXIT_USAGE)
+        raise CommandError(
+            gettext("--as: no active user named %(user)r") % {"user": username},
+            returncode=EXIT_USAGE,
+        )
     if not user.has_perm(permission):
         raise CommandError(
-            f"--as: {username} does not have the {PERMISSION_NAMES.get(permission, permission)} "
-            "permission",
+            gettext("--as: %(user)s does not have the %(permission)s permission")
+            % {"user": username, "permission": _permission_name(permission)},
             returncode=EXIT_USAGE,
         )
     return Actor(name=user.get_username(), source="command", user_id=user.pk, address=address)
@@ -73,5 +103,18 @@ def command_hosts(username: str | None, *, permission: str = PERM_OPERATE) -> se
         return None
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
-        raise CommandError(f"--as: no active user named {username!r}", returncode=EXIT_USAGE)
+        raise CommandError(
+            gettext("--as: no active user named %(user)r") % {"user": username},
+            returncode=EXIT_USAGE,
+        )
     return hosts_permitted(user, permission)
+
+
+def _permission_name(permission: str) -> str:
+    """The role's permission as the operator reads it (view, operate, administer)."""
+    names = {
+        PERM_VIEW: pgettext("permission", "view"),
+        PERM_OPERATE: pgettext("permission", "operate"),
+        PERM_ADMINISTER: pgettext("permission", "administer"),
+    }
+    return names.get(permission, permission)

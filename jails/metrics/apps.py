@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from jails.metrics.state import MetricsState, metrics_state_build
 
@@ -11,7 +12,7 @@ from jails.metrics.state import MetricsState, metrics_state_build
 class MetricsConfig(AppConfig):
     name = "jails.metrics"
     label = "metrics"
-    verbose_name = "Metrics"
+    verbose_name = _("Metrics")
     state: MetricsState
 
     def ready(self) -> None:

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,98 +14,160 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Access',
+            name="Access",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'permissions': [('view_fail2ban', 'Can see jails, bans, history and the dashboard'), ('operate_jails', 'Can ban, unban, whitelist and control jails'), ('administer_site', 'Can change settings, configuration and users')],
-                'managed': False,
-                'default_permissions': (),
+                "permissions": [
+                    ("view_fail2ban", "Can see jails, bans, history and the dashboard"),
+                    ("operate_jails", "Can ban, unban, whitelist and control jails"),
+                    ("administer_site", "Can change settings, configuration and users"),
+                ],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='LiveBan',
+            name="LiveBan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'live ban',
-                'verbose_name_plural': 'live bans',
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "live ban",
+                "verbose_name_plural": "live bans",
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='ScheduledJob',
+            name="ScheduledJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('next_run_at', models.DateTimeField(blank=True, null=True)),
-                ('locked_by', models.CharField(blank=True, max_length=128)),
-                ('locked_until', models.DateTimeField(blank=True, null=True)),
-                ('last_started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_finished_at', models.DateTimeField(blank=True, null=True)),
-                ('last_ok', models.BooleanField(null=True)),
-                ('last_message', models.TextField(blank=True)),
-                ('run_count', models.PositiveBigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                ("next_run_at", models.DateTimeField(blank=True, null=True)),
+                ("locked_by", models.CharField(blank=True, max_length=128)),
+                ("locked_until", models.DateTimeField(blank=True, null=True)),
+                ("last_started_at", models.DateTimeField(blank=True, null=True)),
+                ("last_finished_at", models.DateTimeField(blank=True, null=True)),
+                ("last_ok", models.BooleanField(null=True)),
+                ("last_message", models.TextField(blank=True)),
+                ("run_count", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='SessionCacheEntry',
+            name="SessionCacheEntry",
             fields=[
-                ('cache_key', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('value', models.TextField()),
-                ('expires', models.DateTimeField(db_index=True)),
+                ("cache_key", models.CharField(max_length=255, primary_key=True, serialize=False)),
+                ("value", models.TextField()),
+                ("expires", models.DateTimeField(db_index=True)),
             ],
             options={
-                'db_table': 'jailadmin_session_cache',
-                'default_permissions': (),
+                "db_table": "jailadmin_session_cache",
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='SiteSettings',
+            name="SiteSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('singleton', models.PositiveSmallIntegerField(default=1, editable=False, unique=True)),
-                ('setup_complete', models.BooleanField(default=False)),
-                ('fail2ban_socket', models.CharField(max_length=107)),
-                ('display_time_zone', models.CharField(default='UTC', max_length=64)),
-                ('session_lifetime_seconds', models.PositiveIntegerField(default=28800)),
-                ('session_cache', models.CharField(choices=[('database', "This server's database"), ('redis', 'Redis'), ('memory', 'Process memory (single process only)')], default='database', max_length=16)),
-                ('redis_url', models.CharField(blank=True, max_length=255)),
-                ('history_retention_days', models.PositiveIntegerField(default=365)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('version', models.PositiveIntegerField(default=0, editable=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "singleton",
+                    models.PositiveSmallIntegerField(default=1, editable=False, unique=True),
+                ),
+                ("setup_complete", models.BooleanField(default=False)),
+                ("fail2ban_socket", models.CharField(max_length=107)),
+                ("display_time_zone", models.CharField(default="UTC", max_length=64)),
+                ("session_lifetime_seconds", models.PositiveIntegerField(default=28800)),
+                (
+                    "session_cache",
+                    models.CharField(
+                        choices=[
+                            ("database", "This server's database"),
+                            ("redis", "Redis"),
+                            ("memory", "Process memory (single process only)"),
+                        ],
+                        default="database",
+                        max_length=16,
+                    ),
+                ),
+                ("redis_url", models.CharField(blank=True, max_length=255)),
+                ("history_retention_days", models.PositiveIntegerField(default=365)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("version", models.PositiveIntegerField(default=0, editable=False)),
             ],
             options={
-                'verbose_name': 'site settings',
-                'verbose_name_plural': 'site settings',
+                "verbose_name": "site settings",
+                "verbose_name_plural": "site settings",
             },
         ),
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.CharField(db_index=True, max_length=150)),
-                ('source', models.CharField(choices=[('web', 'Web'), ('admin', 'Admin'), ('command', 'Command'), ('job', 'Job')], max_length=16)),
-                ('address', models.GenericIPAddressField(blank=True, null=True)),
-                ('action', models.CharField(db_index=True, max_length=64)),
-                ('jail', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('ips', models.JSONField(blank=True, default=list)),
-                ('ip_count', models.PositiveIntegerField(default=0)),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('ok', models.BooleanField(default=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("actor", models.CharField(db_index=True, max_length=150)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("web", "Web"),
+                            ("admin", "Admin"),
+                            ("command", "Command"),
+                            ("job", "Job"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("address", models.GenericIPAddressField(blank=True, null=True)),
+                ("action", models.CharField(db_index=True, max_length=64)),
+                ("jail", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("ips", models.JSONField(blank=True, default=list)),
+                ("ip_count", models.PositiveIntegerField(default=0)),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                ("ok", models.BooleanField(default=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'audit entries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "audit entries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

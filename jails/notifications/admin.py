@@ -13,6 +13,7 @@ from django.contrib import admin
 from django.db.models import Model
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from jails.notifications.models import Channel, Notification, Rule
 from jails.requests import actor_from_request
@@ -70,7 +71,7 @@ class ChannelAdmin(AdministratorsAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # on /notifications/: a webhook's key is made and shown once there
 
-    @admin.display(boolean=True, description="secret set")
+    @admin.display(boolean=True, description=_("secret set"))
     def secret_set(self, obj: Channel) -> bool:
         return obj.secret_set
 

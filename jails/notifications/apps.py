@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:  # jails.jobs imports models: not importable while the registry loads
     from jails.jobs import JobSpec
@@ -13,7 +14,7 @@ if TYPE_CHECKING:  # jails.jobs imports models: not importable while the registr
 class NotificationsConfig(AppConfig):
     name = "jails.notifications"
     label = "notifications"
-    verbose_name = "Notifications"
+    verbose_name = _("Notifications")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

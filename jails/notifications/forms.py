@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.validators import validate_email
+from django.utils.translation import gettext, gettext_lazy
 
 from jails.notifications.models import Channel, Rule
 from jails.notifications.services.delivery import apprise_url_valid
@@ -18,13 +19,13 @@ def _split(value: str) -> list[str]:
 
 
 class ChannelForm(forms.Form):
-    name = forms.SlugField(max_length=64)
-    kind = forms.ChoiceField(choices=Channel.Kind.choices)
+    name = forms.SlugField(max_length=64, label=gettext_lazy("Name"))
+    kind = forms.ChoiceField(choices=Channel.Kind.choices, label=gettext_lazy("Kind"))
     target = forms.CharField(
         required=False,
         max_length=2000,
-        label="Recipients or URL",
-        help_text="Email: addresses separated by commas. Webhook: its http(s) URL.",
+        label=gettext_lazy("Recipients or URL"),
+        help_text=gettext_lazy("Email: addresses separated by commas. Webhook: its http(s) URL."),
     )
     apprise_url = forms.CharField(
         required=False,
@@ -32,7 +33,7 @@ class ChannelForm(forms.Form):
         label="Apprise URL",
         # Never rendered back: it carries the chat service's token.
         widget=forms.PasswordInput(render_value=False),
-        help_text="Chat: e.g. ntfys://ntfy.sh/topic, tgram://token/chat, slack://…",
+        help_text=gettext_lazy("Chat: e.g. ntfys://ntfy.sh/topic, tgram://token/chat, slack://…"),
     )
 
     def clean(self) -> dict[str, Any]:
@@ -41,67 +42,90 @@ class ChannelForm(forms.Form):
         if kind == Channel.Kind.EMAIL:
             addresses = _split(target)
             if not addresses:
-                self.add_error("target", "Give at least one address.")
+                self.add_error("target", gettext("Give at least one address."))
             for address in addresses:
                 try:
                     validate_email(address)
                 except forms.ValidationError:
-                    self.add_error("target", f"{address!r} is not an email address.")
+                    self.add_error(
+                        "target",
+                        gettext("%(address)s is not an email address.")
+                        % {"address": repr(address)},
+                    )
             data["target"] = ", ".join(addresses)
         elif kind == Channel.Kind.WEBHOOK:
             parts = urlsplit(target)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                self.add_error("target", "Give an http:// or https:// URL.")
+                self.add_error("target", gettext("Give an http:// or https:// URL."))
             data["target"] = target
         elif kind == Channel.Kind.APPRISE:
             url = (data.get("apprise_url") or "").strip()
             if not url or not apprise_url_valid(url):
-                self.add_error("apprise_url", "Apprise does not recognise this URL.")
+                self.add_error("apprise_url", gettext("Apprise does not recognise this URL."))
             data["target"], data["apprise_url"] = "", url
         return data
 
 
 class RuleForm(forms.Form):
-    name = forms.SlugField(max_length=64)
-    kind = forms.ChoiceField(choices=Rule.Kind.choices)
+    name = forms.SlugField(max_length=64, label=gettext_lazy("Name"))
+    kind = forms.ChoiceField(choices=Rule.Kind.choices, label=gettext_lazy("Kind"))
     channels = forms.ModelMultipleChoiceField(
-        queryset=Channel.objects.order_by("name"), required=False
+        queryset=Channel.objects.order_by("name"), required=False, label=gettext_lazy("Channels")
     )
     rate_limit_minutes = forms.IntegerField(
-        min_value=0, max_value=7 * 24 * 60, initial=15, label="At most one message per (minutes)"
+        min_value=0,
+        max_value=7 * 24 * 60,
+        initial=15,
+        label=gettext_lazy("At most one message per (minutes)"),
     )
     threshold = forms.IntegerField(
-        min_value=1, required=False, initial=100, label="Burst: more than N bans"
+        min_value=1, required=False, initial=100, label=gettext_lazy("Burst: more than N bans")
     )
     minutes = forms.IntegerField(
         min_value=1,
         max_value=24 * 60,
         required=False,
         initial=10,
-        label="Burst: within M minutes / Unreachable: for K minutes",
+        label=gettext_lazy("Burst: within M minutes / Unreachable: for K minutes"),
     )
-    per_jail = forms.BooleanField(required=False, label="Burst: count per jail")
+    per_jail = forms.BooleanField(required=False, label=gettext_lazy("Burst: count per jail"))
     days = forms.IntegerField(
-        min_value=1, max_value=365, required=False, initial=7, label="Repeat: within D days"
+        min_value=1,
+        max_value=365,
+        required=False,
+        initial=7,
+        label=gettext_lazy("Repeat: within D days"),
     )
     min_jails = forms.IntegerField(
-        min_value=0, max_value=100, required=False, initial=0, label="Repeat: or in this many jails"
+        min_value=0,
+        max_value=100,
+        required=False,
+        initial=0,
+        label=gettext_lazy("Repeat: or in this many jails"),
     )
     countries = forms.CharField(
-        required=False, label="Origin: country codes", help_text="e.g. CN, RU (comma-separated)"
+        required=False,
+        label=gettext_lazy("Origin: country codes"),
+        help_text=gettext_lazy("e.g. CN, RU (comma-separated)"),
     )
     networks = forms.CharField(
-        required=False, label="Origin: networks", help_text="e.g. 203.0.113.0/24, 2001:db8::/32"
+        required=False,
+        label=gettext_lazy("Origin: networks"),
+        help_text=gettext_lazy("e.g. 203.0.113.0/24, 2001:db8::/32"),
     )
     period = forms.ChoiceField(
-        choices=[("daily", "Daily"), ("weekly", "Weekly")], required=False, label="Digest"
+        choices=[("daily", gettext_lazy("Daily")), ("weekly", gettext_lazy("Weekly"))],
+        required=False,
+        label=gettext_lazy("Digest"),
     )
 
     def clean_countries(self) -> list[str]:
         codes = [code.upper() for code in _split(self.cleaned_data.get("countries") or "")]
         for code in codes:
             if len(code) != 2 or not code.isalpha():
-                raise forms.ValidationError(f"{code!r} is not a two-letter country code.")
+                raise forms.ValidationError(
+                    gettext("%(code)s is not a two-letter country code.") % {"code": repr(code)}
+                )
         return codes
 
     def clean_networks(self) -> list[str]:
@@ -110,7 +134,9 @@ class RuleForm(forms.Form):
             try:
                 networks.append(str(ipaddress.ip_network(text, strict=False)))
             except ValueError:
-                raise forms.ValidationError(f"{text!r} is not a network.") from None
+                raise forms.ValidationError(
+                    gettext("%(network)s is not a network.") % {"network": repr(text)}
+                ) from None
         return networks
 
     def clean(self) -> dict[str, Any]:
@@ -120,7 +146,7 @@ class RuleForm(forms.Form):
             and not data.get("countries")
             and not data.get("networks")
         ):
-            self.add_error("countries", "Give countries or networks to watch.")
+            self.add_error("countries", gettext("Give countries or networks to watch."))
         return data
 
     def params(self) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from jails.agent.link import CommandChannel
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.fail2ban.validation import IPAddress, IPNetwork, validate_jail_name
@@ -26,8 +28,10 @@ from jails.services.audit import Actor
 from jails.services.operations import (
     AuditDraft,
     Entry,
+    Translate,
     as_network,
     audited,
+    english,
     entries_parse,
     entry_parse,
     operator_address,
@@ -193,29 +197,45 @@ def _hold_back(state: RuntimeState, conn: CommandChannel, *, jail: str, actor: A
     )
 
 
-def _confirmation_reason(address: str, hold: HoldBack) -> str:
-    """Why banning `address` needs a confirmation ("" if it does not), the weightiest first."""
+def _confirmation_reason(address: str, hold: HoldBack, translate: Translate = english) -> str:
+    """Why banning `address` needs a confirmation ("" if it does not), the weightiest first.
+
+    English (the report's lines, --json) unless a page passes gettext as `translate`."""
     own, ignore = hold.own, hold.ignore
     if own is not None or ignore:
         network = as_network(address)
         if network is not None:  # always, for a validated entry
             if own is not None and own in network:
                 if network.num_addresses == 1:
-                    return "this is the address you are connected from"
-                return f"this network contains the address you are connected from ({own})"
-            for text, ignored in ignore:
+                    return translate(gettext_noop("this is the address you are connected from"))
+                text = gettext_noop(
+                    "this network contains the address you are connected from (%(address)s)"
+                )
+                return translate(text) % {"address": own}
+            for entry, ignored in ignore:
                 if overlaps(network, ignored):
-                    return f"on the jail's ignore list ({text})"
-    return special_use_reason(address) or width_reason(
-        address, min_prefix_v4=hold.min_prefix_v4, min_prefix_v6=hold.min_prefix_v6
+                    text = gettext_noop("on the jail's ignore list (%(entry)s)")
+                    return translate(text) % {"entry": entry}
+    return special_use_reason(address, translate=translate) or width_reason(
+        address,
+        min_prefix_v4=hold.min_prefix_v4,
+        min_prefix_v6=hold.min_prefix_v6,
+        translate=translate,
     )
 
 
 # Ban ---
 def ban_confirmations(
-    state: RuntimeState, *, jail: str, lines: Iterable[str], actor: Actor
+    state: RuntimeState,
+    *,
+    jail: str,
+    lines: Iterable[str],
+    actor: Actor,
+    translate: Translate = english,
 ) -> dict[str, str]:
-    """Which of these addresses need an explicit confirmation, and why (reads only)."""
+    """Which of these addresses need an explicit confirmation, and why (reads only).
+
+    `translate`: gettext when the reasons are shown on a page (English by default)."""
     entries = [e for e in entries_parse(lines) if e.valid]
     if not entries:
         return {}
@@ -227,7 +247,7 @@ def ban_confirmations(
     for entry in entries:
         if entry.address in banned:
             continue
-        reason = _confirmation_reason(entry.address, hold)
+        reason = _confirmation_reason(entry.address, hold, translate)
         if reason:
             reasons[entry.address] = reason
     return reasons

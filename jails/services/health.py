@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext, gettext_noop
+
 from jails.fail2ban import (
     AgentRefused,
     AgentUnreachable,
@@ -20,12 +22,14 @@ from jails.fail2ban import (
 from jails.sessions import SessionStorageUnavailable
 from jails.state import RuntimeState
 
-AGENT_UNREACHABLE = "agent unreachable"
-FAIL2BAN_UNREACHABLE = "fail2ban unreachable"
-AGENT_REFUSED = "agent refused the request"
-FAIL2BAN_GARBLED = "fail2ban answered garbage"
-FAIL2BAN_ERROR = "fail2ban error"
-SESSIONS_UNAVAILABLE = "session storage unavailable"
+# English on /healthz and in notifications (machines and rules read them); pages show them
+# through label_shown(), translated (gettext_noop only marks them for the catalogue).
+AGENT_UNREACHABLE = gettext_noop("agent unreachable")
+FAIL2BAN_UNREACHABLE = gettext_noop("fail2ban unreachable")
+AGENT_REFUSED = gettext_noop("agent refused the request")
+FAIL2BAN_GARBLED = gettext_noop("fail2ban answered garbage")
+FAIL2BAN_ERROR = gettext_noop("fail2ban error")
+SESSIONS_UNAVAILABLE = gettext_noop("session storage unavailable")
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,13 @@ class ConnectionProblem:
     """A connection error, named for an operator: what is down and where to look."""
 
     label: str  # one of the constants above: short, for the status bar and /healthz
-    title: str
+    title: str  # title and advice: translated, for a page
     advice: str
+
+    @property
+    def label_shown(self) -> str:
+        """The label in the request's language (the status bar, the error pages)."""
+        return gettext(self.label)
 
 
 def connection_problem(exc: Fail2banError, *, agent: str) -> ConnectionProblem:
@@ -42,41 +51,56 @@ def connection_problem(exc: Fail2banError, *, agent: str) -> ConnectionProblem:
     if isinstance(exc, AgentUnreachable):
         return ConnectionProblem(
             AGENT_UNREACHABLE,
-            f"The jailadmin agent is not reachable at {exc.address}",
-            "The site talks to fail2ban only through the agent. Check that the agent runs "
-            "(systemctl status jailadmin-agent.socket) and that this site's user is in the "
-            "group of its socket. This page works again as soon as the agent answers.",
+            gettext("The jailadmin agent is not reachable at %(address)s")
+            % {"address": exc.address},
+            gettext(
+                "The site talks to fail2ban only through the agent. Check that the agent runs "
+                "(systemctl status jailadmin-agent.socket) and that this site's user is in the "
+                "group of its socket. This page works again as soon as the agent answers."
+            ),
         )
     if isinstance(exc, AgentRefused):
         return ConnectionProblem(
             AGENT_REFUSED,
-            "The jailadmin agent refused the request",
-            "The agent answers but would not do this. Are the site and the agent the same "
-            "version? Rebuild the agent with `manage.py agent_bundle` after an upgrade.",
+            gettext("The jailadmin agent refused the request"),
+            gettext(
+                "The agent answers but would not do this. Are the site and the agent the same "
+                "version? Rebuild the agent with `manage.py agent_bundle` after an upgrade."
+            ),
         )
     if isinstance(exc, Fail2banUnreachable):
         return ConnectionProblem(
             FAIL2BAN_UNREACHABLE,
-            f"fail2ban is not reachable behind the agent at {agent}"
+            gettext("fail2ban is not reachable behind the agent at %(agent)s") % {"agent": agent}
             if agent
-            else f"fail2ban is not reachable at {exc.socket_path}",
-            (
+            else gettext("fail2ban is not reachable at %(socket)s") % {"socket": exc.socket_path},
+            gettext(
                 "The agent is running, but fail2ban does not answer on its socket: check "
-                "that fail2ban runs (systemctl status fail2ban)."
-                if agent
-                else "Check that fail2ban is running and that this site may use its socket."
+                "that fail2ban runs (systemctl status fail2ban). This page works again as "
+                "soon as fail2ban answers."
             )
-            + " This page works again as soon as fail2ban answers.",
+            if agent
+            else gettext(
+                "Check that fail2ban is running and that this site may use its socket. "
+                "This page works again as soon as fail2ban answers."
+            ),
         )
     if isinstance(exc, ProtocolError):
         return ConnectionProblem(
             FAIL2BAN_GARBLED,
-            "fail2ban's answer could not be read",
-            "Something answered, but not like fail2ban"
-            + (" (through the agent)." if agent else ".")
-            + " Check that the socket setting points at fail2ban.",
+            gettext("fail2ban's answer could not be read"),
+            gettext(
+                "Something answered, but not like fail2ban (through the agent). "
+                "Check that the socket setting points at fail2ban."
+            )
+            if agent
+            else gettext(
+                "Something answered, but not like fail2ban. "
+                "Check that the socket setting points at fail2ban."
+            ),
         )
-    return ConnectionProblem(FAIL2BAN_ERROR, "fail2ban refused the request", str(exc))
+    # The advice is fail2ban's own refusal, passed through as it is.
+    return ConnectionProblem(FAIL2BAN_ERROR, gettext("fail2ban refused the request"), str(exc))
 
 
 def health_problem(state: RuntimeState) -> str | None:

@@ -9,10 +9,12 @@ worked, was refused as invalid, or failed in fail2ban.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.utils.translation import gettext, gettext_noop
 
 from jails.fail2ban import Fail2banError, InvalidArgument
 from jails.fail2ban.validation import (
@@ -32,6 +34,12 @@ MAX_ENTRY_LENGTH = 64
 # Text kept from an invalid line for the report (the rest is cut off).
 MAX_ECHO_LENGTH = 80
 COMMENT_MARKERS = ("#", ";")
+# Why an entry is invalid (Entry.error): English, as the audit record, the command's --json
+# and the bulk report's lines carry it; entry_problem() says it in the user's language.
+ENTRY_EMPTY = "empty"
+ENTRY_TOO_LONG = "too long to be an address"
+ENTRY_NOT_ADDRESS_OR_NETWORK = "not an IP address or network"
+ENTRY_NOT_ADDRESS = "not an IP address"
 
 
 @dataclass(frozen=True)
@@ -56,15 +64,30 @@ def entry_parse(text: str, *, number: int = 1, allow_network: bool = True) -> En
     """Validate one address (or network) and return it in the form fail2ban should get."""
     raw = text.strip() if isinstance(text, str) else ""
     if not raw:
-        return Entry(number, "", error="empty")
+        return Entry(number, "", error=ENTRY_EMPTY)
     if len(raw) > MAX_ENTRY_LENGTH:
-        return Entry(number, _echo(raw), error="too long to be an address")
+        return Entry(number, _echo(raw), error=ENTRY_TOO_LONG)
     try:
         address = normalise_ip(raw, allow_network=allow_network)
     except InvalidArgument:
-        kind = "an IP address or network" if allow_network else "an IP address"
-        return Entry(number, raw, error=f"not {kind}")
+        error = ENTRY_NOT_ADDRESS_OR_NETWORK if allow_network else ENTRY_NOT_ADDRESS
+        return Entry(number, raw, error=error)
     return Entry(number, raw, address=address)
+
+
+def entry_problem(entry: Entry) -> str:
+    """Why the entry is invalid, as one sentence in the request's language, for a page:
+    “x” is not an IP address or network. (Empty: "Enter an address or network.")"""
+    values = {"text": entry.text}
+    if entry.error == ENTRY_EMPTY or not entry.text:
+        return gettext("Enter an address or network.")
+    if entry.error == ENTRY_TOO_LONG:
+        return gettext("“%(text)s” is too long to be an address.") % values
+    if entry.error == ENTRY_NOT_ADDRESS_OR_NETWORK:
+        return gettext("“%(text)s” is not an IP address or network.") % values
+    if entry.error == ENTRY_NOT_ADDRESS:
+        return gettext("“%(text)s” is not an IP address.") % values
+    return gettext("“%(text)s” is %(error)s.") % {**values, "error": entry.error}
 
 
 def entries_parse(
@@ -126,35 +149,50 @@ CGNAT_NETWORK = ipaddress.IPv4Network("100.64.0.0/10")
 SPECIAL_FIRST_OCTETS = frozenset({0, 10, 100, 127, 169, 172, 192, 198, 203, *range(224, 256)})
 
 
+Translate = Callable[[str], str]
+
+
+def english(text: str) -> str:
+    """The `translate` of the hold-back reasons for what is stored, logged or printed as
+    --json: the English text itself. Pages pass gettext (the reasons are marked with
+    gettext_noop, so the catalogue has them)."""
+    return text
+
+
 def _address_kind(address: IPAddress) -> str:
-    """What kind of special-use address this is, with a hint why it matters ("" if public)."""
+    """What kind of special-use address this is, with a hint why it matters ("" if public).
+
+    Untranslated (gettext_noop): the caller translates the sentence it ends up in."""
     if any(address in network for network in DOCUMENTATION_NETWORKS):
         return ""
     if address.is_unspecified:
-        return "the unspecified address (no host at all)"
+        return gettext_noop("the unspecified address (no host at all)")
     if address.is_loopback:
-        return "a loopback address (the host itself)"
+        return gettext_noop("a loopback address (the host itself)")
     if address.is_link_local:
-        return "a link-local address (the local network segment)"
+        return gettext_noop("a link-local address (the local network segment)")
     if address.is_multicast:
-        return "a multicast address (no single host)"
+        return gettext_noop("a multicast address (no single host)")
     if isinstance(address, ipaddress.IPv4Address) and address in CGNAT_NETWORK:
-        return "a carrier-grade NAT address (100.64.0.0/10: many customers behind one)"
+        return gettext_noop(
+            "a carrier-grade NAT address (100.64.0.0/10: many customers behind one)"
+        )
     # Before private: ipaddress calls 240.0.0.0/4 both, and "reserved" is what it is.
     if address.is_reserved:
-        return "a reserved address (no host on the internet)"
+        return gettext_noop("a reserved address (no host on the internet)")
     if address.is_private:
-        return "a private address (often the operators' own network)"
+        return gettext_noop("a private address (often the operators' own network)")
     if not address.is_global:
-        return "a special-use address (not on the public internet)"
+        return gettext_noop("a special-use address (not on the public internet)")
     return ""
 
 
-def special_use_reason(address: str) -> str:
+def special_use_reason(address: str, *, translate: Translate = english) -> str:
     """Why banning this canonical address or network could hit the operators' own network or
     no real host at all (private, loopback, CGNAT...); "" for public ones. A network counts
     when its first or last address is special-use (a wider network that holds such a range
-    only in its middle is wider than /16 anyway, and held back for that: width_reason)."""
+    only in its middle is wider than /16 anyway, and held back for that: width_reason).
+    `translate`: gettext for a page; English by default."""
     head, dot, _ = address.partition(".")
     # A canonical dotted quad is only digits and dots, so `head` is its first octet.
     plain_v4 = dot and ":" not in address and "/" not in address and head.isdigit()
@@ -164,16 +202,27 @@ def special_use_reason(address: str) -> str:
     if network is None:
         return ""
     if network.num_addresses == 1:
-        return _address_kind(network.network_address)
-    for end in (network.network_address, network.broadcast_address):
+        kind = _address_kind(network.network_address)
+        return translate(kind) if kind else ""
+    # Which end is special-use: its first address, or (only that one) its last.
+    # Translators: %(kind)s is one of the "a private address (...)" texts; %(address)s is the
+    # network's first address, the one that is of that kind.
+    first = gettext_noop("this network includes %(kind)s: its first address, %(address)s")
+    # Translators: as above, but the network's last address is the one of that kind.
+    last = gettext_noop("this network includes %(kind)s: its last address, %(address)s")
+    ends = ((network.network_address, first), (network.broadcast_address, last))
+    for end, sentence in ends:
         kind = _address_kind(end)
         if kind:
-            return f"this network includes {kind}, from {end}"
+            return translate(sentence) % {"kind": translate(kind), "address": end}
     return ""
 
 
-def width_reason(address: str, *, min_prefix_v4: int, min_prefix_v6: int) -> str:
-    """Why this network is too wide to ban without asking ("" for an address or a narrow one)."""
+def width_reason(
+    address: str, *, min_prefix_v4: int, min_prefix_v6: int, translate: Translate = english
+) -> str:
+    """Why this network is too wide to ban without asking ("" for an address or a narrow one);
+    `translate`: gettext for a page, English by default."""
     if "/" not in address:
         return ""
     network = as_network(address)
@@ -183,10 +232,14 @@ def width_reason(address: str, *, min_prefix_v4: int, min_prefix_v6: int) -> str
     if network.prefixlen >= bound:
         return ""
     if network.version == 4:
-        size = f"{network.num_addresses:,}".replace(",", " ") + " addresses"
+        size = f"{network.num_addresses:,}".replace(",", " ")
     else:  # 2^80 reads better than a 25-digit number
-        size = f"2^{network.max_prefixlen - network.prefixlen} addresses"
-    return f"a wide network ({size}), wider than the /{bound} bound"
+        size = f"2^{network.max_prefixlen - network.prefixlen}"
+    # Translators: %(size)s is a number of addresses (65 536, or 2^80), always many.
+    text = translate(
+        gettext_noop("a wide network (%(size)s addresses), wider than the /%(bound)d bound")
+    )
+    return text % {"size": size, "bound": bound}
 
 
 def operator_address(actor: Actor) -> IPAddress | None:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from jails.agent.link import agent_address_check, link_build
 from jails.agent.operations import HostConfig
@@ -49,7 +50,10 @@ RETENTION_DAYS_MAX = 3650
 
 
 class SettingsInvalid(ValueError):
-    """A value was refused; the message says why and what to do, for the operator."""
+    """A value was refused; the message says why and what to do, for the operator.
+
+    Translated when raised (at request time): it is only ever shown as a form error, never
+    stored in the audit log or logged."""
 
 
 class SetupAlreadyComplete(Exception):
@@ -116,27 +120,39 @@ class SettingsChange:
 def fail2ban_socket_check(*, path: str, timeout: float) -> str:
     """The socket exists, is a socket, and fail2ban answers on it: return its version."""
     if not path:
-        raise SettingsInvalid("Enter the path of fail2ban's socket.")
+        raise SettingsInvalid(_("Enter the path of fail2ban's socket."))
     if "\0" in path or not os.path.isabs(path):
-        raise SettingsInvalid("Give an absolute path, for example /var/run/fail2ban/fail2ban.sock.")
+        raise SettingsInvalid(
+            _("Give an absolute path, for example /var/run/fail2ban/fail2ban.sock.")
+        )
     if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
-        raise SettingsInvalid(f"A Unix socket path can be at most {MAX_SOCKET_PATH_BYTES} bytes.")
+        raise SettingsInvalid(
+            _("A Unix socket path can be at most %(bytes)d bytes.")
+            % {"bytes": MAX_SOCKET_PATH_BYTES}
+        )
     try:
         info = os.stat(path)
     except FileNotFoundError:
         raise SettingsInvalid(
-            f"Nothing exists at {path}. Is fail2ban running? Its socket is the `socket` "
-            "setting in fail2ban.conf (Debian: /var/run/fail2ban/fail2ban.sock)."
+            _(
+                "Nothing exists at %(path)s. Is fail2ban running? Its socket is the `socket` "
+                "setting in fail2ban.conf (Debian: /var/run/fail2ban/fail2ban.sock)."
+            )
+            % {"path": path}
         ) from None
     except OSError as exc:
         raise SettingsInvalid(
-            f"This process (uid {os.getuid()}) cannot look at {path}: {exc.strerror}."
+            _("This process (uid %(uid)d) cannot look at %(path)s: %(error)s.")
+            % {"uid": os.getuid(), "path": path, "error": exc.strerror}
         ) from None
     if not stat.S_ISSOCK(info.st_mode):
-        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a regular file"
-        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
-            kind = "not a socket"
-        raise SettingsInvalid(f"{path} exists but is {kind}, not fail2ban's Unix socket.")
+        if stat.S_ISDIR(info.st_mode):
+            text = _("%(path)s exists but is a directory, not fail2ban's Unix socket.")
+        elif stat.S_ISREG(info.st_mode):
+            text = _("%(path)s exists but is a regular file, not fail2ban's Unix socket.")
+        else:
+            text = _("%(path)s exists but is not a socket, so it cannot be fail2ban's Unix socket.")
+        raise SettingsInvalid(text % {"path": path})
     client = Fail2banClient(path, timeout=timeout)
     try:
         with client.connection() as conn:
@@ -144,16 +160,22 @@ def fail2ban_socket_check(*, path: str, timeout: float) -> str:
             version = conn.send("version")
     except Fail2banUnreachable as exc:
         raise SettingsInvalid(
-            f"{path} is a socket, but fail2ban does not answer on it: {exc.reason}."
+            _("%(path)s is a socket, but fail2ban does not answer on it: %(reason)s.")
+            % {"path": path, "reason": exc.reason}
         ) from None
     except ProtocolError as exc:
         raise SettingsInvalid(
-            f"Something answers on {path}, but not like fail2ban: {exc}"
+            _("Something answers on %(path)s, but not like fail2ban: %(error)s")
+            % {"path": path, "error": exc}
         ) from None
     except Fail2banError as exc:
-        raise SettingsInvalid(f"fail2ban at {path} refused the check: {exc}") from None
+        raise SettingsInvalid(
+            _("fail2ban at %(path)s refused the check: %(error)s") % {"path": path, "error": exc}
+        ) from None
     if pong != "pong":
-        raise SettingsInvalid(f"Something answers on {path}, but not like fail2ban.")
+        raise SettingsInvalid(
+            _("Something answers on %(path)s, but not like fail2ban.") % {"path": path}
+        )
     return str(version)
 
 
@@ -164,7 +186,7 @@ def fail2ban_agent_check(*, address: str, timeout: float) -> str:
     except InvalidArgument as exc:
         raise SettingsInvalid(f"{exc}.") from None
     if not address:
-        raise SettingsInvalid("Enter the agent's address, e.g. unix:/run/jailadmin/agent.sock.")
+        raise SettingsInvalid(_("Enter the agent's address, e.g. unix:/run/jailadmin/agent.sock."))
     link = link_build(agent=address, config=HostConfig(timeout=timeout))
     try:
         info = link.hello()
@@ -174,26 +196,40 @@ def fail2ban_agent_check(*, address: str, timeout: float) -> str:
             info = link.hello()
     except AgentUnreachable as exc:
         raise SettingsInvalid(
-            f"The jailadmin agent does not answer at {address}: {exc.reason}. Is it running "
-            "(systemctl status jailadmin-agent.socket), and is this site's user in the group "
-            "of its socket?"
+            _(
+                "The jailadmin agent does not answer at %(address)s: %(reason)s. Is it running "
+                "(systemctl status jailadmin-agent.socket), and is this site's user in the "
+                "group of its socket?"
+            )
+            % {"address": address, "reason": exc.reason}
         ) from None
     except Fail2banUnreachable as exc:
         raise SettingsInvalid(
-            f"The agent at {address} answers, but fail2ban does not answer behind it "
-            f"({exc.socket_path}: {exc.reason}). Is fail2ban running?"
+            _(
+                "The agent at %(address)s answers, but fail2ban does not answer behind it "
+                "(%(socket)s: %(reason)s). Is fail2ban running?"
+            )
+            % {"address": address, "socket": exc.socket_path, "reason": exc.reason}
         ) from None
     except (AgentRefused, ProtocolError) as exc:
         raise SettingsInvalid(
-            f"Something answers at {address}, but not like a jailadmin agent of this version: {exc}"
+            _(
+                "Something answers at %(address)s, but not like a jailadmin agent of this "
+                "version: %(error)s"
+            )
+            % {"address": address, "error": exc}
         ) from None
     except Fail2banError as exc:
-        raise SettingsInvalid(f"The agent at {address} refused the check: {exc}") from None
+        raise SettingsInvalid(
+            _("The agent at %(address)s refused the check: %(error)s")
+            % {"address": address, "error": exc}
+        ) from None
     finally:
         link.close()  # a checking link's pooled connections end here, not at garbage collection
     if info.fail2ban_version is None:
         raise SettingsInvalid(
-            f"The agent at {address} answers, but cannot tell fail2ban's version."
+            _("The agent at %(address)s answers, but cannot tell fail2ban's version.")
+            % {"address": address}
         )
     return info.fail2ban_version
 
@@ -205,12 +241,14 @@ def redis_url_check(*, url: str, timeout: float = 2.0) -> None:
     from redis.retry import Retry
 
     if not url:
-        raise SettingsInvalid("Enter the Redis URL, for example redis://127.0.0.1:6379/0.")
+        raise SettingsInvalid(_("Enter the Redis URL, for example redis://127.0.0.1:6379/0."))
     scheme = urlsplit(url).scheme.lower()
     if scheme not in REDIS_SCHEMES:
         raise SettingsInvalid(
-            "A Redis URL starts with redis://, rediss:// or unix://, "
-            "for example redis://127.0.0.1:6379/0."
+            _(
+                "A Redis URL starts with redis://, rediss:// or unix://, "
+                "for example redis://127.0.0.1:6379/0."
+            )
         )
     shown = mask_url_password(url)
     try:
@@ -221,7 +259,9 @@ def redis_url_check(*, url: str, timeout: float = 2.0) -> None:
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as exc:
-        raise SettingsInvalid(f"{shown} is not a usable Redis URL: {exc}") from None
+        raise SettingsInvalid(
+            _("%(url)s is not a usable Redis URL: %(error)s") % {"url": shown, "error": exc}
+        ) from None
     key = f"jailadmin:check:{secrets.token_hex(8)}"
     token = secrets.token_hex(8)
     try:
@@ -229,18 +269,26 @@ def redis_url_check(*, url: str, timeout: float = 2.0) -> None:
         answer = client.get(key)
         client.delete(key)
     except redis.AuthenticationError as exc:
-        raise SettingsInvalid(f"Redis at {shown} refused the credentials: {exc}") from None
+        raise SettingsInvalid(
+            _("Redis at %(url)s refused the credentials: %(error)s") % {"url": shown, "error": exc}
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise SettingsInvalid(f"Could not reach Redis at {shown}: {exc}") from None
+        raise SettingsInvalid(
+            _("Could not reach Redis at %(url)s: %(error)s") % {"url": shown, "error": exc}
+        ) from None
     except redis.RedisError as exc:
-        raise SettingsInvalid(f"Redis at {shown} answered with an error: {exc}") from None
+        raise SettingsInvalid(
+            _("Redis at %(url)s answered with an error: %(error)s") % {"url": shown, "error": exc}
+        ) from None
     finally:
         client.close()
     # Bytes unless the URL itself asks for decode_responses: compare the text either way.
     if isinstance(answer, bytes):
         answer = answer.decode(errors="replace")
     if answer != token:
-        raise SettingsInvalid(f"Redis at {shown} did not give back what was written.")
+        raise SettingsInvalid(
+            _("Redis at %(url)s did not give back what was written.") % {"url": shown}
+        )
 
 
 # Saving ------------------------------------------------------------------------------------------
@@ -276,7 +324,9 @@ def site_setup(
                     username=username, email="", password=password
                 )
         except IntegrityError:
-            raise SetupFailed(f"a user named {username!r} already exists") from None
+            raise SetupFailed(
+                _("a user named %(username)s already exists") % {"username": repr(username)}
+            ) from None
         group = Group.objects.filter(name=ADMINISTRATOR).first()
         if group is not None:
             user.groups.add(group)

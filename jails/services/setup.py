@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from jails.fail2ban import Fail2banError
 from jails.history.geo import GeoLocator
@@ -36,7 +37,9 @@ SYNC_LEASE = timedelta(minutes=30)  # as `manage.py history_sync`
 
 
 class SetupTokenError(Exception):
-    """The token file cannot be created or read (the message names the file and the cause)."""
+    """The token file cannot be created or read (the message names the file and the cause).
+
+    Translated when raised: it is shown on /setup/ and by the setup command, never stored."""
 
 
 # The token ----------------------------------------------------------------------------------------
@@ -47,7 +50,10 @@ def _token_read(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise SetupTokenError(f"cannot read the setup token {path}: {exc.strerror}") from None
+        raise SetupTokenError(
+            _("cannot read the setup token %(path)s: %(error)s")
+            % {"path": path, "error": exc.strerror}
+        ) from None
     return text or None
 
 
@@ -73,10 +79,15 @@ def setup_token_ensure(*, path: Path) -> str:
         finally:
             os.unlink(temp)
     except OSError as exc:
-        raise SetupTokenError(f"cannot create the setup token {path}: {exc.strerror}") from None
+        raise SetupTokenError(
+            _("cannot create the setup token %(path)s: %(error)s")
+            % {"path": path, "error": exc.strerror}
+        ) from None
     winner = _token_read(path)
     if winner is None:
-        raise SetupTokenError(f"the setup token {path} vanished while it was created")
+        raise SetupTokenError(
+            _("the setup token %(path)s vanished while it was created") % {"path": path}
+        )
     return winner
 
 
@@ -123,7 +134,7 @@ class SetupSync:
 
     ok: bool
     archived: int = 0
-    reason: str = ""
+    reason: str = ""  # for the page or the command's output: never stored
 
 
 def setup_history_sync(
@@ -151,7 +162,7 @@ def setup_history_sync(
     if not job_acquire(
         name=SYNC_JOB, owner=owner, now=timezone.now(), lease=SYNC_LEASE, when_due=False
     ):
-        return SetupSync(ok=False, reason="the job runner is syncing right now")
+        return SetupSync(ok=False, reason=_("the job runner is syncing right now"))
     try:
         with job_lease_kept(name=SYNC_JOB, owner=owner) as outcome:
             try:

@@ -18,6 +18,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, pgettext
 
 from jails.templatetags.jailadmin import time_left
 
@@ -38,21 +39,26 @@ def _time(value: datetime) -> str:
 def ban_rows(bans: Iterable, now: datetime, operate: bool) -> SafeString:
     """The <tr> rows of the ban table (checkbox and Unban button when `operate`)."""
     head, tail = reverse("jails:ip-detail", args=[_PLACEHOLDER]).split(_PLACEHOLDER, 1)
+    # Translated once per table, not per row.
+    never = escape(pgettext("ban ends", "never"))
+    select = escape(gettext("Select %(ip)s"))
+    unban = escape(pgettext("verb: button", "Unban"))
     rows = []
     for ban in bans:
         ip = escape(ban.ip)
         href = escape(f"{head}{quote(ban.ip, safe=':/')}{tail}")
-        ends = _time(ban.ends_at) if ban.ends_at else "never"
+        ends = _time(ban.ends_at) if ban.ends_at else never
         cells = (
             f'<td><a href="{href}"><code>{ip}</code></a></td>'
             f"<td>{_time(ban.banned_at)}</td><td>{ends}</td>"
             f"<td>{escape(time_left(ban, now))}</td>"
         )
         if operate:
+            label = select % {"ip": ip}
             cells = (
                 f'<td><input type="checkbox" name="selected" value="{ip}"'
-                f' aria-label="Select {ip}"></td>{cells}'
-                f'<td><button type="submit" name="ip" value="{ip}">Unban</button></td>'
+                f' aria-label="{label}"></td>{cells}'
+                f'<td><button type="submit" name="ip" value="{ip}">{unban}</button></td>'
             )
         rows.append(f"<tr>{cells}</tr>")
     return mark_safe("\n".join(rows))  # noqa: S308 -- every value above is escaped

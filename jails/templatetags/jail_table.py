@@ -17,6 +17,9 @@ from urllib.parse import quote, urlencode
 from django import template
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, gettext_noop, pgettext
+
+from jails.numbers import count_text
 
 register = template.Library()
 
@@ -25,19 +28,19 @@ register = template.Library()
 # what `{% url %}` would build.
 _HOST = "HOST-PLACEHOLDER"
 _JAIL = "JAIL-PLACEHOLDER"
-_NOT_REPORTED = '<span class="muted" title="not reported by this fail2ban version">n/r</span>'
 
-# (sort key, label, numeric) in column order; the host column only on a fleet.
-_HOST_COLUMN = ("host", "Host", False)
+# (sort key, label, numeric) in column order; the host column only on a fleet. The labels
+# are msgids, translated when a page is rendered (gettext_noop only marks them).
+_HOST_COLUMN = ("host", gettext_noop("Host"), False)
 _COLUMNS = (
-    ("name", "Jail", False),
-    ("filter", "Filter (log source)", False),
-    ("backend", "Backend", False),
-    ("failed", "Currently failed", True),
-    ("total_failed", "Total failed", True),
-    ("banned", "Currently banned", True),
-    ("total_banned", "Total banned", True),
-    ("idle", "Idle", False),
+    ("name", gettext_noop("Jail"), False),
+    ("filter", gettext_noop("Filter (log source)"), False),
+    ("backend", gettext_noop("Backend"), False),
+    ("failed", gettext_noop("Currently failed"), True),
+    ("total_failed", gettext_noop("Total failed"), True),
+    ("banned", gettext_noop("Currently banned"), True),
+    ("total_banned", gettext_noop("Total banned"), True),
+    ("idle", gettext_noop("Idle"), False),
 )
 
 
@@ -66,7 +69,7 @@ def jail_sort_headers(*, sort: str, query: str, host_filter: str, fleet: bool) -
         cells.append(
             f'<th scope="col"{css}{aria}><a href="{href}" hx-get="{href}"'
             ' hx-target="#jail-table" hx-swap="outerHTML" hx-push-url="true">'
-            f"{escape(label)}{arrow}</a></th>"
+            f"{escape(gettext(label))}{arrow}</a></th>"
         )
     return mark_safe("\n".join(cells))  # noqa: S308 -- every value above is escaped
 
@@ -83,6 +86,13 @@ def jail_rows(rows: Iterable[Any], *, fleet: bool, query: str) -> SafeString:
     else:
         detail = reverse("jails:jail-detail", args=[_JAIL])
         listing = ""
+    # Translated once per page, not per row: /jails/ lists thousands of jails.
+    why = escape(gettext("not reported by this fail2ban version"))
+    # Translators: short for "not reported", in a narrow table cell.
+    short = escape(gettext("n/r"))
+    not_reported = f'<span class="muted" title="{why}">{short}</span>'
+    idle_text = escape(pgettext("jail state", "idle"))
+    active_text = escape(pgettext("jail state", "active"))
     out = []
     for row in rows:
         jail = row.jail if fleet else row
@@ -93,22 +103,24 @@ def jail_rows(rows: Iterable[Any], *, fleet: bool, query: str) -> SafeString:
             host_href = escape(f"{listing}?{urlencode({'host': row.host})}")
             host_cell = f'<td><a href="{host_href}">{escape(row.host)}</a></td>'
         sources = "<br>".join(f"<code>{escape(s)}</code>" for s in jail.log_sources) or "—"
-        backend = _NOT_REPORTED if jail.backend is None else escape(jail.backend)
-        idle = _NOT_REPORTED if jail.idle is None else ("idle" if jail.idle else "active")
+        backend = not_reported if jail.backend is None else escape(jail.backend)
+        idle = not_reported if jail.idle is None else (idle_text if jail.idle else active_text)
         out.append(
             f"<tr>{host_cell}"
             f'<td><a href="{escape(href)}">{escape(jail.name)}</a></td>'
             f'<td class="paths">{sources}</td><td>{backend}</td>'
-            f'<td class="num">{int(jail.currently_failed)}</td>'
-            f'<td class="num">{int(jail.total_failed)}</td>'
-            f'<td class="num">{int(jail.currently_banned)}</td>'
-            f'<td class="num">{int(jail.total_banned)}</td><td>{idle}</td></tr>'
+            f'<td class="num">{count_text(jail.currently_failed)}</td>'
+            f'<td class="num">{count_text(jail.total_failed)}</td>'
+            f'<td class="num">{count_text(jail.currently_banned)}</td>'
+            f'<td class="num">{count_text(jail.total_banned)}</td><td>{idle}</td></tr>'
         )
     if not out:
         if query:
-            empty = f"No jail matches “{escape(query)}”."
+            empty = escape(gettext("No jail matches “%(query)s”.")) % {"query": escape(query)}
+        elif fleet:
+            empty = escape(gettext("No jails on these hosts."))
         else:
-            empty = "No jails on these hosts." if fleet else "fail2ban has no jails."
+            empty = escape(gettext("fail2ban has no jails."))
         columns = len(_COLUMNS) + (1 if fleet else 0)
         out.append(f'<tr><td colspan="{columns}" class="empty">{empty}</td></tr>')
     return mark_safe("\n".join(out))  # noqa: S308 -- every value above is escaped

@@ -15,26 +15,38 @@ from typing import Any
 from django import template
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, gettext_noop
 
 register = template.Library()
 
 # (URL name, label, permission or "" for every user, how the link knows it is current):
 # a path_info prefix ("/jails/"), an exact path_info ("=/audit/") or a URL namespace ("ns:").
+# The labels are msgids: gettext_noop only marks them, site_nav translates them per request.
 _LINKS = (
-    ("jails:dashboard", "Dashboard", "", "=/"),
-    ("jails:jail-list", "Jails", "", "/jails/"),
-    ("jails:history", "History", "", "/history/"),
-    ("jails:configuration:index", "Configuration", "jails.view_fail2ban", "ns:jails:configuration"),
-    ("jails:blocklists:list", "Blocklists", "jails.view_fail2ban", "ns:jails:blocklists"),
-    ("jails:audit", "Audit log", "jails.view_fail2ban", "=/audit/"),
-    ("jails:settings", "Settings", "jails.administer_site", "=/settings/"),
+    ("jails:dashboard", gettext_noop("Dashboard"), "", "=/"),
+    ("jails:jail-list", gettext_noop("Jails"), "", "/jails/"),
+    ("jails:history", gettext_noop("History"), "", "/history/"),
+    (
+        "jails:configuration:index",
+        gettext_noop("Configuration"),
+        "jails.view_fail2ban",
+        "ns:jails:configuration",
+    ),
+    (
+        "jails:blocklists:list",
+        gettext_noop("Blocklists"),
+        "jails.view_fail2ban",
+        "ns:jails:blocklists",
+    ),
+    ("jails:audit", gettext_noop("Audit log"), "jails.view_fail2ban", "=/audit/"),
+    ("jails:settings", gettext_noop("Settings"), "jails.administer_site", "=/settings/"),
     (
         "jails:notifications:index",
-        "Notifications",
+        gettext_noop("Notifications"),
         "jails.administer_site",
         "ns:jails:notifications",
     ),
-    ("jails:hosts:list", "Hosts", "jails.administer_site", "ns:jails:hosts"),
+    ("jails:hosts:list", gettext_noop("Hosts"), "jails.administer_site", "ns:jails:hosts"),
 )
 
 
@@ -62,7 +74,8 @@ def site_nav(context: template.Context) -> SafeString:
             if not allowed[perm]:
                 continue
         current = ' aria-current="page"' if _current(request, rule) else ""
-        out.append(f'<a href="{escape(reverse(name))}"{current}>{escape(label)}</a>')
+        out.append(f'<a href="{escape(reverse(name))}"{current}>{escape(gettext(label))}</a>')
     if user.is_staff:
-        out.append(f'<a href="{escape(reverse("admin:index"))}">Admin</a>')
+        admin = escape(gettext("Admin"))
+        out.append(f'<a href="{escape(reverse("admin:index"))}">{admin}</a>')
     return mark_safe("\n      ".join(out))  # noqa: S308 -- URLs and labels are escaped

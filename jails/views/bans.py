@@ -7,6 +7,9 @@ from typing import Any
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jails.fail2ban import Fail2banError, UnknownJail
@@ -17,7 +20,7 @@ from jails.services import bans as ban_service
 from jails.services import jails as jail_service
 from jails.services.bans import ActionReport, LineStatus
 from jails.services.control import describe_error
-from jails.services.operations import entry_parse
+from jails.services.operations import entry_parse, entry_problem
 from jails.views.jail_page import (
     MAX_FIELD,
     Confirmation,
@@ -37,6 +40,16 @@ from jails.views.jail_page import (
 FULL_REPORT_LINES = 1000  # up to this many lines, the report lists every line
 REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per kind
 
+# What the report calls each line status (the status values themselves are the --json's).
+STATUS_LABELS = {
+    LineStatus.BANNED: pgettext_lazy("ban report: line status", "banned"),
+    LineStatus.ALREADY_BANNED: pgettext_lazy("ban report: line status", "already banned"),
+    LineStatus.UNBANNED: pgettext_lazy("ban report: line status", "unbanned"),
+    LineStatus.NOT_BANNED: pgettext_lazy("ban report: line status", "not banned"),
+    LineStatus.INVALID: pgettext_lazy("ban report: line status", "invalid"),
+    LineStatus.SKIPPED: pgettext_lazy("ban report: line status", "skipped"),
+}
+
 
 # Ban one ---
 @jail_action
@@ -48,24 +61,19 @@ def jail_ban(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     confirmed = request.POST.get("confirm") == "yes"
     entry = entry_parse(value)
     if not entry.valid:
-        error = (
-            "Enter an address or network."
-            if not entry.text
-            else f"“{entry.text}” is {entry.error}."
-        )
-        outcome = Outcome(errors={"ban": error}, values={"ban": value})
+        outcome = Outcome(errors={"ban": entry_problem(entry)}, values={"ban": value})
         return jail_action_response(request, at, outcome)
     if not confirmed:
         reasons = ban_service.ban_confirmations(
-            state, jail=name, lines=[entry.address], actor=actor
+            state, jail=name, lines=[entry.address], actor=actor, translate=_
         )
         if reasons:
             confirm = Confirmation(
-                title=f"Ban {entry.address} in {name}?",
+                title=_("Ban %(address)s in %(jail)s?") % {"address": entry.address, "jail": name},
                 details=[f"{entry.address}: {reasons[entry.address]}."],
                 url=at.url("ban"),
                 fields=[("ip", entry.address), ("confirm", "yes"), *list_fields(request)],
-                button="Ban anyway",
+                button=_("Ban anyway"),
             )
             outcome = Outcome(confirm=confirm, values={"ban": value})
             return jail_action_response(request, at, outcome)
@@ -76,16 +84,20 @@ def jail_ban(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
 
 
 def _single_ban_outcome(report: ActionReport, address: str) -> Outcome:
+    values = {"address": address, "jail": report.jail}
     if report.error:
-        return Outcome(f"Could not ban {address}: {report.error}", "error", values={"ban": address})
+        # fail2ban's (or the client's) own text, passed through as it is.
+        message = _("Could not ban %(address)s: %(error)s") % {**values, "error": report.error}
+        return Outcome(message, "error", values={"ban": address})
     if report.count(LineStatus.BANNED):
         if report.concurrent:
-            return Outcome(f"{address} was banned in {report.jail} meanwhile.", "info")
-        return Outcome(f"Banned {address} in {report.jail}.")
+            return Outcome(_("%(address)s was banned in %(jail)s meanwhile.") % values, "info")
+        return Outcome(_("Banned %(address)s in %(jail)s.") % values)
     if report.count(LineStatus.ALREADY_BANNED):
-        return Outcome(f"{address} was already banned in {report.jail}.", "info")
-    reason = report.lines[0].reason if report.lines else "not banned"
-    return Outcome(f"{address} was not banned: {reason}.", "warning", values={"ban": address})
+        return Outcome(_("%(address)s was already banned in %(jail)s.") % values, "info")
+    reason = report.lines[0].reason if report.lines else _("not banned")
+    message = _("%(address)s was not banned: %(reason)s.") % {**values, "reason": reason}
+    return Outcome(message, "warning", values={"ban": address})
 
 
 # Unban one or selected ---
@@ -96,7 +108,7 @@ def jail_unban(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     single = request.POST.get("ip", "")[:MAX_FIELD]
     lines = [single] if single else [v[:MAX_FIELD] for v in request.POST.getlist("selected")]
     if not [line for line in lines if line.strip()]:
-        outcome = Outcome("Tick at least one address to unban.", "warning")
+        outcome = Outcome(_("Tick at least one address to unban."), "warning")
         return jail_action_response(request, at, outcome)
     report = ban_service.ips_unban(state, jail=name, lines=lines, actor=actor_from_request(request))
     return jail_action_response(request, at, unban_outcome(report))
@@ -104,25 +116,61 @@ def jail_unban(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
 
 def unban_outcome(report: ActionReport) -> Outcome:
     """One sentence for an unban report (jail or every jail)."""
-    where = f"from {report.jail}" if report.jail else "from every jail"
     if report.error:
-        return Outcome(f"Unban failed: {report.error}", "error")
+        return Outcome(_("Unban failed: %(error)s") % {"error": report.error}, "error")
     unbanned = report.lines_with(LineStatus.UNBANNED)
     not_banned = report.lines_with(LineStatus.NOT_BANNED)
     invalid = report.lines_with(LineStatus.INVALID)
     parts = []
     if len(unbanned) == 1:
-        parts.append(f"Unbanned {unbanned[0].address} {where}.")
+        values = {"address": unbanned[0].address, "jail": report.jail}
+        parts.append(
+            _("Unbanned %(address)s from %(jail)s.") % values
+            if report.jail
+            else _("Unbanned %(address)s from every jail.") % values
+        )
     elif unbanned:
-        parts.append(f"Unbanned {len(unbanned)} addresses {where}.")
+        count = {"count": len(unbanned), "jail": report.jail}
+        parts.append(
+            ngettext(
+                "Unbanned %(count)d address from %(jail)s.",
+                "Unbanned %(count)d addresses from %(jail)s.",
+                len(unbanned),
+            )
+            % count
+            if report.jail
+            else ngettext(
+                "Unbanned %(count)d address from every jail.",
+                "Unbanned %(count)d addresses from every jail.",
+                len(unbanned),
+            )
+            % count
+        )
     if len(not_banned) == 1:
-        parts.append(f"{not_banned[0].address} was not banned (any more).")
+        parts.append(
+            _("%(address)s was not banned (any more).") % {"address": not_banned[0].address}
+        )
     elif not_banned:
-        parts.append(f"{len(not_banned)} addresses were not banned (any more).")
+        parts.append(
+            ngettext(
+                "%(count)d address was not banned (any more).",
+                "%(count)d addresses were not banned (any more).",
+                len(not_banned),
+            )
+            % {"count": len(not_banned)}
+        )
     if invalid:
-        parts.append(f"{len(invalid)} invalid entries ignored.")
+        parts.append(
+            ngettext(
+                "%(count)d invalid entry ignored.",
+                "%(count)d invalid entries ignored.",
+                len(invalid),
+            )
+            % {"count": len(invalid)}
+        )
     level = "success" if unbanned else "info" if not invalid else "error"
-    return Outcome(" ".join(parts) or "Nothing to unban.", level)
+    # Whole sentences, each translated on its own, joined with a space.
+    return Outcome(" ".join(parts) or _("Nothing to unban."), level)
 
 
 # Unban all of a jail ---
@@ -133,14 +181,20 @@ def jail_unban_all(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     if request.POST.get("confirm") != "yes":
         count = len(jail_service.jail_bans_list(state, name=name))
         if not count:
-            outcome = Outcome(f"No address is banned in {name}.", "info")
+            outcome = Outcome(_("No address is banned in %(jail)s.") % {"jail": name}, "info")
             return jail_action_response(request, at, outcome)
+        values = {"count": count, "jail": name}
         confirm = Confirmation(
-            title=f"Unban all {count} addresses of {name}?",
-            details=["fail2ban runs the jail's unban action for each of them."],
+            title=ngettext(
+                "Unban the %(count)d address of %(jail)s?",
+                "Unban all %(count)d addresses of %(jail)s?",
+                count,
+            )
+            % values,
+            details=[_("fail2ban runs the jail's unban action for each of them.")],
             url=at.url("unban-all"),
             fields=[("confirm", "yes")],
-            button=f"Unban all {count}",
+            button=ngettext("Unban %(count)d", "Unban all %(count)d", count) % values,
         )
         return jail_action_response(request, at, Outcome(confirm=confirm))
     try:
@@ -148,9 +202,16 @@ def jail_unban_all(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     except UnknownJail:
         raise
     except Fail2banError as exc:
-        outcome = Outcome(f"Unban failed: {describe_error(exc)}", "error")
+        outcome = Outcome(_("Unban failed: %(error)s") % {"error": describe_error(exc)}, "error")
         return jail_action_response(request, at, outcome)
-    outcome = Outcome(f"Unbanned all {count} addresses of {name}.")
+    outcome = Outcome(
+        ngettext(
+            "Unbanned the %(count)d address of %(jail)s.",
+            "Unbanned all %(count)d addresses of %(jail)s.",
+            count,
+        )
+        % {"count": count, "jail": name}
+    )
     return jail_action_response(request, at, outcome)
 
 
@@ -194,9 +255,11 @@ def report_view(report: ActionReport | None) -> dict[str, Any] | None:
     """What the page shows of a report: every line when short, else the problem lines."""
     if report is None:
         return None
-    counts = [(str(status), report.count(status)) for status in LineStatus]
+    labels = {status: str(STATUS_LABELS[status]) for status in LineStatus}
+    counts = [(labels[status], report.count(status)) for status in LineStatus]
     if len(report.lines) <= FULL_REPORT_LINES:
-        groups = [("Every line", report.lines, 0)] if report.lines else []
+        every = [(line, labels[line.status]) for line in report.lines]
+        groups = [(_("Every line"), every, 0)] if report.lines else []
     else:
         groups = []
         for status in LineStatus:
@@ -205,7 +268,8 @@ def report_view(report: ActionReport | None) -> dict[str, Any] | None:
             lines = report.lines_with(status)
             if lines:
                 shown = lines[:REPORT_LINES_PER_STATUS]
-                groups.append((str(status).capitalize(), shown, len(lines) - len(shown)))
+                rows = [(line, labels[status]) for line in shown]
+                groups.append((capfirst(labels[status]), rows, len(lines) - len(shown)))
     return {
         "counts": [(label, n) for label, n in counts if n],
         "groups": groups,
@@ -226,15 +290,24 @@ def server_unban_all(request: HtmxHttpRequest, host: str | None = None) -> HttpR
     typed = request.POST.get("phrase", "").strip().lower()
     if typed != UNBAN_EVERYTHING_PHRASE:
         outcome = Outcome(
-            errors={"unban_all": f"Type “{UNBAN_EVERYTHING_PHRASE}” to confirm."},
+            # The phrase itself stays English: it is what the operator types, in any language.
+            errors={
+                # Translators: %(phrase)s is the English phrase to type, filled in unchanged:
+                # the server checks exactly that text.
+                "unban_all": _("Type “%(phrase)s” to confirm.")
+                % {"phrase": UNBAN_EVERYTHING_PHRASE}
+            },
             values={"phrase": request.POST.get("phrase", "")[:MAX_FIELD]},
         )
         return server_page(request, outcome, host=host)
     try:
         count = ban_service.everything_unban(scoped.state, actor=actor_from_request(request))
     except Fail2banError as exc:
-        outcome = Outcome(f"Unban failed: {describe_error(exc)}", "error")
+        outcome = Outcome(_("Unban failed: %(error)s") % {"error": describe_error(exc)}, "error")
         return server_page(request, outcome, host=host)
-    return redirect_with_message(
-        request, server_url("server", host), f"Unbanned {count} addresses in every jail."
-    )
+    message = ngettext(
+        "Unbanned %(count)d address in every jail.",
+        "Unbanned %(count)d addresses in every jail.",
+        count,
+    ) % {"count": count}
+    return redirect_with_message(request, server_url("server", host), message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from jails.configuration.services import overrides as config_overrides
@@ -15,7 +16,7 @@ from jails.roles import PERM_OPERATE
 from jails.services import control as control_service
 from jails.services.audit import Actor
 from jails.services.control import ReloadFailed, describe_error
-from jails.services.operations import entry_parse
+from jails.services.operations import entry_parse, entry_problem
 from jails.state import RuntimeState
 from jails.views.jail_page import (
     MAX_FIELD,
@@ -32,7 +33,8 @@ from jails.views.jail_page import (
     server_url,
 )
 
-LOST_ON_RELOAD = (
+# Lazy: the pages append it to their own sentences at request time (str() translates it).
+LOST_ON_RELOAD = gettext_lazy(
     "This is a runtime change: fail2ban forgets it on the next reload or restart unless it is "
     "also made in the configuration."
 )
@@ -47,23 +49,20 @@ def jail_ignore(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     value = request.POST.get("ip", "")[:MAX_FIELD]
     entry = entry_parse(value)
     if op not in ("add", "remove"):
-        return jail_action_response(request, at, Outcome("Unknown action.", "error"))
+        return jail_action_response(request, at, Outcome(gettext("Unknown action."), "error"))
     if not entry.valid:
-        error = (
-            "Enter an address or network."
-            if not entry.text
-            else f"“{entry.text}” is {entry.error}."
-        )
-        outcome = Outcome(errors={"ignore": error}, values={"ignore": value})
+        outcome = Outcome(errors={"ignore": entry_problem(entry)}, values={"ignore": value})
         return jail_action_response(request, at, outcome)
     actor = actor_from_request(request)
+    values = {"address": entry.address, "jail": name}
     try:
         if op == "add":
             control_service.ignore_add(state, jail=name, address=entry.address, actor=actor)
-            message = f"Added {entry.address} to the ignore list of {name}. {LOST_ON_RELOAD}"
+            done = gettext("Added %(address)s to the ignore list of %(jail)s.") % values
         else:
             control_service.ignore_remove(state, jail=name, address=entry.address, actor=actor)
-            message = f"Removed {entry.address} from the ignore list of {name}. {LOST_ON_RELOAD}"
+            done = gettext("Removed %(address)s from the ignore list of %(jail)s.") % values
+        message = f"{done} {LOST_ON_RELOAD}"
     except UnknownJail:
         raise
     except Fail2banError as exc:
@@ -79,18 +78,41 @@ def _ignore_persist(
 ) -> str:
     """Also keep the change in the configuration: the jail's `ignoreip` in its override
     file, through the configuration editor's safe path, so the entry survives a reload."""
-    change = "Added {} to" if add else "Removed {} from"
-    done = f"{change.format(address)} the ignore list of {name}"
+    values = {"address": address, "jail": name}
     try:
         saved = config_overrides.ignore_persist(
             state, jail=name, address=address, add=add, actor=actor
         )
     except Fail2banError as exc:
-        return f"{done} at run time, but the configuration was not changed: {describe_error(exc)}"
+        return _not_persisted(values, add=add, error=describe_error(exc))
     if not saved.ok:
-        return f"{done} at run time, but the configuration was not changed: {saved.summary}"
-    path = config_overrides.jail_override_path(name)
-    return f"{done}, and in the configuration ({path}): it survives reloads."
+        return _not_persisted(values, add=add, error=saved.summary)
+    values["path"] = str(config_overrides.jail_override_path(name))
+    if add:
+        text = gettext(
+            "Added %(address)s to the ignore list of %(jail)s, and in the configuration "
+            "(%(path)s): it survives reloads."
+        )
+    else:
+        text = gettext(
+            "Removed %(address)s from the ignore list of %(jail)s, and in the configuration "
+            "(%(path)s): it survives reloads."
+        )
+    return text % values
+
+
+def _not_persisted(values: dict[str, str], *, add: bool, error: str) -> str:
+    if add:
+        text = gettext(
+            "Added %(address)s to the ignore list of %(jail)s at run time, but the "
+            "configuration was not changed: %(error)s"
+        )
+    else:
+        text = gettext(
+            "Removed %(address)s from the ignore list of %(jail)s at run time, but the "
+            "configuration was not changed: %(error)s"
+        )
+    return text % {**values, "error": error}
 
 
 # Tune ---
@@ -106,17 +128,19 @@ def jail_tune(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
         return jail_action_response(request, at, outcome)
     changes = control_service.jail_tune_preview(state, jail=name, values=values)
     if not changes:
-        return jail_action_response(request, at, Outcome("Nothing to change.", "info"))
+        outcome = Outcome(gettext("Nothing to change."), "info")
+        return jail_action_response(request, at, outcome)
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(
-            title=f"Change the settings of {name}?",
+            title=gettext("Change the settings of %(jail)s?") % {"jail": name},
             details=[
+                # fail2ban's option names (bantime...) are the same in every language.
                 *(f"{c.key}: {_shown(c.key, c.old)} → {_shown(c.key, c.new)}" for c in changes),
-                LOST_ON_RELOAD,
+                str(LOST_ON_RELOAD),
             ],
             url=at.url("tune"),
             fields=[*raw.items(), ("confirm", "yes"), *list_fields(request)],
-            button="Apply",
+            button=gettext("Apply"),
             danger=False,
         )
         return jail_action_response(request, at, Outcome(confirm=confirm, values=raw))
@@ -128,50 +152,58 @@ def jail_tune(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
         outcome = Outcome(errors={"tune": describe_error(exc)}, values=raw)
         return jail_action_response(request, at, outcome)
     summary = ", ".join(f"{c.key} {_shown(c.key, c.old)} → {_shown(c.key, c.new)}" for c in done)
-    return jail_action_response(
-        request, at, Outcome(f"Changed {summary} on {name}. {LOST_ON_RELOAD}")
-    )
+    changed = gettext("Changed %(changes)s on %(jail)s.") % {"changes": summary, "jail": name}
+    return jail_action_response(request, at, Outcome(f"{changed} {LOST_ON_RELOAD}"))
 
 
 def _shown(key: str, value: int) -> str:
     if key == "maxretry":
         return str(value)
-    return "permanent (-1)" if value < 0 else duration_input(value)
+    return gettext("permanent (-1)") if value < 0 else duration_input(value)
 
 
 # Idle, stop, start, reload ---
+# (title with %(jail)s, what it does, button, dangerous): lazy, translated when shown.
 CONTROL_ACTIONS = {
     "idle-on": (
-        "Pause {jail} (idle on)?",
-        "fail2ban stops reading the jail's logs; its current bans stay and still expire.",
-        "Set idle on",
+        gettext_lazy("Pause %(jail)s (idle on)?"),
+        gettext_lazy(
+            "fail2ban stops reading the jail's logs; its current bans stay and still expire."
+        ),
+        gettext_lazy("Set idle on"),
         False,
     ),
     "idle-off": (
-        "Resume {jail} (idle off)?",
-        "fail2ban reads the jail's logs again and bans on new failures.",
-        "Set idle off",
+        gettext_lazy("Resume %(jail)s (idle off)?"),
+        gettext_lazy("fail2ban reads the jail's logs again and bans on new failures."),
+        gettext_lazy("Set idle off"),
         False,
     ),
     "reload": (
-        "Reload {jail}?",
-        "fail2ban re-reads the jail's configuration: runtime changes (ignore list, ban time,"
-        " find time, max retry) are replaced by the configured values. Bans are kept.",
-        "Reload jail",
+        gettext_lazy("Reload %(jail)s?"),
+        gettext_lazy(
+            "fail2ban re-reads the jail's configuration: runtime changes (ignore list, bantime,"
+            " findtime, maxretry) are replaced by the configured values. Bans are kept."
+        ),
+        gettext_lazy("Reload jail"),
         True,
     ),
     "stop": (
-        "Stop {jail}?",
-        "fail2ban unbans every address of the jail and removes the jail until the next reload;"
-        " its page will be gone until then.",
-        "Stop jail",
+        gettext_lazy("Stop %(jail)s?"),
+        gettext_lazy(
+            "fail2ban unbans every address of the jail and removes the jail until the next"
+            " reload; its page will be gone until then."
+        ),
+        gettext_lazy("Stop jail"),
         True,
     ),
     "start": (
-        "Start {jail}?",
-        "fail2ban 1.0 forgets a stopped jail: starting it again reloads the whole configuration"
-        " (every jail re-reads its settings; bans are kept).",
-        "Start jail",
+        gettext_lazy("Start %(jail)s?"),
+        gettext_lazy(
+            "fail2ban 1.0 forgets a stopped jail: starting it again reloads the whole"
+            " configuration (every jail re-reads its settings; bans are kept)."
+        ),
+        gettext_lazy("Start jail"),
         True,
     ),
 }
@@ -183,12 +215,13 @@ def jail_control(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     state, name = at.state, at.name
     op = request.POST.get("op", "")
     if op not in CONTROL_ACTIONS:
-        return jail_action_response(request, at, Outcome("Unknown action.", "error"))
-    title, detail, button, danger = CONTROL_ACTIONS[op]
+        return jail_action_response(request, at, Outcome(gettext("Unknown action."), "error"))
+    lazy_title, lazy_detail, lazy_button, danger = CONTROL_ACTIONS[op]
+    button = str(lazy_button)
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(
-            title=title.format(jail=name),
-            details=[detail],
+            title=str(lazy_title) % {"jail": name},
+            details=[str(lazy_detail)],
             url=at.url("control"),
             fields=[("op", op), ("confirm", "yes"), *list_fields(request)],
             button=button,
@@ -203,27 +236,41 @@ def jail_control(request: HtmxHttpRequest, at: JailAt) -> HttpResponse:
     try:
         if op in ("idle-on", "idle-off"):
             control_service.jail_idle_set(state, jail=name, idle=op == "idle-on", actor=actor)
-            message = f"{name} is now {'idle' if op == 'idle-on' else 'active'}."
+            if op == "idle-on":
+                message = gettext("%(jail)s is now idle.") % {"jail": name}
+            else:
+                message = gettext("%(jail)s is now active.") % {"jail": name}
         elif op == "reload":
             control_service.server_reload(state, jail=name, actor=actor)
-            message = f"Reloaded {name} from the configuration."
+            message = gettext("Reloaded %(jail)s from the configuration.") % {"jail": name}
         elif op == "stop":
             control_service.jail_stop(state, jail=name, actor=actor)
             return redirect_with_message(
                 request,
                 at.list_url(),
-                f"Stopped {name}. It comes back with the next reload (or Start on its page).",
+                gettext(
+                    "Stopped %(jail)s. It comes back with the next reload (or Start on its page)."
+                )
+                % {"jail": name},
             )
         else:
             result = control_service.jail_start(state, jail=name, actor=actor)
-            how = " by reloading the configuration" if result.via_reload else ""
-            return redirect_with_message(request, jail_url(at), f"Started {name}{how}.")
+            if result.via_reload:
+                started = gettext("Started %(jail)s by reloading the configuration.")
+            else:
+                started = gettext("Started %(jail)s.")
+            return redirect_with_message(request, jail_url(at), started % {"jail": name})
     except UnknownJail:
         raise
     except ReloadFailed as exc:
-        return _failed(request, at, f"Reload failed: {exc}", op)
+        return _failed(request, at, gettext("Reload failed: %(error)s") % {"error": exc}, op)
     except Fail2banError as exc:
-        return _failed(request, at, f"{button} failed: {describe_error(exc)}", op)
+        # Translators: %(action)s is the button's text, e.g. "Stop jail failed: ...".
+        message = gettext("%(action)s failed: %(error)s") % {
+            "action": button,
+            "error": describe_error(exc),
+        }
+        return _failed(request, at, message, op)
     return jail_action_response(request, at, Outcome(message))
 
 
@@ -248,15 +295,19 @@ def server_reload(request: HtmxHttpRequest, host: str | None = None) -> HttpResp
     scoped = server_scope(request, host)
     if request.POST.get("confirm") != "yes":
         confirm = Confirmation(
-            title=f"Reload fail2ban on {scoped.name}?" if host else "Reload fail2ban?",
+            title=gettext("Reload fail2ban on %(host)s?") % {"host": scoped.name}
+            if host
+            else gettext("Reload fail2ban?"),
             details=[
-                "fail2ban re-reads its whole configuration: stopped jails come back, and every"
-                " runtime change (ignore lists, ban times) is replaced by the configured values."
-                " Bans are kept."
+                gettext(
+                    "fail2ban re-reads its whole configuration: stopped jails come back, and"
+                    " every runtime change (ignore lists, ban times) is replaced by the"
+                    " configured values. Bans are kept."
+                )
             ],
             url=server_url("server-reload", host),
             fields=[("confirm", "yes")],
-            button="Reload fail2ban",
+            button=gettext("Reload fail2ban"),
             cancel=server_url("server", host),
             htmx=False,
         )
@@ -264,6 +315,6 @@ def server_reload(request: HtmxHttpRequest, host: str | None = None) -> HttpResp
     try:
         control_service.server_reload(scoped.state, actor=actor_from_request(request))
     except Fail2banError as exc:
-        outcome = Outcome(f"Reload failed: {describe_error(exc)}", "error")
-        return server_page(request, outcome, host=host)
-    return redirect_with_message(request, server_url("server", host), "Reloaded fail2ban.")
+        message = gettext("Reload failed: %(error)s") % {"error": describe_error(exc)}
+        return server_page(request, Outcome(message, "error"), host=host)
+    return redirect_with_message(request, server_url("server", host), gettext("Reloaded fail2ban."))

@@ -20,7 +20,9 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -44,7 +46,7 @@ from jails.services import control as control_service
 from jails.services.audit import Actor
 from jails.services.bans import ChangeRun, LineStatus, WhereReport, change_audit_close
 from jails.services.control import describe_error
-from jails.services.operations import AuditDraft, audited, entry_parse
+from jails.services.operations import AuditDraft, audited, entry_parse, entry_problem
 from jails.state import RuntimeState
 from jails.views.bans import unban_outcome
 from jails.views.control import LOST_ON_RELOAD
@@ -163,7 +165,7 @@ def ip_search(request: HtmxHttpRequest) -> HttpResponse:
     entry = entry_parse(text)
     if entry.valid:
         return HttpResponseRedirect(ip_url(entry.address))
-    error = "" if not entry.text else f"“{entry.text}” is {entry.error}."
+    error = "" if not entry.text else entry_problem(entry)
     return render(
         request,
         TEMPLATE,
@@ -179,7 +181,7 @@ def ip_detail(request: HtmxHttpRequest, address: str) -> HttpResponse:
     """Which jails ban the address now (since, until), with actions per permission."""
     entry = entry_parse(address)
     if not entry.valid:
-        context = {"search": entry.text, "search_error": f"“{entry.text}” is {entry.error}."}
+        context = {"search": entry.text, "search_error": entry_problem(entry)}
         return render(request, TEMPLATE, context, status=404)
     if entry.address != address:
         return HttpResponseRedirect(ip_url(entry.address))
@@ -215,13 +217,14 @@ def _ip_action(
         return render(
             request,
             TEMPLATE,
-            {"search": entry.text, "search_error": f"“{entry.text}” is {entry.error}."},
+            {"search": entry.text, "search_error": entry_problem(entry)},
             status=404,
         )
     jail = request.POST.get("jail", "")[:80]
     named = JAIL_NAME_RE.fullmatch(jail) is not None
     if not (named or (every_jail_allowed and jail == EVERY_JAIL)):
-        return _ip_response(request, entry.address, Outcome(errors={"jail": "Choose a jail."}))
+        outcome = Outcome(errors={"jail": _("Choose a jail.")})
+        return _ip_response(request, entry.address, outcome)
     return entry.address, jail
 
 
@@ -244,7 +247,7 @@ def ip_unban(request: HtmxHttpRequest, address: str) -> HttpResponse:
     )
     outcome = unban_outcome(report)
     if isinstance(report.failure, UnknownJail):
-        outcome = Outcome(f"fail2ban has no jail named {jail}.", "error")
+        outcome = Outcome(_("fail2ban has no jail named %(jail)s.") % {"jail": jail}, "error")
     return _ip_response(request, address, outcome)
 
 
@@ -265,30 +268,39 @@ def ip_ban(request: HtmxHttpRequest, address: str) -> HttpResponse:
         reasons = (
             {}
             if confirmed
-            else ban_service.ban_confirmations(state, jail=jail, lines=[address], actor=actor)
+            else ban_service.ban_confirmations(
+                state, jail=jail, lines=[address], actor=actor, translate=_
+            )
         )
     except UnknownJail:
         return _ip_response(
-            request, address, Outcome(f"fail2ban has no jail named {jail}.", "error")
+            request,
+            address,
+            Outcome(_("fail2ban has no jail named %(jail)s.") % {"jail": jail}, "error"),
         )
+    values = {"address": address, "jail": jail}
     if reasons:
         confirm = Confirmation(
-            title=f"Ban {address} in {jail}?",
+            title=_("Ban %(address)s in %(jail)s?") % values,
             details=[f"{address}: {reasons[address]}."],
             url=reverse("jails:ip-ban", args=[address]),
             fields=[("jail", jail), ("confirm", "yes")],
-            button="Ban anyway",
+            button=_("Ban anyway"),
         )
         return _ip_response(request, address, Outcome(confirm=confirm))
     report = ban_service.ips_ban(
         state, jail=jail, lines=[address], actor=actor, confirmed=confirmed
     )
     if report.error:
-        outcome = Outcome(f"Could not ban {address} in {jail}: {report.error}", "error")
+        message = _("Could not ban %(address)s in %(jail)s: %(error)s") % {
+            **values,
+            "error": report.error,
+        }
+        outcome = Outcome(message, "error")
     elif report.count(LineStatus.ALREADY_BANNED):
-        outcome = Outcome(f"{address} was already banned in {jail}.", "info")
+        outcome = Outcome(_("%(address)s was already banned in %(jail)s.") % values, "info")
     else:
-        outcome = Outcome(f"Banned {address} in {jail}.")
+        outcome = Outcome(_("Banned %(address)s in %(jail)s.") % values)
     return _ip_response(request, address, outcome)
 
 
@@ -305,18 +317,24 @@ def ip_ignore(request: HtmxHttpRequest, address: str) -> HttpResponse:
     if is_fleet_request(request):
         host = request.POST.get("host", "")[:63] or None
     state = host_for_request(request, runtime_state(), host, PERM_OPERATE).state
-    where = f" on {host}" if host else ""
     try:
         control_service.ignore_add(
             state, jail=jail, address=address, actor=actor_from_request(request)
         )
     except Fail2banError as exc:
         return _ip_response(request, address, Outcome(describe_error(exc), "error"))
-    outcome = Outcome(
-        f"Added {address} to the ignore list of {jail}{where}: its log failures no longer lead to a"
-        f" ban there (a current ban stays until unbanned). {LOST_ON_RELOAD}"
-    )
-    return _ip_response(request, address, outcome)
+    values = {"address": address, "jail": jail, "host": host or ""}
+    if host:
+        added = _(
+            "Added %(address)s to the ignore list of %(jail)s on %(host)s: its log failures no"
+            " longer lead to a ban there (a current ban stays until unbanned)."
+        )
+    else:
+        added = _(
+            "Added %(address)s to the ignore list of %(jail)s: its log failures no longer lead"
+            " to a ban there (a current ban stays until unbanned)."
+        )
+    return _ip_response(request, address, Outcome(f"{added % values} {LOST_ON_RELOAD}"))
 
 
 # Several hosts: one action, a line per host ---
@@ -335,9 +353,10 @@ def _chosen_hosts(
     names: list[str] = []
     for name in wanted:
         if name not in enabled:
-            refused.append(HostResult(name, "error", "no enabled host of that name"))
+            refused.append(HostResult(name, "error", _("no enabled host of that name")))
         elif allowed is not None and name not in allowed:
-            refused.append(HostResult(name, "not permitted", f"not permitted on {name}"))
+            message = _("not permitted on %(host)s") % {"host": name}
+            refused.append(HostResult(name, "not permitted", message))
         else:
             names.append(name)
     return fleet.scopes_list(state, names=names), refused
@@ -362,31 +381,46 @@ def _change_on_hosts(
     (result); the worker threads only talk to fail2ban (jails.hosts.services.fleet).
     """
     deadline = state.settings.host_deadline
-    unknown = f"no answer within {deadline:g} s — the {verb} may still have happened"
+    unknown = (
+        gettext_noop("no answer within %(seconds)s s — the ban may still have happened")
+        if verb == "ban"
+        else gettext_noop("no answer within %(seconds)s s — the unban may still have happened")
+    )
+    unknown_values = {"seconds": f"{deadline:g}"}
 
     def audit(item: HostScope) -> AbstractContextManager[AuditDraft]:
         return audited(actor=actor, action=audit_action, jail=jail, host=item.name)
 
     def finish(draft: AuditDraft, outcome: HostOutcome[ChangeRun]) -> None:
-        line = _change_line(outcome, unknown, result)
+        # The audit record keeps the English text (the page shows it translated).
+        line = _change_line(outcome, unknown % unknown_values, result, translate=_english)
         missed = outcome.timed_out and not outcome.skipped
         change_audit_close(draft, outcome.value, error=line.message, unknown=missed, **audit_extra)
 
     outcomes = fleet.fleet_change(
         scopes, work, deadline=deadline, audit=audit, finish=finish, failure_of=ChangeRun.failure
     )
-    return [_change_line(outcome, unknown, result) for outcome in outcomes]
+    shown_unknown = _(unknown) % unknown_values
+    return [_change_line(outcome, shown_unknown, result, translate=_) for outcome in outcomes]
+
+
+def _english(text: str) -> str:
+    return text
 
 
 def _change_line(
     outcome: HostOutcome[ChangeRun],
     unknown: str,
     result: Callable[[str, ChangeRun], HostResult],
+    *,
+    translate: Callable[[str], str],
 ) -> HostResult:
+    """A host's line; `translate` is gettext for the page, _english for the audit record."""
     if outcome.value is not None:
         return result(outcome.name, outcome.value)
     if outcome.skipped:
-        return HostResult(outcome.name, "unreachable", f"not sent: {outcome.error}")
+        message = translate(gettext_noop("not sent: %(error)s")) % {"error": outcome.error}
+        return HostResult(outcome.name, "unreachable", message)
     if outcome.timed_out:
         return HostResult(outcome.name, "unreachable", unknown)
     return HostResult(outcome.name, "error", outcome.error)
@@ -398,8 +432,20 @@ def _summary(verb: str, address: str, results: list[HostResult]) -> Outcome:
     level = "error" if failed and not done else "warning" if failed else "success"
     if not done and not failed:
         level = "info"
-    message = f"{verb} {address} on {done} of {len(results)} host{'s' * (len(results) != 1)}."
-    return Outcome(message, level, results=results)
+    values = {"address": address, "done": done, "total": len(results)}
+    if verb == "ban":
+        message = ngettext(
+            "Banned %(address)s on %(done)d of %(total)d host.",
+            "Banned %(address)s on %(done)d of %(total)d hosts.",
+            len(results),
+        )
+    else:
+        message = ngettext(
+            "Unbanned %(address)s on %(done)d of %(total)d host.",
+            "Unbanned %(address)s on %(done)d of %(total)d hosts.",
+            len(results),
+        )
+    return Outcome(message % values, level, results=results)
 
 
 def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpResponse:
@@ -412,7 +458,7 @@ def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpRespons
     state = runtime_state()
     scopes, refused = _chosen_hosts(request, state)
     if not scopes and not refused:
-        return _ip_response(request, address, Outcome(errors={"host": "Choose a host."}))
+        return _ip_response(request, address, Outcome(errors={"host": _("Choose a host.")}))
     actor = actor_from_request(request)
     confirmed = request.POST.get("confirm") == "yes"
     asked = [item.name for item in scopes]
@@ -442,14 +488,16 @@ def _fleet_ban(request: HtmxHttpRequest, address: str, jail: str) -> HttpRespons
     by_host = {result.host: result for result in [*done, *checked]}
     results = [*(by_host[name] for name in asked), *refused]
     held = {r.host: r.message for r in results if r.status == "held back"}
-    outcome = _summary("Banned", address, results)
+    outcome = _summary("ban", address, results)
     if held:
         outcome.confirm = Confirmation(
-            title=f"Ban {address} in {jail} on {', '.join(held)}?",
+            title=_("Ban %(address)s in %(jail)s on %(hosts)s?")
+            % {"address": address, "jail": jail, "hosts": ", ".join(held)},
+            # The reasons were translated when asked for (translate=_).
             details=[f"{host}: {reason}." for host, reason in held.items()],
             url=reverse("jails:ip-ban", args=[address]),
             fields=[("jail", jail), ("confirm", "yes"), *(("host", host) for host in held)],
-            button="Ban anyway",
+            button=_("Ban anyway"),
         )
     return _ip_response(request, address, outcome)
 
@@ -459,9 +507,18 @@ def _ban_checks(
 ) -> tuple[list[HostScope], list[HostResult]]:
     """Which hosts may ban the address now (the rest: held back, or why they cannot)."""
 
+    # The checks run on worker threads, where the request's language is not active.
+    language = translation.get_language()
+
+    def shown(text: str) -> str:
+        with translation.override(language):
+            return _(text)
+
     def reasons_on(scoped: RuntimeState) -> dict[str, str] | None:
         try:
-            return ban_service.ban_confirmations(scoped, jail=jail, lines=[address], actor=actor)
+            return ban_service.ban_confirmations(
+                scoped, jail=jail, lines=[address], actor=actor, translate=shown
+            )
         except UnknownJail:
             return None  # an answer: the host has no such jail
 
@@ -470,7 +527,7 @@ def _ban_checks(
     lines: list[HostResult] = []
     for item, outcome in zip(scopes, outcomes, strict=True):
         if outcome.ok and outcome.value is None:
-            lines.append(HostResult(item.name, "error", f"no jail named {jail}"))
+            lines.append(HostResult(item.name, "error", _no_jail(jail)))
         elif outcome.value is not None:
             if address in outcome.value:
                 lines.append(HostResult(item.name, "held back", outcome.value[address]))
@@ -478,7 +535,8 @@ def _ban_checks(
                 ready.append(item)
         elif outcome.skipped or outcome.timed_out:
             # Nothing was sent there: only the check was asked (and not answered in time).
-            lines.append(HostResult(item.name, "unreachable", f"not sent: {outcome.error}"))
+            message = _("not sent: %(error)s") % {"error": outcome.error}
+            lines.append(HostResult(item.name, "unreachable", message))
         else:
             lines.append(HostResult(item.name, "error", outcome.error))
     return ready, lines
@@ -487,14 +545,14 @@ def _ban_checks(
 def _ban_line(host: str, run: ChangeRun, *, jail: str) -> HostResult:
     report = run.report
     if isinstance(report.failure, UnknownJail):
-        return HostResult(host, "error", f"no jail named {jail}")
+        return HostResult(host, "error", _no_jail(jail))
     if report.error:
         return HostResult(host, "error", report.error)
     if report.count(LineStatus.ALREADY_BANNED):
-        return HostResult(host, "info", f"already banned in {jail}")
+        return HostResult(host, "info", _("already banned in %(jail)s") % {"jail": jail})
     if report.count(LineStatus.BANNED):
-        return HostResult(host, "ok", f"banned in {jail}")
-    reason = report.lines[0].reason if report.lines else "not banned"
+        return HostResult(host, "ok", _("banned in %(jail)s") % {"jail": jail})
+    reason = report.lines[0].reason if report.lines else _("not banned")
     if report.needs_confirmation:
         return HostResult(host, "held back", reason.removesuffix(": needs confirmation"))
     return HostResult(host, "error", reason)
@@ -506,7 +564,7 @@ def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str)
     state = runtime_state()
     scopes, refused = _chosen_hosts(request, state)
     if not scopes and not refused:
-        return _ip_response(request, address, Outcome(errors={"host": "Choose a host."}))
+        return _ip_response(request, address, Outcome(errors={"host": _("Choose a host.")}))
     actor = actor_from_request(request)
     which = None if jail == EVERY_JAIL else jail
 
@@ -516,12 +574,14 @@ def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str)
     def line(host: str, run: ChangeRun) -> HostResult:
         report = run.report
         if isinstance(report.failure, UnknownJail):
-            return HostResult(host, "error", f"no jail named {jail}")
+            return HostResult(host, "error", _no_jail(jail))
         if report.error:
             return HostResult(host, "error", report.error)
         if report.count(LineStatus.UNBANNED):
-            return HostResult(host, "ok", f"unbanned from {which or 'every jail'}")
-        return HostResult(host, "info", "was not banned")
+            if which:
+                return HostResult(host, "ok", _("unbanned from %(jail)s") % {"jail": which})
+            return HostResult(host, "ok", _("unbanned from every jail"))
+        return HostResult(host, "info", _("was not banned"))
 
     results = _change_on_hosts(
         state,
@@ -533,4 +593,8 @@ def _fleet_unban(request: HtmxHttpRequest, address: str, jail: str, target: str)
         verb="unban",
         result=line,
     )
-    return _ip_response(request, address, _summary("Unbanned", address, [*results, *refused]))
+    return _ip_response(request, address, _summary("unban", address, [*results, *refused]))
+
+
+def _no_jail(jail: str) -> str:
+    return _("no jail named %(jail)s") % {"jail": jail}

@@ -27,6 +27,8 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_POST
 
 from jails.apps import runtime_state
@@ -145,6 +147,21 @@ class HostResult:
     status: str  # "ok", "info" (nothing to do), "held back", "error", "unreachable", ...
     message: str
 
+    @property
+    def status_label(self) -> str:
+        """The status as the page says it (`status` itself is a value: the CSS class)."""
+        return str(HOST_STATUS_LABELS.get(self.status, self.status))
+
+
+HOST_STATUS_LABELS = {
+    "ok": pgettext_lazy("host result", "ok"),
+    "info": pgettext_lazy("host result", "info"),
+    "held back": pgettext_lazy("host result", "held back"),
+    "error": pgettext_lazy("host result", "error"),
+    "unreachable": pgettext_lazy("host result", "unreachable"),
+    "not permitted": pgettext_lazy("host result", "not permitted"),
+}
+
 
 def list_state(request: HtmxHttpRequest) -> tuple[str, int]:
     """The ban table's search text and page, carried through the action's form."""
@@ -243,13 +260,12 @@ def jail_action(view: JailView) -> JailView:
         try:
             return view(request, at)
         except UnknownJail as exc:
-            where = f" on {host}" if host else ""
-            return redirect_with_message(
-                request,
-                at.list_url(),
-                f"fail2ban{where} has no jail named {exc.jail} (stopped or removed).",
-                level="error",
-            )
+            values = {"host": host, "jail": exc.jail}
+            if host:
+                text = _("fail2ban on %(host)s has no jail named %(jail)s (stopped or removed).")
+            else:
+                text = _("fail2ban has no jail named %(jail)s (stopped or removed).")
+            return redirect_with_message(request, at.list_url(), text % values, level="error")
 
     return require_POST(permission_required(PERM_OPERATE, raise_exception=True)(wrapper))
 

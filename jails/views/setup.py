@@ -9,6 +9,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -24,11 +26,23 @@ from jails.services.setup import SetupSync
 
 
 def _setup_done_message(*, version: str | None, username: str, sync: SetupSync) -> str:
-    text = f"Setup complete (fail2ban {version}). Log in as {username}."
+    text = _("Setup complete (fail2ban %(version)s). Log in as %(username)s.") % {
+        "version": version,
+        "username": username,
+    }
     if sync.ok:
-        return f"{text} Ban history: {sync.archived} bans archived from fail2ban."
-    # The setup is saved; only the first copy of the ban history has to wait.
-    return f"{text} Ban history not synced yet ({sync.reason}); the job runner will sync it."
+        archived = ngettext(
+            "Ban history: %(count)d ban archived from fail2ban.",
+            "Ban history: %(count)d bans archived from fail2ban.",
+            sync.archived,
+        ) % {"count": sync.archived}
+        return f"{text} {archived}"
+    # The setup is saved; only the first copy of the ban history has to wait. The reason is
+    # the error's own text (fail2ban's or the client's), shown as it is.
+    waiting = _("Ban history not synced yet (%(reason)s); the job runner will sync it.") % {
+        "reason": sync.reason
+    }
+    return f"{text} {waiting}"
 
 
 @login_not_required
@@ -73,7 +87,7 @@ def setup_wizard(request: HtmxHttpRequest) -> HttpResponse:
             except SetupAlreadyComplete:
                 return redirect("login")
             except SetupFailed as exc:
-                form.add_error(None, f"Nothing was saved: {exc}.")
+                form.add_error(None, _("Nothing was saved: %(error)s.") % {"error": exc})
             else:
                 setup_service.setup_token_delete(path=token_path)
                 # Without this the dashboard says "No bans archived yet" until the job

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -17,7 +21,26 @@ from jails.roles import PERM_ADMINISTER
 from jails.runtime import site_settings_row
 from jails.services import settings as settings_service
 from jails.services.settings import SetupRequired, SiteValues
-from jails.sessions import SessionStorageUnavailable
+from jails.sessions import MEMORY, REDIS, SESSION_TABLE, SessionCache, SessionStorageUnavailable
+
+
+@dataclass(frozen=True)
+class StorageShown:
+    """The session storage in use as the page says it: the kind and where, translated (the
+    SessionCache's own `kind` and `location` are values: logs and checks print them)."""
+
+    kind: str
+    location: str
+
+    @classmethod
+    def of(cls, storage: SessionCache) -> StorageShown:
+        if storage.kind == REDIS:  # a product name, and the URL (password masked) is data
+            return cls(kind=storage.kind, location=storage.location)
+        if storage.kind == MEMORY:
+            kind = pgettext("session storage", "memory")
+            return cls(kind=kind, location=_("this process's memory"))
+        kind = pgettext("session storage", "database")
+        return cls(kind=kind, location=_("table %(table)s") % {"table": SESSION_TABLE})
 
 
 def _storage_switch_keep_session(request: HtmxHttpRequest, values: SiteValues) -> None:
@@ -26,7 +49,10 @@ def _storage_switch_keep_session(request: HtmxHttpRequest, values: SiteValues) -
             runtime_state(), session=session_store(request), values=values
         )
     except SessionStorageUnavailable as exc:
-        messages.warning(request, f"Your session could not be copied ({exc}): log in again.")
+        messages.warning(
+            request,
+            _("Your session could not be copied (%(error)s): log in again.") % {"error": exc},
+        )
 
 
 # never_cache: the page shows the stored settings (the Redis URL, masked); no browser or
@@ -55,9 +81,12 @@ def settings_edit(request: HtmxHttpRequest) -> HttpResponse:
                 _storage_switch_keep_session(request, form.site_values())
             if change.changes:
                 names = ", ".join(str(form.fields[name].label or name) for name in change.changes)
-                messages.success(request, f"Saved: {names}. Every worker uses it within seconds.")
+                messages.success(
+                    request,
+                    _("Saved: %(names)s. Every worker uses it within seconds.") % {"names": names},
+                )
             else:
-                messages.info(request, "Nothing changed.")
+                messages.info(request, _("Nothing changed."))
             return redirect("jails:settings")
     else:
         form = SiteSettingsForm(instance=row, context=context)
@@ -67,5 +96,10 @@ def settings_edit(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         template,
-        {"form": form, "storage": state.session_cache, "row": row, "runtime": state.settings},
+        {
+            "form": form,
+            "storage": StorageShown.of(state.session_cache),
+            "row": row,
+            "runtime": state.settings,
+        },
     )

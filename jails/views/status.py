@@ -31,6 +31,7 @@ def healthz(request: HtmxHttpRequest) -> HttpResponse:
     The body names what is down ("agent unreachable", "fail2ban unreachable"...) and nothing
     more: no path, no reason, as anyone may ask.
     """
+    # Untranslated on purpose: load balancers and monitoring read this body, not people.
     problem = health_service.health_problem(runtime_state())
     if problem is not None:
         return HttpResponse(f"unavailable: {problem}\n", status=503, content_type="text/plain")

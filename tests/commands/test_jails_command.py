@@ -218,7 +218,7 @@ def test_command_ban_holds_back_special_and_wide_unless_yes(runtime, f2b, addres
     code, out = run("ban", "sshd", "203.0.113.77", address)
     assert code == 1
     assert f"line 2: '{address}' skipped ({says}" in out
-    assert "1 held back: run again with --yes to ban them" in out
+    assert "1 held back: run again with --yes to ban it" in out
     assert banned(f2b, "sshd") == {"203.0.113.77"}
     code, out = run("ban", "sshd", "203.0.113.77", address, "--yes")
     assert code == 0 and "1 banned, 1 already banned" in out

@@ -137,7 +137,7 @@ def test_setup_command_needs_no_token_deletes_it_and_syncs_the_history(
     monkeypatch.setenv("JAILADMIN_ADMIN_PASSWORD", STRONG_PASSWORD)
     out = io.StringIO()
     call_command("jailadmin_setup", "--username=admin", stdout=out)
-    assert "Ban history: 1 bans archived from fail2ban." in out.getvalue()
+    assert "Ban history: 1 ban archived from fail2ban." in out.getvalue()
     assert BanEvent.objects.filter(jail="nginx-http-auth", ip="198.51.100.23").exists()
     assert not token_file.exists()
     done = io.StringIO()

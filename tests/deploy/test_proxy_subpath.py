@@ -337,7 +337,7 @@ def test_proxy_subpath_browser_walks_setup_to_logout(f2b, tmp_path):
 
                 page.fill("input[name=username]", USERNAME)
                 page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit], input[type=submit]")
+                page.click("main form button[type=submit], main form input[type=submit]")
                 page.wait_for_url(f"{site.base}/")
 
                 page.get_by_role("navigation", name="Main").get_by_role(

@@ -142,7 +142,7 @@ def test_history_search_by_address_and_network(archive, logged_in_client):
     body = logged_in_client.get("/history/?q=203.0.113.0/24").content.decode()
     assert "3</strong> bans" in body and "198.51.100.9" not in body
     body = logged_in_client.get("/history/?q=198.51.100.9").content.decode()
-    assert "1</strong> bans" in body
+    assert "1</strong> ban ·" in body
     body = logged_in_client.get("/history/?q=10.0.0.0/8").content.decode()
     assert "too large a network" in body
     body = logged_in_client.get("/history/?q=example.com").content.decode()

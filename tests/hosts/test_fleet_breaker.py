@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext, ngettext
 
 from jails.hosts.models import LOCAL_HOST, Host
 from jails.hosts.services import fleet
@@ -162,3 +164,53 @@ def test_the_sites_own_fail2ban_is_always_asked(f2b) -> None:
     state = runtime_install(f2b, agent=None, host_retry=600.0)
     (outcome,) = fleet.fleet_map(fleet.scopes_list(state, names=[LOCAL_HOST]), ping, deadline=5.0)
     assert outcome.ok and outcome.value == "pong"
+
+
+def test_the_pages_error_text_is_the_records_english_error_in_the_pages_language(
+    web_hosts, f2b
+) -> None:
+    """`error` stays English (it goes into the host's row, audit records and --json);
+    `error_text` is what a page shows: the same sentence through the catalogue, with the
+    host's own error (fail2ban's or the transport's) passed through inside it."""
+    state = runtime_install(
+        f2b, agent=None, host_deadline=1.0, fail2ban_timeout=60.0, host_retry=600.0
+    )
+    with FakeFail2ban(hang()) as hung:
+        Host.objects.create(name="stuck", kind=Host.Kind.SOCKET, address=hung.path)
+        Host.objects.create(
+            name="gone", kind=Host.Kind.SOCKET, address="/tmp/jailadmin-breaker-text.sock"
+        )
+
+        def ask() -> dict[str, fleet.HostOutcome[object]]:
+            scopes = fleet.scopes_list(state, names=["stuck", "gone"])
+            return {
+                outcome.name: outcome for outcome in fleet.fleet_map(scopes, ping, deadline=1.0)
+            }
+
+        with translation.override("de"):
+            first = ask()
+            second = ask()
+        missed, failed = first["stuck"], first["gone"]
+        busy, cooling = second["stuck"], second["gone"]
+        assert missed.timed_out and missed.error == "no answer within 1 s"
+        assert busy.skipped and busy.error == (
+            "last error: no answer within 1 s; next try once its earlier request ends"
+        )
+        assert cooling.skipped and cooling.retry_in is not None
+        assert cooling.error == (f"last error: {failed.error}; next try in {cooling.retry_in} s")
+        with translation.override("de"):
+            assert missed.error_text == gettext("no answer within %(seconds)s s") % {"seconds": "1"}
+            assert busy.error_text == gettext(
+                "last error: %(error)s; next try once its earlier request ends"
+            ) % {"error": "no answer within 1 s"}
+            assert cooling.error_text == ngettext(
+                "last error: %(error)s; next try in %(seconds)d s",
+                "last error: %(error)s; next try in %(seconds)d s",
+                cooling.retry_in,
+            ) % {"error": failed.error, "seconds": cooling.retry_in}
+            assert failed.error_text == failed.error  # the transport's own words
+        # In English a page says exactly what the row and the records say.
+        with translation.override("en"):
+            for outcome in (missed, failed, busy, cooling):
+                assert outcome.error_text == outcome.error
+    assert Host.objects.get(name="stuck").last_error == "no answer within 1 s"

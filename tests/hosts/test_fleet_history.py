@@ -367,7 +367,7 @@ def test_a_single_host_site_shows_no_host_ui_but_the_csv_has_the_column(
     assert not fleet.is_fleet()
     page = logged_in_client.get("/history/?window=all&host=web9").content.decode()
     assert 'id="f-host"' not in page and ">Host</a>" not in page
-    assert "<strong>1</strong> bans" in page  # ?host= means nothing on a single host
+    assert "<strong>1</strong> ban ·" in page  # ?host= means nothing on a single host
     assert [(r["host"], r["ip"]) for r in history_rows(logged_in_client, "?window=all")] == [
         ("local", "203.0.113.5")
     ]

@@ -289,7 +289,7 @@ def test_ban_everywhere_then_unban_everywhere(hosts, logged_in_client):
         HTTP_HX_REQUEST="true",
     )
     page = body(response)
-    assert 'id="ip-message"' in page and 'hx-swap-oob="true"' in page
+    assert 'id="ip-message"' in page and 'hx-swap-oob="innerHTML"' in page
     assert f"Unbanned {ADDRESS} on 3 of 4 hosts." in page
     for name in SOCKET_HOSTS:
         assert banned(hosts[name], "web") == set()

@@ -130,9 +130,9 @@ def test_the_admin_delete_page_says_what_is_kept_and_removed(admin_client):
     assert page.status_code == 200
     body = text(page)
     kept = body[body.index('id="remove-kept"') : body.index('id="remove-removed"')]
-    assert "<li>1 archived bans</li>" in kept and "<li>1 configuration versions</li>" in kept
+    assert "<li>1 archived ban</li>" in kept and "<li>1 configuration version</li>" in kept
     removed = body[body.index('id="remove-removed"') :]
-    assert "<li>1 history sync cursors</li>" in removed
+    assert "<li>1 history sync cursor</li>" in removed
     assert "only-far" in body[body.index('id="remove-disabled-sources"') :]
     response = admin_client.post(reverse("admin:hosts_host_delete", args=[far.pk]), {"post": "yes"})
     assert response.status_code == 302

@@ -190,14 +190,14 @@ def test_remove_keeps_the_history_and_removes_the_live_bookkeeping(other):
     # Without --yes: what it would keep and remove, and nothing changes.
     code, _, out = fails("remove", "web1")
     assert code == 1
-    assert "keeps (history): 1 archived bans, 1 ban statistics rows, 1 configuration" in out
-    assert "removes: 1 blocklist entries held on it, 2 blocklists choosing it" in out
-    assert "1 cached configuration, 1 history sync cursors" in out
+    assert "keeps (history): 1 archived ban, 1 ban statistics row, 1 configuration" in out
+    assert "removes: 1 blocklist entry held on it, 2 blocklists choosing it" in out
+    assert "1 cached configuration snapshot, 1 history sync cursor" in out
     assert "disables the blocklists that imported into web1 alone: only-web1" in out
     assert traces_count("web1") == before
     out = call("remove", "web1", "--yes")
     assert out.splitlines()[0] == "removed web1"
-    assert out.splitlines()[1].startswith("kept (history): 1 archived bans")
+    assert out.splitlines()[1].startswith("kept (history): 1 archived ban,")
     counts = traces_count("web1")
     # Kept, and one more audit record: the removal's own, under the host's name.
     assert {label: counts[label] for label in KEPT} == {

@@ -299,9 +299,9 @@ def test_remove_asks_first_then_removes_audited(admin_client, other):
     assert page.status_code == 200 and "Remove web1" in text(page)
     # The confirmation says what is kept (history) and what goes (live bookkeeping).
     kept = page_list(page, "remove-kept")
-    assert "1 archived bans" in kept and "1 configuration versions" in kept
+    assert "1 archived ban" in kept and "1 configuration version" in kept
     removed = page_list(page, "remove-removed")
-    assert "1 blocklist entries held on it" in removed and "1 history sync cursors" in removed
+    assert "1 blocklist entry held on it" in removed and "1 history sync cursor" in removed
     assert "only-web1" in text(page)
     assert Host.objects.filter(name="web1").exists()
     assert traces_count("web1")["HistorySource"] == 1

@@ -94,9 +94,15 @@ def test_documentation_and_public_addresses_are_not_special(address):
 
 def test_special_use_network_reason_names_the_special_end():
     assert special_use_reason("169.254.0.0/16") == (
-        "this network includes a link-local address (the local network segment), from 169.254.0.0"
+        "this network includes a link-local address (the local network segment): its first "
+        "address, 169.254.0.0"
     )
-    # Only its last address is special (255.255.255.255): still held back.
+    # Only its last address is special (100.127.255.255, the end of 100.64.0.0/10): still
+    # held back, and the reason names that end.
+    assert special_use_reason("100.0.0.0/9") == (
+        "this network includes a carrier-grade NAT address (100.64.0.0/10: many customers "
+        "behind one): its last address, 100.127.255.255"
+    )
     assert "a reserved address" in special_use_reason("255.255.255.0/24")
 
 

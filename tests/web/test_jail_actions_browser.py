@@ -58,7 +58,7 @@ def test_ban_unban_confirm_and_tune_in_the_browser(f2b, site, tmp_path):  # noqa
             page.goto(f"{base}/login/")
             page.fill("input[name=username]", USERNAME)
             page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit], input[type=submit]")
+            page.click("main form button[type=submit], main form input[type=submit]")
             page.goto(f"{base}/jails/sshd/")
             counters = page.locator("#jail-counters")
 

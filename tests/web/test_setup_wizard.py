@@ -477,7 +477,7 @@ def test_setup_syncs_the_bans_fail2ban_already_holds(fresh_install, f2b, client:
     assert BanEvent.objects.filter(jail="sshd", ip="203.0.113.9").exists()
     client.post("/login/", {"username": "admin", "password": STRONG_PASSWORD})
     body = client.get("/").content.decode()
-    assert "Ban history: 1 bans archived from fail2ban." in body
+    assert "Ban history: 1 ban archived from fail2ban." in body
     assert "No bans archived yet" not in body
     assert HistorySource.objects.get().last_rowid > 0
 

@@ -21,6 +21,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from jails.apps import runtime_state
@@ -40,6 +42,7 @@ from jails.blocklists.services.jail import (
     blocklist_jail_files,
     blocklist_jails_missing,
 )
+from jails.blocklists.services.parse import LineStatus
 from jails.configuration.services.files import ApplyOutcome
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
 from jails.hosts.models import Host
@@ -157,14 +160,14 @@ def jail_create(request: HtmxHttpRequest) -> HttpResponse:
     form = _source_form(request, initial={"jail": DEFAULT_JAIL})
     if not jail:
         # Named explicitly (the how-to's hidden field): a bare POST changes nothing.
-        return _list_page(request, form, status=400, error_message="Which jail? None was named.")
+        return _list_page(request, form, status=400, error_message=_("Which jail? None was named."))
     is_fleet = fleet.is_fleet()
     if not is_fleet:
         hosts = [fleet.local_host()]
     else:
         names = list(dict.fromkeys(request.POST.getlist("host")))
         if not names:
-            message = "On which hosts? None was ticked."
+            message = _("On which hosts? None was ticked.")
             return _list_page(request, form, status=400, error_message=message)
         try:
             hosts = [fleet.host_get(name) for name in names]
@@ -191,12 +194,14 @@ def jail_create(request: HtmxHttpRequest) -> HttpResponse:
         return _list_page(request, form, status=409, created=results)
     for result in results:
         assert result.outcome is not None
-        where = f"{result.host}: " if is_fleet else ""
-        messages.success(
-            request,
-            f"{where}Created the jail {jail}: {result.outcome.summary} "
-            "Sources can import into it now.",
-        )
+        facts = {"host": result.host, "jail": jail, "summary": result.outcome.shown_summary}
+        if is_fleet:
+            created = _(
+                "%(host)s: Created the jail %(jail)s: %(summary)s Sources can import into it now."
+            )
+        else:
+            created = _("Created the jail %(jail)s: %(summary)s Sources can import into it now.")
+        messages.success(request, created % facts)
     return redirect("jails:blocklists:list")
 
 
@@ -213,7 +218,10 @@ def source_add(request: HtmxHttpRequest) -> HttpResponse:
         hosts=list(form.cleaned_data.get("hosts") or []),
         **data,
     )
-    messages.success(request, f"Added {source.name}: look at its preview before the first import.")
+    messages.success(
+        request,
+        _("Added %(name)s: look at its preview before the first import.") % {"name": source.name},
+    )
     return redirect("jails:blocklists:detail", name=source.name)
 
 
@@ -232,6 +240,17 @@ def source_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "entries_by_host": sources_held(source) if is_fleet else {},
     }
     return render(request, "blocklists/source_detail.html", context)
+
+
+def _status_label(status: str) -> str:
+    """A preview line status as the page shows it (the status itself stays the key)."""
+    labels = {
+        LineStatus.ACCEPTED: _("to ban"),
+        LineStatus.DUPLICATE: _("duplicate"),
+        LineStatus.SKIPPED: _("skipped"),
+        LineStatus.INVALID: _("invalid"),
+    }
+    return labels.get(LineStatus(status), status)
 
 
 def _back(name: str) -> HttpResponseRedirect:
@@ -254,11 +273,15 @@ def source_preview(request: HtmxHttpRequest, name: str) -> HttpResponse:
     except UnknownJail:
         messages.error(
             request,
-            f"The jail {source.jail} does not exist in fail2ban: see the blocklists page.",
+            _("The jail %(jail)s does not exist in fail2ban: see the blocklists page.")
+            % {"jail": source.jail},
         )
         return _back(name)
     except FetchError as exc:
-        messages.error(request, f"Could not fetch {source.name}: {exc}")
+        # The fetch error itself stays as the service words it (it is the run's record too).
+        messages.error(
+            request, _("Could not fetch %(name)s: %(error)s") % {"name": source.name, "error": exc}
+        )
         return _back(name)
     except Fail2banError as exc:
         messages.error(request, describe_error(exc))
@@ -266,7 +289,10 @@ def source_preview(request: HtmxHttpRequest, name: str) -> HttpResponse:
     context = {
         "source": source,
         "preview": preview,
-        "sections": imports.samples_of(preview),
+        "sections": [
+            (status, _status_label(status), count, lines)
+            for status, count, lines in imports.samples_of(preview)
+        ],
         "preview_host": host.name if fleet.is_fleet() else "",
     }
     return render(request, "blocklists/source_preview.html", context)
@@ -292,24 +318,58 @@ def source_import(request: HtmxHttpRequest, name: str) -> HttpResponse:
             confirm=request.POST.get("confirm") == "yes",
             hosts=permitted if left_out else None,
         )
+    except imports.NotConfirmed:
+        # The exception's own text is English for the commands and the run record.
+        messages.error(
+            request,
+            _("%(name)s: look at the preview and confirm the first import") % {"name": name},
+        )
+        return _back(name)
+    except imports.ImportBusy:
+        messages.error(
+            request,
+            _("%(name)s: another import of this source is running") % {"name": name},
+        )
+        return _back(name)
     except imports.ImportRefused as exc:
         messages.error(request, str(exc))
         return _back(name)
     several = len(runs) > 1 or fleet.is_fleet()
     for run in runs:
-        where = f"{run.host}: " if several else ""
+        # run.errors is the run's stored record (English, as fail2ban and the fetch word it).
+        facts = {
+            "host": run.host,
+            "errors": run.errors,
+            "status": run.get_status_display(),
+            "banned": run.banned,
+            "already": run.already_banned,
+            "unbanned": run.unbanned,
+            "invalid": run.invalid,
+            "skipped": run.skipped,
+        }
         if run.status == run.Status.FAILED:
-            messages.error(request, f"{where}Import failed: {run.errors}")
+            if several:
+                failed = _("%(host)s: Import failed: %(errors)s")
+            else:
+                failed = _("Import failed: %(errors)s")
+            messages.error(request, failed % facts)
         else:
-            messages.success(
-                request,
-                f"{where}{run.get_status_display()}: {run.banned} banned, {run.already_banned} "
-                f"already banned, {run.unbanned} unbanned, {run.invalid} invalid, "
-                f"{run.skipped} skipped.",
-            )
+            if several:
+                done = _(
+                    "%(host)s: %(status)s: %(banned)s banned, %(already)s already banned, "
+                    "%(unbanned)s unbanned, %(invalid)s invalid, %(skipped)s skipped."
+                )
+            else:
+                done = _(
+                    "%(status)s: %(banned)s banned, %(already)s already banned, "
+                    "%(unbanned)s unbanned, %(invalid)s invalid, %(skipped)s skipped."
+                )
+            messages.success(request, done % facts)
     if left_out:
         messages.warning(
-            request, f"Not imported on {', '.join(left_out)}: you may not operate there."
+            request,
+            _("Not imported on %(hosts)s: you may not operate there.")
+            % {"hosts": ", ".join(left_out)},
         )
     return _back(name)
 
@@ -334,5 +394,13 @@ def source_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
     except Fail2banError as exc:
         messages.error(request, describe_error(exc))
         return _back(name)
-    messages.success(request, f"Removed {name}; {unbanned} of its bans lifted.")
+    messages.success(
+        request,
+        ngettext(
+            "Removed %(name)s; %(count)d ban lifted.",
+            "Removed %(name)s; %(count)d of its bans lifted.",
+            unbanned,
+        )
+        % {"name": name, "count": unbanned},
+    )
     return redirect("jails:blocklists:list")

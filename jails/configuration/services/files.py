@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from jails.configuration.models import ConfigSnapshot, ConfigVersion
 from jails.fail2ban import InvalidArgument, ProtocolError
@@ -145,6 +146,30 @@ class ApplyOutcome:
         elif self.rolled_back:
             text += " The previous files are back and fail2ban runs them."
         return text
+
+    @property
+    def shown_summary(self) -> str:
+        """`summary` in the request's language, for the pages: `summary` itself stays English
+        because the audit record keeps it. `message` is the host's own text, passed through."""
+        if self.ok:
+            names = {"files": ", ".join(self.written), "jails": ", ".join(self.reloaded)}
+            if self.reloaded:
+                return gettext("Saved %(files)s; reloaded: %(jails)s.") % names
+            return gettext("Saved %(files)s; reloaded: no jail needed a reload.") % names
+        texts = {
+            "conflict": gettext("Not saved: the file changed on disk since it was shown."),
+            "test": gettext("Not saved: fail2ban refused the configuration."),
+            "reload": gettext("Rolled back: the reload failed."),
+            "verify": gettext("Rolled back: the jail did not come up with the new values."),
+        }
+        parts = [texts.get(self.stage) or gettext("Not saved."), self.message.rstrip()]
+        if self.rolled_back and not self.restored:
+            parts.append(
+                gettext("The previous files are back, but fail2ban did not come back as before.")
+            )
+        elif self.rolled_back:
+            parts.append(gettext("The previous files are back and fail2ban runs them."))
+        return " ".join(part for part in parts if part)
 
 
 # --- reading ------------------------------------------------------------------------------------

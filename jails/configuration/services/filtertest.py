@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.utils.translation import gettext, ngettext
+
 from jails.agent.logview import printable
 from jails.agent.regex import MATCHED, RegexDraft, RegexLine, RegexReport, RegexRequest
 from jails.fail2ban.validation import parse_ip, validate_jail_name
@@ -254,35 +256,73 @@ def _reasons(
     ignored_by: str | None,
     banned: bool,
 ) -> list[str]:
+    # Shown on the page only (never logged or audited): worded in the request's language.
     if result.error:
-        return [f"The filter could not be run: {result.error}"]
+        return [gettext("The filter could not be run: %(error)s") % {"error": result.error}]
     reasons = []
     if banned:
-        reasons.append("It is banned in this jail now.")
+        reasons.append(gettext("It is banned in this jail now."))
     if ignored_by is not None:
-        reasons.append(f"It is on the jail's ignore list ({ignored_by}): fail2ban never bans it.")
+        reasons.append(
+            gettext("It is on the jail's ignore list (%(entry)s): fail2ban never bans it.")
+            % {"entry": ignored_by}
+        )
     if not matched and not unmatched:
-        reasons.append("No line read from the jail's log mentions it.")
+        reasons.append(gettext("No line read from the jail's log mentions it."))
     elif not matched:
         reasons.append(
-            f"{len(unmatched)} line(s) mention it, but the filter does not match them "
-            "(missed or ignored): fail2ban counts no failure."
+            ngettext(
+                "%(count)d line mentions it, but the filter does not match it "
+                "(missed or ignored): fail2ban counts no failure.",
+                "%(count)d lines mention it, but the filter does not match them "
+                "(missed or ignored): fail2ban counts no failure.",
+                len(unmatched),
+            )
+            % {"count": len(unmatched)}
         )
     elif busiest < maxretry:
         reasons.append(
-            f"The filter matches {len(matched)} line(s), but at most {busiest} fall within "
-            f"any findtime ({findtime} s); a ban needs maxretry = {maxretry}."
+            # Translators: the number of matched lines (count) picks the form.
+            ngettext(
+                "The filter matches %(count)d line, but the most within any findtime "
+                "(%(findtime)d s) is %(busiest)d; a ban needs maxretry = %(maxretry)d.",
+                "The filter matches %(count)d lines, but the most within any findtime "
+                "(%(findtime)d s) is %(busiest)d; a ban needs maxretry = %(maxretry)d.",
+                len(matched),
+            )
+            % {
+                "count": len(matched),
+                "busiest": busiest,
+                "findtime": findtime,
+                "maxretry": maxretry,
+            }
         )
     elif not banned and ignored_by is None:
         reasons.append(
-            f"{busiest} failures fell within findtime ({findtime} s), enough for maxretry = "
-            f"{maxretry}: it was banned then (and the ban has ended, or was lifted), or "
-            "fail2ban read these lines before it watched this file."
+            ngettext(
+                "%(busiest)d failure fell within findtime (%(findtime)d s), enough for "
+                "maxretry = %(maxretry)d: it was banned then (and the ban has ended, or was "
+                "lifted), or fail2ban read this line before it watched this file.",
+                "%(busiest)d failures fell within findtime (%(findtime)d s), enough for "
+                "maxretry = %(maxretry)d: it was banned then (and the ban has ended, or was "
+                "lifted), or fail2ban read these lines before it watched this file.",
+                busiest,
+            )
+            % {"busiest": busiest, "findtime": findtime, "maxretry": maxretry}
         )
     if matched and recent < maxretry and busiest >= maxretry:
-        reasons.append(f"Within the last findtime there are {recent} failure(s).")
+        reasons.append(
+            ngettext(
+                "Within the last findtime there is %(count)d failure.",
+                "Within the last findtime there are %(count)d failures.",
+                recent,
+            )
+            % {"count": recent}
+        )
     if any(line.undated for line in matched):
-        reasons.append("Some of its lines have no date fail2ban recognises: check the datepattern.")
+        reasons.append(
+            gettext("Some of its lines have no date fail2ban recognises: check the datepattern.")
+        )
     if result.report.truncated:
-        reasons.append("Only the end of the log was read: older lines are not counted.")
+        reasons.append(gettext("Only the end of the log was read: older lines are not counted."))
     return reasons

@@ -22,6 +22,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpRespo
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jails.configuration.forms import FileForm, JailSettingsForm, NewFilterForm, NewJailForm
@@ -72,12 +73,12 @@ def _report(request: HtmxHttpRequest, outcome: ApplyOutcome, url: str) -> HttpRe
     """A saved change goes back to `url` with a message; a refused one returns None so the
     form is shown again with the outcome."""
     if outcome.ok:
-        messages.success(request, outcome.summary)
+        messages.success(request, outcome.shown_summary)
         return HttpResponseRedirect(url)
     return None
 
 
-def _cells_html(jail: JailConfig, file_base: str) -> SafeString:
+def _cells_html(jail: JailConfig, file_base: str, built_in: str) -> SafeString:
     """One index row's setting cells: the value, and the file:line it comes from."""
     cells = []
     for column in INDEX_COLUMNS:
@@ -85,7 +86,7 @@ def _cells_html(jail: JailConfig, file_base: str) -> SafeString:
         if origin is None:
             cells.append(
                 format_html(
-                    '<td><code>{}</code><br><span class="muted">built-in</span></td>', value
+                    '<td><code>{}</code><br><span class="muted">{}</span></td>', value, built_in
                 )
             )
             continue
@@ -93,11 +94,10 @@ def _cells_html(jail: JailConfig, file_base: str) -> SafeString:
         default = " [DEFAULT]" if origin.section == "DEFAULT" else ""
         cells.append(
             format_html(
-                '<td><code>{}</code><br><a class="origin" href="{}" title="[{}] in {}">{}</a></td>',
+                '<td><code>{}</code><br><a class="origin" href="{}" title="{}">{}</a></td>',
                 value,
                 file_base + urlencode({"path": origin.file}),
-                origin.section,
-                origin.file,
+                _("[%(section)s] in %(file)s") % {"section": origin.section, "file": origin.file},
                 f"{origin.file}{line}{default}",
             )
         )
@@ -117,6 +117,8 @@ def config_index(request: HtmxHttpRequest, host: str | None = None) -> HttpRespo
     # {% url %}s one by one was most of the page's time (the issue's bound is 300 ms).
     file_base = config_reverse("file", where.url_host) + "?"
     jail_base = config_reverse("jail", where.url_host, "-")[: -len("-/")]
+    # Translated once per page, not once per cell: the index is bound to 300 ms.
+    built_in, yes, no = _("built-in"), _("yes"), _("no")
     rows = format_html_join(
         "\n",
         '<tr class="{}"><td><a href="{}">{}</a></td><td>{}</td>{}<td>{}</td></tr>',
@@ -125,8 +127,8 @@ def config_index(request: HtmxHttpRequest, host: str | None = None) -> HttpRespo
                 "" if jail.enabled else "muted",
                 f"{jail_base}{quote(jail.name)}/",
                 jail.name,
-                "yes" if jail.enabled else "no",
-                _cells_html(jail, file_base),
+                yes if jail.enabled else no,
+                _cells_html(jail, file_base, built_in),
                 format_html_join(BR, '<span class="error">{}</span>', ((e,) for e in jail.errors))
                 or "—",
             )
@@ -186,7 +188,7 @@ def jail_config(request: HtmxHttpRequest, name: str, host: str | None = None) ->
     if request.method != "POST":
         return _jail_page(request, where, name)
     if not permitted(request, PERM_OPERATE, where):
-        return HttpResponse("Operators only.", status=403)
+        return HttpResponse(_("Operators only."), status=403)
     state = where.state
     jail = file_service.config_get(state).jail(name)
     if jail is None:
@@ -197,7 +199,7 @@ def jail_config(request: HtmxHttpRequest, name: str, host: str | None = None) ->
         return _jail_page(request, where, name, form=form, status=400)
     changed = form.changed_settings()
     if not changed:
-        form.add_error(None, "Nothing changed.")
+        form.add_error(None, _("Nothing changed."))
         return _jail_page(request, where, name, form=form, status=400)
     try:
         outcome = overrides.jail_settings_save(
@@ -229,7 +231,7 @@ def jail_toggle(request: HtmxHttpRequest, name: str, host: str | None = None) ->
     choice = request.POST.get("enabled")
     if choice not in ("true", "false"):
         # Only the page's two buttons: a POST that names neither changes nothing.
-        return HttpResponseBadRequest("enabled must be true or false")
+        return HttpResponseBadRequest(_("enabled must be true or false"))
     enabled = choice == "true"
     try:
         outcome = overrides.jail_enabled_set(
@@ -370,7 +372,7 @@ def file_edit(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse
     path = _path(request)
     administrator = permitted(request, PERM_ADMINISTER, where)
     if request.method == "POST" and not administrator:
-        return HttpResponse("Administrators only.", status=403)
+        return HttpResponse(_("Administrators only."), status=403)
     outcome: ApplyOutcome | None = None
     try:
         current = file_service.config_file_get(state, path=path)
@@ -391,7 +393,7 @@ def file_edit(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse
     status = 200
     if request.method == "POST":
         if form is None:
-            return HttpResponse("Only .local files are edited here.", status=400)
+            return HttpResponse(_("Only .local files are edited here."), status=400)
         if form.is_valid():
             try:
                 outcome = file_service.config_files_save(
@@ -419,8 +421,8 @@ def file_edit(request: HtmxHttpRequest, host: str | None = None) -> HttpResponse
             outcome.current.content,
             form.cleaned_data.get("content", ""),
             current.path,
-            old_label="(on disk now)",
-            new_label="(yours)",
+            old_label=_("(on disk now)"),
+            new_label=_("(yours)"),
         )
     context = {
         "path": current.path,
@@ -486,9 +488,14 @@ def version_restore(request: HtmxHttpRequest, pk: int, host: str | None = None) 
         messages.error(request, str(exc))
         return HttpResponseRedirect(url)
     if outcome.ok:
-        messages.success(request, f"Restored version {pk}. {outcome.summary}")
+        messages.success(
+            request,
+            _("Restored version %(pk)s. %(summary)s")
+            % {"pk": pk, "summary": outcome.shown_summary},
+        )
     else:
-        messages.error(request, outcome.summary + (f"\n{outcome.output}" if outcome.output else ""))
+        shown = outcome.shown_summary
+        messages.error(request, shown + (f"\n{outcome.output}" if outcome.output else ""))
     return HttpResponseRedirect(url)
 
 

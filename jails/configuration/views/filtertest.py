@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
@@ -35,7 +36,7 @@ def filter_test(request: HtmxHttpRequest, host: str | None = None) -> HttpRespon
             try:
                 result = filtertest.filter_test(where.state, **form.service_arguments())
             except UnknownJail:
-                form.add_error("jail", "No such jail in the running fail2ban.")
+                form.add_error("jail", _("No such jail in the running fail2ban."))
             except InvalidArgument as exc:
                 form.add_error(None, str(exc))
     else:
@@ -77,7 +78,7 @@ def ban_explain(request: HtmxHttpRequest, host: str | None = None) -> HttpRespon
                 log_lines=data.get("log_lines") or filtertest.EXPLAIN_LOG_LINES,
             )
         except UnknownJail:
-            form.add_error("jail", "No such jail in the running fail2ban.")
+            form.add_error("jail", _("No such jail in the running fail2ban."))
         except InvalidArgument as exc:
             form.add_error(None, str(exc))
     template = "configuration/filter_test_explain.html"

@@ -4,100 +4,200 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='HistorySource',
+            name="HistorySource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('dbfile', models.CharField(max_length=1024, unique=True)),
-                ('last_rowid', models.BigIntegerField(default=0)),
-                ('last_jail', models.CharField(blank=True, max_length=64)),
-                ('last_ip', models.CharField(blank=True, max_length=64)),
-                ('last_timeofban', models.BigIntegerField(default=0)),
-                ('archived_total', models.BigIntegerField(default=0)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("dbfile", models.CharField(max_length=1024, unique=True)),
+                ("last_rowid", models.BigIntegerField(default=0)),
+                ("last_jail", models.CharField(blank=True, max_length=64)),
+                ("last_ip", models.CharField(blank=True, max_length=64)),
+                ("last_timeofban", models.BigIntegerField(default=0)),
+                ("archived_total", models.BigIntegerField(default=0)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='IPSummary',
+            name="IPSummary",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ip', models.CharField(max_length=49, unique=True)),
-                ('network', models.CharField(db_index=True, max_length=49)),
-                ('first_seen', models.BigIntegerField()),
-                ('last_seen', models.BigIntegerField(db_index=True)),
-                ('bans', models.PositiveIntegerField(db_index=True)),
-                ('days', models.PositiveIntegerField(default=1, help_text='Distinct UTC days with a ban.')),
-                ('country_code', models.CharField(blank=True, db_index=True, max_length=2)),
-                ('country_name', models.CharField(blank=True, max_length=64)),
-                ('asn', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('as_name', models.CharField(blank=True, max_length=255)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ip", models.CharField(max_length=49, unique=True)),
+                ("network", models.CharField(db_index=True, max_length=49)),
+                ("first_seen", models.BigIntegerField()),
+                ("last_seen", models.BigIntegerField(db_index=True)),
+                ("bans", models.PositiveIntegerField(db_index=True)),
+                (
+                    "days",
+                    models.PositiveIntegerField(
+                        default=1, help_text="Distinct UTC days with a ban."
+                    ),
+                ),
+                ("country_code", models.CharField(blank=True, db_index=True, max_length=2)),
+                ("country_name", models.CharField(blank=True, max_length=64)),
+                ("asn", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("as_name", models.CharField(blank=True, max_length=255)),
             ],
             options={
-                'verbose_name': 'IP summary',
-                'verbose_name_plural': 'IP summaries',
+                "verbose_name": "IP summary",
+                "verbose_name_plural": "IP summaries",
             },
         ),
         migrations.CreateModel(
-            name='NetworkSummary',
+            name="NetworkSummary",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('network', models.CharField(max_length=49, unique=True)),
-                ('first_seen', models.BigIntegerField()),
-                ('last_seen', models.BigIntegerField(db_index=True)),
-                ('bans', models.PositiveIntegerField(db_index=True)),
-                ('ips', models.PositiveIntegerField(default=1)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("network", models.CharField(max_length=49, unique=True)),
+                ("first_seen", models.BigIntegerField()),
+                ("last_seen", models.BigIntegerField(db_index=True)),
+                ("bans", models.PositiveIntegerField(db_index=True)),
+                ("ips", models.PositiveIntegerField(default=1)),
             ],
             options={
-                'verbose_name_plural': 'network summaries',
+                "verbose_name_plural": "network summaries",
             },
         ),
         migrations.CreateModel(
-            name='BanEvent',
+            name="BanEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('jail', models.CharField(max_length=64)),
-                ('ip', models.CharField(help_text='Canonical address (or CIDR network, if one was banned).', max_length=49)),
-                ('network', models.CharField(help_text="The address's /24 (IPv4) or /64 (IPv6).", max_length=49)),
-                ('timeofban', models.BigIntegerField(help_text="Start of the ban, Unix seconds (fail2ban's).")),
-                ('bantime', models.BigIntegerField(help_text='Ban duration in seconds; -1 is permanent.')),
-                ('bancount', models.PositiveIntegerField(default=1)),
-                ('failures', models.PositiveIntegerField(default=0)),
-                ('matches', models.TextField(blank=True, help_text='Matched log lines (attacker-controlled).')),
-                ('origin', models.CharField(choices=[('jail', 'Jail detection'), ('manual', 'Manual ban'), ('blocklist', 'Blocklist import')], default='jail', max_length=16)),
-                ('banned_by', models.CharField(blank=True, max_length=150)),
-                ('country_code', models.CharField(blank=True, max_length=2)),
-                ('country_name', models.CharField(blank=True, max_length=64)),
-                ('asn', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('as_name', models.CharField(blank=True, max_length=255)),
-                ('archived_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("jail", models.CharField(max_length=64)),
+                (
+                    "ip",
+                    models.CharField(
+                        help_text="Canonical address (or CIDR network, if one was banned).",
+                        max_length=49,
+                    ),
+                ),
+                (
+                    "network",
+                    models.CharField(
+                        help_text="The address's /24 (IPv4) or /64 (IPv6).", max_length=49
+                    ),
+                ),
+                (
+                    "timeofban",
+                    models.BigIntegerField(
+                        help_text="Start of the ban, Unix seconds (fail2ban's)."
+                    ),
+                ),
+                (
+                    "bantime",
+                    models.BigIntegerField(help_text="Ban duration in seconds; -1 is permanent."),
+                ),
+                ("bancount", models.PositiveIntegerField(default=1)),
+                ("failures", models.PositiveIntegerField(default=0)),
+                (
+                    "matches",
+                    models.TextField(
+                        blank=True, help_text="Matched log lines (attacker-controlled)."
+                    ),
+                ),
+                (
+                    "origin",
+                    models.CharField(
+                        choices=[
+                            ("jail", "Jail detection"),
+                            ("manual", "Manual ban"),
+                            ("blocklist", "Blocklist import"),
+                        ],
+                        default="jail",
+                        max_length=16,
+                    ),
+                ),
+                ("banned_by", models.CharField(blank=True, max_length=150)),
+                ("country_code", models.CharField(blank=True, max_length=2)),
+                ("country_name", models.CharField(blank=True, max_length=64)),
+                ("asn", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("as_name", models.CharField(blank=True, max_length=255)),
+                ("archived_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-timeofban', '-id'],
-                'indexes': [models.Index(fields=['timeofban', 'ip', 'network'], name='ban_event_time_ip'), models.Index(fields=['network', 'timeofban'], name='ban_event_net_time'), models.Index(fields=['jail', 'timeofban', 'country_code', 'origin', 'ip', 'network'], name='ban_event_jail_time'), models.Index(fields=['country_code', 'timeofban', 'jail', 'origin', 'ip', 'network'], name='ban_event_country_time'), models.Index(fields=['origin', 'timeofban', 'jail', 'country_code', 'ip', 'network'], name='ban_event_origin_time')],
-                'constraints': [models.UniqueConstraint(fields=('ip', 'jail', 'timeofban'), name='ban_event_ip_jail_time_uniq')],
+                "ordering": ["-timeofban", "-id"],
+                "indexes": [
+                    models.Index(fields=["timeofban", "ip", "network"], name="ban_event_time_ip"),
+                    models.Index(fields=["network", "timeofban"], name="ban_event_net_time"),
+                    models.Index(
+                        fields=["jail", "timeofban", "country_code", "origin", "ip", "network"],
+                        name="ban_event_jail_time",
+                    ),
+                    models.Index(
+                        fields=["country_code", "timeofban", "jail", "origin", "ip", "network"],
+                        name="ban_event_country_time",
+                    ),
+                    models.Index(
+                        fields=["origin", "timeofban", "jail", "country_code", "ip", "network"],
+                        name="ban_event_origin_time",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("ip", "jail", "timeofban"), name="ban_event_ip_jail_time_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='BanRollup',
+            name="BanRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('grain', models.PositiveSmallIntegerField(choices=[(1, 'hour'), (2, 'day'), (3, 'month')])),
-                ('period', models.BigIntegerField(help_text='Start of the period, Unix seconds (UTC).')),
-                ('jail', models.CharField(max_length=64)),
-                ('country_code', models.CharField(max_length=2)),
-                ('origin', models.CharField(max_length=16)),
-                ('bans', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "grain",
+                    models.PositiveSmallIntegerField(
+                        choices=[(1, "hour"), (2, "day"), (3, "month")]
+                    ),
+                ),
+                (
+                    "period",
+                    models.BigIntegerField(help_text="Start of the period, Unix seconds (UTC)."),
+                ),
+                ("jail", models.CharField(max_length=64)),
+                ("country_code", models.CharField(max_length=2)),
+                ("origin", models.CharField(max_length=16)),
+                ("bans", models.BigIntegerField(default=0)),
             ],
             options={
-                'indexes': [models.Index(fields=['grain', 'country_code', 'period'], name='ban_rollup_country'), models.Index(fields=['grain', 'jail', 'period'], name='ban_rollup_jail')],
-                'constraints': [models.UniqueConstraint(fields=('grain', 'jail', 'country_code', 'period', 'origin'), name='ban_rollup_key_uniq')],
+                "indexes": [
+                    models.Index(
+                        fields=["grain", "country_code", "period"], name="ban_rollup_country"
+                    ),
+                    models.Index(fields=["grain", "jail", "period"], name="ban_rollup_jail"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("grain", "jail", "country_code", "period", "origin"),
+                        name="ban_rollup_key_uniq",
+                    )
+                ],
             },
         ),
     ]

@@ -21,27 +21,37 @@ GROUP BY last_seen - last_seen % 86400
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('history', '0001_initial'),
+        ("history", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='banrollup',
-            name='grain',
-            field=models.PositiveSmallIntegerField(choices=[(1, 'hour'), (2, 'day'), (3, 'month'), (4, 'all time')]),
+            model_name="banrollup",
+            name="grain",
+            field=models.PositiveSmallIntegerField(
+                choices=[(1, "hour"), (2, "day"), (3, "month"), (4, "all time")]
+            ),
         ),
         migrations.CreateModel(
-            name='LastSeenRollup',
+            name="LastSeenRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.BigIntegerField(help_text='Start of the UTC day, Unix seconds.')),
-                ('country_code', models.CharField(max_length=2)),
-                ('ips', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.BigIntegerField(help_text="Start of the UTC day, Unix seconds.")),
+                ("country_code", models.CharField(max_length=2)),
+                ("ips", models.BigIntegerField(default=0)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('country_code', 'day'), name='last_seen_rollup_uniq')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("country_code", "day"), name="last_seen_rollup_uniq"
+                    )
+                ],
             },
         ),
         migrations.RunSQL(FILL_TOTALS, "DELETE FROM history_banrollup WHERE grain = 4"),

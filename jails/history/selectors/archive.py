@@ -24,6 +24,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from jails.fail2ban import InvalidArgument
 from jails.fail2ban.validation import parse_ip_or_network
@@ -583,13 +584,18 @@ def search_condition(target: SearchTarget) -> Q:
         return Q(network=str(network))
     if network.prefixlen > unit:
         if network.num_addresses > SEARCH_EXPANSION_LIMIT:
-            raise InvalidArgument(f"{network} is too large a network to search; use /{unit}")
+            # Shown on the history page as the search field's error (never logged).
+            raise InvalidArgument(
+                gettext("%(network)s is too large a network to search; use /%(prefix)d")
+                % {"network": network, "prefix": unit}
+            )
         return Q(ip__in=[str(a) for a in network])
     count = 2 ** (unit - network.prefixlen)
     if count > SEARCH_EXPANSION_LIMIT:
         shortest = unit - SEARCH_EXPANSION_LIMIT.bit_length() + 1
         raise InvalidArgument(
-            f"{network} is too large a network to search; use /{shortest} or longer"
+            gettext("%(network)s is too large a network to search; use /%(prefix)d or longer")
+            % {"network": network, "prefix": shortest}
         )
     return Q(network__in=[str(n) for n in network.subnets(new_prefix=unit)])
 

@@ -20,13 +20,15 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from jails.apps import runtime_state
 from jails.history import charts
+from jails.history.countries import country_name
 from jails.history.forms import WINDOWS, HistoryFilterForm
 from jails.history.models import BanEvent
 from jails.history.selectors import archive as history_selectors
@@ -39,8 +41,13 @@ from jails.state import RuntimeState
 from jails.views.common import page_number
 
 DASHBOARD_REFRESH_SECONDS = 60  # the archive changes once a minute (the sync's interval)
-SORT_LABELS = {"time": "Time", "jail": "Jail", "ip": "Address", "country": "Country"}
-FLEET_SORT_LABELS = {"time": "Time", "host": "Host", **SORT_LABELS}
+SORT_LABELS = {
+    "time": gettext_lazy("Time"),
+    "jail": gettext_lazy("Jail"),
+    "ip": gettext_lazy("Address"),
+    "country": gettext_lazy("Country"),
+}
+FLEET_SORT_LABELS = {"time": gettext_lazy("Time"), "host": gettext_lazy("Host"), **SORT_LABELS}
 CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -65,8 +72,20 @@ class Filters:
         if self.window == "custom":
             start = datetime.fromtimestamp(self.filter.start, tz=self.zone)
             end = datetime.fromtimestamp(self.filter.end - 1, tz=self.zone)
-            return f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
-        return WINDOWS[self.window][0]
+            return gettext("%(start)s to %(end)s") % {
+                "start": f"{start:%Y-%m-%d}",
+                "end": f"{end:%Y-%m-%d}",
+            }
+        return str(WINDOWS[self.window][0])
+
+    @property
+    def window_text(self) -> str:
+        """The window inside a sentence ("last 7 days", "42 bans · everything"): the label,
+        except "Everything", which is lower-cased there; a language that capitalises its
+        nouns keeps its own spelling (the label is not lower-cased as a whole)."""
+        if self.window == "all":
+            return gettext("everything")
+        return self.window_label
 
     def params(self, **changes: str | None) -> str:
         """The query string of this page with some parameters changed (None removes one)."""
@@ -152,54 +171,64 @@ def filters_from_request(
 # --- Dashboard ------------------------------------------------------------------------------------
 def _bucket_label(epoch: int, grain: str, zone: ZoneInfo) -> str:
     moment = datetime.fromtimestamp(epoch, tz=UTC)
+    # dateformat: month abbreviations in the request's language ("Dec" in English).
     if grain == "hour":
-        return f"{moment.astimezone(zone):%d %b %H:%M}"
+        return dateformat.format(moment.astimezone(zone), "d M H:i")
     if grain == "day":
-        return f"{moment:%d %b}"
-    return f"{moment:%b %Y}"
+        return dateformat.format(moment, "d M")
+    return dateformat.format(moment, "M Y")
 
 
 def _country_label(code: str, names: dict[str, str]) -> str:
     if not code:
-        return "Unknown"
-    return f"{names.get(code, code)} ({code})"
+        return gettext("Unknown")
+    return f"{country_name(code, names.get(code, code))} ({code})"
 
 
 def dashboard_charts(board: Dashboard, filters: Filters, state: RuntimeState) -> dict[str, Any]:
     """The SVG charts (escaped by jails.history.charts, so safe to insert as markup)."""
     grain = board.trend_grain
-    unit = {"hour": "hour", "day": "day (UTC)", "month": "month (UTC)"}[grain]
+    if filters.window not in ("custom", "all"):
+        windowed = {
+            "hour": gettext("Bans per hour, last %(window)s"),
+            "day": gettext("Bans per day (UTC), last %(window)s"),
+            "month": gettext("Bans per month (UTC), last %(window)s"),
+        }
+        title = windowed[grain] % {"window": filters.window_text}
+    else:
+        title = {
+            "hour": gettext("Bans per hour"),
+            "day": gettext("Bans per day (UTC)"),
+            "month": gettext("Bans per month (UTC)"),
+        }[grain]
+    trend_points = [(_bucket_label(t, grain, filters.zone), n) for t, n in board.trend]
+    jail_rows = [(jail, n, filters.params(jail=jail, page=None)) for jail, n in board.by_jail[:15]]
+    # Every country (the map's figures; the first ten are the "Top countries" bars).
+    country_rows = [
+        (
+            _country_label(code, board.country_names),
+            n,
+            filters.params(country=code, page=None) if code else None,
+        )
+        for code, n in board.by_country
+    ]
     trend = charts.bar_chart_svg(
-        [(_bucket_label(t, grain, filters.zone), n) for t, n in board.trend],
-        title=f"Bans per {unit}, last {filters.window_label.lower()}"
-        if filters.window not in ("custom", "all")
-        else f"Bans per {unit}",
+        trend_points,
+        title=title,
         width=1200,
         height=260,
         max_labels=10,
     )
-    by_jail = charts.hbar_chart_svg(
-        [(jail, n, filters.params(jail=jail, page=None)) for jail, n in board.by_jail[:15]],
-        title="Bans by jail",
-    )
-    by_country = charts.hbar_chart_svg(
-        [
-            (
-                _country_label(code, board.country_names),
-                n,
-                filters.params(country=code, page=None) if code else None,
-            )
-            for code, n in board.by_country[:10]
-        ],
-        title="Top countries",
-    )
+    by_jail = charts.hbar_chart_svg(jail_rows, title=gettext("Bans by jail"))
+    by_country = charts.hbar_chart_svg(country_rows[:10], title=gettext("Top countries"))
     template = filters.params(country="CODE", page=None).replace("country=CODE", "country={code}")
     world = charts.world_map_svg(
         {code: n for code, n in board.by_country if code},
         world=state.history.world_map(),
+        names=_localised_map_names(state),
         href_template=template,
         selected=filters.filter.country or None,
-        title="Bans by country",
+        title=gettext("Bans by country"),
     )
     return {
         # jails.history.charts escapes every label and attribute: the markup is safe to insert.
@@ -207,11 +236,20 @@ def dashboard_charts(board: Dashboard, filters: Filters, state: RuntimeState) ->
         "by_jail_svg": mark_safe(by_jail),
         "by_country_svg": mark_safe(by_country),
         "world_svg": mark_safe(world),
+        # The same figures as tables (a text alternative that needs no JavaScript or sight).
+        "trend_rows": trend_points,
+        "jail_rows": jail_rows,
+        "country_rows": country_rows,
     }
 
 
 def _map_names(state: RuntimeState) -> dict[str, str]:
     return {code: country.name for code, country in state.history.world_map().countries.items()}
+
+
+def _localised_map_names(state: RuntimeState) -> dict[str, str]:
+    """The map's countries named in the page's language (English from the map's data file)."""
+    return {code: country_name(code, name) for code, name in _map_names(state).items()}
 
 
 def _host_choices(filters: Filters) -> list[str]:
@@ -232,7 +270,11 @@ def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
     jails = history_selectors.jail_names_archived(hosts=hosts)
     if filters.filter.jail and filters.filter.jail not in jails:
         jails.append(filters.filter.jail)
-    countries = history_selectors.countries_archived(known_names=_map_names(state), hosts=hosts)
+    archived = history_selectors.countries_archived(known_names=_map_names(state), hosts=hosts)
+    # Named and sorted in the page's language (the selector's names are the stored English).
+    countries = sorted(
+        ((code, country_name(code, name)) for code, name in archived), key=lambda cn: cn[1]
+    )
     if filters.filter.country and filters.filter.country not in {c for c, _ in countries}:
         countries.append((filters.filter.country, filters.filter.country))
     return {

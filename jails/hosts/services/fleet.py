@@ -40,6 +40,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connections
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from jails.agent.link import HostLink, link_build
 from jails.fail2ban.errors import Fail2banError, Fail2banUnreachable, ProtocolError
@@ -101,10 +102,35 @@ class HostOutcome(Generic[T]):
     # Not asked: the host failed or missed the deadline a moment ago (its breaker is open);
     # `error` then says what the last error was and when the host is tried next.
     skipped: bool = False
+    # What `error` is made of, so a page can say it in its own language (`error_text`):
+    # `error` itself stays English (it goes into the host's row, audit records and --json).
+    last_error: str = ""  # skipped: the breaker's error
+    retry_in: int | None = None  # skipped: seconds to the next try (None: once the call ends)
+    deadline: float | None = None  # timed out (not skipped): the deadline it missed
 
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def error_text(self) -> str:
+        """`error` in the request's language, for a page; the host's or the transport's own
+        text (the last error itself) passes through as it is."""
+        if self.skipped:
+            if self.retry_in is None:
+                return gettext("last error: %(error)s; next try once its earlier request ends") % {
+                    "error": self.last_error
+                }
+            # Translators: "s" is the unit symbol for seconds, the same for one and many in
+            # English; write the unit as your language does, with its plural forms if any.
+            return ngettext(
+                "last error: %(error)s; next try in %(seconds)d s",
+                "last error: %(error)s; next try in %(seconds)d s",
+                self.retry_in,
+            ) % {"error": self.last_error, "seconds": self.retry_in}
+        if self.timed_out and self.deadline is not None:
+            return gettext("no answer within %(seconds)s s") % {"seconds": f"{self.deadline:g}"}
+        return self.error
 
     @property
     def name(self) -> str:
@@ -268,15 +294,15 @@ class _Attempt:
 
 
 def _skipped(host: Host, breaker: HostBreaker, now: float) -> HostOutcome[Any]:
-    if breaker.busy:
-        when = "once its earlier request ends"
-    else:
-        when = f"in {max(math.ceil(breaker.retry_at - now), 1)} s"
+    retry_in = None if breaker.busy else max(math.ceil(breaker.retry_at - now), 1)
+    when = "once its earlier request ends" if retry_in is None else f"in {retry_in} s"
     return HostOutcome(
         host,
         error=f"last error: {breaker.error}; next try {when}",
         timed_out=breaker.timed_out,
         skipped=True,
+        last_error=breaker.error,
+        retry_in=retry_in,
     )
 
 
@@ -507,6 +533,7 @@ def fleet_map(
                 error=error,
                 timed_out=True,
                 seconds=time.monotonic() - started,
+                deadline=deadline,
             )
     ordered = [outcomes[index] for index in range(len(scopes))]
     if record:

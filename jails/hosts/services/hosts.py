@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError, RestrictedError
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from jails.agent import ssh
 from jails.agent.link import MAX_UNIX_PATH, agent_address_check
@@ -47,30 +48,38 @@ RESERVED_NAMES = frozenset({"add"})
 
 
 class HostRefused(Exception):
-    """A change the site will not make, with the reason an administrator reads."""
+    """A change the site will not make, with the reason an administrator reads (in the
+    request's language: it is shown, never audited)."""
 
 
 # --- validation ---------------------------------------------------------------------------------
 def address_check(kind: str, address: str) -> str:
-    """The address for a host of `kind`, checked; InvalidArgument with the reason if not."""
+    """The address for a host of `kind`, checked; InvalidArgument with the reason if not.
+
+    The reasons written here are in the request's language (form errors); those of the
+    agent's own checks (jails.agent, Django-free) stay English."""
     address = address.strip()
     if kind == Host.Kind.SOCKET:
         if not address.startswith("/"):
             raise InvalidArgument(
-                "a fail2ban socket is an absolute path, like /run/fail2ban/fail2ban.sock"
+                gettext("a fail2ban socket is an absolute path, like /run/fail2ban/fail2ban.sock")
             )
         if len(address.encode()) > MAX_UNIX_PATH or "\x00" in address:
-            raise InvalidArgument(f"the socket path is longer than {MAX_UNIX_PATH} bytes")
+            raise InvalidArgument(
+                gettext("the socket path is longer than %(limit)d bytes") % {"limit": MAX_UNIX_PATH}
+            )
         return address
     if kind == Host.Kind.AGENT:
         if not address:
-            raise InvalidArgument("give the agent's address, like unix:/run/jailadmin/agent.sock")
+            raise InvalidArgument(
+                gettext("give the agent's address, like unix:/run/jailadmin/agent.sock")
+            )
         return agent_address_check(address)
     if kind == Host.Kind.SSH:
         return ssh.destination_check(address)
     if kind == Host.Kind.LOCAL:
-        raise InvalidArgument("there is one local host (the site's own fail2ban setting)")
-    raise InvalidArgument(f"unknown kind {kind!r}")
+        raise InvalidArgument(gettext("there is one local host (the site's own fail2ban setting)"))
+    raise InvalidArgument(gettext("unknown kind %(kind)r") % {"kind": kind})
 
 
 def time_zone_check(time_zone: str) -> str:
@@ -82,7 +91,7 @@ def time_zone_check(time_zone: str) -> str:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidArgument(
-            f"unknown time zone {time_zone!r} (e.g. Europe/Berlin, UTC)"
+            gettext("unknown time zone %(zone)r (e.g. Europe/Berlin, UTC)") % {"zone": time_zone}
         ) from None
     return time_zone
 
@@ -91,7 +100,9 @@ def name_check(name: str) -> str:
     """A new host's name (the model checks its pattern); InvalidArgument if reserved."""
     name = name.strip()
     if name in RESERVED_NAMES:
-        raise InvalidArgument(f"{name!r} is the name of a page under /hosts/: choose another")
+        raise InvalidArgument(
+            gettext("%(name)r is the name of a page under /hosts/: choose another") % {"name": name}
+        )
     return name
 
 
@@ -230,6 +241,57 @@ class Removal:
             "disabled_sources": list(self.disabled_sources),
         }
 
+    # The labels above stay English (they are the audit record's keys); pages show these.
+    @property
+    def kept_lines(self) -> list[str]:
+        """Each count as a page shows it ("3 archived bans"), in the request's language."""
+        return [removal_line(label, count) for label, count in self.kept]
+
+    @property
+    def removed_lines(self) -> list[str]:
+        return [removal_line(label, count) for label, count in self.removed]
+
+
+def removal_line(label: str, count: int) -> str:
+    """One of Removal's counts as a page shows it ("1 archived ban", "3 archived bans"), in
+    the request's language."""
+    lines = {
+        # Translators: the counts of what removing a host keeps or removes, shown as a list.
+        "archived bans": ngettext("%(count)d archived ban", "%(count)d archived bans", count),
+        "ban statistics rows": ngettext(
+            "%(count)d ban statistics row", "%(count)d ban statistics rows", count
+        ),
+        "configuration versions": ngettext(
+            "%(count)d configuration version", "%(count)d configuration versions", count
+        ),
+        "blocklist import runs": ngettext(
+            "%(count)d blocklist import run", "%(count)d blocklist import runs", count
+        ),
+        "audit records": ngettext("%(count)d audit record", "%(count)d audit records", count),
+        "blocklist entries held on it": ngettext(
+            "%(count)d blocklist entry held on it",
+            "%(count)d blocklist entries held on it",
+            count,
+        ),
+        "blocklists choosing it": ngettext(
+            "%(count)d blocklist choosing it", "%(count)d blocklists choosing it", count
+        ),
+        "groups limited to it": ngettext(
+            "%(count)d group limited to it", "%(count)d groups limited to it", count
+        ),
+        # The host's cached copies of its configuration (ConfigSnapshot rows).
+        "cached configuration": ngettext(
+            "%(count)d cached configuration snapshot",
+            "%(count)d cached configuration snapshots",
+            count,
+        ),
+        "history sync cursors": ngettext(
+            "%(count)d history sync cursor", "%(count)d history sync cursors", count
+        ),
+    }
+    line = lines.get(label)
+    return line % {"count": count} if line is not None else f"{count} {label}"
+
 
 def _only_here_sources(host: Host) -> list[BlocklistSource]:
     """The enabled blocklist sources that import into `host` and no other host."""
@@ -263,7 +325,7 @@ def host_remove(state: RuntimeState, *, host: Host, actor: Actor) -> Removal:
 
     Its history stays under its name; its live bookkeeping goes with it (see Removal)."""
     if host.is_local or host.name == LOCAL_HOST:
-        raise HostRefused("The local host cannot be removed; disable it instead.")
+        raise HostRefused(gettext("The local host cannot be removed; disable it instead."))
     described = _described(host)
     link_forget(state, host)
     name = host.name
@@ -284,7 +346,10 @@ def host_remove(state: RuntimeState, *, host: Host, actor: Actor) -> Removal:
                 parameters={**described, **removal.as_dict()},
             )
     except (ProtectedError, RestrictedError) as exc:
-        raise HostRefused(f"{host.name} is still referred to and was not removed: {exc}") from None
+        raise HostRefused(
+            gettext("%(host)s is still referred to and was not removed: %(error)s")
+            % {"host": host.name, "error": exc}
+        ) from None
     return removal
 
 
@@ -326,7 +391,9 @@ class KeyScan:
 
 def _ssh_target(host: Host) -> ssh.SshTarget:
     if host.kind != Host.Kind.SSH:
-        raise HostRefused(f"{host.name} is not reached over SSH: it has no host key.")
+        raise HostRefused(
+            gettext("%(host)s is not reached over SSH: it has no host key.") % {"host": host.name}
+        )
     return ssh.SshTarget.from_destination(
         host.address,
         alias=f"jailadmin-host-{host.pk}",
@@ -341,9 +408,14 @@ def host_keys_fetch(*, host: Host, timeout: float = SCAN_TIMEOUT) -> KeyScan:
     try:
         lines = ssh.host_keys_scan(target.host, target.port, timeout=timeout)
     except (Fail2banError, OSError) as exc:
-        raise HostRefused(f"Could not fetch {host.name}'s key: {exc}") from None
+        raise HostRefused(
+            gettext("Could not fetch %(host)s's key: %(error)s") % {"host": host.name, "error": exc}
+        ) from None
     if not lines:
-        raise HostRefused(f"{host.name} ({host.address}) presented no key we can use.")
+        raise HostRefused(
+            gettext("%(host)s (%(address)s) presented no key we can use.")
+            % {"host": host.name, "address": host.address}
+        )
     keys = tuple(ScannedKey(line=line, fingerprint=ssh.fingerprint(line)) for line in lines)
     return KeyScan(keys=keys, confirmed_fingerprint=host_key_fingerprint(host))
 
@@ -369,8 +441,11 @@ def host_key_confirm(
     if chosen is None:
         presented = ", ".join(key.fingerprint for key in scan.keys)
         raise HostRefused(
-            f"{host.name} does not present the key {fingerprint} (it presents {presented}); "
-            "nothing was stored."
+            gettext(
+                "%(host)s does not present the key %(fingerprint)s (it presents %(presented)s); "
+                "nothing was stored."
+            )
+            % {"host": host.name, "fingerprint": fingerprint, "presented": presented}
         )
     previous = scan.confirmed_fingerprint
     host.ssh_host_key = chosen.line
@@ -404,6 +479,13 @@ class HostCheck:
     checked: bool = True  # False: not asked (disabled, or its SSH host key not confirmed)
     timed_out: bool = False
     seconds: float = 0.0
+    # `error` as the page says it, in the request's language ("" : `error` as it is);
+    # `error` itself stays English for --json and the host's row.
+    translated_error: str = ""
+
+    @property
+    def error_text(self) -> str:
+        return self.translated_error or self.error
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -437,11 +519,14 @@ def _ask(scoped: RuntimeState) -> _Answer:
 
 
 def _not_asked(host: Host) -> str:
-    """Why `host` is not contacted at all, or "" when it may be."""
+    """Why `host` is not contacted at all, or "" when it may be (English: gettext() it for
+    a page; gettext_noop puts the texts in the catalogue)."""
     if not host.enabled:
-        return "disabled"
+        return gettext_noop("disabled")
     if host.kind == Host.Kind.SSH and not host.ssh_host_key:
-        return "its SSH host key is not confirmed yet: fetch it and compare the fingerprint"
+        return gettext_noop(
+            "its SSH host key is not confirmed yet: fetch it and compare the fingerprint"
+        )
     return ""
 
 
@@ -461,7 +546,13 @@ def hosts_check(state: RuntimeState, *, hosts: list[Host], deadline: float) -> l
     for host in hosts:
         reason = _not_asked(host)
         if reason:
-            results[host.name] = HostCheck(host=host, ok=False, error=reason, checked=False)
+            results[host.name] = HostCheck(
+                host=host,
+                ok=False,
+                error=reason,
+                checked=False,
+                translated_error=gettext(reason),
+            )
             continue
         try:
             scopes.append(fleet.scope(state, host))
@@ -483,6 +574,7 @@ def hosts_check(state: RuntimeState, *, hosts: list[Host], deadline: float) -> l
             error=outcome.error,
             timed_out=outcome.timed_out,
             seconds=outcome.seconds,
+            translated_error=outcome.error_text if outcome.error else "",
         )
     return [results[host.name] for host in hosts]
 
@@ -516,7 +608,9 @@ def install_steps(host: Host) -> InstallSteps:
     """The agent bundle's copy commands and the authorized_keys line, for `host`."""
     target = _ssh_target(host)
     if not host.ssh_public_key:
-        raise HostRefused(f"{host.name} has no key pair (add it again to get one).")
+        raise HostRefused(
+            gettext("%(host)s has no key pair (add it again to get one).") % {"host": host.name}
+        )
     line = ssh.authorized_keys_line(host.ssh_public_key, command=ssh.AGENT_COMMAND)
     home = "/root" if target.user == "root" else f"~{target.user}"
     keys_file = f"{home}/.ssh/authorized_keys"

@@ -14,6 +14,8 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jails.apps import runtime_state
@@ -77,11 +79,16 @@ def host_add(request: HtmxHttpRequest) -> HttpResponse:
                 if host.kind == Host.Kind.SSH:
                     messages.success(
                         request,
-                        f"Added {host.name} with a key of its own: install the agent and the key "
-                        "on the host, then fetch and confirm the host's key.",
+                        _(
+                            "Added %(host)s with a key of its own: install the agent and the key "
+                            "on the host, then fetch and confirm the host's key."
+                        )
+                        % {"host": host.name},
                     )
                 else:
-                    messages.success(request, f"Added {host.name}: check that it answers.")
+                    messages.success(
+                        request, _("Added %(host)s: check that it answers.") % {"host": host.name}
+                    )
                 return redirect("jails:hosts:detail", name=host.name)
         return render(request, "hosts/host_form.html", {"form": form, "adding": True}, status=400)
     return render(request, "hosts/host_form.html", {"form": form, "adding": True})
@@ -140,7 +147,7 @@ def host_edit(request: HtmxHttpRequest, name: str) -> HttpResponse:
                 note=form.cleaned_data["note"],
                 enabled=form.cleaned_data["enabled"],
             )
-            messages.success(request, f"Saved {host.name}.")
+            messages.success(request, _("Saved %(host)s.") % {"host": host.name})
             return redirect("jails:hosts:detail", name=host.name)
         context = {"form": form, "host": host}
         return render(request, "hosts/host_form.html", context, status=400)
@@ -161,7 +168,7 @@ def host_confirm_key(request: HtmxHttpRequest, name: str) -> HttpResponse:
     if "fingerprint" in request.POST:
         form = KeyConfirmForm(request.POST)
         if not form.is_valid():
-            context["error"] = "That is not a SHA256 fingerprint: fetch the key again."
+            context["error"] = _("That is not a SHA256 fingerprint: fetch the key again.")
             return render(request, "hosts/host_confirm_key.html", context, status=400)
         try:
             key = host_service.host_key_confirm(
@@ -173,7 +180,11 @@ def host_confirm_key(request: HtmxHttpRequest, name: str) -> HttpResponse:
         except HostRefused as exc:
             context["error"] = str(exc)
             return render(request, "hosts/host_confirm_key.html", context, status=409)
-        messages.success(request, f"Confirmed {host.name}'s key {key.fingerprint}.")
+        messages.success(
+            request,
+            _("Confirmed %(host)s's key %(fingerprint)s.")
+            % {"host": host.name, "fingerprint": key.fingerprint},
+        )
         return redirect("jails:hosts:detail", name=host.name)
     try:
         context["scan"] = host_service.host_keys_fetch(host=host)
@@ -200,5 +211,13 @@ def host_remove(request: HtmxHttpRequest, name: str) -> HttpResponse:
     except HostRefused as exc:
         return render(request, "hosts/host_remove.html", {**context, "error": str(exc)}, status=409)
     kept = sum(count for _, count in removal.kept)
-    messages.success(request, f"Removed {name}; its history ({kept} records) is kept.")
+    messages.success(
+        request,
+        ngettext(
+            "Removed %(host)s; its history (%(count)d record) is kept.",
+            "Removed %(host)s; its history (%(count)d records) is kept.",
+            kept,
+        )
+        % {"host": name, "count": kept},
+    )
     return redirect("jails:hosts:list")

@@ -16,7 +16,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop
+
+from jails.management.base import TranslatedCommand
 
 # jails/management/commands/agent_bundle.py -> jails/
 JAILS_DIR = Path(__file__).resolve().parents[2]
@@ -72,9 +75,9 @@ def bundle_bytes(jails_dir: Path) -> bytes:
 def bundle_write(out: Path, content: bytes, *, force: bool) -> None:
     """Write the bundle with mode 0755, atomically; refuse an existing file unless force."""
     if out.exists() and not force:
-        raise CommandError(f"{out} exists; pass --force to replace it")
+        raise CommandError(gettext("%(path)s exists; pass --force to replace it") % {"path": out})
     if out.is_dir():
-        raise CommandError(f"{out} is a directory")
+        raise CommandError(gettext("%(path)s is a directory") % {"path": out})
     # A temp file beside the target and a rename: a host copying the bundle never sees half.
     fd, scratch = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
@@ -88,7 +91,9 @@ def bundle_write(out: Path, content: bytes, *, force: bool) -> None:
             try:
                 os.link(scratch, out)
             except FileExistsError as exc:
-                raise CommandError(f"{out} exists; pass --force to replace it") from exc
+                raise CommandError(
+                    gettext("%(path)s exists; pass --force to replace it") % {"path": out}
+                ) from exc
             os.unlink(scratch)
     except BaseException:
         if os.path.lexists(scratch):
@@ -96,20 +101,27 @@ def bundle_write(out: Path, content: bytes, *, force: bool) -> None:
         raise
 
 
-class Command(BaseCommand):
-    help = "Build the host agent as one reproducible zipapp (runs on the system python3)."
+class Command(TranslatedCommand):
+    help = gettext_noop(
+        "Build the host agent as one reproducible zipapp (runs on the system python3)."
+    )
     # Building a file needs no site configuration: no fail2ban socket, no database.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("out", type=Path, help="Where to write the bundle, e.g. agent.pyz.")
-        parser.add_argument("--force", action="store_true", help="Replace an existing file.")
+        parser.add_argument(
+            "out", type=Path, help=gettext("Where to write the bundle, e.g. agent.pyz.")
+        )
+        parser.add_argument(
+            "--force", action="store_true", help=gettext("Replace an existing file.")
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         out: Path = options["out"]
         if not out.parent.is_dir():
-            raise CommandError(f"{out.parent} is not a directory")
+            raise CommandError(gettext("%(path)s is not a directory") % {"path": out.parent})
         content = bundle_bytes(JAILS_DIR)
         bundle_write(out, content, force=options["force"])
         digest = hashlib.sha256(content).hexdigest()
+        # Not translated: a line scripts read (the path, the size, the digest).
         self.stdout.write(f"{out.resolve()} {len(content)} bytes sha256 {digest}")

@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from jails.demo import attack, demo_directory, demo_server
+from jails.management.base import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = "Start, stop or feed the private demo fail2ban server (no root, no firewall)."
+class Command(TranslatedCommand):
+    help = gettext_noop(
+        "Start, stop or feed the private demo fail2ban server (no root, no firewall)."
+    )
     # The demo is what makes the socket check pass; don't warn about the socket here.
     requires_system_checks: list[str] = []
 
@@ -23,17 +27,19 @@ class Command(BaseCommand):
             "--dir",
             type=Path,
             default=None,
-            help="Directory of the demo server (default var/demo).",
+            help=gettext("Directory of the demo server (default var/demo)."),
         )
         parser.add_argument(
-            "--interval", type=float, default=1.5, help="Seconds between attack bursts."
+            "--interval", type=float, default=1.5, help=gettext("Seconds between attack bursts.")
         )
-        parser.add_argument("--seed", type=int, default=None, help="Random seed of the attacker.")
+        parser.add_argument(
+            "--seed", type=int, default=None, help=gettext("Random seed of the attacker.")
+        )
         parser.add_argument(
             "--bursts",
             type=int,
             default=None,
-            help="Stop the attacker after this many bursts (default: until Ctrl-C).",
+            help=gettext("Stop the attacker after this many bursts (default: until Ctrl-C)."),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,30 +54,38 @@ class Command(BaseCommand):
             self.stdout.write(f"export JAILADMIN_FAIL2BAN_CLIENT={server.install.client}")
         elif action == "start":
             if server.is_running():
-                self.stdout.write(f"demo fail2ban already running at {server.socket_path}")
+                self.stdout.write(
+                    gettext("demo fail2ban already running at %(socket)s")
+                    % {"socket": server.socket_path}
+                )
                 return
             try:
                 server.start()
             except (RuntimeError, FileNotFoundError) as exc:
                 raise CommandError(str(exc)) from exc
             jails = ", ".join(j.name for j in server.jails)
-            self.stdout.write(self.style.SUCCESS(f"demo fail2ban started: {jails}"))
-            self.stdout.write(f"socket: {server.socket_path}")
-            self.stdout.write("point jailadmin at it: eval $(manage.py demo_fail2ban env)")
+            self.stdout.write(
+                self.style.SUCCESS(gettext("demo fail2ban started: %(jails)s") % {"jails": jails})
+            )
+            self.stdout.write(gettext("socket: %(socket)s") % {"socket": server.socket_path})
+            self.stdout.write(gettext("point jailadmin at it: eval $(manage.py demo_fail2ban env)"))
         elif action == "stop":
             if not server.is_running():
-                self.stdout.write("demo fail2ban is not running")
+                self.stdout.write(gettext("demo fail2ban is not running"))
                 return
             server.stop()
-            self.stdout.write(self.style.SUCCESS("demo fail2ban stopped"))
+            self.stdout.write(self.style.SUCCESS(gettext("demo fail2ban stopped")))
         elif action == "status":
             running = server.is_running()
-            self.stdout.write(f"{'running' if running else 'stopped'}: {server.socket_path}")
+            line = gettext("running: %(socket)s") if running else gettext("stopped: %(socket)s")
+            self.stdout.write(line % {"socket": server.socket_path})
             if not running:
-                raise CommandError("demo fail2ban is not running")
+                raise CommandError(gettext("demo fail2ban is not running"))
         else:
             if not server.is_running():
-                raise CommandError("start the demo server first: manage.py demo_fail2ban start")
+                raise CommandError(
+                    gettext("start the demo server first: manage.py demo_fail2ban start")
+                )
             stopping: list[bool] = []
 
             def request_stop(signum: int, frame: object) -> None:
@@ -83,8 +97,10 @@ class Command(BaseCommand):
                 for signum in (signal.SIGTERM, signal.SIGINT)
             }
             self.stdout.write(
-                "attacking the demo jails (fail2ban's sample log lines) "
-                f"every {options['interval']} s"
+                gettext(
+                    "attacking the demo jails (fail2ban's sample log lines) every %(seconds)s s"
+                )
+                % {"seconds": options["interval"]}
             )
             try:
                 bursts = attack(
@@ -99,4 +115,11 @@ class Command(BaseCommand):
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
-            self.stdout.write(f"attacker stopped after {bursts} bursts")
+            self.stdout.write(
+                ngettext(
+                    "attacker stopped after %(count)d burst",
+                    "attacker stopped after %(count)d bursts",
+                    bursts,
+                )
+                % {"count": bursts}
+            )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop, ngettext, pgettext
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError, Fail2banUnreachable, InvalidArgument, ProtocolError
@@ -45,9 +46,6 @@ from jails.state import RuntimeState
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-RUNTIME_NOTE = (
-    "note: a runtime change; fail2ban forgets it on reload unless it is in the configuration"
-)
 MUTATING = {"ban", "unban", "ignore", "set", "idle", "stop", "start", "reload"}
 # Changes never give up on a host half-way (the printed result must be what happened), so
 # they run one host per fleet_map call, on this thread, and wait for it: each request has
@@ -86,7 +84,7 @@ class HostResult:
 
 
 class Command(RuntimeCommand):
-    help = (
+    help = gettext_noop(
         "Operate fail2ban jails: status, show, ban, unban, ignore, set, idle, stop, start, "
         "reload, where; on the local host, on --host NAME (repeatable) or on --all-hosts. "
         "Exit codes: 0 ok, 1 failed, 2 usage."
@@ -98,14 +96,14 @@ class Command(RuntimeCommand):
         # same class); a parent only lends its arguments, so its class changes nothing else.
         common = CommandParser(add_help=False)
         common.add_argument(
-            "--json", action="store_true", default=argparse.SUPPRESS, help="JSON output."
+            "--json", action="store_true", default=argparse.SUPPRESS, help=gettext("JSON output.")
         )
         common.add_argument(
             "--as",
             dest="as_user",
             metavar="USER",
             default=argparse.SUPPRESS,
-            help="Audit the change as this user (needs the operate permission).",
+            help=gettext("Audit the change as this user (needs the operate permission)."),
         )
         common.add_argument(
             "--host",
@@ -113,72 +111,105 @@ class Command(RuntimeCommand):
             action="append",
             metavar="NAME",
             default=argparse.SUPPRESS,
-            help="Act on this host (repeatable; default: the local host).",
+            help=gettext("Act on this host (repeatable; default: the local host)."),
         )
         common.add_argument(
             "--all-hosts",
             action="store_true",
             default=argparse.SUPPRESS,
-            help="Act on every enabled host.",
+            help=gettext("Act on every enabled host."),
         )
-        parser.add_argument("--json", action="store_true", help="JSON output.")
-        parser.add_argument("--as", dest="as_user", metavar="USER", help="Act as this user.")
+        parser.add_argument("--json", action="store_true", help=gettext("JSON output."))
         parser.add_argument(
-            "--host", dest="hosts", action="append", metavar="NAME", help="Act on this host."
+            "--as", dest="as_user", metavar="USER", help=gettext("Act as this user.")
         )
-        parser.add_argument("--all-hosts", action="store_true", help="Act on every host.")
+        parser.add_argument(
+            "--host",
+            dest="hosts",
+            action="append",
+            metavar="NAME",
+            help=gettext("Act on this host."),
+        )
+        parser.add_argument("--all-hosts", action="store_true", help=gettext("Act on every host."))
         sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
-        p = sub.add_parser("status", parents=[common], help="Every jail, or one jail's counters.")
+        p = sub.add_parser(
+            "status", parents=[common], help=gettext("Every jail, or one jail's counters.")
+        )
         p.add_argument("jail", nargs="?")
 
-        p = sub.add_parser("show", parents=[common], help="A jail's settings and current bans.")
+        p = sub.add_parser(
+            "show", parents=[common], help=gettext("A jail's settings and current bans.")
+        )
         p.add_argument("jail")
 
-        p = sub.add_parser("ban", parents=[common], help="Ban addresses/networks in a jail.")
+        p = sub.add_parser(
+            "ban", parents=[common], help=gettext("Ban addresses/networks in a jail.")
+        )
         p.add_argument("jail")
-        p.add_argument("ips", nargs="*", metavar="IP", help="Addresses; none or '-': stdin.")
+        p.add_argument(
+            "ips", nargs="*", metavar="IP", help=gettext("Addresses; none or '-': stdin.")
+        )
         p.add_argument(
             "--yes",
             action="store_true",
             help=(
-                "Also ban what is otherwise held back: your own (SSH) address, addresses on the "
-                "jail's ignore list, private and other special-use ranges, wide networks."
+                gettext(
+                    "Also ban what is otherwise held back: your own (SSH) address, addresses on "
+                    "the jail's ignore list, private and other special-use ranges, wide networks."
+                )
             ),
         )
         p.add_argument("--batch-size", type=int, default=ban_service.BATCH_SIZE)
 
-        p = sub.add_parser("unban", parents=[common], help="Unban addresses (or --all).")
-        p.add_argument("ips", nargs="*", metavar="IP", help="Addresses; none or '-': stdin.")
-        p.add_argument("--jail", help="Only this jail (default: every jail).")
+        p = sub.add_parser("unban", parents=[common], help=gettext("Unban addresses (or --all)."))
         p.add_argument(
-            "--all", dest="unban_all", action="store_true", help="Every address (of --jail)."
+            "ips", nargs="*", metavar="IP", help=gettext("Addresses; none or '-': stdin.")
+        )
+        p.add_argument("--jail", help=gettext("Only this jail (default: every jail)."))
+        p.add_argument(
+            "--all",
+            dest="unban_all",
+            action="store_true",
+            help=gettext("Every address (of --jail)."),
         )
 
-        p = sub.add_parser("ignore", parents=[common], help="Edit a jail's ignore list.")
+        p = sub.add_parser("ignore", parents=[common], help=gettext("Edit a jail's ignore list."))
         p.add_argument("op", choices=["add", "remove"])
         p.add_argument("jail")
-        p.add_argument("ips", nargs="*", metavar="IP", help="Addresses; none or '-': stdin.")
+        p.add_argument(
+            "ips", nargs="*", metavar="IP", help=gettext("Addresses; none or '-': stdin.")
+        )
 
-        p = sub.add_parser("set", parents=[common], help="Set bantime, findtime or maxretry.")
+        p = sub.add_parser(
+            "set", parents=[common], help=gettext("Set bantime, findtime or maxretry.")
+        )
         p.add_argument("jail")
         p.add_argument("key", choices=list(control_service.TUNE_KEYS))
-        p.add_argument("value", help="Duration (600, 10m, 1h, 1d, 1w, -1) or a count.")
+        p.add_argument("value", help=gettext("Duration (600, 10m, 1h, 1d, 1w, -1) or a count."))
 
-        p = sub.add_parser("idle", parents=[common], help="Pause or resume a jail.")
+        p = sub.add_parser("idle", parents=[common], help=gettext("Pause or resume a jail."))
         p.add_argument("jail")
         p.add_argument("state", choices=["on", "off"])
 
-        p = sub.add_parser("stop", parents=[common], help="Stop a jail (gone until a reload).")
+        p = sub.add_parser(
+            "stop", parents=[common], help=gettext("Stop a jail (gone until a reload).")
+        )
         p.add_argument("jail")
 
-        p = sub.add_parser("start", parents=[common], help="Start a jail (reloads if stopped).")
+        p = sub.add_parser(
+            "start", parents=[common], help=gettext("Start a jail (reloads if stopped).")
+        )
         p.add_argument("jail")
 
-        p = sub.add_parser("reload", parents=[common], help="Reload one jail or the server.")
+        p = sub.add_parser(
+            "reload", parents=[common], help=gettext("Reload one jail or the server.")
+        )
         p.add_argument("jail", nargs="?")
 
-        p = sub.add_parser("where", parents=[common], help="Which jails ban an address now.")
+        p = sub.add_parser(
+            "where", parents=[common], help=gettext("Which jails ban an address now.")
+        )
         p.add_argument("ip")
 
     # Entry point -----------------------------------------------------------------------------
@@ -194,7 +225,9 @@ class Command(RuntimeCommand):
         names: list[str] = list(options.get("hosts") or [])
         fleet_wide = bool(names) or bool(options.get("all_hosts"))
         if names and options.get("all_hosts"):
-            raise CommandError("give --host or --all-hosts, not both", returncode=EXIT_USAGE)
+            raise CommandError(
+                gettext("give --host or --all-hosts, not both"), returncode=EXIT_USAGE
+            )
         self._prepare(subcommand, options)  # usage errors and stdin, before any host is asked
         state = runtime_state()
         scopes = self._scopes(
@@ -246,6 +279,8 @@ class Command(RuntimeCommand):
         batch_size: int = options["batch_size"] if subcommand == "ban" else ban_service.BATCH_SIZE
         batches = max(1, -(-len(lines) // max(batch_size, 1)))
         deadline = state.settings.host_deadline * batches
+        # English on purpose: this text is the audit record's error too (finish below) and
+        # the JSON record's.
         unknown = f"no answer within {deadline:g} s — the {subcommand} may still have happened"
         jail: str | None = options.get("jail")
         extra: dict[str, Any] = {}
@@ -329,14 +364,16 @@ class Command(RuntimeCommand):
         refused = [name for name in names if allowed is not None and name not in allowed]
         if refused:
             raise CommandError(
-                f"--as: {as_user} may not act on host {refused[0]}", returncode=EXIT_USAGE
+                gettext("--as: %(user)s may not act on host %(host)s")
+                % {"user": as_user, "host": refused[0]},
+                returncode=EXIT_USAGE,
             )
         try:
             scopes = fleet.scopes_list(state, names=names or None, allowed=allowed)
         except fleet.HostUnknown as exc:
             raise CommandError(str(exc), returncode=EXIT_USAGE) from None
         if not scopes:
-            raise CommandError("no enabled host to act on", returncode=EXIT_USAGE)
+            raise CommandError(gettext("no enabled host to act on"), returncode=EXIT_USAGE)
         return scopes
 
     def _on_host(
@@ -357,18 +394,20 @@ class Command(RuntimeCommand):
         """Check the arguments and read stdin once, for every host alike."""
         if subcommand == "ban":
             if options["batch_size"] < 1:
-                raise CommandError("--batch-size must be at least 1", returncode=EXIT_USAGE)
+                raise CommandError(
+                    gettext("--batch-size must be at least 1"), returncode=EXIT_USAGE
+                )
             options["lines"] = self._addresses(options["ips"])
         elif subcommand == "unban":
             if options["unban_all"]:
                 if options["ips"]:
-                    raise CommandError("--all takes no addresses", returncode=EXIT_USAGE)
+                    raise CommandError(gettext("--all takes no addresses"), returncode=EXIT_USAGE)
             else:
                 options["lines"] = self._addresses(options["ips"])
         elif subcommand == "ignore":
             options["lines"] = _non_blank(self._addresses(options["ips"]))
             if not options["lines"]:
-                raise CommandError("no addresses given", returncode=EXIT_USAGE)
+                raise CommandError(gettext("no addresses given"), returncode=EXIT_USAGE)
 
     def _addresses(self, values: list[str]) -> list[str]:
         if values and values != ["-"]:
@@ -376,7 +415,8 @@ class Command(RuntimeCommand):
         isatty = getattr(self.stdin, "isatty", None)
         if isatty is not None and isatty():
             raise CommandError(
-                "give addresses as arguments or on stdin (one per line)", returncode=EXIT_USAGE
+                gettext("give addresses as arguments or on stdin (one per line)"),
+                returncode=EXIT_USAGE,
             )
         return self.stdin.read().splitlines()
 
@@ -398,14 +438,11 @@ class Command(RuntimeCommand):
             self.stderr.write(line)
         if result.held:
             # Exit 1 like any partial failure, but say what to do rather than "did not succeed".
-            raise CommandError(
-                f"{_addresses_held(result.held)} held back (reasons above): "
-                "run again with --yes to ban them too",
-                returncode=EXIT_FAILED,
-            )
+            raise CommandError(_held_back(result.held), returncode=EXIT_FAILED)
         if not result.ok:
             raise CommandError(
-                result.error or "the action did not fully succeed", returncode=EXIT_FAILED
+                result.error or gettext("the action did not fully succeed"),
+                returncode=EXIT_FAILED,
             )
 
     def _print_hosts(self, results: list[tuple[str, HostResult]]) -> None:
@@ -420,40 +457,65 @@ class Command(RuntimeCommand):
             for line in result.errors:
                 self.stderr.write(f"{host}: {line}")
             if result.error:
-                self.stderr.write(f"{host}: error: {result.error}")
+                self.stderr.write(
+                    gettext("%(host)s: error: %(error)s") % {"host": host, "error": result.error}
+                )
         failed = [host for host, result in results if not result.ok]
         held = sum(result.held for _, result in results)
         problems = []
         if failed:
-            problems.append(f"failed on {len(failed)} of {len(results)} hosts: {', '.join(failed)}")
-        if held:
             problems.append(
-                f"{_addresses_held(held)} held back (reasons above): "
-                "run again with --yes to ban them too"
+                ngettext(
+                    "failed on %(failed)d of %(total)d host: %(names)s",
+                    "failed on %(failed)d of %(total)d hosts: %(names)s",
+                    len(results),
+                )
+                % {"failed": len(failed), "total": len(results), "names": ", ".join(failed)}
             )
+        if held:
+            problems.append(_held_back(held))
         if problems:
             raise CommandError("; ".join(problems), returncode=EXIT_FAILED)
 
     def _report(self, report: ActionReport) -> HostResult:
         result = HostResult(data=report.as_dict())
-        where = report.jail or "every jail"
-        counts = ", ".join(f"{n} {status}" for status, n in report.counts.items())
-        result.lines.append(f"{report.action} in {where}: {counts or 'nothing to do'}")
+        counts = ", ".join(_status_count(status, n) for status, n in report.counts.items())
+        result.lines.append(_report_headline(report, counts or gettext("nothing to do")))
         if report.sent:
             result.lines.append(
-                f"sent {report.sent} in {report.batches} batch(es); "
-                f"fail2ban changed {report.changed}"
+                ngettext(
+                    "sent %(sent)d in %(batches)d batch; fail2ban changed %(changed)d",
+                    "sent %(sent)d in %(batches)d batches; fail2ban changed %(changed)d",
+                    report.batches,
+                )
+                % {"sent": report.sent, "batches": report.batches, "changed": report.changed}
             )
         for line in report.lines:
             if line.status in (LineStatus.INVALID, LineStatus.SKIPPED):
-                detail = f" ({line.reason})" if line.reason else ""
-                result.lines.append(f"  line {line.number}: {line.text!r} {line.status}{detail}")
+                # The reason is the ban service's own text (also in the audit record).
+                values = {
+                    "number": line.number,
+                    "text": line.text,
+                    "status": _status_label(line.status),
+                    "reason": line.reason,
+                }
+                if line.reason:
+                    text = gettext("line %(number)d: %(text)r %(status)s (%(reason)s)") % values
+                else:
+                    text = gettext("line %(number)d: %(text)r %(status)s") % values
+                result.lines.append(f"  {text}")
         if report.needs_confirmation:
+            held = len(report.needs_confirmation)
             result.lines.append(
-                f"{len(report.needs_confirmation)} held back: run again with --yes to ban them"
+                ngettext(
+                    "%(count)d held back: run again with --yes to ban it",
+                    "%(count)d held back: run again with --yes to ban them",
+                    held,
+                )
+                % {"count": held}
             )
         if report.error:
-            result.errors.append(f"error: {report.error}")
+            result.errors.append(gettext("error: %(error)s") % {"error": report.error})
         clean = not any(
             line.status in (LineStatus.INVALID, LineStatus.SKIPPED)
             and not line.reason.startswith("duplicate")
@@ -486,8 +548,19 @@ class Command(RuntimeCommand):
             for j in jails
         ]
         result = HostResult(data={"version": overview.version, "jails": rows})
-        result.lines.append(f"fail2ban {overview.version}: {len(overview.jails)} jails")
-        result.lines.append(f"{'JAIL':<24} {'FAILED':>8} {'TOTAL':>8} {'BANNED':>8} {'TOTAL':>8}")
+        result.lines.append(
+            ngettext(
+                "fail2ban %(version)s: %(count)d jail",
+                "fail2ban %(version)s: %(count)d jails",
+                len(overview.jails),
+            )
+            % {"version": overview.version, "count": len(overview.jails)}
+        )
+        # Translators: the column headings of `manage.py jails status` (currently failed, total
+        # failed, currently banned, total banned); short, in capitals where the script has them.
+        jail, failed = pgettext("column", "JAIL"), pgettext("column", "FAILED")
+        banned, total = pgettext("column", "BANNED"), pgettext("column", "TOTAL")
+        result.lines.append(f"{jail:<24} {failed:>8} {total:>8} {banned:>8} {total:>8}")
         for r in rows:
             result.lines.append(
                 f"{r['jail']:<24} {r['currently_failed']:>8} {r['total_failed']:>8} "
@@ -524,14 +597,21 @@ class Command(RuntimeCommand):
             ],
         }
         result = HostResult(data=data)
+        # The keys are fail2ban's option names and the JSON's keys: not translated.
         for key in ("jail", "bantime", "findtime", "maxretry", "currently_failed"):
             result.lines.append(f"{key:<17} {data[key]}")
         result.lines.append(f"{'ignoreip':<17} {' '.join(data['ignoreip']) or '-'}")
         result.lines.append(f"{'currently_banned':<17} {data['currently_banned']}")
         for ban in data["bans"]:
-            result.lines.append(
-                f"  {ban['ip']:<40} {ban['banned_at']}  until {ban['ends_at'] or 'never'}"
-            )
+            values = {
+                "address": f"{ban['ip']:<40}",  # padded: the dates line up
+                "since": ban["banned_at"],
+                "until": ban["ends_at"] or gettext("never"),
+            }
+            # Translators: one ban per line in a terminal; keep the two spaces before "until":
+            # they separate the columns.
+            line = gettext("%(address)s %(since)s  until %(until)s") % values
+            result.lines.append("  " + line)
         return result
 
     def cmd_where(
@@ -540,17 +620,32 @@ class Command(RuntimeCommand):
         report = ban_service.ip_where(state, address=options["ip"])
         result = HostResult(data=report.as_dict())
         if not report.bans:
-            result.lines.append(f"{report.address}: not banned in any jail")
-        for ban in report.bans:
-            via = "" if ban.exact else f" (via {ban.entry})"
-            until = "never" if ban.permanent else (ban.ends_at.isoformat() if ban.ends_at else "?")
-            since = ban.banned_at.isoformat() if ban.banned_at else "?"
             result.lines.append(
-                f"{report.address}: banned in {ban.jail}{via} since {since} until {until}"
+                gettext("%(address)s: not banned in any jail") % {"address": report.address}
             )
+        for ban in report.bans:
+            never = gettext("never")
+            values = {
+                "address": report.address,
+                "jail": ban.jail,
+                "entry": ban.entry,
+                "since": ban.banned_at.isoformat() if ban.banned_at else "?",
+                "until": never
+                if ban.permanent
+                else (ban.ends_at.isoformat() if ban.ends_at else "?"),
+            }
+            if ban.exact:
+                text = gettext("%(address)s: banned in %(jail)s since %(since)s until %(until)s")
+            else:
+                text = gettext(
+                    "%(address)s: banned in %(jail)s (via %(entry)s) since %(since)s "
+                    "until %(until)s"
+                )
+            result.lines.append(text % values)
         for item in report.ignored_by:
             result.lines.append(
-                f"{report.address}: on the ignore list of {item.jail} ({item.entry})"
+                gettext("%(address)s: on the ignore list of %(jail)s (%(entry)s)")
+                % {"address": report.address, "jail": item.jail, "entry": item.entry}
             )
         return result
 
@@ -582,7 +677,17 @@ class Command(RuntimeCommand):
                 count = ban_service.jail_unban_all(state, jail=jail, actor=actor)
             else:
                 count = ban_service.everything_unban(state, actor=actor)
-            line = f"unbanned {count} in {jail or 'every jail'}"
+            if jail:
+                # Translators: count is the number of addresses unbanned ("unbanned 3 in
+                # sshd"); English reads the same for one and many.
+                line = ngettext(
+                    "unbanned %(count)d in %(jail)s", "unbanned %(count)d in %(jail)s", count
+                ) % {"count": count, "jail": jail}
+            else:
+                # Translators: count is the number of addresses unbanned.
+                line = ngettext(
+                    "unbanned %(count)d in every jail", "unbanned %(count)d in every jail", count
+                ) % {"count": count}
             return HostResult.done(line, jail=jail, unbanned=count)
         report = ban_service.ips_unban(state, jail=jail, lines=options["lines"], actor=actor)
         return self._report(report)
@@ -609,11 +714,17 @@ class Command(RuntimeCommand):
         )
         for item in results:
             if item["ok"]:
-                result.lines.append(f"{options['op']} {item['address']}: ok")
+                result.lines.append(
+                    gettext("%(op)s %(address)s: ok")
+                    % {"op": options["op"], "address": item["address"]}
+                )
             else:
                 result.errors.append(f"{options['op']} {item['address']}: {item['error']}")
-        result.lines.append(f"ignore list of {jail}: {' '.join(listed) or '(empty)'}")
-        result.lines.append(RUNTIME_NOTE)
+        result.lines.append(
+            gettext("ignore list of %(jail)s: %(entries)s")
+            % {"jail": jail, "entries": " ".join(listed) or gettext("(empty)")}
+        )
+        result.lines.append(_runtime_note())
         return result
 
     def cmd_set(
@@ -633,9 +744,12 @@ class Command(RuntimeCommand):
         if changes:
             for c in changes:
                 result.lines.append(f"{options['jail']}: {c.key} {c.old} -> {c.new}")
-            result.lines.append(RUNTIME_NOTE)
+            result.lines.append(_runtime_note())
         else:
-            result.lines.append(f"{options['jail']}: {options['key']} unchanged")
+            result.lines.append(
+                gettext("%(jail)s: %(key)s unchanged")
+                % {"jail": options["jail"], "key": options["key"]}
+            )
         return result
 
     def cmd_idle(
@@ -644,6 +758,7 @@ class Command(RuntimeCommand):
         assert actor is not None
         idle = options["state"] == "on"
         control_service.jail_idle_set(state, jail=options["jail"], idle=idle, actor=actor)
+        # Not translated: it echoes the command (`idle JAIL on|off`), fail2ban's own words.
         return HostResult.done(
             f"{options['jail']}: idle {options['state']}", jail=options["jail"], idle=idle
         )
@@ -653,7 +768,9 @@ class Command(RuntimeCommand):
     ) -> HostResult:
         assert actor is not None
         control_service.jail_stop(state, jail=options["jail"], actor=actor)
-        line = f"{options['jail']}: stopped (gone until the next reload or start)"
+        line = gettext("%(jail)s: stopped (gone until the next reload or start)") % {
+            "jail": options["jail"]
+        }
         return HostResult.done(line, jail=options["jail"], stopped=True)
 
     def cmd_start(
@@ -661,9 +778,12 @@ class Command(RuntimeCommand):
     ) -> HostResult:
         assert actor is not None
         started = control_service.jail_start(state, jail=options["jail"], actor=actor)
-        how = " (by reloading the configuration)" if started.via_reload else ""
+        if started.via_reload:
+            line = gettext("%(jail)s: started (by reloading the configuration)")
+        else:
+            line = gettext("%(jail)s: started")
         return HostResult.done(
-            f"{started.jail}: started{how}", jail=started.jail, via_reload=started.via_reload
+            line % {"jail": started.jail}, jail=started.jail, via_reload=started.via_reload
         )
 
     def cmd_reload(
@@ -671,9 +791,11 @@ class Command(RuntimeCommand):
     ) -> HostResult:
         assert actor is not None
         reloaded = control_service.server_reload(state, jail=options.get("jail"), actor=actor)
-        return HostResult.done(
-            f"reloaded {reloaded.jail or 'fail2ban'}", jail=reloaded.jail, output=reloaded.output
-        )
+        if reloaded.jail:
+            line = gettext("reloaded %(jail)s") % {"jail": reloaded.jail}
+        else:
+            line = gettext("reloaded fail2ban")
+        return HostResult.done(line, jail=reloaded.jail, output=reloaded.output)
 
 
 def _result(outcome: HostOutcome[HostResult]) -> HostResult:
@@ -692,8 +814,63 @@ def _unreachable(exc: Exception | None) -> bool:
     return isinstance(exc, Fail2banUnreachable | ProtocolError)
 
 
-def _addresses_held(count: int) -> str:
-    return f"{count} address{'es' if count != 1 else ''}"
+def _held_back(count: int) -> str:
+    return ngettext(
+        "%(count)d address held back (reasons above): run again with --yes to ban them too",
+        "%(count)d addresses held back (reasons above): run again with --yes to ban them too",
+        count,
+    ) % {"count": count}
+
+
+def _runtime_note() -> str:
+    return gettext(
+        "note: a runtime change; fail2ban forgets it on reload unless it is in the configuration"
+    )
+
+
+def _report_headline(report: ActionReport, counts: str) -> str:
+    """`ban in sshd: 2 banned, 1 invalid`: a whole sentence for each action and scope."""
+    values = {"jail": report.jail, "counts": counts}
+    if report.action == "ban":
+        if report.jail:
+            return gettext("ban in %(jail)s: %(counts)s") % values
+        return gettext("ban in every jail: %(counts)s") % values
+    if report.jail:
+        return gettext("unban in %(jail)s: %(counts)s") % values
+    return gettext("unban in every jail: %(counts)s") % values
+
+
+def _status_label(status: LineStatus) -> str:
+    """What happened to one line, as the report says it (LineStatus's values are English)."""
+    labels = {
+        LineStatus.BANNED: pgettext("line status", "banned"),
+        LineStatus.ALREADY_BANNED: pgettext("line status", "already banned"),
+        LineStatus.UNBANNED: pgettext("line status", "unbanned"),
+        LineStatus.NOT_BANNED: pgettext("line status", "not banned"),
+        LineStatus.INVALID: pgettext("line status", "invalid"),
+        LineStatus.SKIPPED: pgettext("line status", "skipped"),
+    }
+    return labels[status]
+
+
+def _status_count(status: str, count: int) -> str:
+    """`2 banned`: a count and its status, with the plural forms a translation needs."""
+    values = {"count": count}
+    if status == LineStatus.BANNED:
+        # Translators: this and the next five count input lines (addresses) by outcome; English
+        # reads the same for one and many, your language may not.
+        return ngettext("%(count)d banned", "%(count)d banned", count) % values
+    if status == LineStatus.ALREADY_BANNED:
+        return ngettext("%(count)d already banned", "%(count)d already banned", count) % values
+    if status == LineStatus.UNBANNED:
+        return ngettext("%(count)d unbanned", "%(count)d unbanned", count) % values
+    if status == LineStatus.NOT_BANNED:
+        return ngettext("%(count)d not banned", "%(count)d not banned", count) % values
+    if status == LineStatus.INVALID:
+        return ngettext("%(count)d invalid", "%(count)d invalid", count) % values
+    if status == LineStatus.SKIPPED:
+        return ngettext("%(count)d skipped", "%(count)d skipped", count) % values
+    return f"{count} {status}"
 
 
 def _non_blank(values: Iterable[str]) -> list[str]:

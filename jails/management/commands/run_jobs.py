@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop
 
 from jails.apps import runtime_state
 from jails.jobs import JobOutcome, JobRunner, default_jobs, priority_lower
@@ -17,31 +18,40 @@ from jails.runtime import runtime_start
 
 
 class Command(RuntimeCommand):
-    help = (
+    help = gettext_noop(
         "Run the periodic jobs (ban history sync, retention purge) until SIGTERM or Ctrl-C. "
         "Several runners may run at once: a lock in the database lets one run each job."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--once", action="store_true", help="Run the jobs that are due once, then exit."
+            "--once",
+            action="store_true",
+            help=gettext("Run the jobs that are due once, then exit."),
         )
         parser.add_argument(
-            "--only", action="append", default=[], metavar="JOB", help="Run only this job."
+            "--only",
+            action="append",
+            default=[],
+            metavar="JOB",
+            help=gettext("Run only this job."),
         )
         parser.add_argument(
-            "--sync-interval", type=int, default=60, help="Seconds between history syncs (60)."
+            "--sync-interval",
+            type=int,
+            default=60,
+            help=gettext("Seconds between history syncs (60)."),
         )
         parser.add_argument(
             "--purge-interval",
             type=int,
             default=86400,
-            help="Seconds between retention purges (86400).",
+            help=gettext("Seconds between retention purges (86400)."),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["sync_interval"] < 5 or options["purge_interval"] < 60:
-            raise CommandError("intervals must be at least 5 s (sync) and 60 s (purge)")
+            raise CommandError(gettext("intervals must be at least 5 s (sync) and 60 s (purge)"))
         # The jobs come from the apps (jails.history lists these two); the options keep
         # their names from when the runner knew only the history's jobs.
         jobs = default_jobs(
@@ -54,7 +64,10 @@ class Command(RuntimeCommand):
             unknown = set(options["only"]) - {job.name for job in jobs}
             if unknown:
                 known = ", ".join(job.name for job in jobs)
-                raise CommandError(f"unknown job {sorted(unknown)[0]!r} (jobs: {known})")
+                raise CommandError(
+                    gettext("unknown job %(job)r (jobs: %(known)s)")
+                    % {"job": sorted(unknown)[0], "known": known}
+                )
             jobs = [job for job in jobs if job.name in options["only"]]
         # Before any thread starts (the settings watcher below): they inherit it.
         niceness = priority_lower(settings.JAILADMIN_JOBS_NICE)
@@ -71,6 +84,7 @@ class Command(RuntimeCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         names = ", ".join(job.name for job in jobs)
+        # The runner's lines below are its log (journald, tests read them): English, like logs.
         self.stdout.write(f"job runner {runner.owner} started (nice {niceness}): {names}")
         self.stdout.flush()
 

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
 from jails.notifications.models import Channel, Notification, Rule
 from jails.notifications.services.delivery import (
@@ -44,7 +47,7 @@ def channel_create(
 ) -> ChannelCreated:
     """Add a channel; a webhook gets a new random key, returned once and never shown again."""
     if Channel.objects.filter(name=name).exists():
-        raise NotificationError(f"a channel named {name!r} exists")
+        raise NotificationError(gettext("a channel named %(name)s exists") % {"name": repr(name)})
     new_secret = secrets.token_urlsafe(SECRET_BYTES) if kind == Channel.Kind.WEBHOOK else ""
     with transaction.atomic():
         channel = Channel.objects.create(
@@ -67,17 +70,22 @@ def channel_delete(*, channel: Channel, actor: Actor) -> None:
 
 
 def test_message(channel: Channel) -> Message:
+    """Worded in the active language (channel_test_queue makes it the site's)."""
     return Message(
         event="test",
-        title=f"Test message for channel {channel.name}",
-        summary="If you can read this, jailadmin's notifications reach this channel.",
-        facts=(("Channel", channel.name), ("Kind", channel.get_kind_display())),
+        title=gettext("Test message for channel %(name)s") % {"name": channel.name},
+        summary=gettext("If you can read this, jailadmin's notifications reach this channel."),
+        facts=(
+            (gettext_noop("Channel"), channel.name),
+            (gettext_noop("Kind"), str(channel.get_kind_display())),
+        ),
     )
 
 
 def channel_test_queue(*, channel: Channel, now: datetime, actor: Actor) -> Notification:
     """Queue a test message for the runner to deliver; the page polls its outcome."""
-    with transaction.atomic():
+    # Like every notification, in the site's language, not the language of who clicked.
+    with transaction.atomic(), translation.override(settings.LANGUAGE_CODE):
         key = f"{channel.pk}:{now.isoformat()}:{secrets.token_hex(4)}"
         outbox_add(rule=None, key=key, message=test_message(channel), channels=[channel], now=now)
         row = Notification.objects.get(dedupe_key=f"test:{key}:c{channel.pk}")
@@ -124,7 +132,7 @@ def rule_create(
     from jails.history.models import BanEvent
 
     if Rule.objects.filter(name=name).exists():
-        raise NotificationError(f"a rule named {name!r} exists")
+        raise NotificationError(gettext("a rule named %(name)s exists") % {"name": repr(name)})
     known = DEFAULT_PARAMS.get(kind, {})
     clean = {key: value for key, value in params.items() if key in known}
     with transaction.atomic():
@@ -167,7 +175,7 @@ def rule_delete(*, rule: Rule, actor: Actor) -> None:
 def subscription_set(*, rule: Rule, user: Any, subscribed: bool, actor: Actor) -> None:
     """Subscribe a user to a rule with their own email address (or unsubscribe them)."""
     if subscribed and not user.email:
-        raise NotificationError("your account has no email address")
+        raise NotificationError(gettext("your account has no email address"))
     with transaction.atomic():
         if subscribed:
             rule.subscribers.add(user)

@@ -15,10 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils.translation import gettext
 
 MAX_VALUE = 200  # characters of one value in a message
 MAX_ROWS = 20  # table rows in one message: the rest is counted, not listed
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+
+
+def shown(label: str) -> str:
+    """A fact's label or a table's title or header, in the active language. They are kept
+    in English (marked with gettext_noop where they are written) because a webhook's JSON
+    uses them as keys; the text and HTML bodies show them translated."""
+    return gettext(label) if label else label  # gettext("") would be the catalogue's header
 
 
 def clean(value: object) -> str:
@@ -62,8 +70,11 @@ class Message:
         return {
             "title": clean(self.title),
             "summary": clean(self.summary),
-            "facts": [(clean(k), clean(v)) for k, v in self.facts],
-            "tables": self.tables,
+            "facts": [(clean(shown(k)), clean(v)) for k, v in self.facts],
+            "tables": [
+                Table(shown(t.title), tuple(shown(h) for h in t.headers), t.rows, more=t.more)
+                for t in self.tables
+            ],
             "link": self.link,
         }
 

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from jails.fail2ban import Fail2banError
 from jails.history.models import BanEvent
@@ -127,6 +130,11 @@ def _mark_fired(memory: dict[str, Any], key: str, now: datetime) -> None:
     memory.setdefault("fired", {})[key] = now.isoformat()
 
 
+# Table headers are also the keys of a webhook's rows: English, translated only when shown.
+HEADERS_ADDRESS_BANS = (gettext_noop("address"), gettext_noop("bans"))
+HEADERS_JAIL_BANS = (gettext_noop("jail"), gettext_noop("bans"))
+
+
 def _when(ts: int) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -168,20 +176,47 @@ def _burst(rule: Rule, ctx: _Context, memory: dict[str, Any]) -> RuleRun:
         if per_jail
         else list(scope.values_list("jail").annotate(n=Count("id")).order_by("-n", "jail"))
     )
-    where = (
-        (f"jail {jails_over[0]}" if len(jails_over) == 1 else f"{len(jails_over)} jails")
-        if per_jail
-        else "all jails"
-    )
+    # Titles and summaries are worded when the message is built (the runner: the site's
+    # language); labels and headers stay English here and are translated when rendered, so
+    # a webhook's JSON keys do not depend on the language (jails.notifications.services.messages).
+    if not per_jail:
+        where = gettext("all jails")
+    elif len(jails_over) == 1:
+        where = gettext("jail %(jail)s") % {"jail": jails_over[0]}
+    else:
+        where = ngettext("%(count)s jail", "%(count)s jails", len(jails_over)) % {
+            "count": len(jails_over)
+        }
+    figures = {"count": count, "minutes": minutes, "where": where, "threshold": threshold}
+    if per_jail:
+        summary = ngettext(
+            "%(count)s ban in the last %(minutes)s minutes (threshold %(threshold)s per jail).",
+            "%(count)s bans in the last %(minutes)s minutes (threshold %(threshold)s per jail).",
+            count,
+        )
+    else:
+        summary = ngettext(
+            "%(count)s ban in the last %(minutes)s minutes (threshold %(threshold)s).",
+            "%(count)s bans in the last %(minutes)s minutes (threshold %(threshold)s).",
+            count,
+        )
     message = Message(
         event="burst",
-        title=f"Ban burst: {count} bans in {minutes} min ({where})",
-        summary=f"{count} bans in the last {minutes} minutes (threshold {threshold}"
-        + (" per jail)." if per_jail else ")."),
-        facts=(("Rule", rule.name), ("Scope", where), ("Since", _when(since))),
+        title=ngettext(
+            "Ban burst: %(count)s ban in %(minutes)s min (%(where)s)",
+            "Ban burst: %(count)s bans in %(minutes)s min (%(where)s)",
+            count,
+        )
+        % figures,
+        summary=summary % figures,
+        facts=(
+            (gettext_noop("Rule"), rule.name),
+            (gettext_noop("Scope"), where),
+            (gettext_noop("Since"), _when(since)),
+        ),
         tables=(
-            Table.of("Top addresses", ("address", "bans"), top_ips),
-            Table.of("By jail", ("jail", "bans"), by_jail),
+            Table.of(gettext_noop("Top addresses"), HEADERS_ADDRESS_BANS, top_ips),
+            Table.of(gettext_noop("By jail"), HEADERS_JAIL_BANS, by_jail),
         ),
         link=ctx.link("jails:history", "?window=24h"),
         data={"count": count, "jails": jails_over, "minutes": minutes},
@@ -238,18 +273,40 @@ def _repeat(rule: Rule, ctx: _Context, memory: dict[str, Any]) -> RuleRun:
         (ip, recent, ", ".join(sorted(jail_names[ip])), country.get(ip, ""))
         for ip, recent, _ in shown
     ]
+    figures = {"count": len(offenders), "days": days, "min_jails": min_jails}
+    if min_jails > 1:
+        summary = ngettext(
+            "%(count)s address banned more than once within %(days)s days or in "
+            "%(min_jails)s or more jails.",
+            "%(count)s addresses banned more than once within %(days)s days or in "
+            "%(min_jails)s or more jails.",
+            len(offenders),
+        )
+    else:
+        summary = ngettext(
+            "%(count)s address banned more than once within %(days)s days.",
+            "%(count)s addresses banned more than once within %(days)s days.",
+            len(offenders),
+        )
     message = Message(
         event="repeat",
-        title=f"Repeat offenders: {len(offenders)} address(es) banned again",
-        summary=(
-            f"{len(offenders)} address(es) banned more than once within {days} days"
-            + (f" or in {min_jails} or more jails." if min_jails > 1 else ".")
-        ),
-        facts=(("Rule", rule.name),),
+        title=ngettext(
+            "Repeat offenders: %(count)s address banned again",
+            "Repeat offenders: %(count)s addresses banned again",
+            len(offenders),
+        )
+        % figures,
+        summary=summary % figures,
+        facts=((gettext_noop("Rule"), rule.name),),
         tables=(
             Table(
-                "Offenders",
-                ("address", "bans", "jails", "country"),
+                gettext_noop("Offenders"),
+                (
+                    gettext_noop("address"),
+                    gettext_noop("bans"),
+                    gettext_noop("jails"),
+                    gettext_noop("country"),
+                ),
                 Table.of("", ("",), rows_out).rows,
                 more=len(offenders) - len(shown),
             ),
@@ -323,16 +380,38 @@ def _origin(rule: Rule, ctx: _Context, memory: dict[str, Any]) -> RuleRun:
     ]
     message = Message(
         event="origin",
-        title=f"{len(hits)} ban(s) from watched countries or networks",
-        summary=f"{len(hits)} ban(s) of {len(per_ip)} address(es) matched rule {rule.name}.",
+        title=ngettext(
+            "%(count)s ban from watched countries or networks",
+            "%(count)s bans from watched countries or networks",
+            len(hits),
+        )
+        % {"count": len(hits)},
+        # Translators: count (the number of bans) picks the form; addresses is "3 addresses",
+        # translated on its own with its own plural.
+        summary=ngettext(
+            "%(count)s ban matched rule %(rule)s (%(addresses)s).",
+            "%(count)s bans matched rule %(rule)s (%(addresses)s).",
+            len(hits),
+        )
+        % {
+            "count": len(hits),
+            "addresses": ngettext("%(addresses)s address", "%(addresses)s addresses", len(per_ip))
+            % {"addresses": len(per_ip)},
+            "rule": rule.name,
+        },
         facts=(
-            ("Countries", ", ".join(sorted(countries)) or "—"),
-            ("Networks", ", ".join(params["networks"]) or "—"),
+            (gettext_noop("Countries"), ", ".join(sorted(countries)) or "—"),
+            (gettext_noop("Networks"), ", ".join(params["networks"]) or "—"),
         ),
         tables=(
             Table(
-                "Addresses",
-                ("address", "bans", "country", "jail"),
+                gettext_noop("Addresses"),
+                (
+                    gettext_noop("address"),
+                    gettext_noop("bans"),
+                    gettext_noop("country"),
+                    gettext_noop("jail"),
+                ),
                 Table.of("", ("",), rows).rows,
                 more=len(per_ip) - len(rows),
             ),
@@ -417,9 +496,8 @@ def _host_down(
     """One host's outage: "down" once it lasted `minutes`, "recovered" when it ends."""
     memory = hosts.get(host, {})
     since = memory.get("down_since")
-    what = f"fail2ban on {host}" if named else "fail2ban"
     key = f"{host}:" if named else ""
-    facts: tuple[tuple[str, str], ...] = (("Host", host),) if named else ()
+    facts: tuple[tuple[str, str], ...] = ((gettext_noop("Host"), host),) if named else ()
     if problem is not None:
         if since is None:
             hosts[host] = {"down_since": ctx.now.isoformat()}
@@ -432,12 +510,22 @@ def _host_down(
             f"down:{key}{started.isoformat()}",
             Message(
                 event="down",
-                title=f"{what} unreachable for {minutes}+ minutes",
-                summary=f"{what} has not answered since {started:%Y-%m-%d %H:%M} UTC.",
+                title=(
+                    gettext("fail2ban on %(host)s unreachable for %(minutes)s+ minutes")
+                    if named
+                    else gettext("fail2ban unreachable for %(minutes)s+ minutes")
+                )
+                % {"host": host, "minutes": minutes},
+                summary=(
+                    gettext("fail2ban on %(host)s has not answered since %(since)s UTC.")
+                    if named
+                    else gettext("fail2ban has not answered since %(since)s UTC.")
+                )
+                % {"host": host, "since": f"{started:%Y-%m-%d %H:%M}"},
                 facts=(
                     *facts,
-                    ("Problem", problem),
-                    ("Since", f"{started:%Y-%m-%d %H:%M:%S} UTC"),
+                    (gettext_noop("Problem"), problem),
+                    (gettext_noop("Since"), f"{started:%Y-%m-%d %H:%M:%S} UTC"),
                 ),
                 link=ctx.link("jails:dashboard"),
                 data={"down_since": started.isoformat(), **({"host": host} if named else {})},
@@ -454,12 +542,22 @@ def _host_down(
         f"recovered:{key}{started.isoformat()}",
         Message(
             event="recovered",
-            title=f"{what} answers again",
-            summary=f"{what} was unreachable for {int(lasted.total_seconds() // 60)} min.",
+            title=(
+                gettext("fail2ban on %(host)s answers again")
+                if named
+                else gettext("fail2ban answers again")
+            )
+            % {"host": host},
+            summary=(
+                gettext("fail2ban on %(host)s was unreachable for %(minutes)s min.")
+                if named
+                else gettext("fail2ban was unreachable for %(minutes)s min.")
+            )
+            % {"host": host, "minutes": int(lasted.total_seconds() // 60)},
             facts=(
                 *facts,
-                ("Down since", f"{started:%Y-%m-%d %H:%M:%S} UTC"),
-                ("Back at", f"{ctx.now:%Y-%m-%d %H:%M:%S} UTC"),
+                (gettext_noop("Down since"), f"{started:%Y-%m-%d %H:%M:%S} UTC"),
+                (gettext_noop("Back at"), f"{ctx.now:%Y-%m-%d %H:%M:%S} UTC"),
             ),
             link=ctx.link("jails:dashboard"),
             data={
@@ -489,9 +587,25 @@ def _blocklist(rule: Rule, ctx: _Context, memory: dict[str, Any]) -> RuleRun:
     ]
     message = Message(
         event="blocklist_failed",
-        title=f"Blocklist import failing ({len(events)} failure(s))",
-        summary=f"{len(events)} blocklist import(s) failed since the last message.",
-        tables=(Table.of("Failures", ("blocklist", "error", "when"), rows),),
+        title=ngettext(
+            "Blocklist import failing (%(count)s failure)",
+            "Blocklist import failing (%(count)s failures)",
+            len(events),
+        )
+        % {"count": len(events)},
+        summary=ngettext(
+            "%(count)s blocklist import failed since the last message.",
+            "%(count)s blocklist imports failed since the last message.",
+            len(events),
+        )
+        % {"count": len(events)},
+        tables=(
+            Table.of(
+                gettext_noop("Failures"),
+                (gettext_noop("blocklist"), gettext_noop("error"), gettext_noop("when")),
+                rows,
+            ),
+        ),
         data={"count": len(events)},
     )
     run.firings.append(Firing(f"blocklist:{after}-{events[-1].pk}", message))
@@ -536,16 +650,28 @@ def _digest(rule: Rule, ctx: _Context, memory: dict[str, Any]) -> RuleRun:
         .order_by("-n", "country_code")[:10]
     )
     offenders = list(scope.values_list("ip").annotate(n=Count("id")).order_by("-n", "ip")[:10])
-    label = "Daily" if period != "weekly" else "Weekly"
+    if period != "weekly":
+        title = ngettext("Daily digest: %(count)s ban", "Daily digest: %(count)s bans", total)
+    else:
+        title = ngettext("Weekly digest: %(count)s ban", "Weekly digest: %(count)s bans", total)
     message = Message(
         event="digest",
-        title=f"{label} digest: {total} bans",
-        summary=f"{total} bans from {_when(start)} to {_when(end)}.",
-        facts=(("Rule", rule.name),),
+        title=title % {"count": total},
+        summary=ngettext(
+            "%(count)s ban from %(start)s to %(end)s.",
+            "%(count)s bans from %(start)s to %(end)s.",
+            total,
+        )
+        % {"count": total, "start": _when(start), "end": _when(end)},
+        facts=((gettext_noop("Rule"), rule.name),),
         tables=(
-            Table.of("Bans per jail", ("jail", "bans"), by_jail),
-            Table.of("Top countries", ("country", "bans"), countries),
-            Table.of("Top offenders", ("address", "bans"), offenders),
+            Table.of(gettext_noop("Bans per jail"), HEADERS_JAIL_BANS, by_jail),
+            Table.of(
+                gettext_noop("Top countries"),
+                (gettext_noop("country"), gettext_noop("bans")),
+                countries,
+            ),
+            Table.of(gettext_noop("Top offenders"), HEADERS_ADDRESS_BANS, offenders),
         ),
         link=ctx.link("jails:dashboard"),
         data={"count": total, "start": start, "end": end},
@@ -585,7 +711,21 @@ def rules_evaluate(
     config: DeliveryConfig,
     rules: Sequence[Rule] | None = None,
 ) -> EvaluateResult:
-    """Evaluate every enabled rule (or `rules`) once and queue their messages in the outbox."""
+    """Evaluate every enabled rule (or `rules`) once and queue their messages in the outbox.
+
+    Messages are worded in the site's language (settings.LANGUAGE_CODE), whoever runs this:
+    the job runner, a command, or a test under another active language."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return _rules_evaluate(state, now=now, config=config, rules=rules)
+
+
+def _rules_evaluate(
+    state: RuntimeState,
+    *,
+    now: datetime,
+    config: DeliveryConfig,
+    rules: Sequence[Rule] | None,
+) -> EvaluateResult:
     result = EvaluateResult()
     top_id = BanEvent.objects.aggregate(top=Max("id"))["top"] or 0
     ctx = _Context(state=state, now=now, top_id=top_id, site_url=config.site_url)

@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -88,7 +89,7 @@ def channel_create(request: HtmxHttpRequest) -> HttpResponse:
     if created.new_secret:
         # Rendered here rather than after a redirect: the key is never stored for display.
         return _index(request, new_secret=created.new_secret, new_channel=created.channel)
-    messages.success(request, f"Channel {created.channel.name} added.")
+    messages.success(request, _("Channel %(name)s added.") % {"name": created.channel.name})
     return redirect("jails:notifications:index")
 
 
@@ -98,7 +99,7 @@ def channel_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Remove a channel."""
     channel = get_object_or_404(Channel, pk=pk)
     service.channel_delete(channel=channel, actor=actor_from_request(request))
-    messages.success(request, f"Channel {channel.name} removed.")
+    messages.success(request, _("Channel %(name)s removed.") % {"name": channel.name})
     return redirect("jails:notifications:index")
 
 
@@ -147,7 +148,7 @@ def rule_create(request: HtmxHttpRequest) -> HttpResponse:
     except service.NotificationError as exc:
         form.add_error("name", str(exc))
         return _index(request, rule_form=form, status=400)
-    messages.success(request, f"Rule {rule.name} added.")
+    messages.success(request, _("Rule %(name)s added.") % {"name": rule.name})
     return redirect("jails:notifications:index")
 
 
@@ -160,12 +161,13 @@ def rule_change(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     actor = actor_from_request(request)
     if action == "delete":
         service.rule_delete(rule=rule, actor=actor)
-        messages.success(request, f"Rule {rule.name} removed.")
+        messages.success(request, _("Rule %(name)s removed.") % {"name": rule.name})
     elif action in ("enable", "disable"):
         service.rule_enable(rule=rule, enabled=action == "enable", actor=actor)
-        messages.success(request, f"Rule {rule.name} {action}d.")
+        done = _("Rule %(name)s enabled.") if action == "enable" else _("Rule %(name)s disabled.")
+        messages.success(request, done % {"name": rule.name})
     else:
-        messages.error(request, "Unknown action.")
+        messages.error(request, _("Unknown action."))
     return redirect("jails:notifications:index")
 
 
@@ -182,10 +184,10 @@ def rule_subscribe(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             rule=rule, user=request.user, subscribed=subscribed, actor=actor_from_request(request)
         )
     except service.NotificationError as exc:
-        messages.error(request, f"Cannot subscribe: {exc}.")
+        messages.error(request, _("Cannot subscribe: %(error)s.") % {"error": exc})
     else:
-        verb = "Subscribed to" if subscribed else "Unsubscribed from"
-        messages.success(request, f"{verb} {rule.name}.")
+        done = _("Subscribed to %(name)s.") if subscribed else _("Unsubscribed from %(name)s.")
+        messages.success(request, done % {"name": rule.name})
     return redirect("jails:notifications:index")
 
 

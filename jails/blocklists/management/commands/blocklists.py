@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop
 
 from jails.apps import runtime_state
 from jails.blocklists.management.common import EXIT_FAILED, command_actor, dumps
@@ -22,18 +23,26 @@ from jails.services.control import describe_error
 
 
 class Command(RuntimeCommand):
-    help = "Blocklist sources: `list`, `create-jail` (with --json for machines)."
+    help = gettext_noop("Blocklist sources: `list`, `create-jail` (with --json for machines).")
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-        p = sub.add_parser("list", help="Every source with its last run.")
-        p.add_argument("--json", action="store_true", default=False, help="JSON output.")
+        p = sub.add_parser("list", help=gettext("Every source with its last run."))
+        p.add_argument("--json", action="store_true", default=False, help=gettext("JSON output."))
         c = sub.add_parser(
-            "create-jail", help="Create the blocklist jail through the configuration editor."
+            "create-jail",
+            help=gettext("Create the blocklist jail through the configuration editor."),
         )
-        c.add_argument("--jail", default=DEFAULT_JAIL, metavar="NAME", help="Default: blocklist.")
-        c.add_argument("--as", dest="as_user", metavar="USER", help="Act as this administrator.")
-        c.add_argument("--json", action="store_true", default=False, help="JSON output.")
+        c.add_argument(
+            "--jail",
+            default=DEFAULT_JAIL,
+            metavar="NAME",
+            help=gettext("Default: %(jail)s.") % {"jail": DEFAULT_JAIL},
+        )
+        c.add_argument(
+            "--as", dest="as_user", metavar="USER", help=gettext("Act as this administrator.")
+        )
+        c.add_argument("--json", action="store_true", default=False, help=gettext("JSON output."))
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["subcommand"] == "create-jail":
@@ -44,18 +53,31 @@ class Command(RuntimeCommand):
             self.stdout.write(dumps({"sources": [row.as_dict() for row in rows]}))
             return
         if not rows:
-            self.stdout.write("no blocklist sources")
+            self.stdout.write(gettext("no blocklist sources"))
         for row in rows:
             s, run = row.source, row.last_run
-            state = "FAILING" if row.failing else ("not confirmed" if not s.confirmed else "ok")
-            last = f"{run.started_at:%Y-%m-%d %H:%M} {run.status}" if run else "never run"
+            # The words are translated; the key=value names, the schedule and the runs'
+            # statuses are the JSON's values, language-free.
+            if row.failing:
+                state = gettext("FAILING")
+            else:
+                state = gettext("not confirmed") if not s.confirmed else gettext("ok")
+            last = f"{run.started_at:%Y-%m-%d %H:%M} {run.status}" if run else gettext("never run")
             if len(row.host_runs) > 1:
                 last += " (" + ", ".join(f"{r.host} {r.status}" for r in row.host_runs) + ")"
-            hosts = "every enabled host" if s.all_hosts else ",".join(row.hosts) or "none enabled"
+            if s.all_hosts:
+                hosts = gettext("every enabled host")
+            else:
+                hosts = ",".join(row.hosts) or gettext("none enabled")
+            schedule = (
+                s.schedule
+                if s.enabled
+                else gettext("%(schedule)s (disabled)") % {"schedule": s.schedule}
+            )
+            url = s.url or gettext("(uploaded file)")
             self.stdout.write(
-                f"{s.name}  {s.url or '(uploaded file)'}  jail={s.jail}  hosts={hosts}  "
-                f"{s.schedule}{'' if s.enabled else ' (disabled)'}  entries={row.entries}  "
-                f"last={last}  {state}"
+                f"{s.name}  {url}  jail={s.jail}  hosts={hosts}  "
+                f"{schedule}  entries={row.entries}  last={last}  {state}"
             )
 
     def _create_jail(self, options: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop
 
 from jails.apps import runtime_state
 from jails.blocklists.management.common import EXIT_FAILED, EXIT_USAGE, command_actor, dumps
@@ -34,35 +35,45 @@ from jails.management.base import RuntimeCommand, command_hosts
 
 
 class Command(RuntimeCommand):
-    help = "Import blocklists now: every source, one (--source), or a file (--file --jail)."
+    help = gettext_noop(
+        "Import blocklists now: every source, one (--source), or a file (--file --jail)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--source", metavar="NAME", help="Only this source.")
-        parser.add_argument("--file", metavar="PATH", help="Import this file once (with --jail).")
-        parser.add_argument("--jail", metavar="JAIL", help="The jail for --file.")
+        parser.add_argument("--source", metavar="NAME", help=gettext("Only this source."))
+        parser.add_argument(
+            "--file", metavar="PATH", help=gettext("Import this file once (with --jail).")
+        )
+        parser.add_argument("--jail", metavar="JAIL", help=gettext("The jail for --file."))
         parser.add_argument(
             "--confirm",
             action="store_true",
-            help="Allow a source's first import (look at its preview on the page first).",
+            help=gettext("Allow a source's first import (look at its preview on the page first)."),
         )
         parser.add_argument(
             "--host",
             dest="hosts",
             action="append",
             metavar="HOST",
-            help="Import on this host only, whatever the source's targets (repeatable).",
+            help=gettext("Import on this host only, whatever the source's targets (repeatable)."),
         )
-        parser.add_argument("--as", dest="as_user", metavar="USER", help="Act as this user.")
-        parser.add_argument("--json", action="store_true", default=False, help="JSON output.")
+        parser.add_argument(
+            "--as", dest="as_user", metavar="USER", help=gettext("Act as this user.")
+        )
+        parser.add_argument(
+            "--json", action="store_true", default=False, help=gettext("JSON output.")
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.as_json = bool(options["json"])
         self.fleet = fleet.is_fleet()
         if options["file"] and options["source"]:
-            raise CommandError("--file and --source exclude each other", returncode=EXIT_USAGE)
+            raise CommandError(
+                gettext("--file and --source exclude each other"), returncode=EXIT_USAGE
+            )
         if bool(options["file"]) != bool(options["jail"]):
             raise CommandError(
-                "--file needs --jail (and --jail needs --file)", returncode=EXIT_USAGE
+                gettext("--file needs --jail (and --jail needs --file)"), returncode=EXIT_USAGE
             )
         actor = command_actor(options["as_user"])
         allowed = command_hosts(options["as_user"])
@@ -74,14 +85,18 @@ class Command(RuntimeCommand):
             path = Path(options["file"])
             try:
                 if path.stat().st_size > MAX_UPLOAD_BYTES:
-                    raise CommandError(f"{path}: over the 50 MB cap", returncode=EXIT_FAILED)
+                    raise CommandError(
+                        gettext("%(path)s: over the 50 MB cap") % {"path": path},
+                        returncode=EXIT_FAILED,
+                    )
                 text = path.read_bytes().decode("utf-8", errors="replace")
             except OSError as exc:
                 raise CommandError(f"{path}: {exc.strerror}", returncode=EXIT_USAGE) from None
             refused = self._refused_hosts(allowed, hosts or [fleet.local_host()])
             if refused:
                 raise CommandError(
-                    f"--as: {options['as_user']} may not operate on {', '.join(refused)}",
+                    gettext("--as: %(user)s may not operate on %(hosts)s")
+                    % {"user": options["as_user"], "hosts": ", ".join(refused)},
                     returncode=EXIT_FAILED,
                 )
             runs = file_import(
@@ -95,7 +110,8 @@ class Command(RuntimeCommand):
                 sources = BlocklistSource.objects.filter(name=options["source"])
                 if not sources.exists():
                     raise CommandError(
-                        f"no source named {options['source']!r}", returncode=EXIT_USAGE
+                        gettext("no source named %(source)r") % {"source": options["source"]},
+                        returncode=EXIT_USAGE,
                     )
             for source in sources.order_by("name"):
                 targets = hosts if hosts is not None else source_targets(source)
@@ -105,6 +121,7 @@ class Command(RuntimeCommand):
                         {
                             "source": source.name,
                             "status": "refused",
+                            # English: the JSON record's (printed below as it is).
                             "errors": f"{options['as_user']} may not operate on "
                             + ", ".join(refused),
                         }
@@ -129,7 +146,7 @@ class Command(RuntimeCommand):
                 ok = ok and all(run.status != ImportRun.Status.FAILED for run in runs)
         self._print(results)
         if not ok:
-            raise CommandError("an import did not succeed", returncode=EXIT_FAILED)
+            raise CommandError(gettext("an import did not succeed"), returncode=EXIT_FAILED)
 
     def _hosts(self, names: list[str] | None) -> list[Host] | None:
         """The --host hosts (None: not given); an unknown or disabled one is a usage error."""
@@ -151,16 +168,23 @@ class Command(RuntimeCommand):
             self.stdout.write(dumps({"runs": results}))
             return
         if not results:
-            self.stdout.write("no sources to import")
+            self.stdout.write(gettext("no sources to import"))
         for r in results:
-            where = f" on {r['host']}" if r.get("host") and self.fleet else ""
-            line = f"{r['source']}{where}: {r['status']}"
+            # The status is the JSON's value (ok, unchanged, failed, refused): as it is.
+            if r.get("host") and self.fleet:
+                line = gettext("%(source)s on %(host)s: %(status)s") % r
+            else:
+                line = gettext("%(source)s: %(status)s") % r
             if "banned" in r:
-                line += (
-                    f" — {r['lines']} lines, {r['entries']} entries: {r['banned']} banned, "
-                    f"{r['already_banned']} already banned, {r['unbanned']} unbanned, "
-                    f"{r['invalid']} invalid, {r['skipped']} skipped"
+                line += " — " + (
+                    gettext(
+                        "%(lines)d lines, %(entries)d entries: %(banned)d banned, "
+                        "%(already_banned)d already banned, %(unbanned)d unbanned, "
+                        "%(invalid)d invalid, %(skipped)d skipped"
+                    )
+                    % r
                 )
             self.stdout.write(line)
             if r.get("errors"):
-                self.stderr.write(f"  error: {r['errors']}")
+                # The run's errors are stored text (English), shown as they are.
+                self.stderr.write("  " + gettext("error: %(error)s") % {"error": r["errors"]})

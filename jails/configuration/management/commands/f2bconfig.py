@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop, pgettext
 
 from jails.apps import runtime_state
 from jails.configuration.models import ConfigVersion
@@ -31,32 +32,47 @@ MAX_INPUT = 256 * 1024 + 1
 
 
 class Command(RuntimeCommand):
-    help = "Show, test, edit, and version fail2ban's configuration (the /config/ pages' services)."
+    help = gettext_noop(
+        "Show, test, edit, and version fail2ban's configuration (the /config/ pages' services)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
         parser.add_argument(
-            "--host", default=LOCAL_HOST, help="The host of the fleet (default: %(default)s)."
+            "--json", action="store_true", help=gettext("Print the result as JSON.")
+        )
+        parser.add_argument(
+            "--host",
+            default=LOCAL_HOST,
+            # argparse fills in %(default)s.
+            help=gettext("The host of the fleet (default: %(default)s)."),
         )
         sub = parser.add_subparsers(dest="action", required=True)
-        show = sub.add_parser("show", help="Every jail, or one jail's settings with their origin.")
-        show.add_argument("jail", nargs="?")
-        edit = sub.add_parser("edit", help="Replace a .local file (from --from FILE or stdin).")
-        edit.add_argument("path")
-        edit.add_argument("--from", dest="source", help="Read the new content from this file.")
-        edit.add_argument("--reason", default="", help="Why (kept with the version).")
-        edit.add_argument(
-            "--expect", help="The SHA-256 the file must still have (default: as read now)."
+        show = sub.add_parser(
+            "show", help=gettext("Every jail, or one jail's settings with their origin.")
         )
-        test = sub.add_parser("test", help="Test the configuration, or a candidate file.")
+        show.add_argument("jail", nargs="?")
+        edit = sub.add_parser(
+            "edit", help=gettext("Replace a .local file (from --from FILE or stdin).")
+        )
+        edit.add_argument("path")
+        edit.add_argument(
+            "--from", dest="source", help=gettext("Read the new content from this file.")
+        )
+        edit.add_argument("--reason", default="", help=gettext("Why (kept with the version)."))
+        edit.add_argument(
+            "--expect", help=gettext("The SHA-256 the file must still have (default: as read now).")
+        )
+        test = sub.add_parser("test", help=gettext("Test the configuration, or a candidate file."))
         test.add_argument("path", nargs="?")
         test.add_argument("--from", dest="source")
-        history = sub.add_parser("history", help="The versions kept of one file.")
+        history = sub.add_parser("history", help=gettext("The versions kept of one file."))
         history.add_argument("path")
-        diff = sub.add_parser("diff", help="A diff between two versions (ids).")
+        diff = sub.add_parser("diff", help=gettext("A diff between two versions (ids)."))
         diff.add_argument("a", type=int)
         diff.add_argument("b", type=int)
-        restore = sub.add_parser("restore", help="Put a version back through the safe path.")
+        restore = sub.add_parser(
+            "restore", help=gettext("Put a version back through the safe path.")
+        )
         restore.add_argument("version", type=int)
         for subparser in (show, edit, test, history, diff, restore):
             # `f2bconfig show --json` as well as `f2bconfig --json show` (and --host).
@@ -108,7 +124,7 @@ class Command(RuntimeCommand):
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise CommandError("the new content is not UTF-8") from None
+            raise CommandError(gettext("the new content is not UTF-8")) from None
 
     # --- actions --------------------------------------------------------------------------
     def do_show(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
@@ -116,23 +132,30 @@ class Command(RuntimeCommand):
         if options.get("jail"):
             jail = config.jail(options["jail"])
             if jail is None:
-                raise CommandError(f"no jail {options['jail']} in the configuration")
-            lines = [f"[{jail.name}] {'enabled' if jail.enabled else 'disabled'}"]
+                raise CommandError(
+                    gettext("no jail %(jail)s in the configuration") % {"jail": options["jail"]}
+                )
+            enabled = gettext("enabled") if jail.enabled else gettext("disabled")
+            lines = [f"[{jail.name}] {enabled}"]
             for setting in jail.settings:
                 where = (
                     f"{setting.origin.file}:{setting.origin.line or '?'} [{setting.origin.section}]"
                     if setting.origin
-                    else "built-in"
+                    else gettext("built-in")
                 )
                 value = setting.value.replace("\n", "\n    ")
                 lines.append(f"{setting.name} = {value}    # {where}")
-            lines += [f"error: {e}" for e in jail.errors]
+            # The errors are the configuration reader's (fail2ban's words): as they are.
+            lines += [gettext("error: %(error)s") % {"error": e} for e in jail.errors]
             self.emit(asdict(jail), "\n".join(lines))
             return
+        # fail2ban's option names stay as they are; the on/off column and the marker are ours.
+        on, off = pgettext("jail enabled", "on"), pgettext("jail enabled", "off")
+        errors = " " + gettext("ERRORS")
         rows = [
-            f"{'on ' if j.enabled else 'off'} {j.name:<28} filter={j.value('filter')} "
+            f"{on if j.enabled else off:<3} {j.name:<28} filter={j.value('filter')} "
             f"maxretry={j.value('maxretry')} findtime={j.value('findtime')} "
-            f"bantime={j.value('bantime')}" + (" ERRORS" if j.errors else "")
+            f"bantime={j.value('bantime')}" + (errors if j.errors else "")
             for j in config.jails
         ]
         self.emit(
@@ -164,7 +187,7 @@ class Command(RuntimeCommand):
             changes.append(FileChange(current.path, self.content(options), current.sha256))
         outcome = file_service.config_test(state, changes=changes)
         if outcome.ok:
-            self.emit(asdict(outcome), "OK: fail2ban accepts the configuration.")
+            self.emit(asdict(outcome), gettext("OK: fail2ban accepts the configuration."))
             return
         self.outcome(outcome)
 
@@ -177,12 +200,14 @@ class Command(RuntimeCommand):
             f"{v.actor or '-'} {v.reason}"
             for v in versions
         )
-        self.emit(data, text or "no versions")
+        self.emit(data, text or gettext("no versions"))
 
     def do_diff(self, state: Any, actor: Actor, options: dict[str, Any]) -> None:
         pair = version_selectors.version_pair(host=self.host, a=options["a"], b=options["b"])
         if pair is None:
-            raise CommandError(f"no such versions of one file on {self.host}")
+            raise CommandError(
+                gettext("no such versions of one file on %(host)s") % {"host": self.host}
+            )
         old, new = pair
         diff = file_service.file_diff(
             old.content, new.content, old.path, old_label=f"#{old.pk}", new_label=f"#{new.pk}"

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError
@@ -29,7 +30,7 @@ LEASE = timedelta(minutes=30)
 
 
 class Command(RuntimeCommand):
-    help = (
+    help = gettext_noop(
         "Archive the bans in fail2ban's database now (what the job runner does every minute). "
         "Waits while the job runner is syncing."
     )
@@ -38,28 +39,38 @@ class Command(RuntimeCommand):
         parser.add_argument(
             "--dbfile",
             default=None,
-            help="Read this fail2ban database (e.g. a backup) instead of the one fail2ban uses.",
+            help=gettext(
+                "Read this fail2ban database (e.g. a backup) instead of the one fail2ban uses."
+            ),
         )
         hosts = parser.add_mutually_exclusive_group()
         hosts.add_argument(
             "--host",
             action="append",
             metavar="HOST",
-            help="Sync this host only (repeat for several). Default: every enabled host.",
+            help=gettext("Sync this host only (repeat for several). Default: every enabled host."),
         )
         hosts.add_argument(
-            "--all-hosts", action="store_true", help="Sync every enabled host (the default)."
+            "--all-hosts",
+            action="store_true",
+            help=gettext("Sync every enabled host (the default)."),
         )
         parser.add_argument(
-            "--purge", action="store_true", help="Also delete bans older than the retention."
+            "--purge",
+            action="store_true",
+            help=gettext("Also delete bans older than the retention."),
         )
         parser.add_argument(
             "--rebuild-summaries",
             action="store_true",
-            help="Rebuild the dashboard's summary tables from the archive.",
+            help=gettext("Rebuild the dashboard's summary tables from the archive."),
         )
-        parser.add_argument("--wait", type=float, default=60.0, help="Seconds to wait for a lock.")
-        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument(
+            "--wait", type=float, default=60.0, help=gettext("Seconds to wait for a lock.")
+        )
+        parser.add_argument(
+            "--json", action="store_true", help=gettext("Print the result as JSON.")
+        )
 
     def _lock(self, name: str, owner: str, wait: float) -> None:
         deadline = time.monotonic() + wait
@@ -67,7 +78,9 @@ class Command(RuntimeCommand):
             name=name, owner=owner, now=timezone.now(), lease=LEASE, when_due=False
         ):
             if time.monotonic() > deadline:
-                raise CommandError(f"{name} is running in a job runner; try again later")
+                raise CommandError(
+                    gettext("%(job)s is running in a job runner; try again later") % {"job": name}
+                )
             time.sleep(0.5)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -77,9 +90,9 @@ class Command(RuntimeCommand):
         except fleet.HostUnknown as exc:
             raise CommandError(str(exc)) from exc
         if not scopes:
-            raise CommandError("no enabled host to sync")
+            raise CommandError(gettext("no enabled host to sync"))
         if options["dbfile"] and len(scopes) != 1:
-            raise CommandError("--dbfile reads one host's database: name it with --host")
+            raise CommandError(gettext("--dbfile reads one host's database: name it with --host"))
         owner = "history_sync:" + runner_id()
         report: dict[str, Any] = {}
         lines: list[str] = []
@@ -119,8 +132,10 @@ class Command(RuntimeCommand):
                     history_summaries.summaries_rebuild()
                     report["summaries_rebuilt"] = True
             except (Fail2banError, history_service.HistoryError) as exc:
-                outcome.message = str(exc)
-                raise CommandError(f"history sync failed: {exc}") from exc
+                outcome.message = str(exc)  # the job's record: English
+                raise CommandError(
+                    gettext("history sync failed: %(error)s") % {"error": exc}
+                ) from exc
         if options["purge"]:
             self._lock(PURGE_JOB, owner, options["wait"])
             with job_lease_kept(name=PURGE_JOB, owner=owner) as outcome:
@@ -135,14 +150,24 @@ class Command(RuntimeCommand):
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
         else:
+            # The sync's and the purge's messages are also the job's stored record: English.
             for line in lines:
                 self.stdout.write(self.style.SUCCESS(line))
             for line in failed:
-                self.stderr.write(self.style.ERROR(f"history sync failed on {line}"))
+                self.stderr.write(
+                    self.style.ERROR(gettext("history sync failed on %(host)s") % {"host": line})
+                )
             if "purge" in report:
                 self.stdout.write(purge.message)
         if failed:
-            raise CommandError(f"{len(failed)} of {len(results)} hosts could not be synced")
+            raise CommandError(
+                ngettext(
+                    "%(failed)d of %(total)d host could not be synced",
+                    "%(failed)d of %(total)d hosts could not be synced",
+                    len(results),
+                )
+                % {"failed": len(failed), "total": len(results)}
+            )
 
 
 def _result_report(result: history_service.SyncResult | None, error: str) -> dict[str, Any]:

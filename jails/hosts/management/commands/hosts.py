@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.management.base import CommandError, CommandParser
+from django.utils.translation import gettext, gettext_noop, ngettext, pgettext
 
 from jails.agent import ssh
 from jails.apps import runtime_state
@@ -43,7 +44,7 @@ def _dumps(data: Any) -> str:
 
 
 class Command(RuntimeCommand):
-    help = (
+    help = gettext_noop(
         "Manage the fail2ban hosts: list, add, remove, check, confirm-key, install-agent. "
         "Exit codes: 0 ok, 1 failed, 2 usage."
     )
@@ -53,76 +54,102 @@ class Command(RuntimeCommand):
 
         def with_as(p: CommandParser) -> None:
             p.add_argument(
-                "--as", dest="as_user", metavar="USER", help="Act as this administrator."
+                "--as", dest="as_user", metavar="USER", help=gettext("Act as this administrator.")
             )
 
-        p = sub.add_parser("list", help="Every host and its reachability as last seen.")
+        p = sub.add_parser("list", help=gettext("Every host and its reachability as last seen."))
         p.add_argument("--json", action="store_true", help="JSON output.")
 
-        p = sub.add_parser("add", help="Add a host (SSH: its key pair is made and printed).")
+        p = sub.add_parser(
+            "add", help=gettext("Add a host (SSH: its key pair is made and printed).")
+        )
         p.add_argument("name")
-        p.add_argument("destination", nargs="?", help="SSH: user@host or user@host:port.")
+        p.add_argument("destination", nargs="?", help=gettext("SSH: user@host or user@host:port."))
         where = p.add_mutually_exclusive_group()
-        where.add_argument("--socket", metavar="PATH", help="A fail2ban socket on this machine.")
-        where.add_argument("--agent", metavar="unix:PATH", help="An agent socket on this machine.")
-        p.add_argument("--time-zone", default="", metavar="TZ", help="The host's fail2ban zone.")
+        where.add_argument(
+            "--socket", metavar="PATH", help=gettext("A fail2ban socket on this machine.")
+        )
+        where.add_argument(
+            "--agent", metavar="unix:PATH", help=gettext("An agent socket on this machine.")
+        )
+        p.add_argument(
+            "--time-zone", default="", metavar="TZ", help=gettext("The host's fail2ban zone.")
+        )
         p.add_argument("--note", default="")
         p.add_argument("--json", action="store_true", help="JSON output.")
         with_as(p)
 
-        p = sub.add_parser("remove", help="Remove a host (not the local one: disable it).")
+        p = sub.add_parser("remove", help=gettext("Remove a host (not the local one: disable it)."))
         p.add_argument("name")
-        p.add_argument("--yes", action="store_true", help="Really remove it.")
+        p.add_argument("--yes", action="store_true", help=gettext("Really remove it."))
         with_as(p)
 
-        p = sub.add_parser("check", help="Connect and report versions and jails, or the error.")
+        p = sub.add_parser(
+            "check", help=gettext("Connect and report versions and jails, or the error.")
+        )
         p.add_argument("name", nargs="?")
-        p.add_argument("--all", dest="check_all", action="store_true", help="Every host.")
+        p.add_argument("--all", dest="check_all", action="store_true", help=gettext("Every host."))
         p.add_argument("--json", action="store_true", help="JSON output.")
 
-        p = sub.add_parser("confirm-key", help="Fetch the host's SSH key; confirm it.")
+        p = sub.add_parser("confirm-key", help=gettext("Fetch the host's SSH key; confirm it."))
         p.add_argument("name")
         which = p.add_mutually_exclusive_group()
         which.add_argument(
-            "--fingerprint", metavar="SHA256:…", help="Confirm only the key with this fingerprint."
+            "--fingerprint",
+            metavar="SHA256:…",
+            help=gettext("Confirm only the key with this fingerprint."),
         )
-        which.add_argument("--yes", action="store_true", help="Confirm the key it presents.")
+        which.add_argument(
+            "--yes", action="store_true", help=gettext("Confirm the key it presents.")
+        )
         p.add_argument("--json", action="store_true", help="JSON output.")
         with_as(p)
 
         p = sub.add_parser(
-            "install-agent", help="Print the steps that install the agent, or --perform them."
+            "install-agent",
+            help=gettext("Print the steps that install the agent, or --perform them."),
         )
         p.add_argument("name")
         p.add_argument("--json", action="store_true", help="JSON output.")
         p.add_argument(
             "--perform",
             action="store_true",
-            help="Do the steps over a one-time administrator login (--login-key), then check.",
+            help=gettext(
+                "Do the steps over a one-time administrator login (--login-key), then check."
+            ),
         )
         p.add_argument(
             "--login",
             metavar="USER@HOST:PORT",
-            help="The administrator login (default: the host's destination). Not stored.",
+            help=gettext("The administrator login (default: the host's destination). Not stored."),
         )
         p.add_argument(
-            "--login-key", type=Path, metavar="PATH", help="Its private key file. Not stored."
+            "--login-key",
+            type=Path,
+            metavar="PATH",
+            help=gettext("Its private key file. Not stored."),
         )
-        p.add_argument("--agent-path", default=ssh.AGENT_PATH, help="Where the agent goes.")
-        p.add_argument("--python", default=ssh.AGENT_PYTHON, help="The host's python3.")
+        p.add_argument(
+            "--agent-path", default=ssh.AGENT_PATH, help=gettext("Where the agent goes.")
+        )
+        p.add_argument("--python", default=ssh.AGENT_PYTHON, help=gettext("The host's python3."))
         p.add_argument(
             "--authorized-keys",
             default="",
             metavar="PATH",
-            help="The authorized_keys file (default: the host user's ~/.ssh/authorized_keys).",
+            help=gettext(
+                "The authorized_keys file (default: the host user's ~/.ssh/authorized_keys)."
+            ),
         )
         p.add_argument(
             "--agent-option",
             action="append",
             default=[],
             metavar="ARG",
-            help="An argument for the agent's forced command (repeat: --agent-option=--socket"
-            " --agent-option=/run/fail2ban/fail2ban.sock).",
+            help=gettext(
+                "An argument for the agent's forced command (repeat: --agent-option=--socket"
+                " --agent-option=/run/fail2ban/fail2ban.sock)."
+            ),
         )
         with_as(p)
 
@@ -133,18 +160,25 @@ class Command(RuntimeCommand):
         try:
             getattr(self, f"cmd_{subcommand}")(options)
         except (HostRefused, InvalidArgument) as exc:
+            # The services' texts stay English (they are in the audit record too).
             self._fail(str(exc), EXIT_FAILED)
 
-    def _fail(self, message: str, code: int) -> None:
+    def _fail(self, message: str, code: int, **values: Any) -> NoReturn:
+        """`message`: English (marked with gettext_noop when it is ours), `%(name)s` filled from
+        `values`. The JSON record keeps it English (scripts read it); the error is translated."""
         if self.as_json:
-            self.stdout.write(_dumps({"ok": False, "error": message}))
-        raise CommandError(message, returncode=code)
+            self.stdout.write(
+                _dumps({"ok": False, "error": message % values if values else message})
+            )
+        shown = gettext(message)
+        raise CommandError(shown % values if values else shown, returncode=code)
 
     def _host(self, name: str) -> Host:
         host = Host.objects.filter(name=name).first()
         if host is None:
-            self._fail(f"no host named {name!r} (manage.py hosts list)", EXIT_USAGE)
-        assert host is not None
+            self._fail(
+                gettext_noop("no host named %(name)r (manage.py hosts list)"), EXIT_USAGE, name=name
+            )
         return host
 
     # Subcommands -------------------------------------------------------------------------------
@@ -170,17 +204,23 @@ class Command(RuntimeCommand):
             return
         for row in rows:
             if row["unreachable_since"]:
-                seen = f"unreachable since {row['unreachable_since']:%Y-%m-%d %H:%M:%S}"
+                seen = gettext("unreachable since %(when)s") % {
+                    "when": f"{row['unreachable_since']:%Y-%m-%d %H:%M:%S}"
+                }
             elif row["last_seen"]:
-                seen = f"seen {row['last_seen']:%Y-%m-%d %H:%M:%S}"
+                seen = gettext("seen %(when)s") % {"when": f"{row['last_seen']:%Y-%m-%d %H:%M:%S}"}
             else:
-                seen = "not asked yet"
-            key = f"  host key {row['host_key']}" if row["host_key"] else ""
-            if row["kind"] == Host.Kind.SSH and not row["host_key"]:
-                key = "  host key not confirmed"
+                seen = gettext("not asked yet")
+            key = ""
+            if row["host_key"]:
+                key = "  " + gettext("host key %(fingerprint)s") % {"fingerprint": row["host_key"]}
+            elif row["kind"] == Host.Kind.SSH:
+                key = "  " + gettext("host key not confirmed")
+            enabled = gettext("enabled") if row["enabled"] else gettext("disabled")
+            # The kind is the JSON's value (local, socket, agent, ssh): as it is.
             self.stdout.write(
                 f"{row['host']:<20} {row['kind']:<7} {row['address'] or '-':<40} "
-                f"{'enabled' if row['enabled'] else 'disabled'}  {seen}{key}"
+                f"{enabled}  {seen}{key}"
             )
 
     def cmd_add(self, options: dict[str, Any]) -> None:
@@ -188,7 +228,8 @@ class Command(RuntimeCommand):
         if options["socket"] or options["agent"]:
             if options["destination"]:
                 raise CommandError(
-                    "give a DESTINATION or --socket/--agent, not both", returncode=EXIT_USAGE
+                    gettext("give a DESTINATION or --socket/--agent, not both"),
+                    returncode=EXIT_USAGE,
                 )
             kind = Host.Kind.SOCKET if options["socket"] else Host.Kind.AGENT
             address = str(options["socket"] or options["agent"])
@@ -196,11 +237,17 @@ class Command(RuntimeCommand):
             kind, address = Host.Kind.SSH, str(options["destination"])
         else:
             raise CommandError(
-                "give the SSH DESTINATION (root@host:22), --socket PATH or --agent unix:PATH",
+                gettext(
+                    "give the SSH DESTINATION (root@host:22), --socket PATH or --agent unix:PATH"
+                ),
                 returncode=EXIT_USAGE,
             )
         if Host.objects.filter(name=options["name"]).exists():
-            self._fail(f"there is already a host called {options['name']}", EXIT_USAGE)
+            self._fail(
+                gettext_noop("there is already a host called %(name)s"),
+                EXIT_USAGE,
+                name=options["name"],
+            )
         host = host_service.host_create(
             name=options["name"],
             kind=kind,
@@ -217,24 +264,39 @@ class Command(RuntimeCommand):
                 data["install"] = steps.as_dict()
             self.stdout.write(_dumps(data))
             return
-        self.stdout.write(f"added {host.name} ({host.get_kind_display()}, {host.address})")
+        self.stdout.write(
+            gettext("added %(host)s (%(kind)s, %(address)s)")
+            % {"host": host.name, "kind": host.get_kind_display(), "address": host.address}
+        )
         if steps is None:
-            self.stdout.write(f"next: manage.py hosts check {host.name}")
+            self.stdout.write(gettext("next: manage.py hosts check %(host)s") % {"host": host.name})
             return
         self._steps(host, steps)
 
     def _steps(self, host: Host, steps: InstallSteps) -> None:
         write = self.stdout.write
-        write(f"\n1. Put this line in {steps.authorized_keys_file} on the host:\n")
+        # The commands are the steps themselves (shell): only the sentences are translated.
+        write(
+            "\n"
+            + gettext("1. Put this line in %(file)s on the host:")
+            % {"file": steps.authorized_keys_file}
+            + "\n"
+        )
         write(steps.authorized_keys_line)
-        write("\n2. On this machine, in the site's directory:\n")
+        write("\n" + gettext("2. On this machine, in the site's directory:") + "\n")
         for line in steps.on_site:
             write(f"   {line}")
-        write("\n3. On the host, as root:\n")
+        write("\n" + gettext("3. On the host, as root:") + "\n")
         for line in steps.on_host:
             write(f"   {line}")
-        write("\n4. Then, here: compare the fingerprint with the host's")
-        write("   (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), confirm it, check:\n")
+        write(
+            "\n"
+            + gettext(
+                "4. Then, here: compare the fingerprint with the host's\n"
+                "   (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), confirm it, check:"
+            )
+            + "\n"
+        )
         write(f"   manage.py hosts confirm-key {host.name}")
         write(f"   manage.py hosts confirm-key {host.name} --fingerprint SHA256:…")
         write(f"   manage.py hosts check {host.name}")
@@ -242,38 +304,57 @@ class Command(RuntimeCommand):
     def cmd_remove(self, options: dict[str, Any]) -> None:
         host = self._host(options["name"])
         if host.is_local:
-            self._fail("the local host cannot be removed; disable it instead", EXIT_FAILED)
+            self._fail(
+                gettext_noop("the local host cannot be removed; disable it instead"), EXIT_FAILED
+            )
         if not options["yes"]:
             self._removal_lines(host_service.host_removal(host), done=False)
             self._fail(
-                f"would remove {host.name} ({host.address}); run again with --yes to remove it",
+                gettext_noop(
+                    "would remove %(host)s (%(address)s); run again with --yes to remove it"
+                ),
                 EXIT_FAILED,
+                host=host.name,
+                address=host.address,
             )
         actor = command_actor(options.get("as_user"), permission=PERM_ADMINISTER)
         removal = host_service.host_remove(runtime_state(), host=host, actor=actor)
-        self.stdout.write(f"removed {host.name}")
+        self.stdout.write(gettext("removed %(host)s") % {"host": host.name})
         self._removal_lines(removal, done=True)
         if host.kind == Host.Kind.SSH:
             self.stdout.write(
-                "remove its key's line from the host's authorized_keys too "
-                f"(the key ends with jailadmin-{host.name})"
+                gettext(
+                    "remove its key's line from the host's authorized_keys too "
+                    "(the key ends with %(comment)s)"
+                )
+                % {"comment": f"jailadmin-{host.name}"}
             )
 
     def _removal_lines(self, removal: Removal, *, done: bool) -> None:
-        def listed(items: tuple[tuple[str, int], ...]) -> str:
-            return ", ".join(f"{count} {label}" for label, count in items)
-
-        self.stdout.write(f"{'kept' if done else 'keeps'} (history): {listed(removal.kept)}")
-        self.stdout.write(f"{'removed' if done else 'removes'}: {listed(removal.removed)}")
+        # The counts as the host's remove page shows them ("1 archived ban"), translated; the
+        # audit record keeps the service's English labels.
+        kept, removed = ", ".join(removal.kept_lines), ", ".join(removal.removed_lines)
+        if done:
+            self.stdout.write(gettext("kept (history): %(items)s") % {"items": kept})
+            self.stdout.write(gettext("removed: %(items)s") % {"items": removed})
+        else:
+            self.stdout.write(gettext("keeps (history): %(items)s") % {"items": kept})
+            self.stdout.write(gettext("removes: %(items)s") % {"items": removed})
         if removal.disabled_sources:
-            self.stdout.write(
-                f"{'disabled' if done else 'disables'} the blocklists that imported into "
-                f"{removal.host} alone: {', '.join(removal.disabled_sources)}"
-            )
+            values = {"host": removal.host, "sources": ", ".join(removal.disabled_sources)}
+            if done:
+                text = gettext(
+                    "disabled the blocklists that imported into %(host)s alone: %(sources)s"
+                )
+            else:
+                text = gettext(
+                    "disables the blocklists that imported into %(host)s alone: %(sources)s"
+                )
+            self.stdout.write(text % values)
 
     def cmd_check(self, options: dict[str, Any]) -> None:
         if options["check_all"] == bool(options["name"]):
-            raise CommandError("give a host NAME or --all", returncode=EXIT_USAGE)
+            raise CommandError(gettext("give a host NAME or --all"), returncode=EXIT_USAGE)
         hosts = (
             host_service.hosts_ordered() if options["check_all"] else [self._host(options["name"])]
         )
@@ -290,24 +371,50 @@ class Command(RuntimeCommand):
         ]
         if failed or (unchecked and not options["check_all"]):
             raise CommandError(
-                "not answering: " + ", ".join(failed + unchecked), returncode=EXIT_FAILED
+                gettext("not answering: %(hosts)s") % {"hosts": ", ".join(failed + unchecked)},
+                returncode=EXIT_FAILED,
             )
 
     @staticmethod
     def _check_line(check: HostCheck) -> str:
-        name = f"{check.host.name:<20}"
-        if check.ok:
-            agent = f"agent {check.agent_version}, " if check.agent_version else ""
-            jails = ", ".join(check.jails) or "none"
+        # The errors are the connection's and fail2ban's own texts: as they are.
+        values: dict[str, Any] = {
+            "name": f"{check.host.name:<20}",  # padded: the columns line up
+            "agent": check.agent_version,
+            "version": check.fail2ban_version or "?",
+            "count": len(check.jails),
+            "jails": ", ".join(check.jails) or pgettext("no jails", "none"),
+            "error": check.error,
+        }
+        if check.ok and check.agent_version:
             return (
-                f"{name} ok  {agent}fail2ban {check.fail2ban_version or '?'}, "
-                f"{len(check.jails)} jails: {jails}"
+                # Translators: one host per line in a terminal; keep the two spaces after "ok":
+                # they separate the status column from the details.
+                ngettext(
+                    "%(name)s ok  agent %(agent)s, fail2ban %(version)s, %(count)d jail: %(jails)s",
+                    "%(name)s ok  agent %(agent)s, fail2ban %(version)s, "
+                    "%(count)d jails: %(jails)s",
+                    len(check.jails),
+                )
+                % values
+            )
+        if check.ok:
+            return (
+                # Translators: as above, keep the two spaces after "ok".
+                ngettext(
+                    "%(name)s ok  fail2ban %(version)s, %(count)d jail: %(jails)s",
+                    "%(name)s ok  fail2ban %(version)s, %(count)d jails: %(jails)s",
+                    len(check.jails),
+                )
+                % values
             )
         if not check.checked:
-            return f"{name} not checked: {check.error}"
+            return gettext("%(name)s not checked: %(error)s") % values
         since = check.host.unreachable_since
-        when = f" since {since:%Y-%m-%d %H:%M:%S}" if since else ""
-        return f"{name} UNREACHABLE{when}: {check.error}"
+        if since:
+            values["since"] = f"{since:%Y-%m-%d %H:%M:%S}"
+            return gettext("%(name)s UNREACHABLE since %(since)s: %(error)s") % values
+        return gettext("%(name)s UNREACHABLE: %(error)s") % values
 
     def cmd_confirm_key(self, options: dict[str, Any]) -> None:
         host = self._host(options["name"])
@@ -327,10 +434,15 @@ class Command(RuntimeCommand):
                 return
             self._scan_lines(host, scan)
             if scan.unchanged:
-                self.stdout.write("the host presents the key already confirmed: nothing to do")
+                self.stdout.write(
+                    gettext("the host presents the key already confirmed: nothing to do")
+                )
                 return
             self.stdout.write(
-                "compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host, then:"
+                gettext(
+                    "compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host, "
+                    "then:"
+                )
             )
             if preferred is not None:
                 command = f"manage.py hosts confirm-key {host.name}"
@@ -345,16 +457,25 @@ class Command(RuntimeCommand):
             self.stdout.write(_dumps(data))
             return
         self._scan_lines(host, scan)
-        self.stdout.write(f"confirmed {host.name}'s key {key.fingerprint}")
+        self.stdout.write(
+            gettext("confirmed %(host)s's key %(fingerprint)s")
+            % {"host": host.name, "fingerprint": key.fingerprint}
+        )
 
     def _scan_lines(self, host: Host, scan: host_service.KeyScan) -> None:
         for key in scan.keys:
-            self.stdout.write(f"{host.name} presents {key.key_type} {key.fingerprint}")
+            self.stdout.write(
+                gettext("%(host)s presents %(type)s %(fingerprint)s")
+                % {"host": host.name, "type": key.key_type, "fingerprint": key.fingerprint}
+            )
         if scan.changed:
             self.stderr.write(
-                f"WARNING: the key confirmed before ({scan.confirmed_fingerprint}) is not among "
-                "them. If nobody reinstalled the host or replaced its keys, someone else may "
-                "be answering in its place: find out why before you confirm."
+                gettext(
+                    "WARNING: the key confirmed before (%(fingerprint)s) is not among them. If "
+                    "nobody reinstalled the host or replaced its keys, someone else may be "
+                    "answering in its place: find out why before you confirm."
+                )
+                % {"fingerprint": scan.confirmed_fingerprint}
             )
 
     def cmd_install_agent(self, options: dict[str, Any]) -> None:
@@ -371,7 +492,7 @@ class Command(RuntimeCommand):
     def _perform(self, host: Host, options: dict[str, Any]) -> None:
         if options["login_key"] is None:
             raise CommandError(
-                "--perform needs --login-key PATH (an administrator's key for the host)",
+                gettext("--perform needs --login-key PATH (an administrator's key for the host)"),
                 returncode=EXIT_USAGE,
             )
         actor = command_actor(options.get("as_user"), permission=PERM_ADMINISTER)
@@ -385,8 +506,13 @@ class Command(RuntimeCommand):
 
         def progress(step: Step) -> None:
             if not self.as_json:
-                mark = "ok    " if step.ok else "FAILED"
-                self.stdout.write(f"{mark} {step.name}: {step.detail}")
+                # The step's name and detail are the install service's (in its report too).
+                mark = (
+                    pgettext("install step", "ok")
+                    if step.ok
+                    else pgettext("install step", "FAILED")
+                )
+                self.stdout.write(f"{mark:<6} {step.name}: {step.detail}")
 
         report = agent_install(
             state,
@@ -407,8 +533,12 @@ class Command(RuntimeCommand):
         failed = next((step for step in report.steps if not step.ok), None)
         if failed is not None:
             raise CommandError(
-                f"install-agent stopped at {failed.name!r}: {failed.detail}",
+                gettext("install-agent stopped at %(step)r: %(detail)s")
+                % {"step": failed.name, "detail": failed.detail},
                 returncode=EXIT_FAILED,
             )
         if not self.as_json:
-            self.stdout.write(f"{host.name}: the agent is installed and answers the site")
+            self.stdout.write(
+                gettext("%(host)s: the agent is installed and answers the site")
+                % {"host": host.name}
+            )

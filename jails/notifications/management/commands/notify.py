@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from django.apps import apps
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
+from jails.management.base import TranslatedCommand
 from jails.notifications.apps import NotificationsConfig
 from jails.notifications.models import Channel
 from jails.notifications.selectors import notifications as selectors
@@ -23,20 +25,23 @@ def _delivery_config() -> DeliveryConfig:
     return config.delivery_config()
 
 
-class Command(BaseCommand):
-    help = (
+class Command(TranslatedCommand):
+    help = gettext_noop(
         "Notifications: `notify channels`, `notify rules [--json]`, `notify test CHANNEL` "
         "(sends now and reports the outcome), `notify deliver` (send what is due now)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        for name, text in (("channels", "List the channels."), ("rules", "List the rules.")):
+        for name, text in (
+            ("channels", gettext("List the channels.")),
+            ("rules", gettext("List the rules.")),
+        ):
             listing = sub.add_parser(name, help=text)
-            listing.add_argument("--json", action="store_true", help="Print JSON.")
-        test = sub.add_parser("test", help="Send a test message to CHANNEL now.")
+            listing.add_argument("--json", action="store_true", help=gettext("Print JSON."))
+        test = sub.add_parser("test", help=gettext("Send a test message to CHANNEL now."))
         test.add_argument("channel", metavar="CHANNEL")
-        sub.add_parser("deliver", help="Deliver the messages that are due, then exit.")
+        sub.add_parser("deliver", help=gettext("Deliver the messages that are due, then exit."))
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
@@ -51,12 +56,14 @@ class Command(BaseCommand):
         elif action == "deliver":
             config = _delivery_config()
             result = outbox_deliver(now=timezone.now(), owner="command", config=config)
+            # The delivery's summary is the job runner's record too: English.
             self.stdout.write(result.message)
 
     def _listing(self, items: list[dict[str, Any]], options: dict[str, Any]) -> None:
         if options["json"]:
             self.stdout.write(json.dumps(items, indent=2))
             return
+        # Tab-separated for `cut` and the like: the values as the JSON has them, untranslated.
         for item in items:
             extra = item.get("channels", item.get("target", ""))
             self.stdout.write(
@@ -66,8 +73,11 @@ class Command(BaseCommand):
     def _test(self, name: str) -> None:
         channel = Channel.objects.filter(name=name).first()
         if channel is None:
-            known = ", ".join(Channel.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"no channel {name!r} (channels: {known})")
+            known = ", ".join(Channel.objects.values_list("name", flat=True)) or gettext("none")
+            raise CommandError(
+                gettext("no channel %(name)r (channels: %(known)s)")
+                % {"name": name, "known": known}
+            )
         config = _delivery_config()
         outcome = service.channel_test_now(
             channel=channel,
@@ -76,5 +86,8 @@ class Command(BaseCommand):
             actor=Actor.system("manage.py notify"),
         )
         if not outcome.ok:
-            raise CommandError(f"test message to {name} failed: {outcome.error}")
-        self.stdout.write(f"test message sent to {name}")
+            raise CommandError(
+                gettext("test message to %(name)s failed: %(error)s")
+                % {"name": name, "error": outcome.error}
+            )
+        self.stdout.write(gettext("test message sent to %(name)s") % {"name": name})
