@@ -32,7 +32,11 @@ MSGFMT = ("msgfmt", "--check-format")
 
 def makemessages(root: Path) -> None:
     """Regenerate root's .po files from its sources (new strings in, obsolete ones out)."""
-    ignored = [p.name for p in root.iterdir() if p.name not in SCANNED] + list(IGNORED_INSIDE)
+    # Directories only: makemessages matches an ignore pattern against every file's own name
+    # too, so ignoring the top-level setup.py would also drop jails/services/setup.py and
+    # jails/views/setup.py. The top-level files (manage.py, setup.py) mark no strings.
+    ignored = [p.name for p in root.iterdir() if p.is_dir() and p.name not in SCANNED]
+    ignored += list(IGNORED_INSIDE)
     command = [sys.executable, "manage.py", "makemessages", "--no-obsolete"]
     command += ["--add-location", "file", "--domain", "django"]
     command += [f"--locale={locale}" for locale in LOCALES]
