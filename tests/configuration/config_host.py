@@ -54,6 +54,11 @@ class ConfigHost:
             if self.server.is_running() and set(self.running()) >= {j.name for j in CONFIG_JAILS}:
                 return
         else:
+            if self.server.is_running():
+                # fail2ban keeps a removed jail's bans in its database and restores them when a
+                # jail of that name comes back (a permanent blocklist jail made by one test
+                # would start the next one "already banned"): the start state had no bans.
+                self.server.client().send("unban", "--all")
             shutil.rmtree(self.conf)
             shutil.copytree(self.pristine, self.conf, symlinks=True)
         if self.server.is_running():
