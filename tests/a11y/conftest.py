@@ -7,7 +7,6 @@ too). Chromium is Debian's, driven by Playwright; axe-core is the pinned copy th
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.axe import AXE_SCRIPT
-from tests.support.live_site import ROOT, free_port, gunicorn_arguments, served
+from tests.support.live_site import ROOT, free_port, gunicorn_arguments, served, site_environment
 
 CHROMIUM = Path("/usr/bin/chromium")
 USERNAME = "a11y-admin"
@@ -61,29 +60,20 @@ def axe_source() -> str:
 
 @pytest.fixture
 def a11y_site(f2b, tmp_path) -> Iterator[A11ySite]:
-    from django.conf import settings
 
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium")
     pytest.importorskip("playwright.sync_api")
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JAILADMIN_")},
-        "DJANGO_SETTINGS_MODULE": "jailadmin.settings",
-        "JAILADMIN_SECRET_KEY": "accessibility-test-secret-key-0123456789-abcdefghijklmn",
-        "JAILADMIN_DEBUG": "false",
-        "JAILADMIN_VAR_DIR": str(tmp_path),
-        "JAILADMIN_DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite3'}",
-        "JAILADMIN_FAIL2BAN_SOCKET": str(f2b.socket_path),
-        "JAILADMIN_FAIL2BAN_CONFIG_DIR": str(f2b.conf_dir),
-        "JAILADMIN_FAIL2BAN_CLIENT": str(f2b.install.client),
-        "JAILADMIN_FAIL2BAN_TIMEOUT": "30",
-        "JAILADMIN_FAIL2BAN_TIME_ZONE": f2b.tz or "UTC",
-        "JAILADMIN_SESSION_CACHE": "database",
-        "JAILADMIN_ALLOWED_HOSTS": "127.0.0.1",
-        "JAILADMIN_WORKERS": "2",
-        "JAILADMIN_STATIC_ROOT": str(settings.STATIC_ROOT),
-    }
+    env = site_environment(
+        f2b,
+        tmp_path,
+        secret_key="accessibility-test-secret-key-0123456789-abcdefghijklmn",
+        JAILADMIN_FAIL2BAN_CONFIG_DIR=str(f2b.conf_dir),
+        JAILADMIN_FAIL2BAN_CLIENT=str(f2b.install.client),
+        JAILADMIN_FAIL2BAN_TIMEOUT="30",
+        JAILADMIN_WORKERS="2",
+    )
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT,

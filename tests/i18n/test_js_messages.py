@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.i18n.conftest import ROOT
+from tests.support.catalogues import catalogue_install
 
 pytestmark = pytest.mark.django_db
 
@@ -49,24 +49,13 @@ GERMAN = {
 @pytest.fixture
 def german_catalogue(settings, tmp_path: Path) -> str:
     """LOCALE_PATHS holding only GERMAN (templates look percent signs up doubled)."""
-    messages = tmp_path / "de" / "LC_MESSAGES"
-    messages.mkdir(parents=True)
     entries = "".join(
         f'#, python-format\nmsgid "{english.replace("%", "%%")}"\n'
         f'msgstr "{german.replace("%", "%%")}"\n\n'
         for english, german in GERMAN.items()
     )
-    po = messages / "django.po"
-    po.write_text(
-        'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n' + entries,
-        encoding="utf-8",
-    )
-    subprocess.run(
-        ["msgfmt", "--check-format", "-o", str(messages / "django.mo"), str(po)],
-        check=True,
-        timeout=60,
-    )
-    settings.LOCALE_PATHS = [str(tmp_path)]
+    header = 'msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+    catalogue_install(settings, tmp_path, language="de", po_text=header + entries)
     return "de"
 
 

@@ -39,30 +39,42 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-@pytest.fixture
-def site(f2b, tmp_path):
-    """A migrated database with an operator, and gunicorn serving the site on it."""
+def site_environment(f2b, tmp_path, *, secret_key: str, **overrides: str) -> dict[str, str]:
+    """The environment of a gunicorn (or manage.py) serving the site on its own SQLite
+    database in `tmp_path`, talking to `f2b`; `overrides` add or replace JAILADMIN_* values."""
     from django.conf import settings
 
-    port = free_port()
-    env = {
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("JAILADMIN_")},
         "DJANGO_SETTINGS_MODULE": "jailadmin.settings",
-        "JAILADMIN_SECRET_KEY": "concurrency-test-secret-key-0123456789-abcdefghijklmnop",
+        "JAILADMIN_SECRET_KEY": secret_key,
         "JAILADMIN_DEBUG": "false",
         "JAILADMIN_VAR_DIR": str(tmp_path),
         "JAILADMIN_DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite3'}",
         "JAILADMIN_FAIL2BAN_SOCKET": str(f2b.socket_path),
-        # 50 requests at once queue on fail2ban's single thread, whose recording action
-        # spawns a shell per ban: on a loaded 2-core box the last answers took over 10 s.
-        "JAILADMIN_FAIL2BAN_TIMEOUT": "60",
         "JAILADMIN_FAIL2BAN_TIME_ZONE": f2b.tz or "UTC",
         "JAILADMIN_SESSION_CACHE": "database",
         "JAILADMIN_ALLOWED_HOSTS": "127.0.0.1",
-        "JAILADMIN_WORKERS": "4",
         # The test session has collected the static files already (tests/conftest.py).
         "JAILADMIN_STATIC_ROOT": str(settings.STATIC_ROOT),
+        **overrides,
     }
+
+
+@pytest.fixture
+def site(f2b, tmp_path):
+    """A migrated database with an operator, and gunicorn serving the site on it."""
+
+    port = free_port()
+    env = site_environment(
+        f2b,
+        tmp_path,
+        secret_key="concurrency-test-secret-key-0123456789-abcdefghijklmnop",
+        # 50 requests at once queue on fail2ban's single thread, whose recording action
+        # spawns a shell per ban: on a loaded 2-core box the last answers took over 10 s.
+        JAILADMIN_FAIL2BAN_TIMEOUT="60",
+        JAILADMIN_WORKERS="4",
+    )
     python = sys.executable
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput", "-v0"],

@@ -9,13 +9,14 @@ English pages one after the other, which a label translated once at import could
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from django.template import Context, Template
 from django.test import Client
 from django.utils import translation
+
+from tests.support.catalogues import catalogue_install
 
 pytestmark = pytest.mark.django_db
 
@@ -58,16 +59,7 @@ msgstr "Kein Jail passt zu „%(query)s“."
 @pytest.fixture
 def german(tmp_path: Path, settings) -> None:
     """A compiled German catalogue, the only one in LOCALE_PATHS for this test."""
-    messages = tmp_path / "de" / "LC_MESSAGES"
-    messages.mkdir(parents=True)
-    (messages / "django.po").write_text(GERMAN_PO, encoding="utf-8")
-    subprocess.run(
-        ["msgfmt", "--check", "-o", str(messages / "django.mo"), str(messages / "django.po")],
-        check=True,
-        timeout=60,
-    )
-    # pytest-django's `settings` sends setting_changed: Django drops its loaded catalogues.
-    settings.LOCALE_PATHS = [str(tmp_path)]
+    catalogue_install(settings, tmp_path, language="de", po_text=GERMAN_PO)
 
 
 def _page(client: Client, path: str, language: str) -> str:

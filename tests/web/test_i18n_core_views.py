@@ -9,7 +9,6 @@ import time could not.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from django.urls import reverse
 from jails.models import AuditEntry
 from jails.runtime import runtime_apply
 from tests.conftest import point_state_at
+from tests.support.catalogues import catalogue_install
 from tests.support.site_helpers import site_settings_create
 
 pytestmark = pytest.mark.django_db
@@ -83,16 +83,7 @@ msgstr "Tabelle %(table)s"
 @pytest.fixture
 def german(tmp_path: Path, settings) -> None:
     """A compiled German catalogue, the only one in LOCALE_PATHS for this test."""
-    messages = tmp_path / "de" / "LC_MESSAGES"
-    messages.mkdir(parents=True)
-    (messages / "django.po").write_text(GERMAN_PO, encoding="utf-8")
-    subprocess.run(
-        ["msgfmt", "--check", "-o", str(messages / "django.mo"), str(messages / "django.po")],
-        check=True,
-        timeout=60,
-    )
-    # pytest-django's `settings` sends setting_changed: Django drops its loaded catalogues.
-    settings.LOCALE_PATHS = [str(tmp_path)]
+    catalogue_install(settings, tmp_path, language="de", po_text=GERMAN_PO)
 
 
 def banned(f2b, jail: str) -> set[str]:

@@ -14,7 +14,6 @@ artifacts/small-screens/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.live_site import ROOT, free_port, gunicorn_arguments, served
+from tests.support.live_site import ROOT, free_port, gunicorn_arguments, served, site_environment
 
 pytestmark = [
     pytest.mark.slow,
@@ -110,27 +109,18 @@ BROKEN_KEYS_JS = """() => Array.from(document.querySelectorAll("table.data td a 
 def small_site(f2b, tmp_path):
     """gunicorn on a migrated database with an administrator (staff: the Admin link too), a
     seeded ban archive, and fail2ban holding a few bans."""
-    from django.conf import settings
 
     assert f2b.install is not None
     f2b.client().send("set", "sshd", "banip", *BANNED)
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JAILADMIN_")},
-        "DJANGO_SETTINGS_MODULE": "jailadmin.settings",
-        "JAILADMIN_SECRET_KEY": "small-screen-test-secret-key-0123456789-abcdefghijklmnop",
-        "JAILADMIN_DEBUG": "false",
-        "JAILADMIN_VAR_DIR": str(tmp_path),
-        "JAILADMIN_DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite3'}",
-        "JAILADMIN_FAIL2BAN_SOCKET": str(f2b.socket_path),
-        "JAILADMIN_FAIL2BAN_CONFIG_DIR": str(f2b.conf_dir),
-        "JAILADMIN_FAIL2BAN_CLIENT": f2b.install.client,
-        "JAILADMIN_FAIL2BAN_TIMEOUT": "30",
-        "JAILADMIN_FAIL2BAN_TIME_ZONE": f2b.tz or "UTC",
-        "JAILADMIN_SESSION_CACHE": "database",
-        "JAILADMIN_ALLOWED_HOSTS": "127.0.0.1",
-        "JAILADMIN_STATIC_ROOT": str(settings.STATIC_ROOT),
-    }
+    env = site_environment(
+        f2b,
+        tmp_path,
+        secret_key="small-screen-test-secret-key-0123456789-abcdefghijklmnop",
+        JAILADMIN_FAIL2BAN_CONFIG_DIR=str(f2b.conf_dir),
+        JAILADMIN_FAIL2BAN_CLIENT=f2b.install.client,
+        JAILADMIN_FAIL2BAN_TIMEOUT="30",
+    )
     prepare = f"""
 import time
 from bench.seed_history import seed
