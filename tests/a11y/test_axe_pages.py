@@ -15,7 +15,7 @@ import pytest
 
 from tests.a11y.conftest import BANNED, DESKTOP, PHONE, log_in
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.no_site_database, pytest.mark.slow]
 
 MODES = [
     (scheme, name, viewport)

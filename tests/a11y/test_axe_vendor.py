@@ -11,6 +11,9 @@ import pytest
 
 from tests.support.axe import axe_fetch
 
+# No test database here (README, "Tests": the PostgreSQL pass leaves these out).
+pytestmark = pytest.mark.no_site_database
+
 
 def tarball(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()

@@ -13,7 +13,7 @@ import pytest
 
 from tests.a11y.conftest import BANNED, DESKTOP, log_in
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.no_site_database, pytest.mark.slow]
 
 MAX_TABS = 150
 ADDRESS = "203.0.113.200"

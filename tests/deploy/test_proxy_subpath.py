@@ -43,7 +43,7 @@ STRANGER = "127.0.0.6"
 # Generous for a loaded one-core box: a command imports Django and migrates a database.
 COMMAND_TIMEOUT = 300
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.no_site_database]
 needs_nginx = pytest.mark.skipif(
     not Path("/usr/sbin/nginx").exists(), reason="needs Debian's nginx"
 )

@@ -15,6 +15,9 @@ from scripts.messages import LOCALES, MSGFMT
 from tests.i18n.conftest import LOCALE_DIR
 from tests.i18n.po import entries, header, keys
 
+# No test database here (README, "Tests": the PostgreSQL pass leaves these out).
+pytestmark = pytest.mark.no_site_database
+
 # Each language's plural rule, as gettext's documentation and CLDR give it: Russian has three
 # forms (1, 2–4, 5–20), Japanese and Chinese one.
 PLURAL_FORMS = {

@@ -15,6 +15,9 @@ from django.conf import settings
 
 from tests.i18n.template_text import find_unmarked, unmarked_words
 
+# No test database here (README, "Tests": the PostgreSQL pass leaves these out).
+pytestmark = pytest.mark.no_site_database
+
 TEMPLATE_DIRS = [Path(d) for d in settings.TEMPLATES[0]["DIRS"]]
 
 

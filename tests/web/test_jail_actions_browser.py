@@ -15,6 +15,7 @@ import pytest
 from tests.support.live_site import PASSWORD, USERNAME, site  # noqa: F401
 
 pytestmark = [
+    pytest.mark.no_site_database,
     pytest.mark.slow,
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium"),
 ]

@@ -24,6 +24,7 @@ import pytest
 from tests.support.live_site import ROOT, free_port, gunicorn_arguments, served, site_environment
 
 pytestmark = [
+    pytest.mark.no_site_database,
     pytest.mark.slow,
     pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium"),
 ]
