@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext_noop, pgettext_lazy
 
 from jails.agent.link import CommandChannel
 from jails.fail2ban import Fail2banError, InvalidArgument, UnknownJail
@@ -59,6 +59,17 @@ class LineStatus(StrEnum):
 
 
 STATUS_ORDER = tuple(LineStatus)
+
+# What a report (the bulk-ban page, `manage.py jails`) calls each line status; the values
+# themselves are the --json's and the audit's, English.
+LINE_STATUS_LABELS = {
+    LineStatus.BANNED: pgettext_lazy("ban report: line status", "banned"),
+    LineStatus.ALREADY_BANNED: pgettext_lazy("ban report: line status", "already banned"),
+    LineStatus.UNBANNED: pgettext_lazy("ban report: line status", "unbanned"),
+    LineStatus.NOT_BANNED: pgettext_lazy("ban report: line status", "not banned"),
+    LineStatus.INVALID: pgettext_lazy("ban report: line status", "invalid"),
+    LineStatus.SKIPPED: pgettext_lazy("ban report: line status", "skipped"),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext, pgettext_lazy
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jails.fail2ban import Fail2banError, UnknownJail
@@ -18,7 +18,7 @@ from jails.requests import HtmxHttpRequest, actor_from_request
 from jails.roles import PERM_OPERATE
 from jails.services import bans as ban_service
 from jails.services import jails as jail_service
-from jails.services.bans import ActionReport, LineStatus
+from jails.services.bans import LINE_STATUS_LABELS, ActionReport, LineStatus
 from jails.services.control import describe_error
 from jails.services.operations import entry_parse, entry_problem
 from jails.views.jail_page import (
@@ -39,16 +39,6 @@ from jails.views.jail_page import (
 
 FULL_REPORT_LINES = 1000  # up to this many lines, the report lists every line
 REPORT_LINES_PER_STATUS = 1000  # beyond it, problem lines only, this many per kind
-
-# What the report calls each line status (the status values themselves are the --json's).
-STATUS_LABELS = {
-    LineStatus.BANNED: pgettext_lazy("ban report: line status", "banned"),
-    LineStatus.ALREADY_BANNED: pgettext_lazy("ban report: line status", "already banned"),
-    LineStatus.UNBANNED: pgettext_lazy("ban report: line status", "unbanned"),
-    LineStatus.NOT_BANNED: pgettext_lazy("ban report: line status", "not banned"),
-    LineStatus.INVALID: pgettext_lazy("ban report: line status", "invalid"),
-    LineStatus.SKIPPED: pgettext_lazy("ban report: line status", "skipped"),
-}
 
 
 # Ban one ---
@@ -255,7 +245,7 @@ def report_view(report: ActionReport | None) -> dict[str, Any] | None:
     """What the page shows of a report: every line when short, else the problem lines."""
     if report is None:
         return None
-    labels = {status: str(STATUS_LABELS[status]) for status in LineStatus}
+    labels = {status: str(LINE_STATUS_LABELS[status]) for status in LineStatus}
     counts = [(labels[status], report.count(status)) for status in LineStatus]
     if len(report.lines) <= FULL_REPORT_LINES:
         every = [(line, labels[line.status]) for line in report.lines]

@@ -39,7 +39,7 @@ from jails.services import bans as ban_service
 from jails.services import control as control_service
 from jails.services import jails as jail_service
 from jails.services.audit import Actor
-from jails.services.bans import ActionReport, ChangeRun, LineStatus
+from jails.services.bans import LINE_STATUS_LABELS, ActionReport, ChangeRun, LineStatus
 from jails.services.control import describe_error
 from jails.services.operations import AuditDraft, audited
 from jails.state import RuntimeState
@@ -496,7 +496,7 @@ class Command(RuntimeCommand):
                 values = {
                     "number": line.number,
                     "text": line.text,
-                    "status": _status_label(line.status),
+                    "status": str(LINE_STATUS_LABELS[line.status]),
                     "reason": line.reason,
                 }
                 if line.reason:
@@ -838,19 +838,6 @@ def _report_headline(report: ActionReport, counts: str) -> str:
     if report.jail:
         return gettext("unban in %(jail)s: %(counts)s") % values
     return gettext("unban in every jail: %(counts)s") % values
-
-
-def _status_label(status: LineStatus) -> str:
-    """What happened to one line, as the report says it (LineStatus's values are English)."""
-    labels = {
-        LineStatus.BANNED: pgettext("line status", "banned"),
-        LineStatus.ALREADY_BANNED: pgettext("line status", "already banned"),
-        LineStatus.UNBANNED: pgettext("line status", "unbanned"),
-        LineStatus.NOT_BANNED: pgettext("line status", "not banned"),
-        LineStatus.INVALID: pgettext("line status", "invalid"),
-        LineStatus.SKIPPED: pgettext("line status", "skipped"),
-    }
-    return labels[status]
 
 
 def _status_count(status: str, count: int) -> str:
