@@ -306,6 +306,15 @@ def urls_reversed() -> dict[str, str]:
     return urls
 
 
+def profiled_url(urls: dict[str, str], page: str) -> str:
+    """The URL --profile-page names, with the same jail and address the users visit."""
+    if page == "jail":
+        return urls[f"jail:{JAILS[0]}"]
+    if page == "ip":
+        return urls["ip"].replace("ADDRESS", "203.0.0.1")
+    return urls[page]
+
+
 def profile_page(path: str, *, requests: int) -> None:
     """Where one page's time goes: `requests` GETs in this process under cProfile.
 
@@ -372,7 +381,13 @@ def main() -> int:
     parser.add_argument("--engine", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--ratio-seconds", type=float, default=10.0, help="per page and round")
     parser.add_argument(
-        "--profile", type=int, default=0, metavar="N", help="then profile N /jails/ requests"
+        "--profile", type=int, default=0, metavar="N", help="then profile N requests of a page"
+    )
+    parser.add_argument(
+        "--profile-page",
+        choices=PAGES[:5],
+        default="jails",
+        help="the page --profile measures (the jail page and the IP page: the first jail's)",
     )
     parser.add_argument("--skip-load", action="store_true", help="set up, then only --profile")
     args = parser.parse_args()
@@ -400,7 +415,7 @@ def main() -> int:
         wait_for_http(port, timeout=120)
         if args.skip_load:
             if args.profile:
-                profile_page(urls["jails"], requests=args.profile)
+                profile_page(profiled_url(urls, args.profile_page), requests=args.profile)
             return 0
         users = [User(port, urls) for _ in range(args.users)]
         # A few at a time: each login is a PBKDF2 run (about 0.3 s of CPU), and 50 at once on
