@@ -100,9 +100,10 @@ test-sqlite: test-install
 # an unprivileged user), started if needed and stopped again if this run started it. The
 # database name is unique to the run ($$$$: the shell's pid), so two runs never meet;
 # pytest-django creates test_<name>_gwN for each xdist worker and drops it at the end.
-# Left out: tests marked no_site_database (the browser tests serve the site on their own
-# SQLite file, the catalogue and template checks need no database): on PostgreSQL they would
-# run the very same thing again.
+# Left out: tests marked no_site_database, which tests/conftest.py puts on every test that
+# pytest-django would refuse a query (no django_db marker, no database fixture); the browser
+# tests serve the site on their own SQLite file. On PostgreSQL they would run the very same
+# thing again.
 test-postgres: test-install
 	bash scripts/postgres.sh run env JAILADMIN_DEBUG=false JAILADMIN_TEST_FAIL2BAN=1.0 \
 	  JAILADMIN_DATABASE_URL="$$(bash scripts/postgres.sh url jailadmin_$$$$)" \

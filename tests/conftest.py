@@ -22,6 +22,21 @@ from tests.support.redis_server import RedisServer
 # runs the `fail2ban` marker again on fail2ban 1.1, so a new file here is included by itself.
 # Modules elsewhere opt in with `pytestmark = [..., pytest.mark.fail2ban]`.
 FAIL2BAN_FACING_DIRS = frozenset({"agent", "fail2ban", "hosts", "services"})
+# Modules in those directories that never start or reach a fail2ban server (pure parsing,
+# validation, the wire format, unit files): on fail2ban 1.1 they would run the very same code
+# again, so they do not get the marker. tests/core/test_test_fixtures.py checks that none of
+# them names a server fixture or PrivateServer.
+FAIL2BAN_FREE_MODULES = frozenset(
+    {
+        "agent/test_agent_protocol.py",
+        "agent/test_deploy_units.py",
+        "fail2ban/test_fail2ban_allowlist_mutants.py",
+        "fail2ban/test_fail2ban_properties.py",
+        "fail2ban/test_fail2ban_protocol.py",
+        "fail2ban/test_fail2ban_validation.py",
+        "hosts/test_hosts_admin.py",
+    }
+)
 
 # The fail2ban the session server runs (JAILADMIN_TEST_FAIL2BAN=1.0|1.1) and the version
 # string it answers: tests that show the version compare with this, not a literal.
@@ -36,13 +51,44 @@ TEST_JAILS = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the marker counts there
+# The fixtures through which pytest-django lets a test (or a fixture it uses) open the test
+# database; without one of them, or the django_db marker, any query fails ("Database access
+# not allowed"), so such a test runs the very same code on SQLite and on PostgreSQL.
+# (django_db_blocker is in every test's closure through pytest-django's autouse fixtures;
+# a fixture that unblocks it by hand must also request `db` or carry the marker.)
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "live_server",
+        "admin_client",
+        "admin_user",
+        "django_user_model",
+    }
+)
+
+
+def opens_test_database(item: pytest.Item) -> bool:
+    if item.get_closest_marker("django_db") is not None:
+        return True
+    return not DATABASE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the markers count there
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).resolve().parent
     for item in items:
         parts = item.path.resolve().relative_to(tests_dir).parts
-        if len(parts) > 1 and parts[0] in FAIL2BAN_FACING_DIRS:
+        facing = len(parts) > 1 and parts[0] in FAIL2BAN_FACING_DIRS
+        if facing and "/".join(parts) not in FAIL2BAN_FREE_MODULES:
             item.add_marker(pytest.mark.fail2ban)
+        # `make test-postgres` runs `-m "not no_site_database"`: a test that cannot open the
+        # test database would only repeat the SQLite pass there. (The processes such tests
+        # start get their own SQLite file, e.g. tests/support/live_site.py.)
+        if not opens_test_database(item):
+            item.add_marker(pytest.mark.no_site_database)
 
 
 @pytest.fixture(scope="session")
