@@ -41,6 +41,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlencode
@@ -55,6 +56,7 @@ JAILS = ("sshd", "nginx-http-auth", "postfix", "dovecot", "recidive")
 BANS_PER_JAIL = 60
 P95_JAIL_LIST_TARGET_MS = 150.0
 RATIO_TARGET = 0.5
+CPU_ROUNDS = 3  # --profile's CPU figures: rounds of healthz, floor, page, alternating
 PAGES = ("dashboard", "jails", "jail", "history", "ip", "ban", "unban")
 
 
@@ -325,7 +327,7 @@ def profile_page(path: str, *, requests: int) -> None:
     import pstats
 
     from django.contrib.auth import get_user_model
-    from django.test import Client
+    from django.test import Client, override_settings
     from django.urls import reverse
 
     web = Client(HTTP_HOST="127.0.0.1")
@@ -340,22 +342,46 @@ def profile_page(path: str, *, requests: int) -> None:
     print(f"\n{path}: {len(queries)} database queries:")
     for query in queries:
         print(f"  {query['sql'][:110]}")
-    # Unprofiled CPU time of this process per request, next to /healthz's (the floor): the
-    # cost a worker pays, without the queueing of the load test (fail2ban's and the
-    # database's own processes are not counted).
+    # Unprofiled CPU time of this process per request: the cost a worker pays, without the
+    # queueing of the load test (fail2ban's and the database's own processes are not
+    # counted). Next to it, in the same rounds (so the same machine load): /healthz, and the
+    # floor of any page showing the jails (bench/floor_urls.py: session, user, permission,
+    # one overview round, no template) — /jails/ ÷ floor is the page's own share, and
+    # floor ÷ /healthz says how close to /healthz any such page can come on this machine.
     anonymous = Client(HTTP_HOST="127.0.0.1")
-    cpu = {}
-    for name, client, url in (("/healthz", anonymous, reverse("jails:healthz")), (path, web, path)):
-        for _ in range(5):
-            client.get(url)
-        started_cpu = time.process_time()
-        for _ in range(requests):
-            client.get(url)
-        cpu[name] = (time.process_time() - started_cpu) / requests * 1000
+    cpu: dict[str, list[float]] = {"/healthz": [], "floor": [], path: []}
+    # (name, client, URL, URLconf): the floor's URL exists only in the bench URLconf.
+    measured = (
+        ("/healthz", anonymous, lambda: reverse("jails:healthz"), None),
+        ("floor", web, lambda: reverse("bench-floor"), "bench.floor_urls"),
+        (path, web, lambda: path, None),
+    )
+    for _round in range(CPU_ROUNDS):
+        for name, client, url_of, urlconf in measured:
+            with override_settings(ROOT_URLCONF=urlconf) if urlconf else nullcontext():
+                url = url_of()
+                for _ in range(5):
+                    client.get(url)
+                started_cpu = time.process_time()
+                for _ in range(requests):
+                    if client.get(url).status_code != 200:
+                        raise SystemExit(f"profile: {url} did not answer 200")
+                cpu[name].append((time.process_time() - started_cpu) / requests * 1000)
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ms ({min(values):.2f}–{max(values):.2f})"
+
+    def ratios(top: str, bottom: str) -> str:
+        values = sorted(t / b for t, b in zip(cpu[top], cpu[bottom], strict=True))
+        return f"{statistics.median(values):.2f} × ({values[0]:.2f}–{values[-1]:.2f})"
+
     print(
-        f"\nCPU in this process per request, unprofiled ({requests} each): /healthz"
-        f" {cpu['/healthz']:.2f} ms, {path} {cpu[path]:.2f} ms"
-        f" ({cpu[path] / cpu['/healthz']:.1f} × /healthz)"
+        f"\nCPU in this process per request, unprofiled, median of {CPU_ROUNDS} rounds of"
+        f" {requests} (min–max):\n  /healthz {spread(cpu['/healthz'])}\n"
+        f"  floor (session, user, permission, one overview round, no template)"
+        f" {spread(cpu['floor'])}\n  {path} {spread(cpu[path])}\n"
+        f"  {path} ÷ /healthz {ratios(path, '/healthz')}; {path} ÷ floor"
+        f" {ratios(path, 'floor')}; floor ÷ /healthz {ratios('floor', '/healthz')}"
     )
     profile = cProfile.Profile()
     started = time.perf_counter()

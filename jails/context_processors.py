@@ -6,7 +6,9 @@ from typing import Any
 
 from django.apps import apps as django_apps
 from django.http import HttpRequest
+from django.urls import get_script_prefix
 from django.utils.functional import SimpleLazyObject
+from django.utils.translation import get_language
 
 from jails.apps import runtime_state
 from jails.fail2ban import Fail2banError
@@ -20,6 +22,7 @@ from jails.requests import (
 )
 from jails.roles import PERM_VIEW
 from jails.services.health import connection_problem
+from jails.state import RuntimeState
 
 
 def status_bar_context(request: HttpRequest) -> dict[str, Any]:
@@ -34,7 +37,8 @@ def status_bar_context(request: HttpRequest) -> dict[str, Any]:
         # The error itself is fail2ban's (or the client's) text, shown as it is.
         bar = {"ok": False, "problem": problem.label_shown, "error": str(exc)}
         return {"status_bar": bar}
-    return {"status_bar": {"ok": True, "overview": overview, "alerts": status_bar_alerts()}}
+    bar = {"ok": True, "overview": overview, "alerts": status_bar_alerts(state)}
+    return {"status_bar": bar}
 
 
 def fleet_status(request: HttpRequest) -> dict[str, Any]:
@@ -43,9 +47,9 @@ def fleet_status(request: HttpRequest) -> dict[str, Any]:
     Each host is asked within the per-host deadline (in parallel), so a dead host costs
     the bar no more than that; the bar polls itself, so a host that comes back shows up.
     """
+    state = runtime_state()
     outcomes = fleet_overviews_if_fetched(request)
     if outcomes is None:
-        state = runtime_state()
         scopes = scopes_for_request(request, state, PERM_VIEW)
         outcomes = fleet_overviews_for_request(request, state, scopes, every_viewable=True)
     up = [outcome.value for outcome in outcomes if outcome.value is not None]
@@ -56,22 +60,32 @@ def fleet_status(request: HttpRequest) -> dict[str, Any]:
         "hosts_down": [outcome.name for outcome in outcomes if outcome.value is None],
         "jail_count": sum(overview.jail_count for overview in up),
         "currently_banned": sum(overview.currently_banned for overview in up),
-        "alerts": status_bar_alerts(),
+        "alerts": status_bar_alerts(state),
     }
 
 
-def status_bar_alerts() -> list[tuple[str, str]]:
+def status_bar_alerts(state: RuntimeState) -> tuple[tuple[str, str], ...]:
     """Warnings the domain apps put in the bar, as (text, link) pairs.
 
     Each app that has some defines ``status_bar_alerts()`` on its AppConfig (the blocklists:
     sources failing in a row), so the core imports no domain app, as with jails.jobs.
+    They are database reads that every page and every poll of the bar would repeat (the
+    blocklists' was about a tenth of a /jails/ request), so this process keeps them for at
+    most the bar's own poll interval: an alert shows up no later than the bar's next poll
+    would have shown it anyway. Per script prefix and language, which the texts and links
+    depend on.
     """
+    key = ("status-bar-alerts", get_script_prefix(), get_language())
+    return state.pages.recent(key, _alerts_collect, max_age=state.settings.poll_seconds)
+
+
+def _alerts_collect() -> tuple[tuple[str, str], ...]:
     alerts: list[tuple[str, str]] = []
     for app in django_apps.get_app_configs():
         hook = getattr(app, "status_bar_alerts", None)
         if hook is not None:
             alerts.extend(hook())
-    return alerts
+    return tuple(alerts)
 
 
 def status_bar(request: HttpRequest) -> dict[str, Any]:

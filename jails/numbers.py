@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from django.utils.formats import number_format
 
+# Django's locales group digits by 3 or 4 (NUMBER_GROUPING), or not at all: no count
+# below this has a separator in any language.
+UNGROUPED_BELOW = 1000
+
 
 def count_text(value: int) -> str:
     """``value`` with the active language's thousands separator (Django's locale formats)."""
-    return number_format(int(value), force_grouping=True)
+    value = int(value)
+    # Most counters on a page are small, and number_format looks up three locale formats
+    # per call (about 15 µs each time; a jail list with its status bar made some 40 calls).
+    if -UNGROUPED_BELOW < value < UNGROUPED_BELOW:
+        return str(value)
+    return number_format(value, force_grouping=True)
 
 
 class Count(int):

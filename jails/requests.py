@@ -13,15 +13,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
-from jails.hosts.models import LOCAL_HOST, Host
+from jails.hosts.models import LOCAL_HOST
 from jails.hosts.permissions import host_permitted, hosts_permitted
 from jails.hosts.services import fleet
 from jails.hosts.services.fleet import HostOutcome, HostScope
+from jails.hosts.services.rows import hosts_enabled_rows
 from jails.services import jails as jail_service
 from jails.services.audit import Actor
 from jails.services.jails import Overview
 from jails.sessions import SessionStore
-from jails.state import RuntimeState
+from jails.state import RuntimeState, runtime_state
 
 # An attribute on the request, not a cache anywhere else: it dies with the request.
 _OVERVIEW_ATTR = "_jailadmin_overview"
@@ -85,9 +86,10 @@ def is_fleet_request(request: HttpRequest) -> bool:
     """Whether the site has hosts besides the local one (asked once per request)."""
     cached = getattr(request, _FLEET_ATTR, None)
     if cached is None:
-        # One query for both questions every page asks: a fleet or not, and the local
+        # One read for both questions every page asks: a fleet or not, and the local
         # host's row (host_for_request with no name) — on the hot /jails/ page that was two.
-        hosts = list(Host.objects.filter(enabled=True))
+        # Kept per process while the hosts' stamp holds (no query at all then).
+        hosts = hosts_enabled_rows(runtime_state())
         cached = fleet.is_fleet(hosts)
         setattr(request, _HOSTS_ATTR, hosts)
         setattr(request, _FLEET_ATTR, cached)

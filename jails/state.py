@@ -30,7 +30,9 @@ from django.apps import apps as django_apps
 from jails.agent.link import HostLink, link_build
 from jails.agent.operations import HostConfig
 from jails.history.charts import WorldMap, load_world_map
+from jails.history.figures_cache import FiguresCache
 from jails.history.geo import GeoLocator
+from jails.page_cache import PageCache
 from jails.session_storage import MemorySessions, SessionCache, build_session_cache
 
 
@@ -64,6 +66,9 @@ class RuntimeSettings:
     # After a host failed or missed that deadline, pages skip it for this long (it is shown
     # unreachable at once) before asking it again (JAILADMIN_HOST_RETRY; 0: always ask).
     host_retry: float = 30.0
+    # The site's var dir (JAILADMIN_VAR_DIR), shared by all its processes: the version
+    # stamps of per-process caches live there (jails.stamps). "": nothing is cached on one.
+    var_dir: str = ""
 
     @classmethod
     def from_django_settings(cls, settings: Any) -> RuntimeSettings:
@@ -88,6 +93,7 @@ class RuntimeSettings:
             ban_min_prefix_v6=settings.JAILADMIN_BAN_MIN_PREFIX_V6,
             host_deadline=settings.JAILADMIN_HOST_DEADLINE,
             host_retry=settings.JAILADMIN_HOST_RETRY,
+            var_dir=str(settings.VAR_DIR),
         )
 
 
@@ -129,6 +135,8 @@ class HistoryState:
     geo: GeoLocator = field(default_factory=GeoLocator)
     world_map_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     world_map_loaded: WorldMap | None = field(default=None, repr=False)
+    # The dashboard's and history list's archive figures, valid while the archive's stamp holds.
+    figures: FiguresCache = field(default_factory=FiguresCache, repr=False)
 
     def world_map(self) -> WorldMap:
         """The map outlines, read from disk once per process."""
@@ -202,6 +210,9 @@ class RuntimeState:
     # (or a switch away from memory and back) finds the same store.
     memory_sessions: MemorySessions = field(default_factory=MemorySessions, repr=False)
     fleet: FleetState = field(default_factory=FleetState, repr=False)
+    # What every full page reuses between requests: URLs, the host rows while their stamp
+    # holds, the status bar's alerts for a poll interval (jails.page_cache says the rules).
+    pages: PageCache = field(default_factory=PageCache, repr=False)
     # Only the state JailsConfig.ready() builds starts with these set: its settings are the
     # JAILADMIN_* seeds until runtime_load() reads the database (no I/O in ready()).
     load_pending: bool = False

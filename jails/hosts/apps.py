@@ -11,3 +11,9 @@ class HostsConfig(AppConfig):
     label = "hosts"
     verbose_name = _("Hosts")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Pages keep the host rows per process under a stamp that every write must move.
+        from jails.hosts.services.rows import signals_connect
+
+        signals_connect()

@@ -10,14 +10,44 @@ over OpenSSH, where a key that can do nothing but run the agent (a forced comman
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.contrib.auth.models import Group
 from django.core.validators import RegexValidator
 from django.db import models
+from django.dispatch import Signal
 from django.utils.translation import gettext_lazy as _
 
 # A host's name appears in URLs (/hosts/<name>/jails/<jail>/) and commands (--host NAME).
 HOST_NAME_PATTERN = r"[a-z0-9][a-z0-9.-]{0,62}"
 LOCAL_HOST = "local"
+
+# Sent after a write that bypasses post_save/post_delete (QuerySet.update, bulk_create,
+# bulk_update): pages keep the host rows per process while the hosts' stamp holds
+# (jails.hosts.services.rows), so every write must move it, whatever path it took.
+hosts_bulk_written = Signal()
+
+
+class HostQuerySet(models.QuerySet["Host"]):
+    """Host rows; the bulk writes announce themselves (hosts_bulk_written)."""
+
+    def update(self, **kwargs: object) -> int:
+        count = super().update(**kwargs)
+        hosts_bulk_written.send(sender=self.model)
+        return count
+
+    def bulk_create(self, objs: Iterable[Host], *args: Any, **kwargs: Any) -> list[Host]:
+        created = super().bulk_create(objs, *args, **kwargs)
+        hosts_bulk_written.send(sender=self.model)
+        return created
+
+    def bulk_update(
+        self, objs: Iterable[Host], fields: Iterable[str], *args: Any, **kwargs: Any
+    ) -> int:
+        count = super().bulk_update(objs, fields, *args, **kwargs)
+        hosts_bulk_written.send(sender=self.model)
+        return count
 
 
 class Host(models.Model):
@@ -64,6 +94,8 @@ class Host(models.Model):
     last_seen = models.DateTimeField(_("last seen"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = HostQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("host")

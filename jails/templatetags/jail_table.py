@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from django import template
-from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import gettext, gettext_noop, pgettext
+from django.utils.translation import get_language, gettext, gettext_noop, pgettext
 
+from jails.apps import runtime_state
 from jails.numbers import count_text
+from jails.templatetags.site_nav import url_cached
 
 register = template.Library()
 
@@ -53,11 +54,29 @@ def _query_string(query: str, sort: str, host_filter: str) -> str:
     return escape(out)
 
 
+def _texts() -> dict[str, str]:
+    """The table's fixed texts in the active language, escaped (kept per process and
+    language: a page used to translate them all again)."""
+
+    def build() -> dict[str, str]:
+        texts = {key: escape(gettext(label)) for key, label, _ in (_HOST_COLUMN, *_COLUMNS)}
+        why = escape(gettext("not reported by this fail2ban version"))
+        # Translators: short for "not reported", in a narrow table cell.
+        short = escape(gettext("n/r"))
+        texts["not-reported"] = f'<span class="muted" title="{why}">{short}</span>'
+        texts["state-idle"] = escape(pgettext("jail state", "idle"))
+        texts["state-active"] = escape(pgettext("jail state", "active"))
+        return texts
+
+    return runtime_state().pages.text(("jail-table-texts", get_language()), build)
+
+
 @register.simple_tag
 def jail_sort_headers(*, sort: str, query: str, host_filter: str, fleet: bool) -> SafeString:
     """The <th> cells: each a link that sorts by its column (again: the other way round)."""
+    texts = _texts()
     cells = []
-    for key, label, numeric in (_HOST_COLUMN, *_COLUMNS) if fleet else _COLUMNS:
+    for key, _label, numeric in (_HOST_COLUMN, *_COLUMNS) if fleet else _COLUMNS:
         css = ' class="num"' if numeric else ""
         if sort == key:
             aria, target, arrow = ' aria-sort="ascending"', f"-{key}", " ▲"
@@ -69,7 +88,7 @@ def jail_sort_headers(*, sort: str, query: str, host_filter: str, fleet: bool) -
         cells.append(
             f'<th scope="col"{css}{aria}><a href="{href}" hx-get="{href}"'
             ' hx-target="#jail-table" hx-swap="outerHTML" hx-push-url="true">'
-            f"{escape(gettext(label))}{arrow}</a></th>"
+            f"{texts[key]}{arrow}</a></th>"
         )
     return mark_safe("\n".join(cells))  # noqa: S308 -- every value above is escaped
 
@@ -81,18 +100,15 @@ def jail_rows(rows: Iterable[Any], *, fleet: bool, query: str) -> SafeString:
     With no row, the one "nothing here" row, saying whether the filter or the server is why.
     """
     if fleet:
-        detail = reverse("jails:host-jail-detail", args=[_HOST, _JAIL])
-        listing = reverse("jails:jail-list")
+        detail = url_cached("jails:host-jail-detail", args=(_HOST, _JAIL))
+        listing = url_cached("jails:jail-list")
     else:
-        detail = reverse("jails:jail-detail", args=[_JAIL])
+        detail = url_cached("jails:jail-detail", args=(_JAIL,))
         listing = ""
-    # Translated once per page, not per row: /jails/ lists thousands of jails.
-    why = escape(gettext("not reported by this fail2ban version"))
-    # Translators: short for "not reported", in a narrow table cell.
-    short = escape(gettext("n/r"))
-    not_reported = f'<span class="muted" title="{why}">{short}</span>'
-    idle_text = escape(pgettext("jail state", "idle"))
-    active_text = escape(pgettext("jail state", "active"))
+    # Translated once per language, not per row: /jails/ lists thousands of jails.
+    texts = _texts()
+    not_reported = texts["not-reported"]
+    idle_text, active_text = texts["state-idle"], texts["state-active"]
     out = []
     for row in rows:
         jail = row.jail if fleet else row

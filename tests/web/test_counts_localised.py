@@ -31,6 +31,21 @@ def test_count_text_groups_the_language_way() -> None:
             assert count_text(999) == "999"
 
 
+def test_count_text_is_number_format_in_every_language() -> None:
+    """The shortcut for small counts (no number_format call) prints what Django would."""
+    from django.conf import settings
+    from django.utils.formats import number_format
+
+    values = [0, 1, 7, 42, 999, -999, 1000, -1000, 1001, 9999, 10000, 123456, 12345678]
+    for language, _name in settings.LANGUAGES:
+        with translation.override(language):
+            for value in values:
+                assert count_text(value) == number_format(value, force_grouping=True), (
+                    language,
+                    value,
+                )
+
+
 def test_count_filter_keeps_the_plural_by_the_number() -> None:
     template = engines["django"].from_string(
         "{% load i18n jailadmin %}{{ n|count }}|"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -263,6 +264,30 @@ def bans_trend(f: HistoryFilter, *, grain: str) -> list[tuple[int, int]]:
         a, z = max(b, f.start), min(_bucket_next(b, grain), f.end)
         counts[b] += _window_counts(f, a, z, None)[None]
     return [(b, counts.get(b, 0)) for b in buckets]
+
+
+def archive_stamp() -> tuple[Any, ...]:
+    """A value that changes whenever the archive does, from one query of a few index reads.
+
+    The sync adds rows (the newest id grows: ids are never reused), the purge deletes the
+    oldest ones (the oldest id and the total fall), a rebuild of the summaries re-creates the
+    rollup rows (their newest id grows); the total from the all-time rollups also catches a
+    delete anywhere else. The newest row's archived_at tells apart two archives that reuse
+    ids after a rolled-back transaction (SQLite hands out a rolled-back id again).
+    """
+    qn = connection.ops.quote_name
+    event, rollup = qn(BanEvent._meta.db_table), qn(BanRollup._meta.db_table)
+    sql = (
+        f"SELECT (SELECT MIN(id) FROM {event}), (SELECT MAX(id) FROM {event}),"
+        f" (SELECT archived_at FROM {event} ORDER BY id DESC LIMIT 1),"
+        f" (SELECT MAX(id) FROM {rollup}),"
+        f" (SELECT SUM(bans) FROM {rollup} WHERE grain = %s AND host = %s AND jail = %s"
+        " AND country_code = %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Grain.TOTAL, ROLLUP_ALL, ROLLUP_ALL, ROLLUP_ALL])
+        row = cursor.fetchone()
+    return tuple(row) if row else ()
 
 
 def latest_ban_time() -> int | None:
@@ -694,22 +719,22 @@ def ip_history_get(*, ip: str, hosts: tuple[str, ...] | None = None) -> IPHistor
     if hosts is not None:
         mine = mine.filter(host__in=hosts)
     events = mine.order_by("-timeofban", "-id")
-
-    def count_by(field_name: str) -> list[tuple[str, int]]:
-        rows = (
-            mine.order_by()
-            .values_list(field_name)
-            .annotate(n=Count("id"))
-            .values_list(field_name, "n")
-        )
-        return _ranked(dict(rows))
-
+    summary = IPSummary.objects.filter(ip=address).first()
+    by_jail: Counter[str] = Counter()
+    by_host: Counter[str] = Counter()
+    # The summary exists iff the address has archived bans (on any host): without it there is
+    # nothing to count. Both counts come from one grouped read of the address's bans.
+    if summary is not None:
+        rows = mine.order_by().values_list("jail", "host").annotate(n=Count("id"))
+        for jail, host, n in rows.values_list("jail", "host", "n"):
+            by_jail[jail] += n
+            by_host[host] += n
     return IPHistory(
         ip=address,
-        summary=IPSummary.objects.filter(ip=address).first(),
+        summary=summary,
         events=events,
-        by_jail=count_by("jail"),
-        by_host=count_by("host"),
+        by_jail=_ranked(by_jail),
+        by_host=_ranked(by_host),
     )
 
 

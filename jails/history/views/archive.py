@@ -8,7 +8,7 @@ costs a few small queries.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -19,8 +19,9 @@ from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, reverse
+from django.utils import dateformat, timezone, translation
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET
@@ -118,6 +119,16 @@ def hosts_scope(host: str, permitted: frozenset[str] | None) -> tuple[str, ...] 
     return None if permitted is None else tuple(sorted(permitted))
 
 
+def minute_last_second(moment: datetime) -> datetime:
+    """The last second of ``moment``'s minute: windows relative to now end with the minute.
+
+    So a window ("last 7 days") is the same one for a whole minute and its figures can be kept
+    for that minute (jails.history.figures_cache); a ban never starts after now, so the
+    window's exclusive end at the next minute holds no more bans than one second past now.
+    """
+    return moment.replace(second=59, microsecond=0)
+
+
 def filters_from_request(
     request: HtmxHttpRequest, state: RuntimeState, *, default_window: str
 ) -> Filters:
@@ -131,7 +142,7 @@ def filters_from_request(
         data["window"] = default_window
     window = data.get("window") or default_window
     zone = _zone(state)
-    now = timezone.now()
+    now = minute_last_second(timezone.now())
     if window == "custom":
         start_day: date = data["start"]
         end_day: date = data["end"]
@@ -265,12 +276,23 @@ def _host_choices(filters: Filters) -> list[str]:
     return names
 
 
-def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
+def _archived_choices(
+    hosts: tuple[str, ...] | None, state: RuntimeState
+) -> tuple[list[str], list[tuple[str, str]]]:
+    return (
+        history_selectors.jail_names_archived(hosts=hosts),
+        history_selectors.countries_archived(known_names=_map_names(state), hosts=hosts),
+    )
+
+
+def _choices(filters: Filters, state: RuntimeState, *, stamp: Hashable) -> dict[str, Any]:
     hosts = filters.filter.hosts
-    jails = history_selectors.jail_names_archived(hosts=hosts)
+    archived_jails, archived = state.history.figures.get_or_build(
+        stamp, ("choices", hosts), lambda: _archived_choices(hosts, state)
+    )
+    jails = list(archived_jails)  # a copy: the cached list is shared by every request
     if filters.filter.jail and filters.filter.jail not in jails:
         jails.append(filters.filter.jail)
-    archived = history_selectors.countries_archived(known_names=_map_names(state), hosts=hosts)
     # Named and sorted in the page's language (the selector's names are the stored English).
     countries = sorted(
         ((code, country_name(code, name)) for code, name in archived), key=lambda cn: cn[1]
@@ -286,27 +308,59 @@ def _choices(filters: Filters, state: RuntimeState) -> dict[str, Any]:
     }
 
 
-@require_GET
-@permission_required(PERM_VIEW, raise_exception=True)
-@vary_on_headers("HX-Request", "HX-Target")
-def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    """Headline figures, trend, bans by jail and country, world map and top offenders."""
-    state = runtime_state()
-    filters = filters_from_request(request, state, default_window="7d")
-    board = history_selectors.dashboard_get(f=filters.filter, known_names=_map_names(state))
+def _dashboard_panels(
+    request: HtmxHttpRequest, filters: Filters, state: RuntimeState, *, stamp: Hashable
+) -> str:
+    """The figures, charts and tables (the part the page refreshes), rendered once per stamp.
+
+    The markup depends on the archive (the stamp), the window and filters, this page's query
+    string and path, the script prefix (links), the language and the time zone (labels,
+    dates): all of them are in the key, so a cached copy is what rendering it again would give.
+    """
+    figures = state.history.figures
+    f = filters.filter
+    key = (
+        "dashboard-panels",
+        f,
+        filters.fleet,
+        request.path,
+        filters.params(),
+        get_script_prefix(),
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
+        filters.zone.key,  # the display time zone (hour labels, a custom window's dates)
+    )
+
+    def board_get() -> Dashboard:
+        return history_selectors.dashboard_get(f=f, known_names=_map_names(state))
+
+    def render_panels() -> str:
+        board = figures.get_or_build(stamp, ("dashboard", f), board_get)
+        context = _dashboard_context(request, filters, state, board)
+        return render_to_string("history/dashboard.html#dashboard-panels", context, request)
+
+    return figures.get_or_build(stamp, key, render_panels)
+
+
+def _window_links(filters: Filters) -> list[tuple[str, Any, str, bool]]:
+    return [
+        (key, label, filters.params(window=key, start=None, end=None), key == filters.window)
+        for key, (label, _) in WINDOWS.items()
+        if key != "custom"
+    ]
+
+
+def _dashboard_context(
+    request: HtmxHttpRequest, filters: Filters, state: RuntimeState, board: Dashboard
+) -> dict[str, Any]:
     busiest = board.busiest_jail
     links = {
         "self": request.path + filters.params(),
-        "windows": [
-            (key, label, filters.params(window=key, start=None, end=None), key == filters.window)
-            for key, (label, _) in WINDOWS.items()
-            if key != "custom"
-        ],
         "busiest_jail": filters.params(jail=busiest[0]) if busiest else "",
         "every_country": filters.params(country=None),
         "history": reverse("jails:history") + filters.params(),
     }
-    context = {
+    return {
         "filters": filters,
         "board": board,
         "links": links,
@@ -315,13 +369,30 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "latest_at": datetime.fromtimestamp(board.latest, tz=UTC) if board.latest else None,
         **dashboard_charts(board, filters, state),
     }
-    template = "history/dashboard.html"
+
+
+@require_GET
+@permission_required(PERM_VIEW, raise_exception=True)
+@vary_on_headers("HX-Request", "HX-Target")
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    """Headline figures, trend, bans by jail and country, world map and top offenders."""
+    state = runtime_state()
+    filters = filters_from_request(request, state, default_window="7d")
+    # Read before anything is computed from the archive (FiguresCache.get_or_build).
+    stamp = history_selectors.archive_stamp()
+    panels = _dashboard_panels(request, filters, state, stamp=stamp)
     if request.htmx and request.htmx.target == "dashboard-panels":
-        template += "#dashboard-panels"  # the periodic refresh: figures and charts only
-    else:
-        context.update(_choices(filters, state))
-        if request.htmx:
-            template += "#dashboard"
+        return HttpResponse(panels)  # the periodic refresh: figures and charts only
+    context = {
+        "filters": filters,
+        # Rendered from the same template (its dashboard-panels partial), escaped there.
+        "panels": mark_safe(panels),
+        "window_links": _window_links(filters),
+        **_choices(filters, state, stamp=stamp),
+    }
+    template = "history/dashboard.html"
+    if request.htmx:
+        template += "#dashboard"
     return render(request, template, context)
 
 
@@ -333,29 +404,67 @@ def history_list(request: HtmxHttpRequest) -> HttpResponse:
     """Every archived ban, filtered, searchable by address or network, sortable, paginated."""
     state = runtime_state()
     filters = filters_from_request(request, state, default_window="all")
-    events = history_selectors.history_events(
-        f=filters.filter, search=filters.search, sort=filters.sort
-    )
-    page = Paginator(events, state.settings.page_size).get_page(page_number(request))
-    headers = []
-    for key, label in (FLEET_SORT_LABELS if filters.fleet else SORT_LABELS).items():
-        direction = {key: "up", f"-{key}": "down"}.get(filters.sort, "")
-        # A click reverses the current order; time starts newest first, the others A to Z.
-        descending = direction == "up" or (not direction and key == "time")
-        next_sort = f"-{key}" if descending else key
-        headers.append((label, filters.params(sort=next_sort), direction))
+    # Read before anything is computed from the archive (FiguresCache.get_or_build).
+    stamp = history_selectors.archive_stamp()
+    table = _history_table(request, filters, state, stamp=stamp)
+    if request.htmx:
+        return HttpResponse(table)
     context = {
         "filters": filters,
-        "page": page,
-        "sort_headers": headers,
-        "export_url": "export.csv" + filters.params(page=None),
+        # Rendered from the same template (its history-table partial), escaped there.
+        "table": mark_safe(table),
+        **_choices(filters, state, stamp=stamp),
     }
-    template = "history/history_list.html"
-    if request.htmx:
-        template += "#history-table"
-    else:
-        context.update(_choices(filters, state))
-    return render(request, template, context)
+    return render(request, "history/history_list.html", context)
+
+
+def _history_table(
+    request: HtmxHttpRequest, filters: Filters, state: RuntimeState, *, stamp: Hashable
+) -> str:
+    """The count, one page of bans and the pager, rendered once per stamp and query.
+
+    As for the dashboard's panels, the key holds everything the markup depends on: the
+    archive (the stamp), the window, filters, search, order and page (the whole query string:
+    the links repeat it), the page size, whether the site is a fleet (a host column), the
+    path, the script prefix, the language and the time zone.
+    """
+    page_size = state.settings.page_size
+    key = (
+        "history-table",
+        filters.filter,
+        filters.search,
+        filters.sort,
+        filters.fleet,
+        page_size,
+        request.path,
+        request.GET.urlencode(),
+        get_script_prefix(),
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
+        filters.zone.key,  # the display time zone (hour labels, a custom window's dates)
+    )
+
+    def render_table() -> str:
+        events = history_selectors.history_events(
+            f=filters.filter, search=filters.search, sort=filters.sort
+        )
+        page = Paginator(events, page_size).get_page(page_number(request))
+        headers = []
+        for column, label in (FLEET_SORT_LABELS if filters.fleet else SORT_LABELS).items():
+            direction = {column: "up", f"-{column}": "down"}.get(filters.sort, "")
+            # A click reverses the current order; time starts newest first, the others A to Z.
+            descending = direction == "up" or (not direction and column == "time")
+            next_sort = f"-{column}" if descending else column
+            headers.append((label, filters.params(sort=next_sort), direction))
+        context = {
+            "filters": filters,
+            "page": page,
+            "sort_headers": headers,
+            "export_url": "export.csv" + filters.params(page=None),
+        }
+        return render_to_string("history/history_list.html#history-table", context, request)
+
+    return state.history.figures.get_or_build(stamp, key, render_table)
 
 
 def csv_cell(value: object) -> object:
