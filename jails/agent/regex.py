@@ -172,11 +172,15 @@ def input_lines(text: str) -> tuple[list[str], bool]:
     if "\x00" in text:
         raise InvalidArgument("the lines contain a NUL character")
     truncated = False
+    # "replace": a lone surrogate (JSON may carry "\ud800") becomes "?", and the text goes on
+    # as those bytes decode; kept as it was, writing the lines to a file would fail untyped.
     data = text.encode("utf-8", "replace")
     if len(data) > MAX_INPUT_BYTES:
         text = data[:MAX_INPUT_BYTES].decode("utf-8", "ignore")
         text = text[: text.rfind("\n") + 1] if "\n" in text else text
         truncated = True
+    else:
+        text = data.decode("utf-8")
     # Only "\n" ends a line, as for fail2ban reading a file (str.splitlines would also
     # split on \r, \x0b, \x1c and friends, which fail2ban leaves inside a line).
     lines = [line.removesuffix("\r") for line in text.split("\n")]

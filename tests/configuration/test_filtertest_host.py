@@ -284,3 +284,16 @@ def test_agent_operations_refuse_unknown_arguments(config):
         op_regex_test(config, None, {"lines": "x", "filter": "sshd", "timeout": "9"})
     with pytest.raises(InvalidArgument, match="time zone"):
         op_regex_test(config, None, {"lines": "x", "filter": "sshd", "time_zone": "../../x"})
+
+
+def test_regex_test_pasted_lone_surrogate_is_a_question_mark_not_a_crash(config):
+    # JSON (the agent's wire format) can carry "\ud800"; writing it for fail2ban-regex used to
+    # fail with an untyped UnicodeEncodeError.
+    failed = "belka sshd[31602]: Failed password for invalid user r\ud800t from"
+    lines, truncated = input_lines(f"Feb 25 14:34:10 {failed} 192.0.2.1 port 1 ssh2\n")
+    assert not truncated
+    assert "\ud800" not in lines[0] and "r?t" in lines[0]
+    report = regex_test(config, lines=lines, source="x", filter_name="sshd")
+    assert report.error is None
+    assert [line.status for line in report.lines] == [MATCHED]
+    assert report.lines[0].hosts == ("192.0.2.1",)
