@@ -61,7 +61,9 @@ class _Lost(Exception):
     `received`: the bytes of the reply that had (an incomplete frame)."""
 
     def __init__(self, reason: str, *, before_reply: bool, received: bytes = b"") -> None:
-        super().__init__(reason)
+        # Never shown: every request() is wrapped in `except _Lost`, which builds the
+        # caller's error from `reason`, so the exception's own message changes nothing.
+        super().__init__(reason)  # pragma: no mutate
         self.reason = reason
         self.before_reply = before_reply
         self.received = received

@@ -1,0 +1,410 @@
+"""The SSH transport's checks (jails.agent.ssh) pinned down to what a caller sees: which
+destinations, aliases and keys are refused and with which message, and the exact canonical
+form of what passes (the destination stored, the authorized_keys line a host gets).
+
+Written for `make mutation MUTANTS='jails.agent.ssh*'` (issue 17): these run in this process,
+so each mutant of a check is judged without starting sshd.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from jails.agent import ssh
+from jails.fail2ban import InvalidArgument
+
+
+def refused(function, *args, **kwargs) -> str:
+    with pytest.raises(InvalidArgument) as error:
+        function(*args, **kwargs)
+    return str(error.value)
+
+
+def key_line(key_type="ssh-ed25519", inner=None, body=b"\x00" * 36, comment=""):
+    inner = (inner or key_type).encode()
+    blob = len(inner).to_bytes(4, "big") + inner + body
+    line = f"{key_type} {base64.b64encode(blob).decode()}"
+    return f"{line} {comment}" if comment else line
+
+
+# --- The forced command ---------------------------------------------------------------------------
+def test_agent_command_runs_the_bundle_isolated_on_stdio():
+    assert ssh.AGENT_COMMAND == "/usr/bin/python3 -I /usr/local/lib/jailadmin/agent.pyz --stdio"
+    assert ssh.agent_command("/opt/py", "/srv/a.pyz", "--timeout", "5") == (
+        "/opt/py -I /srv/a.pyz --stdio --timeout 5"
+    )
+
+
+def test_authorized_keys_line_restricts_the_key_to_the_command():
+    line = key_line(comment="jailadmin@site")
+    assert ssh.authorized_keys_line(line) == (f'command="{ssh.AGENT_COMMAND}",restrict {line}')
+    bare = key_line()
+    assert ssh.authorized_keys_line(bare, command="/x --stdio") == (
+        f'command="/x --stdio",restrict {bare}'
+    )
+    for command in ('a"b', "a\\b", "a\nb", "", "   "):
+        assert refused(ssh.authorized_keys_line, bare, command=command) == (
+            "the forced command must be one printable line without double quotes or backslashes"
+        )
+
+
+# --- Destinations ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("destination", "parsed"),
+    [
+        ("root@host", ("root", "host", 22)),
+        ("root@Host.Example.COM.", ("root", "host.example.com", 22)),
+        ("a@h:1", ("a", "h", 1)),
+        ("a@h:65535", ("a", "h", 65535)),
+        ("a@h:00022", ("a", "h", 22)),
+        ("_x.y-z@10.0.0.1:2222", ("_x.y-z", "10.0.0.1", 2222)),
+        ("u@[2001:DB8::1]", ("u", "2001:db8::1", 22)),
+        ("u@[2001:db8:0::1]:2200", ("u", "2001:db8::1", 2200)),
+        ("u" * 32 + "@h", ("u" * 32, "h", 22)),
+        ("u@" + "l" * 63 + ".x", ("u", "l" * 63 + ".x", 22)),
+        ("u@a-b.c", ("u", "a-b.c", 22)),
+    ],
+)
+def test_destinations_that_pass(destination, parsed):
+    assert ssh.destination_parse(destination) == parsed
+    user, host, port = parsed
+    shown = f"[{host}]" if ":" in host else host
+    assert ssh.destination_check(destination) == f"{user}@{shown}:{port}"
+
+
+@pytest.mark.parametrize(
+    ("destination", "message"),
+    [
+        ("", "the SSH destination is empty: write user@host or user@host:port"),
+        (None, "the SSH destination is empty: write user@host or user@host:port"),
+        (" a@h", "the SSH destination must not contain spaces"),
+        ("a@h ", "the SSH destination must not contain spaces"),
+        ("a@h\t", "the SSH destination must not contain spaces"),
+        ("a b@h", "the SSH destination must not contain spaces"),
+        ("a@h\x00", "the SSH destination must be printable ASCII"),
+        ("a@hé", "the SSH destination must be printable ASCII"),
+        ("host", "'host' names no user: write user@host or user@host:port"),
+        ("@host", "'@host' has an empty user name"),
+        (
+            "-oProxy@h",
+            "'-oProxy' is not a plain user name (letters, digits, . _ -, not starting with -)",
+        ),
+        (
+            "u" * 33 + "@h",
+            f"'{'u' * 33}' is not a plain user name (letters, digits, . _ -, not starting with -)",
+        ),
+        ("a@b@h", "'a@b@h' has more than one @"),
+        ("a@[::1", "'a@[::1': an IPv6 address in [brackets] is not closed"),
+        ("a@[::1]22", "'a@[::1]22': only :port may follow [address]"),
+        ("a@[::1]:", "'a@[::1]:' ends with ':' but gives no port"),
+        ("a@[host]", "'a@[host]': only an IPv6 address goes in [brackets]"),
+        ("a@h:", "'a@h:' ends with ':' but gives no port"),
+        ("a@::1", "'a@::1': write an IPv6 address in brackets, user@[2001:db8::1]:22"),
+        ("a@:22", "'a@:22' names no host"),
+        ("a@", "'a@' names no host"),
+        ("a@h:0", "'0' is not a port (1-65535)"),
+        ("a@h:65536", "'65536' is not a port (1-65535)"),
+        ("a@h:123456", "'123456' is not a port (1-65535)"),
+        ("a@h:-1", "'-1' is not a port (1-65535)"),
+        ("a@h:2x", "'2x' is not a port (1-65535)"),
+        ("a@[::1]:99999", "'99999' is not a port (1-65535)"),
+        ("a@[fe80::1%eth0]", "'fe80::1%eth0': an IPv6 address with a %zone is not supported"),
+        ("a@[1:2:3]", "'1:2:3' is not an IPv6 address"),
+        ("a@-h", "'-h' is not a host name or address (letters, digits, dots and inner dashes)"),
+        ("a@h-", "'h-' is not a host name or address (letters, digits, dots and inner dashes)"),
+        ("a@h_x", "'h_x' is not a host name or address (letters, digits, dots and inner dashes)"),
+        ("a@h..x", "'h..x' is not a host name or address (letters, digits, dots and inner dashes)"),
+        ("a@*", "'*' is not a host name or address (letters, digits, dots and inner dashes)"),
+        (
+            "a@" + "l" * 64,
+            f"'{'l' * 64}' is not a host name or address (letters, digits, dots and inner dashes)",
+        ),
+    ],
+)
+def test_destinations_that_are_refused(destination, message):
+    assert refused(ssh.destination_parse, destination) == message
+
+
+# --- Public keys ----------------------------------------------------------------------------------
+def test_host_key_check_keeps_type_and_blob_only():
+    line = key_line(comment="root@host extra words")
+    assert ssh.host_key_check("  " + line + "  ") == line.rsplit(" ", 3)[0]
+    rsa = key_line("rsa-sha2-512", inner="ssh-rsa")
+    assert ssh.host_key_check(rsa) == rsa
+    for key_type in ssh.HOST_KEY_TYPES:
+        inner = "ssh-rsa" if key_type.startswith("rsa-sha2") else key_type
+        assert ssh.host_key_check(key_line(key_type, inner=inner)) == key_line(key_type, inner)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (key_line() + "\n" + key_line(), "a public key is one line"),
+        (key_line() + "\r", "a public key is one line"),
+        (key_line() + "\x00", "a public key is one line"),
+        ("ssh-ed25519", "a public key line is 'TYPE BASE64 [comment]'"),
+        ("", "a public key line is 'TYPE BASE64 [comment]'"),
+        ("ssh-ed25519 AAAA", "'ssh-ed25519' … is not an OpenSSH public key"),
+        ("SSH-ED25519 " + "A" * 20, "'SSH-ED25519' … is not an OpenSSH public key"),
+        ("ssh-ed25519 " + "A" * 17, "the public key's base64 is damaged"),
+        # Under four bytes cannot get past the pattern (16 base64 characters are 12 bytes): a blob
+        # of zeros names an empty type.
+        ("ssh-ed25519 " + "A" * 20, "the public key says 'ssh-ed25519' but holds another type"),
+        (key_line(inner="ssh-rsa"), "the public key says 'ssh-ed25519' but holds another type"),
+        (
+            key_line("ssh-rsa", inner="rsa-sha2-512"),
+            "the public key says 'ssh-rsa' but holds another type",
+        ),
+        (key_line("ssh-dss"), "'ssh-dss' is not a host key type OpenSSH uses"),
+    ],
+)
+def test_host_keys_that_are_refused(line, message):
+    assert refused(ssh.host_key_check, line) == message
+
+
+def test_fingerprint_is_ssh_keygens_form():
+    line = key_line()
+    blob = base64.b64decode(line.split()[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode()
+    assert ssh.fingerprint(line) == "SHA256:" + digest.rstrip("=")
+    assert not ssh.fingerprint(line).endswith("=")
+
+
+# --- Targets, key files and the ssh command line --------------------------------------------------
+PRIVATE = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    + "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n" * 3
+    + "-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def target(destination="root@h1.example:2222", *, alias="h1", private_key=PRIVATE, host_key=None):
+    return ssh.SshTarget.from_destination(
+        destination,
+        alias=alias,
+        private_key=private_key,
+        host_key=key_line() if host_key is None else host_key,
+    )
+
+
+def test_target_from_destination_keeps_canonical_fields():
+    made = target(
+        host_key="  " + key_line(comment="root@h1") + "\n",
+        private_key=PRIVATE.replace("\n", "\r\n"),
+    )
+    assert made == ssh.SshTarget(
+        user="root",
+        host="h1.example",
+        port=2222,
+        alias="h1",
+        private_key=PRIVATE,
+        host_key=key_line(),
+    )
+    assert made.destination == "root@h1.example:2222"
+    assert target("u@[2001:db8::2]").destination == "u@[2001:db8::2]:22"
+    # No key yet and no confirmed host key: both stay empty.
+    bare = target(private_key="", host_key="  ")
+    assert bare.private_key == "" and bare.host_key == ""
+
+
+def test_target_refusals():
+    for alias in ("", "-h", "a b", "a" * 129, "h,i"):
+        assert refused(target, alias=alias) == f"the host key alias {alias!r} is not a plain name"
+    assert target(alias="a" * 128).alias == "a" * 128
+    for private_key in (
+        "ssh-ed25519 AAAA",
+        PRIVATE.replace("OPENSSH PRIVATE", "OPENSSH PUBLIC", 1),
+    ):
+        assert refused(target, private_key=private_key) == (
+            "the private key is not an OpenSSH PEM private key"
+        )
+    assert refused(target, host_key=key_line("ssh-dss")) == (
+        "'ssh-dss' is not a host key type OpenSSH uses"
+    )
+
+
+def test_client_argv_fixes_every_option(tmp_path):
+    argv = ssh.client_argv(
+        target(), key_path=tmp_path / "k", known_hosts=tmp_path / "kh", timeout=2.2, command="c"
+    )
+    assert argv[0].endswith("/ssh")
+    assert argv[1:] == [
+        "-F", "/dev/null", "-i", str(tmp_path / "k"), "-p", "2222",
+        "-l", "root", "-T", "-x", "-a",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={tmp_path / 'kh'}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "HostKeyAlias=h1",
+        "-o", "HostKeyAlgorithms=ssh-ed25519",
+        "-o", "UpdateHostKeys=no",
+        "-o", "CheckHostIP=no",
+        "-o", "ConnectTimeout=3",
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=3",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", "PreferredAuthentications=publickey",
+        "-o", "PasswordAuthentication=no",
+        "-o", "KbdInteractiveAuthentication=no",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+        "-o", "ClearAllForwardings=yes",
+        "-o", "ForwardAgent=no",
+        "-o", "ForwardX11=no",
+        "-o", "PermitLocalCommand=no",
+        "-o", "RequestTTY=no",
+        "-o", "EscapeChar=none",
+        "--", "h1.example", "c",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key_type", "algorithms"),
+    [
+        ("ssh-rsa", "rsa-sha2-512,rsa-sha2-256"),
+        ("rsa-sha2-256", "rsa-sha2-512,rsa-sha2-256"),
+        ("rsa-sha2-512", "rsa-sha2-512,rsa-sha2-256"),
+        ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"),
+    ],
+)
+def test_client_argv_accepts_only_the_confirmed_keys_type(tmp_path, key_type, algorithms):
+    inner = "ssh-rsa" if key_type.startswith("rsa") else key_type
+    argv = ssh.client_argv(
+        target(host_key=key_line(key_type, inner=inner)),
+        key_path="k",
+        known_hosts="kh",
+        timeout=0.1,
+        command="c",
+    )
+    assert f"HostKeyAlgorithms={algorithms}" in argv
+    assert "ConnectTimeout=1" in argv
+
+
+def test_transport_writes_private_key_files_once_and_refuses_without_keys(tmp_path):
+    runtime = tmp_path / "run" / "ssh"
+    transport = ssh.SshTransport(target(), runtime_dir=str(runtime))
+    assert transport.address == "ssh:root@h1.example:2222"
+    argv = transport.argv("probe", timeout=5)
+    key_path = argv[argv.index("-i") + 1]
+    known = next(a for a in argv if a.startswith("UserKnownHostsFile=")).split("=", 1)[1]
+    assert Path(key_path).read_text() == PRIVATE
+    assert Path(known).read_text() == f"h1 {key_line()}\n"
+    for path in (key_path, known):
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(runtime).st_mode & 0o777) == "0o700"
+    assert argv[-2:] == ["h1.example", "probe"]
+    inode = os.stat(key_path).st_ino
+    assert transport.argv("probe", timeout=5) == argv
+    assert os.stat(key_path).st_ino == inode  # unchanged: not written again
+    assert sorted(os.listdir(runtime)) == sorted(
+        [os.path.basename(key_path), os.path.basename(known)]
+    )
+    # The names are the content's digest: another key is another file.
+    other = ssh.SshTransport(
+        target(private_key=PRIVATE.replace("b3Bl", "c3Bl", 1)), runtime_dir=str(runtime)
+    )
+    assert other.argv("p", timeout=5)[argv.index("-i") + 1] != key_path
+
+    with pytest.raises(ssh.HostKeyUnconfirmed) as unconfirmed:
+        ssh.SshTransport(target(host_key=""), runtime_dir=str(runtime)).open(5)
+    assert unconfirmed.value.address == "ssh:root@h1.example:2222"
+    assert "the host's key is not confirmed: confirm the host's key first" in str(unconfirmed.value)
+    with pytest.raises(ssh.SiteKeyRejected) as no_key:
+        ssh.SshTransport(target(private_key=""), runtime_dir=str(runtime)).open(5)
+    assert "the site has no key for this host yet" in str(no_key.value)
+    with pytest.raises(ssh.HostKeyUnconfirmed) as text:
+        ssh.known_hosts_text(target(host_key=""))
+    assert "the host's key is not confirmed: confirm it first" in str(text.value)
+
+
+# --- What ssh said ------------------------------------------------------------------------------
+A = "ssh:root@h:22"
+
+
+@pytest.mark.parametrize(
+    ("said", "kind", "reason"),
+    [
+        (
+            "Host key verification failed.\n",
+            ssh.HostKeyMismatch,
+            "the host's key changed / does not match the confirmed key: refused"
+            " (if the host was reinstalled, confirm its new key)",
+        ),
+        (
+            "@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @\n",
+            ssh.HostKeyMismatch,
+            "the host's key changed / does not match the confirmed key: refused"
+            " (if the host was reinstalled, confirm its new key)",
+        ),
+        (
+            "Unable to negotiate with 127.0.0.1 port 22: no matching host key type found.",
+            ssh.HostKeyMismatch,
+            "the host does not offer the confirmed key's type: the key changed; refused",
+        ),
+        (
+            "root@h: Permission denied (publickey).\n",
+            ssh.SiteKeyRejected,
+            "the host did not accept the site's key (add its authorized_keys line on the host)",
+        ),
+        (
+            "ssh: connect to host h port 22: Connection refused\n",
+            ssh.AgentUnreachable,
+            "connection refused (is sshd running there?)",
+        ),
+        (
+            "ssh: connect to host h port 22: Connection timed out\n",
+            ssh.AgentUnreachable,
+            "no answer from the host's sshd (connection timed out)",
+        ),
+        (
+            "ssh: Could not resolve hostname h: Name or service not known\n",
+            ssh.AgentUnreachable,
+            "the host name does not resolve",
+        ),
+        ("connect to host h: No route to host", ssh.AgentUnreachable, "no route to the host"),
+        ("connect: Network is unreachable", ssh.AgentUnreachable, "no route to the host"),
+        (
+            "Connection closed by 127.0.0.1 port 22\n",
+            ssh.AgentUnreachable,
+            "the host's sshd closed the connection",
+        ),
+        ("Connection reset by peer", ssh.AgentUnreachable, "the host's sshd closed the connection"),
+        ("first\n  something else  \n\n", ssh.AgentUnreachable, "ssh failed: something else"),
+    ],
+)
+def test_ssh_failure_on_sshs_own_exit_status(said, kind, reason):
+    error = ssh.ssh_failure(A, said, 255)
+    assert type(error) is kind
+    assert error.address == A
+    assert error.reason == reason
+
+
+def test_ssh_failure_otherwise():
+    assert ssh.ssh_failure(A, "", 255) is None
+    assert ssh.ssh_failure(A, "  \n \n", 255) is None
+    assert ssh.ssh_failure(A, "", 1) is None
+    assert ssh.ssh_failure(A, "", None) is None
+    # Not ssh's own status: the far side's last words, even if they look like ssh's.
+    ended = ssh.ssh_failure(A, "Permission denied (publickey).\nTraceback: boom  \n", 1)
+    assert type(ended) is ssh.AgentUnreachable and ended.address == A
+    assert ended.reason == "the agent ended (exit status 1): Traceback: boom"
+    assert (
+        ssh.ssh_failure(A, "x" * 400, 2).reason == f"the agent ended (exit status 2): {'x' * 300}"
+    )
+    assert ssh.ssh_failure(A, "y" * 400, 255).reason == f"ssh failed: {'y' * 300}"
+
+
+def test_key_pair_and_scan_refuse_bad_arguments():
+    for comment in ("two words", "tab\there", "nl\n", "\x00", "c" * 201):
+        assert refused(ssh.key_pair_generate, comment) == (
+            "the key comment must be one printable word"
+        )
+    for port in (0, 65536):
+        assert refused(ssh.host_keys_scan, "h", port) == f"{port} is not a port (1-65535)"
+    assert "is not a host name" in refused(ssh.host_keys_scan, "-oProxyCommand=x")
