@@ -284,71 +284,57 @@ def test_agent_dropping_an_idle_connection_as_a_request_goes_out_costs_no_error(
     assert [request["op"] for request in agent.requests] == ["health", "health", "health"]
 
 
-def test_far_side_that_sends_a_few_bytes_and_hangs_up_is_not_an_agent():
-    # Fewer bytes than a frame header, then the end: what it sent is the explanation.
-    with ScriptedAgent(greeting=b"no\n") as agent:
+def not_an_agent_refusal(
+    greeting: bytes | Sequence[bytes], *, linger: bool = False
+) -> tuple[str, str]:
+    """(address, the ProtocolError's text) of a health request to a far side sending `greeting`."""
+    with ScriptedAgent(greeting=greeting, linger=linger) as agent:
         link = AgentLink(agent.address, timeout=10.0)
         with pytest.raises(ProtocolError) as refused:
             link.health()
         link.close()
-    assert str(refused.value) == (
-        f"{agent.address} does not speak the jailadmin agent's protocol: it sent b'no\\n'"
-    )
+    return agent.address, str(refused.value)
+
+
+def test_far_side_that_sends_a_few_bytes_and_hangs_up_is_not_an_agent():
+    # Fewer bytes than a frame header, then the end: what it sent is the explanation.
+    address, refusal = not_an_agent_refusal(b"no\n")
+    assert refusal == (f"{address} does not speak the jailadmin agent's protocol: it sent b'no\\n'")
 
 
 def test_far_side_that_sends_a_banner_is_not_an_agent_and_the_banner_is_shown():
     # An SSH server (or anything else) on the agent's socket: its first four bytes read as
     # a frame far larger than a handshake, and what it sent is shown, not the frame length.
     banner = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
-    with ScriptedAgent(greeting=banner) as agent:
-        link = AgentLink(agent.address, timeout=10.0)
-        with pytest.raises(ProtocolError) as refused:
-            link.health()
-        link.close()
-    assert str(refused.value) == (
-        f"{agent.address} does not speak the jailadmin agent's protocol: it sent {banner!r}"
+    address, refusal = not_an_agent_refusal(banner)
+    assert refusal == (
+        f"{address} does not speak the jailadmin agent's protocol: it sent {banner!r}"
     )
 
 
 def test_far_side_that_talks_on_shows_the_first_516_bytes():
     # The four bytes read as the frame header, then at most 512 more.
-    with ScriptedAgent(greeting=b"HTTP" + b"x" * 4000) as agent:
-        link = AgentLink(agent.address, timeout=10.0)
-        with pytest.raises(ProtocolError) as refused:
-            link.health()
-        link.close()
+    address, refusal = not_an_agent_refusal(b"HTTP" + b"x" * 4000)
     sent = b"HTTP" + b"x" * 512
-    assert str(refused.value) == (
-        f"{agent.address} does not speak the jailadmin agent's protocol: it sent {sent!r}"
-    )
+    assert refusal == (f"{address} does not speak the jailadmin agent's protocol: it sent {sent!r}")
 
 
 def test_banner_then_silence_shows_the_banner():
     # An SSH server sends its banner, then waits for the client: the link does not wait
     # for more than the banner and a moment, and shows it.
     banner = b"SSH-2.0-OpenSSH_9.2p1\r\n"
-    with ScriptedAgent(greeting=banner, linger=True) as agent:
-        link = AgentLink(agent.address, timeout=10.0)
-        with pytest.raises(ProtocolError) as refused:
-            link.health()
-        link.close()
-    assert str(refused.value) == (
-        f"{agent.address} does not speak the jailadmin agent's protocol: it sent {banner!r}"
+    address, refusal = not_an_agent_refusal(banner, linger=True)
+    assert refusal == (
+        f"{address} does not speak the jailadmin agent's protocol: it sent {banner!r}"
     )
 
 
 def test_far_side_that_talks_in_pieces_shows_all_of_them_up_to_516_bytes():
     # Several pieces are joined in order; still four header bytes and at most 512 more.
     pieces = [b"HTTP/1.1 400", b" Bad Request\r\n", b"y" * 2000]
-    with ScriptedAgent(greeting=pieces, linger=True) as agent:
-        link = AgentLink(agent.address, timeout=10.0)
-        with pytest.raises(ProtocolError) as refused:
-            link.health()
-        link.close()
+    address, refusal = not_an_agent_refusal(pieces, linger=True)
     sent = b"".join(pieces)[:516]
-    assert str(refused.value) == (
-        f"{agent.address} does not speak the jailadmin agent's protocol: it sent {sent!r}"
-    )
+    assert refusal == (f"{address} does not speak the jailadmin agent's protocol: it sent {sent!r}")
 
 
 # --- the reload's own, longer timeout (a real agent) ----------------------------------------------
