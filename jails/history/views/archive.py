@@ -308,6 +308,20 @@ def _choices(filters: Filters, state: RuntimeState, *, stamp: Hashable) -> dict[
     }
 
 
+def _rendering_inputs(request: HtmxHttpRequest, filters: Filters) -> tuple[Hashable, ...]:
+    """What kept markup depends on besides the archive and the filters, for the cache keys of
+    the dashboard's panels and the history table: a host column or not, the path and script
+    prefix (links), the language, and the time zones (hour labels, a custom window's dates)."""
+    return (
+        filters.fleet,
+        request.path,
+        get_script_prefix(),
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
+        filters.zone.key,
+    )
+
+
 def _dashboard_panels(
     request: HtmxHttpRequest, filters: Filters, state: RuntimeState, *, stamp: Hashable
 ) -> str:
@@ -319,17 +333,7 @@ def _dashboard_panels(
     """
     figures = state.history.figures
     f = filters.filter
-    key = (
-        "dashboard-panels",
-        f,
-        filters.fleet,
-        request.path,
-        filters.params(),
-        get_script_prefix(),
-        translation.get_language(),
-        timezone.get_current_timezone_name(),
-        filters.zone.key,  # the display time zone (hour labels, a custom window's dates)
-    )
+    key = ("dashboard-panels", f, filters.params(), *_rendering_inputs(request, filters))
 
     def board_get() -> Dashboard:
         return history_selectors.dashboard_get(f=f, known_names=_map_names(state))
@@ -434,14 +438,9 @@ def _history_table(
         filters.filter,
         filters.search,
         filters.sort,
-        filters.fleet,
         page_size,
-        request.path,
         request.GET.urlencode(),
-        get_script_prefix(),
-        translation.get_language(),
-        timezone.get_current_timezone_name(),
-        filters.zone.key,  # the display time zone (hour labels, a custom window's dates)
+        *_rendering_inputs(request, filters),
     )
 
     def render_table() -> str:
