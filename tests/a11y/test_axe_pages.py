@@ -1,8 +1,9 @@
 """axe-core over every main page, in light and dark mode, at desktop width and at 390 px.
 
-One Chromium, one context per (colour scheme, width), pages visited in a loop. axe runs with
-its default rule set (WCAG 2.x A/AA and best practices); a `serious` or `critical` violation
-on any page fails the test, and every one found is listed with its page, rule and elements.
+One Chromium; one test and one context per (colour scheme, width), pages visited in a loop.
+axe runs with its default rule set (WCAG 2.x A/AA and best practices); a `serious` or
+`critical` violation on any page fails the test, and every one found is listed with its page,
+rule and elements.
 The script is evaluated through the DevTools protocol, which the site's Content Security
 Policy does not govern: the site never links it.
 """
@@ -85,40 +86,45 @@ def check_page(page, axe_source: str, url: str, where: str, found: list[str]) ->
     found.extend(f"{where}: a status shown by colour alone: {html}" for html in wordless)
 
 
-def test_every_main_page_has_no_serious_axe_violation(a11y_site, chromium, axe_source):
+# One test per mode: each is a quarter of the work (about 45 s), so pytest-xdist's workers
+# share them instead of one worker running three minutes of pages alone at the end.
+@pytest.mark.parametrize(
+    ("scheme", "name", "viewport"), MODES, ids=[f"{s}-{n}" for s, n, _ in MODES]
+)
+def test_every_main_page_has_no_serious_axe_violation(
+    a11y_site, chromium, axe_source, scheme, name, viewport
+):
     base = a11y_site.base
     found: list[str] = []
-    contexts = {}
+    context = chromium.new_context(viewport=viewport, color_scheme=scheme)
     try:
+        page = context.new_page()
         # The wizard first, while setup is pending (then every URL redirects to it).
-        for scheme, name, viewport in MODES:
-            context = chromium.new_context(viewport=viewport, color_scheme=scheme)
-            contexts[(scheme, name)] = context
-            page = context.new_page()
-            check_page(page, axe_source, f"{base}/setup/", f"/setup/ {scheme} {name}", found)
-            assert page.locator("form input[name=token]").count() == 1
+        check_page(page, axe_source, f"{base}/setup/", f"/setup/ {scheme} {name}", found)
+        assert page.locator("form input[name=token]").count() == 1
         a11y_site.complete_setup()
-        for scheme, name, _ in MODES:
-            page = contexts[(scheme, name)].pages[0]
-            check_page(page, axe_source, f"{base}/login/", f"/login/ {scheme} {name}", found)
-            log_in(page, base)
-            for path in PAGES:
-                check_page(page, axe_source, base + path, f"{path} {scheme} {name}", found)
-        # The charts hold no links (an image holds no controls): a click on a bar or a
-        # country still filters the page, through its data-href (static/jails/app.js).
-        page = contexts[("light", "desktop")].pages[0]
-        page.goto(f"{base}/?window=30d")
-        page.locator("svg.chart-hbar .row[data-href]").first.click()
-        page.wait_for_url(re.compile(r"[?&]jail=[^&]+"))
-        # Small countries hide under their neighbours' outlines: the event goes to a shaded
-        # one directly (the bar above took a real pointer click).
-        page.evaluate(
-            """() => document.querySelector("svg.chart-map .country-link .country:not(.c0)")
-                       .dispatchEvent(new MouseEvent("click", {bubbles: true}))"""
-        )
-        page.wait_for_url(re.compile(r"[?&]country=[A-Z]{2}"))
+        check_page(page, axe_source, f"{base}/login/", f"/login/ {scheme} {name}", found)
+        log_in(page, base)
+        for path in PAGES:
+            check_page(page, axe_source, base + path, f"{path} {scheme} {name}", found)
+        if (scheme, name) == ("light", "desktop"):
+            charts_filter_on_click(page, base)
     finally:
-        for context in contexts.values():
-            context.close()
+        context.close()
     if found:
         pytest.fail("axe found serious or critical violations:\n" + "\n".join(found), pytrace=False)
+
+
+def charts_filter_on_click(page, base: str) -> None:  # noqa: ANN001
+    """The charts hold no links (an image holds no controls): a click on a bar or a country
+    still filters the page, through its data-href (static/jails/app.js)."""
+    page.goto(f"{base}/?window=30d")
+    page.locator("svg.chart-hbar .row[data-href]").first.click()
+    page.wait_for_url(re.compile(r"[?&]jail=[^&]+"))
+    # Small countries hide under their neighbours' outlines: the event goes to a shaded
+    # one directly (the bar above took a real pointer click).
+    page.evaluate(
+        """() => document.querySelector("svg.chart-map .country-link .country:not(.c0)")
+                   .dispatchEvent(new MouseEvent("click", {bubbles: true}))"""
+    )
+    page.wait_for_url(re.compile(r"[?&]country=[A-Z]{2}"))
