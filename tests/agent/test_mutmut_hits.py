@@ -95,3 +95,28 @@ def test_agent_environment_adds_the_site_directory_only_under_mutmut(monkeypatch
     assert agent_environment()["PYTHONPATH"] == str(REPO_ROOT)
     monkeypatch.setenv("MUTANT_UNDER_TEST", "jails.agent.server.x_dispatch__mutmut_1")
     assert agent_environment()["PYTHONPATH"] == f"{mutmut_hits.SITE_DIR}:{REPO_ROOT}"
+
+
+def test_under_a_mutant_the_tests_run_fastest_first_by_the_stats_runs_timings(monkeypatch):
+    from mutmut.state import state
+
+    class Item:
+        def __init__(self, nodeid: str) -> None:
+            self.nodeid = nodeid
+
+    def order(items: list[Item]) -> list[str]:
+        mutmut_hits.pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+        return [item.nodeid for item in items]
+
+    names = ["tests/a.py::slow", "tests/a.py::untimed", "tests/b.py::fast", "tests/b.py::mid"]
+    timings = {"tests/a.py::slow": 12.0, "tests/b.py::fast": 0.1, "tests/b.py::mid": 1.5}
+    monkeypatch.setattr(state(), "duration_by_test", timings)
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "jails.agent.ssh.x_f__mutmut_1")
+    expected = ["tests/a.py::untimed", "tests/b.py::fast", "tests/b.py::mid", "tests/a.py::slow"]
+    assert order([Item(n) for n in names]) == expected
+    # The stats run and a plain run keep pytest's order (the stats run maps tests to
+    # functions; nothing is timed yet).
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "stats")
+    assert order([Item(n) for n in names]) == names
+    monkeypatch.delenv("MUTANT_UNDER_TEST")
+    assert order([Item(n) for n in names]) == names
