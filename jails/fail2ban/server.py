@@ -315,6 +315,7 @@ class PrivateServer:
         """Wait until `status` lists every configured jail."""
         deadline = time.monotonic() + timeout
         wanted = {jail.name for jail in self.jails}
+        missing = wanted
         last_error: Exception | None = None
         # `<` or `<=`: equal floats of a monotonic clock never decide anything.
         while time.monotonic() < deadline:  # pragma: no mutate
@@ -328,12 +329,16 @@ class PrivateServer:
             try:
                 status = dict(client.send("status"))
                 listed = {n.strip() for n in str(status.get("Jail list", "")).split(",")}
-                if wanted <= listed:
+                missing = wanted - listed
+                if not missing:
                     return
+                last_error = None  # it answers: what is wrong now is the jails it lacks
             except Fail2banError as exc:
                 last_error = exc
             time.sleep(0.05)
-        raise RuntimeError(f"fail2ban did not become ready in {timeout} s: {last_error}")
+        # A jail fail2ban skipped (a broken filter, say) is named: its log says why.
+        why = last_error or f"jails not running: {', '.join(sorted(missing))}"
+        raise RuntimeError(f"fail2ban did not become ready in {timeout} s: {why}")
 
     def read_pid(self) -> int | None:
         try:
