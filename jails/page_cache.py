@@ -10,7 +10,8 @@ shown something that is no longer true:
   request's script prefix, the language): reversed URLs, static URLs, translated labels.
   They cannot go stale while the process runs; the key must name every input.
 - `stamped`: database rows, kept with the version stamp (jails.stamps) read before them; a
-  request that reads another stamp reads the rows again. Any process's write bumps it.
+  request that reads another stamp reads the rows again. Any process's write bumps it. The
+  status bar's sentences are kept the same way, their live counters as the stamp.
 - `recent`: the status bar's alerts, at most `max_age` seconds old (its own poll interval).
 
 fail2ban's state is never kept here: every page asks it (one overview round).
@@ -41,7 +42,7 @@ class PageCache:
     max_texts: int = PAGE_CACHE_TEXTS
     texts: dict[Hashable, object] = field(default_factory=dict, repr=False)
     timed: dict[Hashable, tuple[float, object]] = field(default_factory=dict, repr=False)
-    stamps: dict[Hashable, tuple[bytes, object]] = field(default_factory=dict, repr=False)
+    stamps: dict[Hashable, tuple[Hashable, object]] = field(default_factory=dict, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def text(self, key: Hashable, build: Callable[[], T]) -> T:
@@ -74,11 +75,13 @@ class PageCache:
         self.timed[key] = (now, value)
         return value
 
-    def stamped(self, key: Hashable, stamp: bytes | None, build: Callable[[], T]) -> T:
+    def stamped(self, key: Hashable, stamp: Hashable | None, build: Callable[[], T]) -> T:
         """`build()`'s value, reused while the stamp read before it still holds.
 
         `stamp` must be read before `build` reads the data: a value is then never kept
         under a stamp newer than what it was built from. None (no stamp): built every time.
+        A stamp may also be the inputs themselves (the status bar's live counters): one
+        entry per key, replaced when they change, where `text` would keep one per value.
         """
         if stamp is None:
             return build()

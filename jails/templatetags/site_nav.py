@@ -197,11 +197,13 @@ def _status_bar_counts(version: str, jails: int, banned: int, failed: int, bans:
 
 @register.simple_tag
 def status_bar_counts(overview: Any) -> SafeString:
-    """The status bar's version and counters (one host), kept per language and values.
+    """The status bar's version and counters (one host), kept per language.
 
     Every page with the overview and every poll of the bar rendered five translated,
     pluralised sentences; the text is a function of the language and five values only
-    (fresh from fail2ban on every request: they are the key, never the cache's content).
+    (fresh from fail2ban on every request). The values are the entry's stamp, not part of
+    its key: a busy host's counters change all the time, and one text entry per value
+    would fill the layout's cache and empty it, navigation and all, every few thousand.
     """
     values = (
         str(overview.version),
@@ -210,7 +212,7 @@ def status_bar_counts(overview: Any) -> SafeString:
         int(overview.total_failed),
         int(overview.total_banned),
     )
-    key = ("status-bar-counts", get_language(), *values)
+    key = ("status-bar-counts", get_language())
     return mark_safe(  # noqa: S308 -- translated text around escaped values
-        runtime_state().pages.text(key, lambda: _status_bar_counts(*values))
+        runtime_state().pages.stamped(key, values, lambda: _status_bar_counts(*values))
     )

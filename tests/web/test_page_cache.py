@@ -242,3 +242,26 @@ def test_status_bar_counts_print_what_the_template_printed(runtime: RuntimeState
                     language,
                     values,
                 )
+
+
+def test_status_bar_counts_keep_one_entry_per_language_whatever_the_counters(
+    runtime: RuntimeState,
+) -> None:
+    """A busy host's counters change on every poll: the layout's kept texts (navigation URLs
+    and labels) must not grow with them, nor be emptied by them."""
+    from jails.services.jails import JailSummary, Overview
+    from jails.templatetags.site_nav import status_bar_counts, url_cached
+
+    pages = runtime.pages
+    pages.max_texts = 8
+    with translation.override("en"):
+        url_cached("jails:jail-list")
+        kept = dict(pages.texts)
+        for failed in range(50):
+            row = JailSummary("sshd", (), None, 0, failed, 1, 2, None)
+            shown = status_bar_counts(Overview(version="1.0.2", jails=(row,)))
+            assert f"<strong>{failed}</strong> failure" in shown
+    assert pages.texts == kept
+    assert [key for key in pages.stamps if key[0] == "status-bar-counts"] == [
+        ("status-bar-counts", "en")
+    ]
