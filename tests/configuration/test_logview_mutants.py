@@ -487,3 +487,31 @@ def test_log_tail_on_a_file_target_reads_that_file(tmp_path):
     with logtarget_server(f"  {log}  ") as fake:
         tail = logview.log_tail(Fail2banClient(fake.path, timeout=5.0).send, lines=5)
     assert tail.source == str(log) and texts(tail) == [f"  {STAMP}INFO    padded"]
+
+
+def test_journalctls_complaint_is_cut_at_500_characters_and_never_fails_to_decode(
+    monkeypatch, tmp_path
+):
+    # No real journalctl says this much, or anything but UTF-8, on stderr: a scripted one does.
+    fake = tmp_path / "journalctl"
+    fake.write_text("#!/bin/sh\nprintf '\\377\\033 %0600d' 7 >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    tail = logview.journal_read(lines=5, level=None, search=None, cursor=None)
+    shown = "\ufffd\\x1b " + "0" * 497
+    assert tail == logview.LogTail(
+        "systemd journal (fail2ban.service)",
+        readable=False,
+        reason=f"journalctl failed: {shown}",
+    )
+
+
+def test_a_window_starting_one_byte_in_still_drops_the_cut_line(tmp_path):
+    log = tmp_path / "one-over.log"
+    log.write_bytes(b"ab\n" + b"c" * (logview.MAX_BYTES - 3) + b"\n")
+    assert os.path.getsize(log) == logview.MAX_BYTES + 1
+    tail = read(log)
+    # The window starts at "b": that half line is not shown as a line of its own.
+    assert [len(text) for text in texts(tail)] == [logview.MAX_LINE_CHARS + 1]
+    assert tail.truncated is True
+    assert tail.cursor == f"file:{os.stat(log).st_ino}:{logview.MAX_BYTES + 1}"

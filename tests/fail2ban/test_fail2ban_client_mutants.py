@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from jails.fail2ban.client import Fail2banClient, _describe_connect_error
+from jails.fail2ban.client import Connection, Fail2banClient, _describe_connect_error
 from jails.fail2ban.dbfile import (
     Fail2banBan,
     fail2ban_db_add,
@@ -42,6 +42,7 @@ from jails.fail2ban.errors import (
 from jails.fail2ban.protocol import END, ForbiddenPickle, restricted_loads
 from tests.support.fakeserver import (
     FakeFail2ban,
+    disconnect_mid_reply,
     fake_fail2ban_exceptions,
     hang,
     pickled_reply,
@@ -221,10 +222,64 @@ def test_batch_server_going_quiet_mid_batch_is_unreachable_after_the_timeout():
     ):
         with pytest.raises(Fail2banUnreachable) as raised:
             conn.send_batch([["ping"], ["ping"]])
-        assert raised.value.reason == "no answer within 0.3 s"
+        assert (
+            str(raised.value) == f"fail2ban is not reachable at {fake.path}: no answer within 0.3 s"
+        )
+        assert (raised.value.socket_path, raised.value.reason) == (
+            fake.path,
+            "no answer within 0.3 s",
+        )
         # Out of step now: the next command is refused rather than misread.
-        with pytest.raises(Fail2banUnreachable, match="unusable after an earlier error"):
+        with pytest.raises(Fail2banUnreachable) as unusable:
             conn.send("ping")
+        assert str(unusable.value) == (
+            f"fail2ban is not reachable at {fake.path}:"
+            " the connection is unusable after an earlier error"
+        )
+
+
+def test_a_server_gone_before_the_request_is_unreachable_with_the_systems_words():
+    # fail2ban died with the connection open: the request meets a closed socket (EPIPE).
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    conn = Connection(ours, "/run/f2b.sock", GENEROUS, allow_server_stop=False)
+    try:
+        with pytest.raises(Fail2banUnreachable) as raised:
+            conn.send("ping")
+    finally:
+        conn.close()
+    assert str(raised.value) == "fail2ban is not reachable at /run/f2b.sock: Broken pipe"
+    assert (raised.value.socket_path, raised.value.reason) == ("/run/f2b.sock", "Broken pipe")
+
+
+def test_one_reply_of_exactly_the_limit_is_read_and_one_byte_more_is_refused():
+    payload = pickled_reply(0, "x" * 200)
+    limit = len(payload) - len(END)
+    with FakeFail2ban(reply_raw(payload)) as fake:
+        assert _client(fake, max_reply_bytes=limit).send("ping") == "x" * 200
+        with pytest.raises(ReplyTooLarge) as raised:
+            _client(fake, max_reply_bytes=limit - 1).send("ping")
+    assert raised.value.limit == limit - 1
+    assert str(raised.value).startswith(f"fail2ban's reply is larger than {limit - 1:,} bytes")
+
+
+def test_one_reply_cut_off_by_a_hang_up_says_so():
+    with FakeFail2ban(disconnect_mid_reply()) as fake, pytest.raises(ProtocolError) as raised:
+        _client(fake).send("ping")
+    assert str(raised.value) == "fail2ban closed the connection in the middle of a reply"
+
+
+def test_client_defaults_and_the_sockets_identity(tmp_path):
+    client = Fail2banClient()
+    assert (client.socket_path, client.timeout, client.allow_server_stop) == (
+        "/var/run/fail2ban/fail2ban.sock",
+        5.0,
+        False,
+    )
+    with FakeFail2ban() as fake:
+        info = os.stat(fake.path)
+        assert _client(fake).endpoint_identity() == (info.st_dev, info.st_ino, info.st_ctime_ns)
+    assert Fail2banClient(str(tmp_path / "gone.sock")).endpoint_identity() is None
 
 
 # --- dbfile: what the tests' fake fail2ban database does on unban --------------------------------

@@ -11,10 +11,12 @@ one that checks them (a shared fixture's start is credited to whichever test ran
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,11 +28,14 @@ from typing import Any
 
 import pytest
 
+from jails.fail2ban.client import Fail2banClient
+from jails.fail2ban.errors import InvalidArgument, UnknownJail
 from jails.fail2ban.server import (
     VERSION_VARIABLE,
     Fail2banInstall,
     JailSpec,
     PrivateServer,
+    _alive,
     find_fail2ban,
     selected_version,
     shipped_filter_dir,
@@ -455,3 +460,190 @@ def test_reload_failure_carries_fail2bans_reason(start_server):
     message = str(info.value)
     assert message.startswith("fail2ban reload failed: ")
     assert "no-such-filter" in message
+
+
+# Reset and unban --all between tests ------------------------------------------------------------
+def _jail_list(server: PrivateServer) -> set[str]:
+    status = dict(server.client().send("status"))
+    return {name.strip() for name in str(status["Jail list"]).split(",")}
+
+
+def _database_has(server: PrivateServer, ip: str) -> bool:
+    with contextlib.closing(sqlite3.connect(server.dbfile, timeout=BAN_TIMEOUT)) as db:
+        return db.execute("SELECT count(*) FROM bans WHERE ip = ?", (ip,)).fetchone()[0] > 0
+
+
+def test_reset_restores_each_jails_own_settings_in_every_unit(start_server):
+    # One jail per unit `_seconds` reads (w, h, d, s, m and none), padded as jail.conf allows.
+    server = start_server(
+        [
+            JailSpec("a", maxretry=5, findtime="2h", bantime="1w"),
+            JailSpec("b", maxretry=4, findtime="30s", bantime=" 1d "),
+            JailSpec("c", maxretry=6, findtime="45", bantime="90m"),
+        ]
+    )
+    client = server.client()
+    for jail in ("a", "b", "c"):
+        for key, value in (("maxretry", "11"), ("findtime", "77"), ("bantime", "88")):
+            client.send("set", jail, key, value)
+        client.send("set", jail, "addignoreip", "192.0.2.7")
+        client.send("set", jail, "addignoreip", "2001:db8::/64")
+        client.send("set", jail, "idle", "on")
+    server.reset()
+    settings = {
+        jail: [client.send("get", jail, key) for key in ("maxretry", "findtime", "bantime")]
+        for jail in ("a", "b", "c")
+    }
+    assert settings == {"a": [5, 7200, 604800], "b": [4, 30, 86400], "c": [6, 45, 5400]}
+    assert [client.send("get", jail, "ignoreip") for jail in ("a", "b", "c")] == [[], [], []]
+    # No longer idle: every jail reads its log and bans again.
+    for number, (jail, count) in enumerate((("a", 5), ("b", 4), ("c", 6)), start=1):
+        server.append_failures(jail, [f"203.0.113.{number}"], count=count)
+    expected = [["203.0.113.1"], ["203.0.113.2"], ["203.0.113.3"]]
+    wait_until(
+        lambda: [_banned(server, j) for j in ("a", "b", "c")] == expected, timeout=BAN_TIMEOUT
+    )
+
+
+def test_reset_unbans_every_jail_and_empties_the_database(start_server):
+    server = start_server([JailSpec("a"), JailSpec("b")])
+    client = server.client()
+    client.send("set", "a", "banip", "198.51.100.1", "198.51.100.2")
+    client.send("set", "b", "banip", "2001:db8::3")
+    wait_until(lambda: _database_has(server, "2001:db8::3"), timeout=BAN_TIMEOUT)
+    server.reset()
+    assert [_banned(server, "a"), _banned(server, "b")] == [[], []]
+    assert server._database_ban_rows() == 0
+
+
+def test_reset_leaves_the_overrides_of_running_jails_alone(start_server):
+    server = start_server([JailSpec("a"), JailSpec("b")])
+    overrides = server.conf_dir / "jail.d"
+    overrides.mkdir()
+    (overrides / "a.local").write_text("[a]\nmaxretry = 3\n")
+    server.reset()
+    assert (overrides / "a.local").is_file()
+    assert _jail_list(server) == {"a", "b"}
+
+
+def test_reset_brings_back_a_deactivated_jail_without_its_old_bans(start_server):
+    # What the configuration editor's "deactivate" leaves: jail.d/<jail>.local and a reload.
+    server = start_server([JailSpec("a"), JailSpec("b", bantime="1w"), JailSpec("c")])
+    client = server.client()
+    client.send("set", "b", "banip", "198.51.100.9")
+    wait_until(lambda: _database_has(server, "198.51.100.9"), timeout=BAN_TIMEOUT)
+    overrides = server.conf_dir / "jail.d"
+    overrides.mkdir()
+    (overrides / "a.local").write_text("[a]\nmaxretry = 3\n")
+    (overrides / "b.local").write_text("[b]\nenabled = false\n")
+    (overrides / "c.local").write_text("[c]\nenabled = false\n")
+    server.reload()
+    assert _jail_list(server) == {"a"}
+    server.reset()
+    assert _jail_list(server) == {"a", "b", "c"}
+    assert sorted(path.name for path in overrides.iterdir()) == ["a.local"]
+    # The ban the database held came back with the jail, and is gone again.
+    assert _banned(server, "b") == []
+    assert server._database_ban_rows() == 0
+    assert client.send("get", "b", "bantime") == 604800
+
+
+def test_reset_restarts_a_jail_stopped_over_the_socket(start_server):
+    # No override to remove: the jail was stopped with `stop <jail>`, not deactivated.
+    server = start_server([JailSpec("a"), JailSpec("b", maxretry=4)])
+    client = server.client()
+    client.send("stop", "b")
+    assert _jail_list(server) == {"a"}
+    server.reset()
+    assert _jail_list(server) == {"a", "b"}
+    assert client.send("get", "b", "maxretry") == 4
+    assert not (server.conf_dir / "jail.d").exists()
+
+
+def test_only_the_harness_client_may_stop_the_server_even_in_a_batch(start_server):
+    server = start_server([JailSpec("a")])
+    assert server.process is not None
+    site = Fail2banClient(str(server.socket_path), timeout=START_TIMEOUT)
+    with pytest.raises(InvalidArgument) as alone:
+        site.send("stop")
+    with site.connection() as conn, pytest.raises(InvalidArgument) as in_batch:
+        conn.send_batch([["ping"], ["stop"]])
+    assert str(alone.value) == str(in_batch.value) == "the command takes exactly one jail"
+    with server.client().connection() as conn:
+        assert conn.send_batch([["ping"], ["stop"]]) == ["pong", None]
+    server.process.wait(timeout=HANG_GUARD)
+
+
+def test_a_batch_refusal_carries_its_own_command(start_server):
+    server = start_server([JailSpec("a")])
+    with server.client().connection() as conn:
+        kept, refused = conn.send_batch_outcomes(
+            [["get", "a", "maxretry"], ["get", "b", "bantime"]]
+        )
+    assert kept == 3
+    assert type(refused) is UnknownJail
+    assert (refused.command, refused.jail) == (["get", "b", "bantime"], "b")
+
+
+def test_unban_all_waits_for_the_database_to_catch_up_with_a_bulk_ban(start_server):
+    server = start_server([JailSpec("a"), JailSpec("b")])
+    client = server.client()
+    bulk = [f"10.{n // 250}.{n % 250}.1" for n in range(1500)]
+    assert client.send("set", "a", "banip", *bulk) == len(bulk)
+    client.send("set", "b", "banip", "198.51.100.77")
+    server.unban_all()
+    assert [_banned(server, "a"), _banned(server, "b")] == [[], []]
+    assert server._database_ban_rows() == 0
+    # fail2ban writes the rows in order: once a later ban's row is there, no row of the bulk
+    # ban is still on its way.
+    client.send("set", "b", "banip", "192.0.2.200")
+    wait_until(lambda: _database_has(server, "192.0.2.200"), timeout=BAN_TIMEOUT)
+    assert server._database_ban_rows() == 1
+
+
+def test_banned_count_adds_up_every_jail_and_skips_unknown_ones(start_server):
+    server = start_server([JailSpec("a"), JailSpec("b")])
+    client = server.client()
+    client.send("set", "a", "banip", "198.51.100.1", "198.51.100.2")
+    client.send("set", "b", "banip", "198.51.100.3")
+    assert server._banned_count() == 3
+    # A jail the server does not run (the demo's stop with another jail list) counts 0.
+    other = PrivateServer(
+        server.base_dir, [JailSpec("a"), JailSpec("gone"), JailSpec("b")], install=server.install
+    )
+    assert other._banned_count() == 3
+
+
+def test_banned_count_and_database_rows_without_a_server_are_zero(base_dir, install):
+    server = PrivateServer(base_dir, [JailSpec("a")], install=install)
+    assert server._banned_count() == 0
+    assert server._database_ban_rows() == 0
+    server.run_dir.mkdir(parents=True)
+    server.dbfile.write_text("not a database\n")
+    assert server._database_ban_rows() == 0
+
+
+def test_work_timeout_grows_with_the_bans():
+    assert PrivateServer._work_timeout(0) == 10.0
+    assert PrivateServer._work_timeout(1000) == 12.0
+
+
+def test_alive_tells_running_exited_and_foreign_processes_apart():
+    echo = "import sys; sys.stdout.write(sys.stdin.read())"
+    child = subprocess.Popen(
+        [sys.executable, "-c", echo], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert _alive(child.pid)
+    finally:
+        answer, _ = child.communicate(b"untouched")
+    # Asking sent no signal: the child lived on to answer.
+    assert (answer, child.returncode) == (b"untouched", 0)
+    # Exited (and already reaped by communicate): gone.
+    assert not _alive(child.pid)
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_until(lambda: os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT), timeout=30)
+    assert not _alive(zombie.pid)  # a zombie child of ours is reaped, and not alive
+    with pytest.raises(ChildProcessError):
+        os.waitpid(zombie.pid, os.WNOHANG)
+    assert _alive(os.getppid())  # alive, but not our child

@@ -11,6 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -408,3 +413,165 @@ def test_key_pair_and_scan_refuse_bad_arguments():
     for port in (0, 65536):
         assert refused(ssh.host_keys_scan, "h", port) == f"{port} is not a port (1-65535)"
     assert "is not a host name" in refused(ssh.host_keys_scan, "-oProxyCommand=x")
+
+
+# --- The stream around one ssh process ------------------------------------------------------------
+def stream(tmp_path, script, *, stderr_bytes=b""):
+    """An SshStream whose process runs `script` (python) with our socketpair as stdin/stdout."""
+    ours, theirs = socket.socketpair()
+    stderr = tempfile.TemporaryFile(dir=tmp_path)  # noqa: SIM115 (the stream closes it)
+    stderr.write(stderr_bytes)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=theirs, stdout=theirs, stderr=stderr
+    )
+    theirs.close()
+    return ssh.SshStream(ours, process, stderr, address=A, probe="jailadmin-shell-probe-ab")
+
+
+def test_stream_said_is_the_last_4096_bytes_of_stderr_decoded_leniently(tmp_path):
+    tail = "t" * 4095 + "\xe9"
+    quiet = stream(tmp_path, "pass", stderr_bytes=b"h" * 100 + tail.encode("latin-1"))
+    try:
+        assert quiet.said() == "t" * 4095 + "\ufffd"
+    finally:
+        quiet.close()
+    assert quiet.said() == ""  # the file is closed: nothing more to say
+
+
+def test_stream_failure_explains_an_exited_ssh_and_passes_other_errors_on(tmp_path):
+    lost = ssh.AgentUnreachable(A, "the agent closed the connection")
+    exited = stream(tmp_path, "import sys; sys.exit(255)", stderr_bytes=b"Connection refused\n")
+    try:
+        explained = exited.failure(lost, closed=True)
+        assert type(explained) is ssh.AgentUnreachable
+        assert explained.address == A
+        assert explained.reason == "connection refused (is sshd running there?)"
+        assert exited.alive() is False
+        # Not an unreachable agent (a refusal, a garbled reply): ssh's stderr is not the cause.
+        garbled = ssh.ProtocolError("garbled")
+        assert exited.failure(garbled, closed=True) is garbled
+        # In a forked child the process is the parent's: the error as it is.
+        exited.pid = os.getpid() + 1
+        assert exited.failure(lost, closed=True) is lost
+    finally:
+        exited.close()
+    silent = stream(tmp_path, "import sys; sys.exit(255)")
+    try:
+        assert silent.failure(lost, closed=True) is lost  # ssh said nothing: nothing to add
+    finally:
+        silent.close()
+
+
+def test_stream_failure_of_a_running_ssh_is_the_error_itself(tmp_path):
+    lost = ssh.AgentUnreachable(A, "no answer within 5 s")
+    running = stream(tmp_path, "import sys; sys.stdin.buffer.read()", stderr_bytes=b"timed out\n")
+    try:
+        assert running.alive() is True
+        assert running.failure(lost, closed=False) is lost
+    finally:
+        running.close()
+    assert running.process.returncode is not None  # closing ended and reaped it
+    assert running.alive() is False
+
+
+# An ssh that has closed its end but does not exit, and ignores SIGTERM: a hung one. (Its
+# 120 s only bound what a broken close would leave behind; a working one kills it at 3 s.)
+STUCK = (
+    "import os, signal, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "os.write(1, b'ready')\n"
+    "os.close(0); os.close(1)\n"
+    "time.sleep(120)\n"
+)
+
+
+def test_stream_failure_does_not_wait_forever_for_a_closed_ssh_to_exit(tmp_path):
+    lost = ssh.AgentUnreachable(A, "the agent closed the connection")
+    stuck = stream(tmp_path, STUCK, stderr_bytes=b"Connection refused\n")
+    try:
+        assert stuck.sock.recv(5) == b"ready"
+        # It said why, but has not exited (3 s allowed): no explanation, the error itself.
+        assert stuck.failure(lost, closed=True) is lost
+    finally:
+        stuck.close()
+    # SIGTERM was ignored: closing killed it after its 3 s.
+    assert stuck.process.returncode == -signal.SIGKILL
+
+
+def test_stream_close_in_a_forked_child_leaves_the_parents_ssh_running(tmp_path):
+    running = stream(tmp_path, "import sys; sys.stdin.buffer.read()")
+    try:
+        running.pid = os.getpid() + 1
+        running.close()
+        assert running.process.poll() is None
+    finally:
+        running.process.kill()
+        running.process.wait()
+
+
+def test_stream_names_a_shell_or_a_stranger_exactly(tmp_path):
+    quiet = stream(tmp_path, "pass")
+    try:
+        shell = quiet.not_an_agent("ssh:root@h:22", b"motd\njailadmin-shell-probe-ab\n")
+        assert type(shell) is ssh.ShellKeyRefused
+        assert str(shell) == (
+            "the site's key opens a shell on ssh:root@h:22: add"
+            f' command="{ssh.AGENT_COMMAND}",restrict to its authorized_keys line; refused'
+        )
+        stranger = quiet.not_an_agent("ssh:root@h:22", b"x" * 300)
+        assert type(stranger) is ssh.ProtocolError
+        assert str(stranger) == (
+            "ssh:root@h:22 does not run the jailadmin agent for the site's key (is the forced"
+            f" command right?): it sent {b'x' * 200!r}"
+        )
+    finally:
+        quiet.close()
+
+
+def test_missing_openssh_tools_are_named_with_their_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ssh.AgentUnreachable) as missing:
+        ssh.key_pair_generate("site")
+    assert missing.value.address == "ssh:ssh-keygen"
+    assert missing.value.reason == "ssh-keygen is not installed (Debian package openssh-client)"
+
+
+def test_a_changed_key_file_is_replaced_whole_and_private(tmp_path):
+    path = tmp_path / "k.key"
+    path.write_text("old and longer content\n")
+    path.chmod(0o644)
+    ssh._private_file(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert os.listdir(tmp_path) == ["k.key"]  # no scratch file left behind
+
+
+def test_ssh_link_build_passes_the_transport_and_its_bounds(tmp_path):
+    link = ssh.ssh_link_build(target(), timeout=7.0, runtime_dir=str(tmp_path))
+    assert link.address == "ssh:root@h1.example:2222"
+    assert (link.timeout, link.pool_size, link.reload_timeout) == (7.0, 8, 120.0)
+    assert isinstance(link.transport, ssh.SshTransport)
+    assert link.transport.runtime_dir == tmp_path
+    link.close()
+    other = ssh.ssh_link_build(
+        target(), timeout=3.0, runtime_dir=str(tmp_path), pool_size=2, reload_timeout=9.0
+    )
+    assert (other.timeout, other.pool_size, other.reload_timeout) == (3.0, 2, 9.0)
+    other.close()
+
+
+def test_key_files_are_named_by_24_hex_digits_of_their_content(tmp_path):
+    argv = ssh.SshTransport(target(), runtime_dir=str(tmp_path)).argv("p", timeout=5)
+    digest = hashlib.sha256(PRIVATE.encode()).hexdigest()
+    assert argv[argv.index("-i") + 1] == str(tmp_path / f"{digest[:24]}.key")
+
+
+def test_scanning_a_port_nobody_listens_on_names_the_address_and_why():
+    # Bound but not listening: a connection there is refused at once.
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        port = closed_port.getsockname()[1]
+        with pytest.raises(ssh.AgentUnreachable) as unreachable:
+            ssh.host_keys_scan("127.0.0.1", port, timeout=2)
+    assert unreachable.value.address == f"ssh:127.0.0.1:{port}"
+    assert unreachable.value.reason == "no host key: no SSH server answered"
