@@ -3,19 +3,33 @@ sees: which paths and changes are refused and with which message, and the exact 
 passes (the path fail2ban's directory gets, the bytes written, the digest returned).
 
 Written for `make mutation MUTANTS='jails.agent.configfiles*'` (issue 17): these checks run in
-this process, so each mutant of an argument check is judged without starting fail2ban.
+this process, so each mutant of an argument check is judged without starting fail2ban. The
+definitions (one filter or action as fail2ban's own reader reads it) are read for real, in
+this process (DirectLink) and through a real agent (AgentLink); a scripted agent only answers
+later than the link's command timeout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jails.agent import configfiles
+from jails.agent.client import REPLY_MARGIN, AgentLink
 from jails.agent.configfiles import ConfigPath
+from jails.agent.link import DirectLink
 from jails.agent.operations import HostConfig
-from jails.fail2ban import InvalidArgument
+from jails.fail2ban import AgentRefused, AgentUnreachable, InvalidArgument, ReloadFailed
+from jails.fail2ban.server import find_fail2ban
+from tests.agent.test_agent_client_mutants import CLOSE, ScriptedAgent
+from tests.support.agent_process import AgentProcess
 
 SHA = "0" * 64
 
@@ -264,3 +278,295 @@ def test_files_list_hashes_our_files_only_and_fingerprints_them_in_order(conf, t
     for path, digest in digests.items():
         fingerprint.update(f"{path}\0{digest}\n".encode())
     assert listed["fingerprint"] == fingerprint.hexdigest()
+
+
+# --- Definitions: fail2ban's own reader, in this process and through a real agent ---------------
+INSTALL = find_fail2ban()
+DEFINITION_FILES = {
+    "filter.d/demo-common.conf": "[DEFAULT]\n_prefix = demo\n",
+    "filter.d/demo.conf": (
+        "[INCLUDES]\nbefore = demo-common.conf\n"
+        "[Definition]\nfailregex = ^%(_prefix)s fail from <HOST>$\nignoreregex =\n"
+    ),
+    "filter.d/demo.local": "[Definition]\nignoreregex = ^ok <HOST>$\n",
+    "filter.d/broken.local": "[Definition]\nfailregex = ^(unclosed <HOST>\n",
+    "action.d/note.conf": "[Definition]\nactionban = echo <ip> >> <file>\n[Init]\nfile = /tmp/x\n",
+    "jail.conf": (
+        "[DEFAULT]\nbackend = polling\n"
+        "[demo]\nenabled = true\nfilter = demo\nlogpath = /dev/null\nmaxretry = 2\n"
+    ),
+}
+
+
+def option(section: str, name: str, value: str, origin: list[Any] | None) -> dict[str, Any]:
+    return {"section": section, "name": name, "value": value, "origin": origin}
+
+
+@pytest.fixture(scope="module")
+def definitions_conf(tmp_path_factory) -> HostConfig:
+    root = tmp_path_factory.mktemp("definitions")
+    for directory in configfiles.EDIT_DIRS:
+        (root / directory).mkdir()
+    for relative, text in DEFINITION_FILES.items():
+        (root / relative).write_text(text)
+    return HostConfig(config_dir=str(root), fail2ban_client=(INSTALL.client,))
+
+
+@pytest.fixture(scope="module")
+def definitions_agent(f2b_server, definitions_conf) -> Iterator[AgentProcess]:
+    options = ["--config-dir", definitions_conf.config_dir, "--fail2ban-client", INSTALL.client]
+    with AgentProcess(str(f2b_server.socket_path), options=options) as agent:
+        yield agent
+
+
+@pytest.fixture(params=["direct", "agent"])
+def definition_link(request, definitions_conf) -> Iterator[DirectLink | AgentLink]:
+    """The definitions' config dir read in this process, or only through the agent."""
+    if request.param == "direct":
+        yield DirectLink(definitions_conf)
+        return
+    agent = request.getfixturevalue("definitions_agent")
+    agent.start()
+    link = AgentLink(agent.address, timeout=10.0)
+    yield link
+    link.close()
+
+
+def definition(link, directory: str, name: str) -> dict[str, Any]:
+    value = dict(link.config_definition(directory=directory, name=name))
+    assert value.pop("version").startswith(f"{INSTALL.version}.")
+    return value
+
+
+@pytest.mark.fail2ban
+def test_definition_options_come_with_their_file_line_and_section(definition_link):
+    # fail2ban's read order ([INCLUDES] before, .conf, .local); %(_prefix)s interpolated.
+    assert definition(definition_link, "filter.d", "demo") == {
+        "directory": "filter.d",
+        "name": "demo",
+        "files": ["filter.d/demo-common.conf", "filter.d/demo.conf", "filter.d/demo.local"],
+        "options": [
+            option(
+                "Definition", "ignoreregex", "^ok <HOST>$", ["filter.d/demo.local", 2, "Definition"]
+            ),
+            option(
+                "Definition",
+                "failregex",
+                "^demo fail from <HOST>$",
+                ["filter.d/demo.conf", 4, "Definition"],
+            ),
+        ],
+        "errors": [],
+    }
+    # An action's [Init] values too; <tags> stay, a jail fills them.
+    assert definition(definition_link, "action.d", "note") == {
+        "directory": "action.d",
+        "name": "note",
+        "files": ["action.d/note.conf"],
+        "options": [
+            option(
+                "Definition",
+                "actionban",
+                "echo <ip> >> <file>",
+                ["action.d/note.conf", 2, "Definition"],
+            ),
+            option("Init", "file", "/tmp/x", ["action.d/note.conf", 4, "Init"]),
+        ],
+        "errors": [],
+    }
+
+
+@pytest.mark.fail2ban
+def test_definition_of_a_local_only_filter_fail2ban_cannot_compile(definition_link):
+    broken = definition(definition_link, "filter.d", "broken")
+    assert (broken["files"], broken["options"]) == (
+        ["filter.d/broken.local"],
+        [
+            option(
+                "Definition",
+                "failregex",
+                "^(unclosed <HOST>",
+                ["filter.d/broken.local", 2, "Definition"],
+            )
+        ],
+    )
+    [error] = broken["errors"]
+    assert error.startswith("RegexException: Unable to compile regular expression '^(unclosed ")
+    assert error.endswith("missing ), unterminated subpattern at position 1")
+
+
+@pytest.mark.fail2ban
+def test_definition_refusals_reach_the_caller_with_their_message(definition_link):
+    for directory, name, message in (
+        ("jail.d", "demo", "definitions live in filter.d or action.d"),
+        ("filter.d", "", "a definition needs a name"),
+        ("filter.d", 5, "a definition needs a name"),
+        ("filter.d", None, "a definition needs a name"),
+        ("filter.d", "nothing", "there is no filter.d/nothing.conf or .local"),
+        ("filter.d", "../demo", "configuration files live directly in jail.d, filter.d, action.d"),
+        ("filter.d", ".demo", "a file name must match [A-Za-z0-9._-]+.(local|conf)"),
+    ):
+        with pytest.raises(InvalidArgument) as error:
+            definition_link.config_definition(directory=directory, name=name)
+        assert str(error.value) == message
+
+
+@pytest.mark.fail2ban
+def test_agent_config_definition_takes_a_directory_and_a_name_only(definitions_agent):
+    definitions_agent.start()
+    link = AgentLink(definitions_agent.address, timeout=10.0)
+    try:
+        args = {"directory": "filter.d", "name": "demo", "path": "/etc/shadow"}
+        with pytest.raises(InvalidArgument) as error:
+            link._call("config_definition", args)
+    finally:
+        link.close()
+    assert str(error.value) == "unexpected arguments: path"
+
+
+def test_definition_reader_without_options_is_a_reload_failure(
+    definitions_conf, tmp_path, monkeypatch
+):
+    # fail2ban's reader always answers with a list of options; a reader that does not is not
+    # taken for an empty definition.
+    reader = tmp_path / "python3"
+    reader.write_text("#!/bin/sh\necho '{\"errors\": []}'\n")
+    reader.chmod(0o755)
+    monkeypatch.setattr(configfiles, "FAIL2BAN_PYTHON", str(reader))
+    with pytest.raises(ReloadFailed) as error:
+        configfiles.definition_read(definitions_conf, directory="filter.d", name="demo")
+    assert str(error.value) == "fail2ban's definition reader gave no answer"
+
+
+def test_config_definition_waits_for_the_reload_timeout_not_the_command_timeout():
+    release = threading.Event()
+
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        # Later than the reload timeout allows, sooner than the command timeout would.
+        release.wait(REPLY_MARGIN + 3.0)
+        return CLOSE if release.is_set() else {"options": []}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=30.0, reload_timeout=0.5)
+        try:
+            with pytest.raises(AgentUnreachable) as lost:
+                link.config_definition(directory="filter.d", name="sshd")
+        finally:
+            release.set()
+            link.close()
+    assert lost.value.reason == f"no answer within {0.5 + REPLY_MARGIN:g} s"
+    assert [(r["op"], r["args"]) for r in agent.requests] == [
+        ("config_definition", {"directory": "filter.d", "name": "sshd"})
+    ]
+
+
+# --- The jails as fail2ban's reader reads them ----------------------------------------------------
+def test_config_read_runs_fail2bans_reader_unless_the_fingerprint_is_unchanged(
+    definitions_conf, monkeypatch
+):
+    listing = configfiles.files_list(definitions_conf)
+    read = configfiles.config_read(definitions_conf)
+    assert {key: read[key] for key in ("files", "fingerprint", "unchanged")} == {
+        **listing,
+        "unchanged": False,
+    }
+    assert read["config"]["files"] == ["jail.conf"]
+    [jail] = read["config"]["jails"]
+    assert (jail["name"], jail["enabled"], jail["errors"]) == ("demo", True, [])
+    assert jail["options"]["maxretry"] == 2
+    assert jail["origins"]["maxretry"] == ["jail.conf", 7, "demo"]
+    assert "stream" not in jail  # fail2ban's command stream stays on the host
+    # The caller's copy is current: no reader runs at all (there is none to run here).
+    monkeypatch.setattr(configfiles, "FAIL2BAN_PYTHON", "/nonexistent/python3")
+    unchanged = configfiles.config_read(definitions_conf, if_changed_from=listing["fingerprint"])
+    assert unchanged == {**listing, "unchanged": True}
+    with pytest.raises(ReloadFailed) as error:
+        configfiles.config_read(definitions_conf, if_changed_from=SHA)
+    assert str(error.value) == (
+        "fail2ban's configuration reader did not run: "
+        "[Errno 2] No such file or directory: '/nonexistent/python3'"
+    )
+    for fingerprint in ("0" * 63, "A" * 64, 5, ""):
+        assert refused(configfiles.config_read, definitions_conf, if_changed_from=fingerprint) == (
+            "if_changed_from must be a fingerprint"
+        )
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (
+            "echo 'first' >&2; echo ' Traceback: boom ' >&2; exit 3",
+            "fail2ban's configuration reader failed\nfirst\n Traceback: boom",
+        ),
+        ("echo 'not json'", "fail2ban's configuration reader printed no JSON"),
+        ("echo '[1]'", "fail2ban's configuration reader printed no JSON"),
+        ("echo '{}'", "fail2ban's configuration reader gave no answer"),
+        ("echo '{\"%s\": []}'", "fail2ban's configuration reader gave no answer"),
+    ],
+)
+def test_config_read_when_the_reader_misbehaves(
+    definitions_conf, tmp_path, monkeypatch, script, message
+):
+    # fail2ban's reader never does any of this: a script in its place does.
+    reader = tmp_path / "python3"
+    directory = os.path.realpath(definitions_conf.config_dir)
+    reader.write_text("#!/bin/sh\n" + (script % directory if "%s" in script else script) + "\n")
+    reader.chmod(0o755)
+    monkeypatch.setattr(configfiles, "FAIL2BAN_PYTHON", str(reader))
+    with pytest.raises(ReloadFailed) as error:
+        configfiles.config_read(definitions_conf)
+    assert str(error.value) == message
+
+
+def test_config_read_gives_up_on_a_reader_that_hangs(definitions_conf, tmp_path, monkeypatch):
+    reader = tmp_path / "python3"
+    reader.write_text("#!/bin/sh\nexec sleep 60\n")
+    reader.chmod(0o755)
+    monkeypatch.setattr(configfiles, "FAIL2BAN_PYTHON", str(reader))
+    monkeypatch.setattr(configfiles, "READ_TIMEOUT", 0.5)
+    with pytest.raises(ReloadFailed) as error:
+        configfiles.config_read(definitions_conf)
+    message = str(error.value)
+    assert message.startswith(
+        f"fail2ban's configuration reader did not run: Command '['{reader}', "
+    )
+    assert message.endswith("' timed out after 0.5 seconds")
+
+
+def test_fail2ban_next_to_a_client_found_on_the_path_is_the_one_that_reads(
+    definitions_conf, monkeypatch
+):
+    # An unpacked fail2ban beside its wrapper client (as var/fail2ban here): its package goes
+    # on the reader's path, whether the client is named by its path or found on PATH.
+    monkeypatch.setenv("PATH", f"{Path(INSTALL.client).parent}:{os.environ['PATH']}")
+    on_path = dataclasses.replace(definitions_conf, fail2ban_client=("fail2ban-client", "-v"))
+    read = configfiles.definition_read(on_path, directory="filter.d", name="demo")
+    assert read["files"] == [
+        "filter.d/demo-common.conf",
+        "filter.d/demo.conf",
+        "filter.d/demo.local",
+    ]
+    if Path("/usr/lib/python3/dist-packages/fail2ban").exists():
+        return  # a system fail2ban: the reader finds it without any help
+    for nowhere in ((), ("no-such-fail2ban-client",), ("/nonexistent/bin/fail2ban-client",)):
+        config = dataclasses.replace(definitions_conf, fail2ban_client=nowhere)
+        with pytest.raises(ReloadFailed) as error:
+            configfiles.definition_read(config, directory="filter.d", name="demo")
+        message = str(error.value)
+        assert message.startswith("fail2ban's configuration reader failed\nTraceback")
+        assert message.endswith("ModuleNotFoundError: No module named 'fail2ban'")
+
+
+def test_agent_operation_apply_is_a_real_change_unless_asked_for_a_dry_run(definitions_conf):
+    read_only = dataclasses.replace(definitions_conf, config_writes=False)
+    changes = [change("jail.d/new.local", "[demo]\nmaxretry = 3\n")]
+    # dry_run left out: a change, which this agent refuses before reading anything.
+    with pytest.raises(AgentRefused) as error:
+        configfiles.op_config_apply(read_only, None, {"changes": changes})
+    assert str(error.value) == (
+        "this agent does not write fail2ban's configuration (--no-config-writes)"
+    )
+    assert refused(
+        configfiles.op_config_apply, read_only, None, {"changes": changes, "dry_run": 1}
+    ) == ("dry_run must be true or false")
