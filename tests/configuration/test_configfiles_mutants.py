@@ -570,3 +570,19 @@ def test_agent_operation_apply_is_a_real_change_unless_asked_for_a_dry_run(defin
     assert refused(
         configfiles.op_config_apply, read_only, None, {"changes": changes, "dry_run": 1}
     ) == ("dry_run must be true or false")
+
+
+def test_the_reader_leaves_out_the_users_site_packages_but_not_the_systems(
+    definitions_conf, tmp_path, monkeypatch
+):
+    # Debian's fail2ban lives in the system's dist-packages: `-s` leaves out only a user's
+    # site directory (a `pip install --user` shadowing a module), `-S` would hide fail2ban.
+    reader = tmp_path / "python3"
+    given = tmp_path / "argv"
+    reader.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > {given}\necho '{{}}'\n")
+    reader.chmod(0o755)
+    monkeypatch.setattr(configfiles, "FAIL2BAN_PYTHON", str(reader))
+    with pytest.raises(ReloadFailed):
+        configfiles.config_read(definitions_conf)
+    argv = given.read_text().split("\0")
+    assert argv[:3] == ["-s", "-c", configfiles.READER_SCRIPT]
