@@ -20,16 +20,33 @@ from typing import Any
 
 import pytest
 
-from jails.agent.client import REPLY_MARGIN, AgentLink
+from jails.agent.client import HANDSHAKE_MAX_BYTES, REPLY_MARGIN, AgentLink
 from jails.agent.link import link_build
 from jails.agent.operations import HostConfig
-from jails.agent.protocol import HEADER, frame_encode, message_decode
-from jails.fail2ban import AgentUnreachable, ProtocolError
+from jails.agent.protocol import HEADER, MAX_REPLY_BYTES, frame_encode, message_decode
+from jails.fail2ban import (
+    AgentRefused,
+    AgentUnreachable,
+    InvalidArgument,
+    ProtocolError,
+    ReplyTooLarge,
+)
 from tests.support.agent_process import AgentProcess
 
 # What the scripted agent does with one request: a reply's value, CLOSE to hang up instead
-# of answering. `nth` counts the requests on that connection after the hello, from 1.
+# of answering, or Raw bytes sent as they are. `nth` counts the requests on that connection
+# after the first hello, from 1 (a later hello is answered by `answer` too).
 CLOSE = object()
+
+
+class Raw:
+    """Bytes the scripted agent sends instead of a well-formed reply (then hangs up if `close`)."""
+
+    def __init__(self, data: bytes, *, close: bool = False) -> None:
+        self.data = data
+        self.close = close
+
+
 Answer = Callable[[dict[str, Any], int], Any]
 # Between the pieces of a greeting: long enough for the client to read the first piece alone.
 GREETING_PAUSE = 0.3
@@ -50,14 +67,17 @@ class ScriptedAgent:
         *,
         greeting: bytes | Sequence[bytes] | None = None,
         linger: bool = False,
+        hello: Any = HELLO,
     ) -> None:
         self._answer = answer
+        self._hello = hello
         self._greeting = [greeting] if isinstance(greeting, bytes) else greeting
         self._linger = linger
         self._dir = tempfile.mkdtemp(prefix="sagent", dir="/tmp")
         self.path = str(Path(self._dir) / "a.sock")
         self.address = f"unix:{self.path}"
         self.requests: list[dict[str, Any]] = []
+        self.greetings: list[dict[str, Any]] = []
         self.connections = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -133,13 +153,20 @@ class ScriptedAgent:
                         break
                 return
             nth = 0
+            greeted = False
             while (header := self._read(conn, HEADER.size)) is not None:
                 body = self._read(conn, HEADER.unpack(header)[0])
                 if body is None:
                     return
                 request = message_decode(body)
-                if request.get("op") == "hello":
-                    conn.sendall(frame_encode({"id": request["id"], "ok": True, "value": HELLO}))
+                if request.get("op") == "hello" and not greeted:
+                    greeted = True
+                    self.greetings.append(request)
+                    reply = {"id": request["id"], "ok": True, "value": self._hello}
+                    try:
+                        conn.sendall(frame_encode(reply))
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # a client that refused the greeting halfway
                     continue
                 nth += 1
                 self.requests.append(request)
@@ -147,6 +174,11 @@ class ScriptedAgent:
                 value = self._answer(request, nth)
                 if value is CLOSE:
                     return
+                if isinstance(value, Raw):
+                    conn.sendall(value.data)
+                    if value.close:
+                        return
+                    continue
                 conn.sendall(frame_encode({"id": request["id"], "ok": True, "value": value}))
 
 
@@ -379,3 +411,455 @@ def test_link_built_from_the_settings_waits_their_command_timeout():
             release.set()
             link.close()
     assert lost.value.reason == f"no answer within {0.5 + REPLY_MARGIN:g} s"
+
+
+# --- what goes out: the hello, then each request with its own id ---------------------------------
+def test_requests_go_out_as_the_agent_reads_them(scripted):
+    state = {"reachable": True, "version": "1.0.2", "reason": None}
+    with ScriptedAgent(answering({"fail2ban": state})) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        link.health()
+        link.health()
+        link.close()
+    assert agent.greetings == [{"op": "hello", "protocol": 1, "id": 1}]
+    assert agent.requests == [
+        {"id": 2, "op": "health", "args": {}},
+        {"id": 3, "op": "health", "args": {}},
+    ]
+
+
+# --- the handshake the site asks for (setup wizard, /settings/) ----------------------------------
+def test_hello_is_the_agents_version_fail2bans_and_its_operations(scripted):
+    value = {"version": "2.0", "fail2ban_version": None, "operations": ["fail2ban"]}
+    with ScriptedAgent(answering(value)) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        info = link.hello()
+        link.close()
+    assert (info.agent_version, info.fail2ban_version, info.operations) == (
+        "2.0",
+        None,
+        ("fail2ban",),
+    )
+    # A fresh handshake on the open connection, worded as the first one.
+    assert agent.requests == [{"op": "hello", "protocol": 1, "id": 2}]
+    info = scripted({"version": "2.0", "fail2ban_version": "1.1.0", "operations": []}).hello()
+    assert (info.fail2ban_version, info.operations) == ("1.1.0", ())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        ["2.0"],
+        {"version": 2, "fail2ban_version": None, "operations": []},
+        {"version": "2.0", "fail2ban_version": 1, "operations": []},
+        {"version": "2.0", "fail2ban_version": None, "operations": "fail2ban"},
+        {"version": "2.0", "fail2ban_version": None, "operations": ["fail2ban", 5]},
+        {"fail2ban_version": None, "operations": []},
+    ],
+)
+def test_hello_of_the_wrong_shape_is_malformed(scripted, value):
+    with pytest.raises(ProtocolError) as refused:
+        scripted(value).hello()
+    assert str(refused.value) == "the agent's handshake is malformed"
+
+
+# --- fail2ban commands through the agent: results, endpoint, chunks -------------------------------
+def _results(*values: Any, endpoint: Any = None) -> dict[str, Any]:
+    return {"results": [{"ok": True, "value": v} for v in values], "endpoint": endpoint}
+
+
+def test_endpoint_is_the_last_one_the_agent_reported(scripted):
+    endpoints = {1: [1, 2, 3], 2: [4, "5"], 3: "x", 4: None, 5: [6, True]}
+    with ScriptedAgent(lambda request, nth: _results("pong", endpoint=endpoints[nth])) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        seen = []
+        for _ in endpoints:
+            link.send("ping")
+            seen.append(link.endpoint_identity())
+        link.close()
+    # Only a list of whole numbers is an endpoint; None says there is none; anything else
+    # leaves the last one (a bool counts as an int, as JSON's true never reaches here).
+    assert seen == [(1, 2, 3), (1, 2, 3), (1, 2, 3), None, (6, True)]
+
+
+def test_a_greeting_without_an_endpoint_leaves_none(scripted):
+    # The first handshake is read for the endpoint only; what else it holds is hello()'s.
+    state = {"reachable": True, "version": "1.0.2", "reason": None}
+    for greeting in (["1.0", [1, 2]], {**HELLO, "endpoint": [1, 2]}):
+        with ScriptedAgent(answering({"fail2ban": state}), hello=greeting) as agent:
+            link = AgentLink(agent.address, timeout=10.0)
+            assert link.health() == state
+            endpoint = link.endpoint_identity()
+            link.close()
+        assert endpoint == (None if isinstance(greeting, list) else (1, 2))
+
+
+def test_hello_remembers_the_endpoint_too(scripted):
+    link = scripted({"version": "2", "fail2ban_version": None, "operations": [], "endpoint": [9]})
+    link.hello()
+    assert link.endpoint_identity() == (9,)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "the agent's fail2ban reply is malformed"),
+        ([{"ok": True, "value": "pong"}], "the agent's fail2ban reply is malformed"),
+        ({"results": "pong"}, "the agent's fail2ban reply is malformed"),
+        ({"results": ["pong"]}, "the agent's fail2ban reply is malformed"),
+        ({"results": []}, "the agent answered a different number of commands"),
+        (_results("pong", "pong"), "the agent answered a different number of commands"),
+    ],
+)
+def test_fail2ban_reply_of_the_wrong_shape_is_malformed(scripted, value, message):
+    with pytest.raises(ProtocolError) as refused:
+        scripted(value).send("ping")
+    assert str(refused.value) == message
+
+
+def test_each_command_gets_its_value_or_its_typed_error_in_its_place(scripted):
+    refusal = {"type": "InvalidArgument", "message": "no such thing"}
+    link = scripted(
+        {
+            "results": [
+                {"ok": True, "value": "pong"},
+                {"ok": False, "error": refusal},
+                {"ok": "yes", "value": "pong"},  # only true is success
+                {"ok": True, "value": None},
+            ]
+        }
+    )
+    commands = [("ping",), ("get", "x"), ("ping",), ("ping",)]
+    with link.connection() as channel:
+        outcomes = channel.send_batch_outcomes(commands)
+        assert outcomes[0] == "pong" and outcomes[3] is None
+        assert type(outcomes[1]) is InvalidArgument and str(outcomes[1]) == "no such thing"
+        assert type(outcomes[2]) is ProtocolError
+        assert str(outcomes[2]) == "the agent sent a malformed error"
+        with pytest.raises(InvalidArgument) as refused:
+            channel.send_batch(commands)
+        assert str(refused.value) == "no such thing"
+
+
+def test_a_refused_command_is_raised_by_send(scripted):
+    refusal = {"type": "InvalidArgument", "message": "command 'x' is not allowed"}
+    link = scripted({"results": [{"ok": False, "error": refusal}]})
+    with pytest.raises(InvalidArgument) as refused:
+        link.send("x")
+    assert str(refused.value) == "command 'x' is not allowed"
+    with link.connection() as channel, pytest.raises(InvalidArgument) as refused:
+        channel.send("x")
+    assert str(refused.value) == "command 'x' is not allowed"
+    with link.connection() as channel:
+        assert channel.send_batch_outcomes([]) == []
+
+
+def test_more_than_10000_commands_go_in_requests_of_10000():
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        count = len(request["args"]["commands"])
+        return _results(*[f"{nth}.{i}" for i in range(count)])
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        commands = [("get", "sshd", "banip", str(i)) for i in range(20001)]
+        with link.connection() as channel:
+            outcomes = channel.send_batch(commands)
+        link.close()
+    assert [request["op"] for request in agent.requests] == ["fail2ban"] * 3
+    sent = [request["args"]["commands"] for request in agent.requests]
+    assert [len(chunk) for chunk in sent] == [10000, 10000, 1]
+    assert [word for chunk in sent for word in chunk] == [list(c) for c in commands]
+    assert outcomes[0] == "1.0" and outcomes[10000] == "2.0" and outcomes[-1] == "3.0"
+
+
+# --- replies that do not answer the request ------------------------------------------------------
+def _reply(request: dict[str, Any], **fields: Any) -> Raw:
+    return Raw(frame_encode({"id": request["id"], **fields}))
+
+
+def test_a_reply_to_another_request_is_refused():
+    with ScriptedAgent(lambda request, nth: _reply(request, id=99, ok=True, value={})) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(ProtocolError) as refused:
+            link.health()
+        link.close()
+    assert str(refused.value) == "the agent's reply does not answer the request"
+
+
+def test_a_refusal_of_the_connection_itself_is_raised_as_sent():
+    refusal = {"type": "AgentRefused", "message": "the agent is serving its limit of 1 connections"}
+    replies = [
+        {"id": None, "ok": False, "error": refusal},
+        {"id": None, "ok": True, "value": {}},  # no id and no refusal: not an answer
+        {"ok": None, "error": refusal},
+    ]
+    errors = []
+    for reply in replies:
+        with ScriptedAgent(lambda request, nth, reply=reply: Raw(frame_encode(reply))) as agent:
+            link = AgentLink(agent.address, timeout=10.0)
+            with pytest.raises((AgentRefused, ProtocolError)) as refused:
+                link.health()
+            errors.append((type(refused.value), str(refused.value)))
+            link.close()
+    assert errors == [
+        (AgentRefused, "the agent is serving its limit of 1 connections"),
+        (ProtocolError, "the agent's reply does not answer the request"),
+        (ProtocolError, "the agent's reply does not answer the request"),
+    ]
+
+
+def test_an_unreadable_reply_says_why():
+    body = b"not json"
+    with ScriptedAgent(lambda request, nth: Raw(HEADER.pack(len(body)) + body)) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(ProtocolError) as refused:
+            link.health()
+        link.close()
+    assert str(refused.value) == (
+        "unreadable reply from the agent: the frame is not valid JSON: "
+        "Expecting value: line 1 column 1 (char 0)"
+    )
+
+
+def test_a_reply_over_64_mib_is_refused_by_its_length():
+    header = HEADER.pack(MAX_REPLY_BYTES + 1)
+    with ScriptedAgent(lambda request, nth: Raw(header)) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(ReplyTooLarge) as refused:
+            link.health()
+        link.close()
+    assert refused.value.limit == MAX_REPLY_BYTES
+
+
+def test_the_agents_refusal_costs_the_connection_other_errors_do_not():
+    # The agent may close after refusing (AgentRefused): the next request starts afresh.
+    # A refused argument leaves the connection as it was.
+    state = {"reachable": True, "version": "1.0.2", "reason": None}
+
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        if len(agent.requests) == 1:  # the very first request, on the first connection
+            error = {"type": kind, "message": "no"}
+            return _reply(request, ok=False, error=error)
+        return {"fail2ban": state}
+
+    opened = {}
+    for kind in ("AgentRefused", "InvalidArgument"):
+        with ScriptedAgent(answer) as agent:
+            link = AgentLink(agent.address, timeout=10.0)
+            with pytest.raises((AgentRefused, InvalidArgument)):
+                link.health()
+            assert link.health() == state
+            link.close()
+        opened[kind] = agent.connections
+    assert opened == {"AgentRefused": 2, "InvalidArgument": 1}
+
+
+# --- a connection that breaks in the middle of a reply -------------------------------------------
+@pytest.mark.parametrize("cut", [2, HEADER.size + 5], ids=["in-the-header", "in-the-body"])
+def test_a_reply_cut_off_is_not_sent_again(cut):
+    # Part of the reply arrived: the request may have run, so it is not repeated.
+    state = {"reachable": True, "version": "1.0.2", "reason": None}
+
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        if nth == 2:
+            frame = frame_encode({"id": request["id"], "ok": True, "value": {"fail2ban": state}})
+            return Raw(frame[:cut], close=True)
+        return {"fail2ban": state}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == state
+        with pytest.raises(AgentUnreachable) as lost:
+            link.health()
+        link.close()
+    assert lost.value.reason == "the agent closed the connection"
+    assert agent.connections == 1
+    assert len(agent.requests) == 2
+
+
+# --- the handshake's size bound ------------------------------------------------------------------
+def _padded_hello(size: int) -> dict[str, Any]:
+    """HELLO with padding that makes the reply to hello #1 exactly `size` bytes of JSON."""
+    bare = len(frame_encode({"id": 1, "ok": True, "value": {**HELLO, "pad": ""}})) - HEADER.size
+    return {**HELLO, "pad": "x" * (size - bare)}
+
+
+def test_a_handshake_of_up_to_1_mib_is_read_and_one_byte_more_is_not_an_agent():
+    state = {"reachable": True, "version": "1.0.2", "reason": None}
+    hello = _padded_hello(HANDSHAKE_MAX_BYTES)
+    with ScriptedAgent(answering({"fail2ban": state}), hello=hello) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == state
+        link.close()
+    hello = _padded_hello(HANDSHAKE_MAX_BYTES + 1)
+    with ScriptedAgent(answering({"fail2ban": state}), hello=hello) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(ProtocolError) as refused:
+            link.health()
+        link.close()
+    frame = frame_encode({"id": 1, "ok": True, "value": hello})
+    assert len(frame) == HEADER.size + HANDSHAKE_MAX_BYTES + 1
+    sent = frame[: HEADER.size + 512]  # the header, then what the preview reads
+    assert str(refused.value) == (
+        f"{agent.address} does not speak the jailadmin agent's protocol: it sent {sent!r}"
+    )
+
+
+# --- no agent there: why -------------------------------------------------------------------------
+def test_why_the_agents_socket_cannot_be_reached(tmp_path):
+    stale = tmp_path / "stale.sock"  # a socket file no process listens on
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(stale))
+    sock.close()
+    cases = {
+        tmp_path / "missing.sock": "the socket does not exist (is the agent running?)",
+        stale: "connection refused (is the agent running?)",
+        Path("/etc/hostname/agent.sock"): "Not a directory",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(AgentUnreachable) as unreachable:
+            AgentLink(f"unix:{path}", timeout=2.0).health()
+        assert unreachable.value.reason == reason
+        assert str(unreachable.value) == (
+            f"the jailadmin agent is not reachable at unix:{path}: {reason}"
+        )
+
+
+# --- the link's own settings ----------------------------------------------------------------------
+def test_link_address_must_be_a_unix_socket_path():
+    for address in ("tcp:127.0.0.1:8000", "unix:", "/run/agent.sock"):
+        with pytest.raises(ValueError) as refused:
+            AgentLink(address)
+        assert str(refused.value) == (
+            f"the agent address must be unix:/path/agent.sock, not {address!r}"
+        )
+    link = AgentLink("unix:/run/j/agent.sock")
+    assert (link.address, link.location) == (
+        "unix:/run/j/agent.sock",
+        "agent at unix:/run/j/agent.sock",
+    )
+    assert (link.timeout, link.pool_size, link.reload_timeout) == (5.0, 8, 120.0)
+    assert link.endpoint_identity() is None and link.connections_opened == 0
+
+
+def test_pool_keeps_at_most_pool_size_idle_connections():
+    state = {"reachable": True, "version": "1.0.2", "reason": None}
+    with ScriptedAgent(answering({"fail2ban": state})) as agent:
+        link = AgentLink(agent.address, timeout=10.0, pool_size=2)
+        with link.connection(), link.connection(), link.connection():
+            pass  # three held at once: three opened
+        assert (link.connections_opened, len(link._pool.idle)) == (3, 2)
+        for _ in range(3):
+            assert link.health() == state
+        assert link.connections_opened == 3  # the idle ones serve
+        link.close()
+        assert link._pool.idle == []
+
+
+# --- the other operations: what is sent, what comes back, how long it may take ---------------
+@pytest.mark.parametrize(
+    ("call", "op", "args"),
+    [
+        (
+            lambda link: link.config_read(if_changed_from="abc"),
+            "config_read",
+            {"if_changed_from": "abc"},
+        ),
+        (lambda link: link.config_file(path="jail.local"), "config_file", {"path": "jail.local"}),
+        (
+            lambda link: link.config_apply(changes=[{"path": "jail.local"}]),
+            "config_apply",
+            {"changes": [{"path": "jail.local"}], "dry_run": False},
+        ),
+        (
+            lambda link: link.config_apply(changes=[], dry_run=True),
+            "config_apply",
+            {"changes": [], "dry_run": True},
+        ),
+    ],
+)
+def test_configuration_operations_send_their_arguments_and_pass_an_object_on(call, op, args):
+    with ScriptedAgent(answering({"files": {}})) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert call(link) == {"files": {}}
+        link.close()
+    assert agent.requests == [{"id": 2, "op": op, "args": args}]
+    for value in (None, ["files"], "ok"):
+        with ScriptedAgent(answering(value)) as agent:
+            link = AgentLink(agent.address, timeout=10.0)
+            with pytest.raises(ProtocolError) as refused:
+                call(link)
+            link.close()
+        assert str(refused.value) == f"the agent's {op} reply is malformed"
+
+
+def test_log_tail_sends_its_arguments_and_refuses_a_malformed_tail():
+    tail = {"source": "/var/log/fail2ban.log", "lines": [["a line", "INFO"]], "cursor": "7"}
+    with ScriptedAgent(answering(tail)) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        got = link.log_tail(lines=50, level="INFO", search="ban", cursor="3")
+        link.close()
+    assert agent.requests[0]["args"] == {
+        "lines": 50,
+        "level": "INFO",
+        "search": "ban",
+        "cursor": "3",
+    }
+    assert (got.source, got.cursor, [line.text for line in got.lines]) == (
+        "/var/log/fail2ban.log",
+        "7",
+        ["a line"],
+    )
+    for value in (None, {"lines": [["text", 5]]}, {"lines": [["only text"]]}):
+        with ScriptedAgent(answering(value)) as agent:
+            link = AgentLink(agent.address, timeout=10.0)
+            with pytest.raises(ProtocolError) as refused:
+                link.log_tail(lines=50, level=None, search=None, cursor=None)
+            link.close()
+        assert str(refused.value) == "the agent's log_tail reply is malformed"
+
+
+def test_slow_operations_wait_for_the_reload_timeout_config_apply_twice_that():
+    # A command may take 0.1 s (+ REPLY_MARGIN), a reload 4 s (+ margin), config_apply twice
+    # that: each answer comes about two seconds after the shorter wait and two before its own,
+    # room for a loaded machine's scheduling on either side.
+    timeout, reload_timeout = 0.1, 4.0
+    command_wait = timeout + REPLY_MARGIN
+    reload_wait = reload_timeout + REPLY_MARGIN
+    apply_wait = 2 * reload_timeout + REPLY_MARGIN
+    between = {
+        "config_read": (command_wait + reload_wait) / 2,
+        "log_tail": (command_wait + reload_wait) / 2,
+        "config_apply": (reload_wait + apply_wait) / 2,
+    }
+    tail = {"source": "", "lines": []}
+
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        time.sleep(between[request["op"]])  # a slow agent
+        return tail if request["op"] == "log_tail" else {"ok": True}
+
+    calls = {
+        "config_read": lambda link: link.config_read(if_changed_from=None),
+        "log_tail": lambda link: link.log_tail(lines=1, level=None, search=None, cursor=None),
+        "config_apply": lambda link: link.config_apply(changes=[]),
+    }
+    results: dict[str, Any] = {}
+    with ScriptedAgent(answer) as agent:
+
+        def run(op: str) -> None:
+            link = AgentLink(agent.address, timeout=timeout, reload_timeout=reload_timeout)
+            try:
+                results[op] = calls[op](link)
+            except Exception as exc:  # noqa: BLE001 - compared below
+                results[op] = exc
+            link.close()
+
+        threads = [threading.Thread(target=run, args=(op,)) for op in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert results["config_read"] == {"ok": True}
+    assert results["config_apply"] == {"ok": True}
+    assert results["log_tail"].lines == ()

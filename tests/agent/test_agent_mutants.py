@@ -9,20 +9,25 @@ part asks a real agent (`python -m jails.agent`) and parses its command line.
 
 from __future__ import annotations
 
+import grp
 import math
 import os
 import pickle
+import signal
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jails.agent import operations
-from jails.agent.__main__ import parser_build
+from jails.agent.__main__ import main, parser_build
 from jails.agent.client import AgentLink, _ban_row
 from jails.agent.link import MAX_UNIX_PATH, agent_address_check
 from jails.agent.operations import HostConfig
 from jails.agent.protocol import (
+    HEADER,
     FrameTooLarge,
     error_decode,
     error_encode,
@@ -31,18 +36,23 @@ from jails.agent.protocol import (
 )
 from jails.agent.server import OPERATIONS, Agent, dispatch, handshake
 from jails.fail2ban import (
+    AgentRefused,
     DatabaseUnavailable,
     Fail2banError,
     Fail2banUnreachable,
     InvalidArgument,
     ProtocolError,
+    ReloadFailed,
     ReplyTooLarge,
     UnknownJail,
 )
 from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add, fail2ban_db_create
 from jails.fail2ban.protocol import END
-from tests.support.agent_process import AgentProcess
-from tests.support.fakeserver import FakeFail2ban, reply_raw, reply_value
+from tests.agent.test_agent_attacks import _greeted_connection
+from tests.agent.test_agent_operations_mutants import _client_script
+from tests.conftest import wait_until
+from tests.support.agent_process import AgentProcess, RawAgentConnection
+from tests.support.fakeserver import FakeFail2ban, hang, reply_raw, reply_value
 
 MAX_NESTING = 33  # containers inside containers that wire_value passes on (_MAX_DEPTH + 1)
 
@@ -583,3 +593,349 @@ def test_frame_carries_text_as_utf8_not_as_json_escapes():
     frame = frame_encode({"log": "Übermäßig ✓"})
     body = '{"log":"Übermäßig ✓"}'.encode()
     assert frame == len(body).to_bytes(4, "big") + body
+
+
+# --- the command line in process: --version, --help, the choices --------------------------------
+HELP = """\
+usage: python -m jails.agent [-h] [--version] (--stdio | --listen unix:PATH) [--group GROUP]
+                             [--mode MODE] [--socket SOCKET] [--timeout TIMEOUT]
+                             [--config-dir CONFIG_DIR] [--fail2ban-client FAIL2BAN_CLIENT]
+                             [--reload-timeout RELOAD_TIMEOUT] [--fail2ban-regex FAIL2BAN_REGEX]
+                             [--regex-timeout REGEX_TIMEOUT] [--no-config-writes]
+                             [--frame-timeout FRAME_TIMEOUT] [--idle-timeout IDLE_TIMEOUT]
+                             [--max-connections MAX_CONNECTIONS] [--workers WORKERS]
+                             [--log-level {DEBUG,INFO,WARNING}]
+
+The jailadmin host agent: allow-listed fail2ban operations over JSON.
+
+options:
+  -h, --help            show this help message and exit
+  --version             show program's version number and exit
+  --stdio               serve one connection on stdin/stdout
+  --listen unix:PATH    listen there
+  --group GROUP         the listening socket's group (--listen)
+  --mode MODE           its mode (default 0660)
+  --socket SOCKET       fail2ban's socket
+  --timeout TIMEOUT     fail2ban's timeout (s)
+  --config-dir CONFIG_DIR
+                        fail2ban's configuration
+  --fail2ban-client FAIL2BAN_CLIENT
+                        how to run fail2ban-client (for reload), split like a shell would
+  --reload-timeout RELOAD_TIMEOUT
+  --fail2ban-regex FAIL2BAN_REGEX
+                        how to run fail2ban-regex (the filter tester); default: next to fail2ban-
+                        client
+  --regex-timeout REGEX_TIMEOUT
+  --no-config-writes    refuse the configuration editor's writes (reading and testing still work)
+  --frame-timeout FRAME_TIMEOUT
+                        seconds a started request frame (or a new connection's hello) may take
+  --idle-timeout IDLE_TIMEOUT
+  --max-connections MAX_CONNECTIONS
+  --workers WORKERS
+  --log-level {DEBUG,INFO,WARNING}
+"""
+
+
+def test_command_line_help_is_what_the_operator_reads(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps to the terminal's width
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == HELP
+
+
+def test_command_line_version_exits_cleanly_with_name_and_version(capsys):
+    # main()'s own argv, not the interpreter's (pytest's here).
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == "jailadmin-agent 1.0\n"
+
+
+def test_command_line_defaults_of_the_filter_tester_and_writes():
+    options = parser_build().parse_args(["--stdio"])
+    assert (options.fail2ban_regex, options.regex_timeout) == ("", 30.0)
+    assert options.no_config_writes is False
+    options = parser_build().parse_args(
+        ["--listen", "unix:/a", "--no-config-writes", "--max-connections", "9", "--workers", "3"]
+    )
+    assert options.no_config_writes is True
+    assert (options.max_connections, options.workers) == (9, 3)
+    assert parser_build().parse_args(["--stdio", "--log-level", "DEBUG"]).log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "one of the arguments --stdio --listen is required"),
+        (
+            ["--stdio", "--listen", "unix:/a"],
+            "argument --listen: not allowed with argument --stdio",
+        ),
+        (["--stdio", "--log-level", "TRACE"], "argument --log-level: invalid choice: 'TRACE'"),
+        (["--stdio", "--workers", "two"], "argument --workers: invalid int value: 'two'"),
+        (
+            ["--stdio", "--max-connections", "1.5"],
+            "argument --max-connections: invalid int value: '1.5'",
+        ),
+        (["--stdio", "--reload-timeout", "0"], "argument --reload-timeout: must be positive: 0"),
+        (["--stdio", "--regex-timeout", "-1"], "argument --regex-timeout: must be positive: -1"),
+        (["--stdio", "--idle-timeout", "0"], "argument --idle-timeout: must be positive: 0"),
+        (["--stdio", "--timeout", "0.0"], "argument --timeout: must be positive: 0.0"),
+        (
+            ["--listen", "UNIX:/a"],
+            "argument --listen: the address must be unix:/path/to/agent.sock",
+        ),
+    ],
+)
+def test_command_line_refuses_without_a_way_in_or_with_a_bad_choice(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_command_line_takes_a_timeout_just_above_zero():
+    assert parser_build().parse_args(["--stdio", "--timeout", "0.001"]).timeout == 0.001
+    assert parser_build().parse_args(["--stdio", "--mode", "1"]).mode == 1
+
+
+# --- the agent's options, as a running agent honours them ----------------------------------------
+def test_agent_options_reach_fail2ban_the_reload_and_the_socket(tmp_path):
+    # fail2ban never answers; fail2ban-client (run through `/bin/sh SCRIPT`: split like a
+    # shell would) prints its argv, then outlasts the reload timeout; --workers 0 still
+    # leaves one worker for the reload; the socket gets the group and mode asked for.
+    (client,) = _client_script(tmp_path, 'printf "%s|" "$@"; exec sleep 60')
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    options = [
+        "--timeout", "0.5",
+        "--workers", "0",
+        "--reload-timeout", "1",
+        "--config-dir", "/etc/f2b-test",
+        "--fail2ban-client", f"/bin/sh {client}",
+        "--group", "nogroup",
+        "--mode", "0640",
+        "--no-config-writes",
+    ]  # fmt: skip
+    with FakeFail2ban(hang()) as fake, AgentProcess(fake.path, options=options) as agent:
+        info = agent.path.stat()
+        assert (oct(info.st_mode & 0o777), info.st_uid, info.st_gid) == (oct(0o640), 0, nogroup)
+        link = AgentLink(agent.address, timeout=10.0)
+        try:
+            assert link.health() == {
+                "reachable": False,
+                "version": None,
+                "reason": "no answer within 0.5 s",
+            }
+            with pytest.raises(ReloadFailed) as failed:
+                link.reload(jail="sshd")
+            with pytest.raises(AgentRefused) as refused:
+                link.config_apply(
+                    changes=[{"path": "jail.d/x.local", "content": "", "expected_sha256": None}]
+                )
+        finally:
+            link.close()
+    assert failed.value.summary == "reload did not finish within 1 s"
+    assert failed.value.output == f"-c|/etc/f2b-test|-s|{fake.path}|reload|sshd|"
+    assert str(refused.value) == (
+        "this agent does not write fail2ban's configuration (--no-config-writes)"
+    )
+
+
+def test_agent_serves_at_least_one_connection_and_closes_idle_ones(tmp_path):
+    # --max-connections 0 still serves one; a greeted connection with no request for the idle
+    # timeout is closed, although a new one's frame timeout is far longer.
+    options = ["--max-connections", "0", "--idle-timeout", "2", "--frame-timeout", "60"]
+    with (
+        FakeFail2ban(reply_value(0, "1.0.2")) as fake,
+        AgentProcess(fake.path, options=options) as agent,
+    ):
+        held = _greeted_connection(agent)
+        try:
+            extra = RawAgentConnection.connect(agent.path)
+            assert extra.read() == {
+                "id": None,
+                "ok": False,
+                "error": {
+                    "type": "AgentRefused",
+                    "message": "the agent is serving its limit of 1 connections",
+                },
+            }
+            assert extra.closed()
+            extra.close()
+            assert held.closed(timeout=30.0)  # idle for 2 s: closed by the agent
+        finally:
+            held.close()
+
+
+def test_agent_conversation_takes_hello_again_and_keeps_going_after_refusals(f2b_agent):
+    raw = RawAgentConnection.connect(f2b_agent.path)
+    try:
+        raw.hello()
+        raw.send({"op": "hello", "protocol": 1, "id": 5})
+        again = raw.read()
+        assert (again["id"], again["ok"], again["value"]["agent"]) == (5, True, "jailadmin-agent")
+        # A wrong version after the greeting is refused, and the connection stays.
+        raw.send({"op": "hello", "protocol": 7, "id": 6})
+        assert raw.read() == {
+            "id": 6,
+            "ok": False,
+            "error": {
+                "type": "AgentRefused",
+                "message": "protocol version 7 is not spoken here (this agent speaks 1)",
+            },
+        }
+        reply = raw.request("fail2ban", {"commands": [["ping"]]})
+        assert reply["value"]["results"] == [{"ok": True, "value": "pong"}]
+        reply = raw.request("database_path")
+        assert (reply["ok"], reply["id"]) == (True, 2)
+        raw.send({"id": 3, "op": "health", "args": ["x"]})
+        assert raw.read() == {
+            "id": 3,
+            "ok": False,
+            "error": {"type": "AgentRefused", "message": "args must be a JSON object"},
+        }
+        assert raw.request("health")["ok"] is True
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            HEADER.pack(100 * 1024 * 1024),
+            "a frame of 104,857,600 bytes is larger than the limit of 16,777,216",
+        ),
+        (HEADER.pack(2) + b"\xff\xfe", "the frame is not valid UTF-8"),
+        (HEADER.pack(2) + b"[]", "a frame must hold one JSON object"),
+    ],
+    ids=["too-large", "not-utf8", "not-an-object"],
+)
+def test_agent_refuses_a_bad_frame_with_the_reason_and_closes(f2b_agent, data, message):
+    for greeted in (False, True):
+        raw = RawAgentConnection.connect(f2b_agent.path)
+        try:
+            if greeted:
+                raw.hello()
+            raw.send_raw(data)
+            assert raw.read() == {
+                "id": None,
+                "ok": False,
+                "error": {"type": "AgentRefused", "message": message},
+            }
+            assert raw.closed()
+        finally:
+            raw.close()
+
+
+def test_agent_refuses_a_request_before_hello_with_its_id_and_closes(f2b_agent):
+    raw = RawAgentConnection.connect(f2b_agent.path)
+    try:
+        raw.send({"id": 41, "op": "health", "args": {}})
+        assert raw.read() == {
+            "id": 41,
+            "ok": False,
+            "error": {
+                "type": "AgentRefused",
+                "message": "the first request on a connection must be hello",
+            },
+        }
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_agent_answers_other_connections_while_a_reload_runs(tmp_path):
+    # A reload is long work: it runs in a worker thread, never on the loop that reads and
+    # answers every connection. The reload here waits until the test lets it finish.
+    started, release = tmp_path / "started", tmp_path / "release"
+    (client,) = _client_script(
+        tmp_path,
+        f"touch {started}\n"
+        f"i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+        "echo reloaded",
+    )
+    options = ["--fail2ban-client", client]
+    outcome: dict[str, Any] = {}
+    with (
+        FakeFail2ban(reply_value(0, "pong")) as fake,
+        AgentProcess(fake.path, options=options) as agent,
+    ):
+        reloading = AgentLink(agent.address, timeout=10.0, reload_timeout=120.0)
+        other = AgentLink(agent.address, timeout=10.0)
+
+        def reload() -> None:
+            outcome["output"] = reloading.reload(jail=None)
+
+        thread = threading.Thread(target=reload)
+        thread.start()
+        try:
+            wait_until(started.exists, timeout=30.0)
+            assert other.send("ping") == "pong"
+            assert other.health()["reachable"] is True
+            assert other.database_path() == "pong"
+        finally:
+            release.touch()
+            thread.join(timeout=60)
+            reloading.close()
+            other.close()
+    assert outcome == {"output": "reloaded"}
+
+
+def test_agent_logs_a_failed_connection_as_its_message_and_traceback(f2b_agent):
+    # An argument named with a lone surrogate (JSON "\ud800") is named back in the refusal,
+    # which UTF-8 cannot carry: that connection ends without an answer, the operator reads
+    # why on stderr, and the agent serves on.
+    body = b'{"id":1,"op":"health","args":{"\\ud800":1}}'
+    raw = RawAgentConnection.connect(f2b_agent.path)
+    try:
+        raw.hello()
+        raw.send_raw(HEADER.pack(len(body)) + body)
+        assert raw.read() is None
+    finally:
+        raw.close()
+    lines = wait_until(lambda: "UnicodeEncodeError" in f2b_agent.stderr() and f2b_agent.stderr())
+    assert "\nconnection failed\nTraceback (most recent call last):\n" in "\n" + lines
+    link = AgentLink(f2b_agent.address, timeout=10.0)
+    assert link.send("ping") == "pong"
+    link.close()
+
+
+# --- the socket file: a stale one replaced, anything else left alone; signals ---------------
+def test_agent_replaces_a_stale_socket_but_never_another_file(tmp_path):
+    with FakeFail2ban(reply_value(0, "1.0.2")) as fake:
+        agent = AgentProcess(fake.path)
+        try:
+            agent.start()
+            info = agent.path.stat()  # no --group: the agent's own user and group
+            assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid())
+            agent.kill()  # no clean-up: its socket file stays
+            assert agent.path.is_socket()
+            agent.start()  # the stale socket is removed and bound afresh
+            agent.stop()
+            agent.path.write_text("not a socket")
+            with pytest.raises(RuntimeError, match="the agent exited"):
+                agent.start()
+            assert agent.path.read_text() == "not a socket"
+        finally:
+            agent.cleanup()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_agent_stops_cleanly_on_sigterm_and_sigint(signum):
+    with FakeFail2ban(reply_value(0, "1.0.2")) as fake, AgentProcess(fake.path) as agent:
+        process = agent.process
+        assert process is not None
+        process.send_signal(signum)
+        assert process.wait(timeout=60) == 0
+        assert not agent.path.exists()
+        assert "Traceback" not in agent.stderr()
+
+
+def test_agent_never_loads_the_tls_libraries():
+    # asyncio would import ssl (libssl, about 4.5 MB resident of an agent that measures 17 MB
+    # idle); the agent speaks no TLS and keeps it out (`python -m jails.agent` only).
+    with FakeFail2ban(reply_value(0, "1.0.2")) as fake, AgentProcess(fake.path) as agent:
+        maps = Path(f"/proc/{agent.pid}/maps").read_text()
+    assert "libssl" not in maps
