@@ -336,7 +336,7 @@ class PrivateServer:
             except Fail2banError as exc:
                 last_error = exc
             time.sleep(0.05)
-        # A jail fail2ban skipped (a broken filter, say) is named: its log says why.
+        # A jail that is not running (stopped, or not back after a reload) is named.
         why = last_error or f"jails not running: {', '.join(sorted(missing))}"
         raise RuntimeError(f"fail2ban did not become ready in {timeout} s: {why}")
 
