@@ -78,8 +78,7 @@ def score(found: dict[str, int | None], names: list[str]) -> str:
         total.update(counts)
         lines.append(f"{mod:32} {_summary(counts)}")
     lines.append(f"{'all':32} {_summary(total)}")
-    caught = sum(total[k] for k in CAUGHT.values())
-    judged = caught + sum(total[k] for k in MISSED.values())
+    caught, judged = _tally(total)
     low, high = wilson(caught, judged)
     lines.append(
         f"caught {caught} of {judged} judged: {100 * caught / max(judged, 1):.1f} % "
@@ -88,9 +87,14 @@ def score(found: dict[str, int | None], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _summary(counts: Counter[str]) -> str:
+def _tally(counts: Counter[str]) -> tuple[int, int]:
+    """(caught, judged): judged leaves out what has not run."""
     caught = sum(counts[k] for k in CAUGHT.values())
-    judged = caught + sum(counts[k] for k in MISSED.values())
+    return caught, caught + sum(counts[k] for k in MISSED.values())
+
+
+def _summary(counts: Counter[str]) -> str:
+    caught, judged = _tally(counts)
     rate = f"{100 * caught / judged:5.1f} %" if judged else "    - "
     detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     return f"{rate}  ({detail})"
