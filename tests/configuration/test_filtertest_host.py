@@ -7,8 +7,11 @@ a broken regex, the timeout (and that the killed process is gone), caps and refu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from jails.agent.regex import (
     MISSED,
     SKIPPED,
     RegexDraft,
+    RegexReport,
     draft_file_text,
     input_lines,
     op_regex_test,
@@ -178,14 +182,21 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def test_regex_test_timeout_kills_fail2ban_regex(config, tmp_path, monkeypatch):
+    # tempfile keeps the directory it chose first: TMPDIR set now would not move the runs
+    # (this test once did that, and checked an empty directory).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     # Catastrophic backtracking: fail2ban-regex would run for hours on this line.
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
     draft = RegexDraft(failregex=r"^(a+)+X<HOST>$")
-    report = regex_test(config, lines=["a" * 40], source="x", draft=draft, timeout=2.0)
-    assert report.error == "fail2ban-regex did not finish within 2 s"
-    # Its whole process group was killed, and its private directory removed.
-    assert _processes_mentioning(str(tmp_path)) == []
-    assert list(tmp_path.iterdir()) == []
+    try:
+        report = regex_test(config, lines=["a" * 40], source="x", draft=draft, timeout=2.0)
+        assert report == RegexReport("x", error="fail2ban-regex did not finish within 2 s")
+        # Its whole process group was killed, and its private directory removed.
+        assert _processes_mentioning(str(tmp_path)) == []
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for pid in _processes_mentioning(str(tmp_path)):  # what a broken kill left running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_regex_test_timeout_is_capped_by_the_host(config):
