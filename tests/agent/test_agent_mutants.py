@@ -34,6 +34,7 @@ from jails.agent.protocol import (
     frame_encode,
     wire_value,
 )
+from jails.agent.regex import RegexDraft, RegexRequest
 from jails.agent.server import OPERATIONS, Agent, dispatch, handshake
 from jails.fail2ban import (
     AgentRefused,
@@ -813,6 +814,10 @@ def test_agent_conversation_takes_hello_again_and_keeps_going_after_refusals(f2b
     ids=["too-large", "not-utf8", "not-an-object"],
 )
 def test_agent_refuses_a_bad_frame_with_the_reason_and_closes(f2b_agent, data, message):
+    def failures_logged() -> int:
+        return f2b_agent.stderr_path.read_text(errors="replace").count("connection failed")
+
+    logged = failures_logged()
     for greeted in (False, True):
         raw = RawAgentConnection.connect(f2b_agent.path)
         try:
@@ -827,6 +832,9 @@ def test_agent_refuses_a_bad_frame_with_the_reason_and_closes(f2b_agent, data, m
             assert raw.closed()
         finally:
             raw.close()
+    # A refusal the agent meant: nothing logged as a failed connection (the agent logs
+    # before it closes, so the line would be there by now).
+    assert failures_logged() == logged
 
 
 def test_agent_refuses_a_request_before_hello_with_its_id_and_closes(f2b_agent):
@@ -900,6 +908,22 @@ def test_agent_logs_a_failed_connection_as_its_message_and_traceback(f2b_agent):
     link = AgentLink(f2b_agent.address, timeout=10.0)
     assert link.send("ping") == "pong"
     link.close()
+
+
+def test_agent_runs_the_fail2ban_regex_it_was_given():
+    options = ["--fail2ban-regex", "/nonexistent/fail2ban-regex"]
+    with (
+        FakeFail2ban(reply_value(0, "1.0.2")) as fake,
+        AgentProcess(fake.path, options=options) as agent,
+    ):
+        link = AgentLink(agent.address, timeout=10.0)
+        try:
+            report = link.regex_test(
+                RegexRequest(lines="x\n", draft=RegexDraft(failregex="^x <HOST>$"))
+            )
+        finally:
+            link.close()
+    assert report.error == "fail2ban-regex cannot be run: /nonexistent/fail2ban-regex"
 
 
 # --- the socket file: a stale one replaced, anything else left alone; signals ---------------

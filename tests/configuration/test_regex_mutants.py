@@ -739,6 +739,32 @@ def test_why_fail2ban_regex_failed_is_its_error_lines_or_its_last_line(regex_hos
     assert error(silent, filter_name="web") == "exit code 1"
 
 
+def test_a_program_that_exits_0_without_fail2ban_regexs_results_is_a_failure(regex_host):
+    # A configured command that is no fail2ban-regex: it says nothing, or its usage.
+    for command, error in (
+        (("/bin/true",), "exit code 0"),
+        (
+            ("/bin/sh", "-c", "echo usage: fail2ban-regex LOG REGEX", "sh"),
+            "usage: fail2ban-regex LOG REGEX",
+        ),
+    ):
+        config = host_config(regex_host, fail2ban_regex=command)
+        report = regex.regex_test(config, lines=["x"], source="s", filter_name="web")
+        assert report == regex.RegexReport("s", error=error)
+
+
+def test_an_undated_match_is_found_by_its_text_with_its_leading_blanks(regex_host):
+    # fail2ban's warning quotes the line as read: its leading blanks are part of the text.
+    line = "  no date from 192.0.2.4"
+    draft = regex.RegexDraft(failregex=r"^\s*no date from <HOST>$")
+    report = regex.regex_test(host_config(regex_host), lines=[line], source="s", draft=draft)
+    assert report.error is None
+    (tested,) = report.lines
+    assert (tested.text, tested.status, tested.hosts) == (line, regex.MATCHED, ("192.0.2.4",))
+    assert (tested.undated, tested.time) == (True, None)
+    assert report.truncated is False  # not asked: the lines given were all the lines
+
+
 def test_a_filter_only_in_a_local_file_is_found(regex_host):
     (regex_host.conf / "filter.d" / "only-local.local").write_text("[Definition]\nfailregex = x\n")
     # fail2ban-regex missing: past the filter's lookup, the run itself is what fails.

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from jails.fail2ban.client import Fail2banClient
+from jails.fail2ban.dbfile import Fail2banBan, fail2ban_db_add
 from jails.fail2ban.errors import InvalidArgument, UnknownJail
 from jails.fail2ban.server import (
     VERSION_VARIABLE,
@@ -37,6 +38,7 @@ from jails.fail2ban.server import (
     PrivateServer,
     _alive,
     find_fail2ban,
+    package_roots,
     selected_version,
     shipped_filter_dir,
 )
@@ -599,6 +601,25 @@ def test_unban_all_waits_for_the_database_to_catch_up_with_a_bulk_ban(start_serv
     client.send("set", "b", "banip", "192.0.2.200")
     wait_until(lambda: _database_has(server, "192.0.2.200"), timeout=BAN_TIMEOUT)
     assert server._database_ban_rows() == 1
+
+
+def test_unban_all_gives_up_at_its_deadline_on_rows_unban_all_never_deletes(start_server):
+    # A row of a jail this server does not run (a stop with another jail list): fail2ban's
+    # `unban --all` deletes only its own jails' rows, so the harness tries again until its
+    # deadline (10 s, and 2 ms a ban), then returns with that row still there.
+    server = start_server([JailSpec("a")])
+    server.client().send("set", "a", "banip", "198.51.100.5")
+    stamp = int(datetime.now().timestamp())
+    fail2ban_db_add(server.dbfile, [Fail2banBan("gone", "192.0.2.66", timeofban=stamp)])
+    server.unban_all()
+    assert _banned(server, "a") == []
+    with contextlib.closing(sqlite3.connect(server.dbfile, timeout=BAN_TIMEOUT)) as db:
+        assert db.execute("SELECT jail, ip FROM bans").fetchall() == [("gone", "192.0.2.66")]
+
+
+def test_package_roots_are_the_unpacked_package_then_the_systems(install):
+    # A system install has no etc/ next to /usr/bin: its files are under /.
+    assert package_roots(install) == [Path(install.server).parent.parent, Path("/")]
 
 
 def test_banned_count_adds_up_every_jail_and_skips_unknown_ones(start_server):

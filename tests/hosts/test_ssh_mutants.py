@@ -9,6 +9,7 @@ so each mutant of a check is judged without starting sshd.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import signal
@@ -16,12 +17,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from jails.agent import ssh
 from jails.fail2ban import InvalidArgument
+from tests.support.sshd import PrivateSshd
 
 
 def refused(function, *args, **kwargs) -> str:
@@ -319,7 +322,10 @@ def test_transport_writes_private_key_files_once_and_refuses_without_keys(tmp_pa
     with pytest.raises(ssh.HostKeyUnconfirmed) as unconfirmed:
         ssh.SshTransport(target(host_key=""), runtime_dir=str(runtime)).open(5)
     assert unconfirmed.value.address == "ssh:root@h1.example:2222"
-    assert "the host's key is not confirmed: confirm the host's key first" in str(unconfirmed.value)
+    assert unconfirmed.value.reason == (
+        "the host's key is not confirmed: confirm the host's key first"
+        " (compare its fingerprint with `ssh-keygen -lf` on the host)"
+    )
     with pytest.raises(ssh.SiteKeyRejected) as no_key:
         ssh.SshTransport(target(private_key=""), runtime_dir=str(runtime)).open(5)
     assert "the site has no key for this host yet" in str(no_key.value)
@@ -410,6 +416,8 @@ def test_key_pair_and_scan_refuse_bad_arguments():
         assert refused(ssh.key_pair_generate, comment) == (
             "the key comment must be one printable word"
         )
+    # The longest comment taken: 200 characters, in the public key as given.
+    assert ssh.key_pair_generate("c" * 200)[1].endswith(" " + "c" * 200)
     for port in (0, 65536):
         assert refused(ssh.host_keys_scan, "h", port) == f"{port} is not a port (1-65535)"
     assert "is not a host name" in refused(ssh.host_keys_scan, "-oProxyCommand=x")
@@ -575,3 +583,69 @@ def test_scanning_a_port_nobody_listens_on_names_the_address_and_why():
             ssh.host_keys_scan("127.0.0.1", port, timeout=2)
     assert unreachable.value.address == f"ssh:127.0.0.1:{port}"
     assert unreachable.value.reason == "no host key: no SSH server answered"
+
+
+def test_an_ssh_that_cannot_be_run_is_unreachable_with_the_hosts_address(monkeypatch, tmp_path):
+    # A damaged install: an executable "ssh" on the PATH that is no program at all.
+    broken = tmp_path / "ssh"
+    broken.write_bytes(b"\x00\x01 not a program\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    transport = ssh.SshTransport(target(), runtime_dir=str(tmp_path / "run"))
+    with pytest.raises(ssh.AgentUnreachable) as unreachable:
+        transport.open(5)
+    assert unreachable.value.address == "ssh:root@h1.example:2222"
+    assert unreachable.value.reason == f"cannot run ssh: [Errno 8] Exec format error: '{broken}'"
+
+
+def test_scanning_a_server_that_greets_and_hangs_up_leaves_ssh_keyscans_comments_out():
+    # ssh-keyscan prints "# HOST:PORT BANNER" on stderr for the greeting: its own comment,
+    # not a reason.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def greet_and_hang_up() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    peer, _ = listener.accept()
+                    with peer:
+                        peer.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+        thread = threading.Thread(target=greet_and_hang_up, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(ssh.AgentUnreachable) as unreachable:
+                ssh.host_keys_scan("127.0.0.1", port, timeout=2)
+        finally:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() with an OSError
+            thread.join(timeout=30)
+    assert unreachable.value.reason == "no host key: no SSH server answered"
+
+
+class _TwoKeySshd(PrivateSshd):
+    """A private sshd with an ECDSA host key besides its ed25519 one."""
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        ecdsa = self.base_dir / "ssh_host_ecdsa_key"
+        if not ecdsa.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-C", "", "-f", str(ecdsa)],
+                check=True,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+            )
+        with self.config_path.open("a") as config:
+            config.write(f"HostKey {ecdsa}\n")
+
+
+def test_scanned_host_keys_come_ed25519_first_whatever_the_name_order(tmp_path):
+    with _TwoKeySshd(tmp_path / "sshd") as sshd:
+        keys = ssh.host_keys_scan("127.0.0.1", sshd.port, timeout=10)
+        ed25519 = sshd.host_key_line()
+        ecdsa = (sshd.base_dir / "ssh_host_ecdsa_key.pub").read_text().split()
+    assert keys == [ed25519, f"{ecdsa[0]} {ecdsa[1]}"]
+    assert ecdsa[0] == "ecdsa-sha2-nistp256"  # sorts before "ssh-ed25519" by name
