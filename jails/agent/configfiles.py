@@ -780,9 +780,16 @@ def _networks(entries: Sequence[Any]) -> set[str]:
     for entry in entries:
         text = str(entry).strip()
         try:
-            found.add(str(ipaddress.ip_network(text, strict=False)))
+            network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             found.add(text.lower())
+            continue
+        # fail2ban keeps an IPv4-mapped IPv6 address (::ffff:192.0.2.1) as the IPv4 address.
+        if isinstance(network, ipaddress.IPv6Network) and network.prefixlen == 128:
+            mapped = network.network_address.ipv4_mapped
+            if mapped is not None:
+                network = ipaddress.ip_network(mapped)
+        found.add(str(network))
     return found
 
 

@@ -6,8 +6,12 @@ Written for `make mutation MUTANTS='jails.agent.configfiles*'` (issue 17): these
 this process, so each mutant of an argument check is judged without starting fail2ban. The
 definitions (one filter or action as fail2ban's own reader reads it) are read for real, in
 this process (DirectLink) and through a real agent (AgentLink); a scripted agent only answers
-later than the link's command timeout.
+later than the link's command timeout. The safe path (config_apply: every key of its reply,
+the write, the reload of what changed, the check of the running jails, the rollback) runs
+against a real private fail2ban (tests/configuration/config_host.py).
 """
+# Fixtures imported by name from tests/configuration/config_host.py are redefined as arguments.
+# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -29,6 +33,11 @@ from jails.agent.operations import HostConfig
 from jails.fail2ban import AgentRefused, AgentUnreachable, InvalidArgument, ReloadFailed
 from jails.fail2ban.server import find_fail2ban
 from tests.agent.test_agent_client_mutants import CLOSE, ScriptedAgent
+from tests.configuration.config_host import (  # noqa: F401 (fixtures)
+    ConfigHost,
+    config_host,
+    config_server,
+)
 from tests.support.agent_process import AgentProcess
 
 SHA = "0" * 64
@@ -586,3 +595,328 @@ def test_the_reader_leaves_out_the_users_site_packages_but_not_the_systems(
         configfiles.config_read(definitions_conf)
     argv = given.read_text().split("\0")
     assert argv[:3] == ["-s", "-c", configfiles.READER_SCRIPT]
+
+
+# --- Writing one file -----------------------------------------------------------------------------
+def test_a_file_rewritten_keeps_its_owner_and_mode_and_leaves_no_temporary_file(conf, tmp_path):
+    jail_d = tmp_path / "jail.d"
+    path = ConfigPath("jail.d", "a.local")
+    # Owned by another user, and by root with another group (the tests run as root).
+    for uid, gid in ((1234, 5678), (0, 5678)):
+        (jail_d / "a.local").write_bytes(b"old\n")
+        os.chown(jail_d / "a.local", uid, gid)
+        os.chmod(jail_d / "a.local", 0o640)
+        like = configfiles._file_state(conf, path)
+        configfiles._write_atomic(conf, path, b"new\n", like)
+        info = (jail_d / "a.local").stat()
+        assert ((jail_d / "a.local").read_bytes(), info.st_uid, info.st_gid) == (
+            b"new\n",
+            uid,
+            gid,
+        )
+        assert oct(info.st_mode & 0o7777) == oct(0o640)
+        assert os.listdir(jail_d) == ["a.local"]
+    # data None removes the file (a rolled-back new file); removing it twice is no error.
+    configfiles._write_atomic(conf, path, None, configfiles.FileState(None))
+    configfiles._write_atomic(conf, path, None, configfiles.FileState(None))
+    assert os.listdir(jail_d) == []
+
+
+def test_a_write_onto_a_symlink_or_a_directory_changes_nothing(conf, tmp_path, monkeypatch):
+    jail_d = tmp_path / "jail.d"
+    (tmp_path / "target").write_text("kept\n")
+    (jail_d / "link.local").symlink_to(tmp_path / "target")
+    new = configfiles.FileState(None, 0o644)
+    # The checks are relative to the directory's descriptor, not the working directory.
+    monkeypatch.chdir(tmp_path)
+    assert refused(
+        configfiles._write_atomic, conf, ConfigPath("jail.d", "link.local"), b"x", new
+    ) == ("jail.d/link.local is a symbolic link")
+    (jail_d / "dir.local").mkdir()
+    with pytest.raises(IsADirectoryError):
+        configfiles._write_atomic(conf, ConfigPath("jail.d", "dir.local"), b"x", new)
+    assert (tmp_path / "target").read_text() == "kept\n"
+    assert sorted(os.listdir(jail_d)) == ["dir.local", "link.local"]
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(conf, tmp_path):
+    fifo = tmp_path / "jail.d" / "fifo.local"
+    os.mkfifo(fifo)
+    outcome: list[str] = []
+    reader = threading.Thread(
+        target=lambda: outcome.append(
+            refused(configfiles.file_read, conf, path="jail.d/fifo.local")
+        )
+    )
+    reader.start()
+    reader.join(30.0)
+    blocked = reader.is_alive()
+    if blocked:  # stuck in open() until a writer comes: release it
+        with open(fifo, "wb"):
+            pass
+        reader.join()
+    assert (blocked, outcome) == (False, ["fifo.local is not a regular file"])
+
+
+def test_output_without_fail2bans_syslogsocket_warnings():
+    noise = "2026-01-01 fail2ban.configreader [1]: WARNING 'syslogsocket' not defined"
+    output = f"{noise}\nERROR first\n{noise}\nsecond"
+    assert configfiles._without_noise(output) == "ERROR first\nsecond"
+    assert configfiles._without_noise("OK") == "OK"
+
+
+def test_a_conflict_gives_back_the_current_content_even_when_it_is_not_utf8(conf, tmp_path):
+    (tmp_path / "jail.d" / "a.local").write_bytes(b"caf\xe9\n")
+    current = hashlib.sha256(b"caf\xe9\n").hexdigest()
+    # A conflict is found before anything is staged: no fail2ban is needed for it.
+    assert configfiles.config_apply(conf, None, changes=[change(expected=SHA)]) == {
+        "ok": False,
+        "stage": "conflict",
+        "path": "jail.d/a.local",
+        "message": "jail.d/a.local changed since it was read",
+        "current": {"exists": True, "content": "caf\ufffd\n", "sha256": current},
+        "rolled_back": False,
+        "output": "",
+    }
+    assert (tmp_path / "jail.d" / "a.local").read_bytes() == b"caf\xe9\n"
+
+
+def test_refusals_before_anything_is_staged(conf, tmp_path):
+    (tmp_path / "jail.d" / "a.conf").write_bytes(b"[sshd]\n")
+    shipped = hashlib.sha256(b"[sshd]\n").hexdigest()
+    assert refused(
+        configfiles.config_apply, conf, None, changes=[change("jail.d/a.conf", "x", shipped)]
+    ) == ("jail.d/a.conf is a .conf file: override it in a .local instead")
+    missing = tmp_path / "missing"
+    with pytest.raises(ReloadFailed) as error:
+        configfiles.config_apply(HostConfig(config_dir=str(missing)), None, changes=[change()])
+    assert str(error.value) == (
+        f"cannot open fail2ban's configuration directory {missing}: No such file or directory"
+    )
+
+
+# --- The safe path against a real fail2ban --------------------------------------------------------
+def host_config(host: ConfigHost, **changes: Any) -> HostConfig:
+    server = host.server
+    assert server.install is not None
+    config = HostConfig(
+        socket=str(server.socket_path),
+        config_dir=str(server.conf_dir),
+        fail2ban_client=(server.install.client,),
+    )
+    return dataclasses.replace(config, **changes)
+
+
+def apply(host: ConfigHost, *changes: dict[str, Any], **options: Any) -> dict[str, Any]:
+    config = host_config(host, **options.pop("config", {}))
+    return configfiles.config_apply(config, host.server.client(), changes=list(changes), **options)
+
+
+def written(path: str, content: str, previous: str | None = None) -> dict[str, Any]:
+    return {
+        "path": path,
+        "sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "previous_sha256": previous,
+    }
+
+
+@pytest.mark.fail2ban
+def test_dry_run_tests_the_configuration_and_writes_nothing(config_host):
+    reply = {
+        "ok": True,
+        "dry_run": True,
+        "written": [],
+        "reloaded": [],
+        "output": "OK: configuration test is successful",
+    }
+    # No change at all: the configuration as it is.
+    assert apply(config_host, dry_run=True) == reply
+    assert (
+        apply(config_host, change("jail.d/alpha.local", "[alpha]\nmaxretry = 9\n"), dry_run=True)
+        == reply
+    )
+    assert not (config_host.conf / "jail.d" / "alpha.local").exists()
+    assert config_host.get("alpha", "maxretry") == 3
+
+
+@pytest.mark.fail2ban
+def test_a_filter_fail2ban_cannot_compile_is_refused_before_anything_is_written(config_host):
+    # `fail2ban-client -t` lets it through; fail2ban's own regex compiler, run over the staged
+    # jails, names the jail and the regex.
+    broken = change("filter.d/alpha.local", "[Definition]\nfailregex = ^(x <HOST>\n")
+    outcome = apply(config_host, broken)
+    output = outcome.pop("output")
+    assert outcome == {
+        "ok": False,
+        "stage": "test",
+        "message": "fail2ban would not start the jail",
+        "rolled_back": False,
+    }
+    assert output.startswith("alpha: addfailregex '^(x ")
+    assert output.endswith("missing ), unterminated subpattern at position 1"), output
+    assert not (config_host.conf / "filter.d" / "alpha.local").exists()
+    assert config_host.get("alpha", "maxretry") == 3
+
+
+@pytest.mark.fail2ban
+def test_a_staged_configuration_fail2bans_reader_cannot_read_is_refused(
+    config_host, tmp_path, monkeypatch
+):
+    # `fail2ban-client -t` passes; the reader reports an error for the staged copy (its 5th
+    # argument), as it does for a directory without jail.conf.
+    reader = tmp_path / "python3"
+    reader.write_text(
+        '#!/bin/sh\nprintf \'{"%s": {"jails": []}, "%s": {"error": "no jails in %s"}}\' '
+        '"$4" "$5" "$5"\n'
+    )
+    reader.chmod(0o755)
+    monkeypatch.setattr(configfiles, "FAIL2BAN_PYTHON", str(reader))
+    outcome = apply(config_host, change("jail.d/alpha.local", "[alpha]\nmaxretry = 9\n"))
+    message = outcome.pop("message")
+    assert message.startswith("no jails in /") and message.endswith("/conf")
+    assert outcome == {"ok": False, "stage": "test", "output": "", "rolled_back": False}
+    assert not (config_host.conf / "jail.d" / "alpha.local").exists()
+
+
+@pytest.mark.fail2ban
+def test_a_change_no_jail_uses_is_written_as_a_new_0644_file_without_a_reload(config_host):
+    content = "# notes only\n"
+    assert apply(config_host, change("jail.d/notes.local", content)) == {
+        "ok": True,
+        "written": [written("jail.d/notes.local", content)],
+        "reloaded": [],
+        "output": "",
+    }
+    info = (config_host.conf / "jail.d" / "notes.local").stat()
+    assert (oct(info.st_mode & 0o7777), info.st_uid) == (oct(0o644), os.geteuid())
+    assert os.listdir(config_host.conf / "jail.d") == ["notes.local"]
+
+
+@pytest.mark.fail2ban
+def test_a_change_to_one_running_jail_reloads_that_jail_only(config_host):
+    jail_d = config_host.conf / "jail.d"
+    jail_d.mkdir(exist_ok=True)
+    # Changed on disk by someone else, not reloaded: a reload of alpha alone leaves it so.
+    (jail_d / "beta.local").write_text("[beta]\nmaxretry = 9\n")
+    content = "[alpha]\nmaxretry = 7\nignoreip = 127.0.0.1/8 Host.Example\n"
+    assert apply(config_host, change("jail.d/alpha.local", content)) == {
+        "ok": True,
+        "written": [written("jail.d/alpha.local", content)],
+        "reloaded": ["alpha"],
+        "output": "OK",
+    }
+    assert config_host.get("alpha", "maxretry") == 7
+    assert config_host.get("beta", "maxretry") == 4
+
+
+@pytest.mark.fail2ban
+def test_an_action_added_to_running_jails_runs_with_the_ones_they_had(config_host):
+    # fail2ban's plain reload would drop the new action: the jails are restarted instead.
+    actions = "action = jailadmin-record\n         jailadmin-record[actname=second]\n"
+    alpha = f"[alpha]\n{actions}"
+    outcome = apply(config_host, change("jail.d/alpha.local", alpha))
+    assert outcome["ok"], outcome
+    assert outcome["reloaded"] == ["alpha"]
+    assert sorted(config_host.get("alpha", "actions")) == ["jailadmin-record", "second"]
+    both = f"[beta]\n{actions}[sshd]\n{actions}"
+    outcome = apply(config_host, change("jail.local", both))
+    assert outcome["ok"], outcome
+    assert outcome["reloaded"] == ["beta", "sshd"]
+    for jail in ("alpha", "beta", "sshd"):
+        assert sorted(config_host.get(jail, "actions")) == ["jailadmin-record", "second"]
+
+
+@pytest.mark.fail2ban
+def test_a_reload_that_does_not_finish_is_rolled_back_and_says_so(config_host):
+    jail_d = config_host.conf / "jail.d"
+    jail_d.mkdir(exist_ok=True)
+    (jail_d / "beta.local").write_text("[beta]\nmaxretry = 6\n")
+    previous = hashlib.sha256(b"[beta]\nmaxretry = 6\n").hexdigest()
+    # Too short for fail2ban-client to start: neither reload reaches the server.
+    timeout = {"reload_timeout": 0.001}
+    changes = (
+        change("jail.d/beta.local", "[beta]\nmaxretry = 8\n", previous),
+        change("jail.d/alpha.local", "[alpha]\nmaxretry = 8\n"),
+    )
+    assert apply(config_host, *changes, config=timeout) == {
+        "ok": False,
+        "stage": "reload",
+        "message": "reload did not finish within 0.001 s",
+        "output": "",
+        "rolled_back": True,
+        "restored": {
+            "ok": False,
+            "message": "the reload after restoring failed: reload did not finish within 0.001 s",
+        },
+    }
+    # The previous file back, the new one gone, no temporary file left.
+    assert os.listdir(jail_d) == ["beta.local"]
+    assert (jail_d / "beta.local").read_text() == "[beta]\nmaxretry = 6\n"
+    assert (config_host.get("alpha", "maxretry"), config_host.get("beta", "maxretry")) == (3, 4)
+
+
+@pytest.mark.fail2ban
+def test_an_ipv4_mapped_address_to_ignore_is_taken_for_the_ipv4_address(config_host):
+    # fail2ban stores ::ffff:192.0.2.1 as 192.0.2.1 (a prefix keeps it IPv6): the check
+    # after the reload compares it so, rather than rolling a good change back.
+    content = "[alpha]\nignoreip = ::ffff:192.0.2.1 ::ffff:198.51.100.7/128\n"
+    outcome = apply(config_host, change("jail.d/alpha.local", content))
+    assert outcome["ok"], outcome
+    assert outcome["reloaded"] == ["alpha"]
+    assert configfiles._networks(config_host.get("alpha", "ignoreip")) == configfiles._networks(
+        ["192.0.2.1", "198.51.100.7"]
+    )
+
+
+# --- What "the jail runs the new values" means ----------------------------------------------------
+def test_ignoreip_entries_compare_as_fail2ban_stores_them():
+    assert configfiles._networks(
+        ["127.0.0.1/8", " 10.0.0.1 ", "2001:db8::1/64", "::ffff:0:0/96", "Host.Example"]
+    ) == {"127.0.0.0/8", "10.0.0.1/32", "2001:db8::/64", "::ffff:0:0/96", "host.example"}
+    assert configfiles._networks([]) == set()
+
+
+@pytest.mark.fail2ban
+def test_jail_mismatches_name_every_difference_from_the_running_jail(config_host):
+    client = config_host.server.client()
+    logpath = str(config_host.server.log_path("alpha"))
+    live = {
+        "maxretry": 3,
+        "findtime": 600,
+        "bantime": 600,
+        "logpath": [logpath],
+        "ignoreip": [],
+        "actions": ["jailadmin-record"],
+    }
+
+    def mismatches(name: str, expected: dict[str, Any] | None, enabled: bool = True):
+        jail = None if expected is None else {"enabled": enabled, "expected": expected}
+        return configfiles._jail_mismatches(client, name, jail)
+
+    assert mismatches("alpha", live) == []
+    assert mismatches("alpha", {}) == []
+    assert mismatches("alpha", {"ignoreip": ["127.0.0.1/8"]}) == [
+        "alpha ignores [], expected ['127.0.0.0/8']"
+    ]
+    assert mismatches(
+        "alpha",
+        {
+            "maxretry": 4,
+            "findtime": 60,
+            "bantime": 3600,
+            "logpath": ["/var/log/other.log"],
+            "ignoreip": ["10.0.0.1"],
+            "actions": ["second"],
+        },
+    ) == [
+        "alpha maxretry is 3, expected 4",
+        "alpha findtime is 600, expected 60",
+        "alpha bantime is 600, expected 3600",
+        f"alpha reads ['{logpath}'], expected ['/var/log/other.log']",
+        "alpha ignores [], expected ['10.0.0.1/32']",
+        "alpha runs actions ['jailadmin-record'], expected ['second']",
+    ]
+    assert mismatches("alpha", live, enabled=False) == ["jail alpha is still running"]
+    assert mismatches("alpha", None) == ["jail alpha is still running"]
+    assert mismatches("gamma", live) == ["jail gamma is not running"]
+    assert mismatches("gamma", None) == []
