@@ -921,15 +921,11 @@ def config_apply(
             return {"ok": True, "written": written, "reloaded": [], "output": ""}
         stage, message, output = "reload", "", ""
         try:
-            output = _reload(config, affected, before, after)
+            # Cleaned here, so a change rolled back at the verify stage shows it cleaned too.
+            output = _without_noise(_reload(config, affected, before, after))
             problems = _verify(client, after_jails, affected)
             if not problems:
-                return {
-                    "ok": True,
-                    "written": written,
-                    "reloaded": affected,
-                    "output": _without_noise(output),
-                }
+                return {"ok": True, "written": written, "reloaded": affected, "output": output}
             stage, message = "verify", "; ".join(problems)
         except ReloadFailed as exc:
             message, output = exc.summary, _without_noise(exc.output or "")
