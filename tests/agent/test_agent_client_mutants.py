@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from jails.agent.client import HANDSHAKE_MAX_BYTES, REPLY_MARGIN, AgentLink
+from jails.agent.client import (
+    HANDSHAKE_MAX_BYTES,
+    REPLY_MARGIN,
+    AgentLink,
+    AgentStream,
+    UnixTransport,
+)
 from jails.agent.link import link_build
 from jails.agent.operations import HostConfig
 from jails.agent.protocol import HEADER, MAX_REPLY_BYTES, frame_encode, message_decode
@@ -31,6 +37,7 @@ from jails.fail2ban import (
     ProtocolError,
     ReplyTooLarge,
 )
+from tests.conftest import wait_until
 from tests.support.agent_process import AgentProcess
 
 # What the scripted agent does with one request: a reply's value, CLOSE to hang up instead
@@ -42,8 +49,8 @@ CLOSE = object()
 class Raw:
     """Bytes the scripted agent sends instead of a well-formed reply (then hangs up if `close`)."""
 
-    def __init__(self, data: bytes, *, close: bool = False) -> None:
-        self.data = data
+    def __init__(self, data: bytes | Sequence[bytes], *, close: bool = False) -> None:
+        self.pieces = [data] if isinstance(data, bytes) else data  # sent a moment apart
         self.close = close
 
 
@@ -59,7 +66,10 @@ class ScriptedAgent:
 
     `greeting`, when given, answers the hello instead (several pieces: sent a moment apart),
     then the connection is closed, or with `linger` left open, silent, until the client
-    closes it (as an SSH server waits after its banner)."""
+    closes it (as an SSH server waits after its banner). `unread` is called with a request's
+    `nth` once its header has arrived: True hangs up with the rest of the request unread (it
+    may first wait, as an agent that stopped reading does). `closed` counts the connections
+    the agent has closed."""
 
     def __init__(
         self,
@@ -68,8 +78,10 @@ class ScriptedAgent:
         greeting: bytes | Sequence[bytes] | None = None,
         linger: bool = False,
         hello: Any = HELLO,
+        unread: Callable[[int], bool] | None = None,
     ) -> None:
         self._answer = answer
+        self._unread = unread
         self._hello = hello
         self._greeting = [greeting] if isinstance(greeting, bytes) else greeting
         self._linger = linger
@@ -79,6 +91,7 @@ class ScriptedAgent:
         self.requests: list[dict[str, Any]] = []
         self.greetings: list[dict[str, Any]] = []
         self.connections = 0
+        self.closed = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -129,6 +142,12 @@ class ScriptedAgent:
         return data
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._converse(conn)
+        finally:
+            self.closed += 1
+
+    def _converse(self, conn: socket.socket) -> None:
         conn.settimeout(0.05)
         with conn:
             if self._greeting is not None:
@@ -155,6 +174,8 @@ class ScriptedAgent:
             nth = 0
             greeted = False
             while (header := self._read(conn, HEADER.size)) is not None:
+                if greeted and self._unread is not None and self._unread(nth + 1):
+                    return
                 body = self._read(conn, HEADER.unpack(header)[0])
                 if body is None:
                     return
@@ -175,7 +196,10 @@ class ScriptedAgent:
                 if value is CLOSE:
                     return
                 if isinstance(value, Raw):
-                    conn.sendall(value.data)
+                    for number, piece in enumerate(value.pieces):
+                        if number:
+                            time.sleep(GREETING_PAUSE)
+                        conn.sendall(piece)
                     if value.close:
                         return
                     continue
@@ -410,7 +434,10 @@ def test_link_built_from_the_settings_waits_their_command_timeout():
         finally:
             release.set()
             link.close()
-    assert lost.value.reason == f"no answer within {0.5 + REPLY_MARGIN:g} s"
+    assert str(lost.value) == (
+        f"the jailadmin agent is not reachable at {agent.address}: "
+        f"no answer within {0.5 + REPLY_MARGIN:g} s"
+    )
 
 
 # --- what goes out: the hello, then each request with its own id ---------------------------------
@@ -593,6 +620,7 @@ def test_a_refusal_of_the_connection_itself_is_raised_as_sent():
         {"id": None, "ok": False, "error": refusal},
         {"id": None, "ok": True, "value": {}},  # no id and no refusal: not an answer
         {"ok": None, "error": refusal},
+        {"id": 99, "ok": False, "error": refusal},  # another request's refusal: not ours
     ]
     errors = []
     for reply in replies:
@@ -604,6 +632,7 @@ def test_a_refusal_of_the_connection_itself_is_raised_as_sent():
             link.close()
     assert errors == [
         (AgentRefused, "the agent is serving its limit of 1 connections"),
+        (ProtocolError, "the agent's reply does not answer the request"),
         (ProtocolError, "the agent's reply does not answer the request"),
         (ProtocolError, "the agent's reply does not answer the request"),
     ]
@@ -863,3 +892,254 @@ def test_slow_operations_wait_for_the_reload_timeout_config_apply_twice_that():
     assert results["config_read"] == {"ok": True}
     assert results["config_apply"] == {"ok": True}
     assert results["log_tail"].lines == ()
+
+
+# --- connections that break in other ways: reset, refused writes, a full socket ---------------
+STATE = {"reachable": True, "version": "1.0.2", "reason": None}
+
+
+def test_agent_hanging_up_with_the_request_unread_is_retried_only_on_a_reused_connection():
+    # Closing with our request unread resets the connection (ECONNRESET, not an end of file).
+    # On a pooled connection nothing of the reply came: sent once more on a fresh one.
+    with ScriptedAgent(answering({"fail2ban": STATE}), unread=lambda nth: nth == 2) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == STATE
+        assert link.health() == STATE
+        link.close()
+    assert agent.connections == 2
+    assert agent.requests == [{"id": 2, "op": "health", "args": {}}] * 2
+    # On a fresh connection it is the answer: the agent is gone.
+    with ScriptedAgent(answering({"fail2ban": STATE}), unread=lambda nth: True) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(AgentUnreachable) as lost:
+            link.health()
+        link.close()
+    assert str(lost.value) == (
+        f"the jailadmin agent is not reachable at {agent.address}: Connection reset by peer"
+    )
+    assert agent.connections == 1
+
+
+def test_a_stale_connection_that_fails_again_on_a_fresh_one_is_unreachable():
+    # The pooled connection and then the fresh one are both hung up on: not tried a third time.
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        return CLOSE if len(agent.requests) in (2, 3) else {"fail2ban": STATE}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == STATE
+        with pytest.raises(AgentUnreachable) as lost:
+            link.health()
+        link.close()
+    assert str(lost.value) == (
+        f"the jailadmin agent is not reachable at {agent.address}: the agent closed the connection"
+    )
+    assert (agent.connections, len(agent.requests)) == (2, 3)
+
+
+def test_a_request_refused_by_a_connection_the_agent_closed_goes_on_a_fresh_one():
+    # The agent closed the idle connection after its reply (and a stray byte or two): writing
+    # the next request fails (EPIPE) before any reply, so it is sent on a fresh connection.
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        reply = {"id": request["id"], "ok": True, "value": {"fail2ban": STATE}}
+        return Raw(frame_encode(reply) + b"\n\n", close=True) if nth == 1 else {"fail2ban": STATE}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == STATE
+        wait_until(lambda: agent.closed == 1)
+        assert link.health() == STATE
+        link.close()
+    assert (agent.connections, len(agent.requests)) == (2, 2)
+
+
+def test_a_held_channel_whose_connection_went_stale_goes_on_with_a_fresh_one():
+    with ScriptedAgent(lambda request, nth: CLOSE if nth == 2 else _results("pong")) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with link.connection() as channel:
+            assert channel.send("ping") == "pong"
+            assert channel.send("ping") == "pong"
+        link.close()
+    assert (agent.connections, len(agent.requests)) == (2, 3)
+
+
+def test_a_connection_whose_reply_was_wrong_is_not_used_again():
+    # The reply did not answer the request: what arrives next on that connection cannot be
+    # trusted either, so the next request opens a fresh one.
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        wrong = len(agent.requests) == 1
+        return _reply(request, id=99, ok=True, value={}) if wrong else {"fail2ban": STATE}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(ProtocolError):
+            link.health()
+        assert link.health() == STATE
+        link.close()
+    assert agent.connections == 2
+
+
+def test_an_agent_that_stops_reading_a_large_request_is_given_up_on_at_the_timeout():
+    # The request (about 1 MB) fills the socket; the agent reads no more of it.
+    release = threading.Event()
+
+    def stalled(nth: int) -> bool:
+        release.wait(60)
+        return True
+
+    commands = [("get", "sshd", "x" * 100)] * 10000
+    with ScriptedAgent(answering(_results()), unread=stalled) as agent:
+        link = AgentLink(agent.address, timeout=0.1)
+        try:
+            with link.connection() as channel, pytest.raises(AgentUnreachable) as lost:
+                channel.send_batch(commands)
+        finally:
+            release.set()
+            link.close()
+    assert str(lost.value) == (
+        f"the jailadmin agent is not reachable at {agent.address}: "
+        f"no answer within {0.1 + REPLY_MARGIN:g} s"
+    )
+
+
+def test_a_greeting_cut_off_in_its_body_is_a_lost_agent_not_a_stranger():
+    # A well-formed header (a 100-byte handshake), 10 bytes of it, then the end: the agent
+    # went away mid-greeting; only a far side whose first frame is not a frame is a stranger.
+    with ScriptedAgent(greeting=HEADER.pack(100) + b"{" * 10) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        with pytest.raises(AgentUnreachable) as lost:
+            link.health()
+        link.close()
+    assert lost.value.reason == "the agent closed the connection"
+
+
+class _PairTransport:
+    """A transport whose far end is a socketpair's other half (as jails.agent.ssh's is an ssh
+    process's), closed at once after sending `said`."""
+
+    address = "pair:test"
+
+    def __init__(self, said: bytes) -> None:
+        self.said = said
+
+    def open(self, timeout: float) -> AgentStream:
+        ours, theirs = socket.socketpair()
+        theirs.sendall(self.said)
+        theirs.close()
+        return AgentStream(ours)
+
+
+@pytest.mark.parametrize(
+    ("said", "error", "message"),
+    [
+        (b"", AgentUnreachable, "the jailadmin agent is not reachable at pair:test: Broken pipe"),
+        (
+            b"Permission denied\n",
+            ProtocolError,
+            "pair:test does not speak the jailadmin agent's protocol: "
+            "it sent b'Permission denied\\n'",
+        ),
+    ],
+)
+def test_a_far_end_gone_before_the_hello_went_out_says_why(said, error, message):
+    # Writing the hello fails (EPIPE); what the far side said before it went is the reason.
+    link = AgentLink("unused", transport=_PairTransport(said), timeout=10.0)
+    with pytest.raises(error) as refused:
+        link.health()
+    assert type(refused.value) is error and str(refused.value) == message
+
+
+class _ExplainingStream(AgentStream):
+    """As the SSH transport's stream: a failure it is told the far end closed gets its cause
+    (there, what ssh said on exiting); any other failure is passed on as it is."""
+
+    def failure(self, error, *, closed):
+        if closed and isinstance(error, AgentUnreachable):
+            return AgentUnreachable(error.address, f"{error.reason} (the far end exited)")
+        return error
+
+
+class _ExplainingTransport:
+    def __init__(self, agent: ScriptedAgent) -> None:
+        self._unix = UnixTransport(agent.path)
+        self.address = agent.address
+
+    def open(self, timeout: float) -> AgentStream:
+        return _ExplainingStream(self._unix.open(timeout).sock)
+
+
+@pytest.mark.parametrize("closing", [[1], [2, 3]], ids=["fresh", "stale-then-fresh"])
+def test_the_transport_is_told_the_far_end_closed_the_connection(closing):
+    # Hung up on a fresh connection, or on a stale one and then on the fresh one.
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        return CLOSE if len(agent.requests) in closing else {"fail2ban": STATE}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, transport=_ExplainingTransport(agent), timeout=10.0)
+        if closing != [1]:
+            assert link.health() == STATE
+        with pytest.raises(AgentUnreachable) as lost:
+            link.health()
+        link.close()
+    assert lost.value.reason == "the agent closed the connection (the far end exited)"
+
+
+def test_a_later_hello_may_be_larger_than_the_first_frames_bound():
+    # Only the connection's first frame is held to 1 MiB (a stranger's text read as a length);
+    # a hello on a greeted connection is a reply like any other.
+    value = {**_padded_hello(2 * HANDSHAKE_MAX_BYTES), "version": "2.0", "operations": ["x"]}
+    with ScriptedAgent(answering(value)) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        info = link.hello()
+        link.close()
+    assert (info.agent_version, info.operations) == ("2.0", ("x",))
+
+
+def test_a_stale_connection_replaced_by_one_that_refuses_raises_the_refusal():
+    # The fresh connection answers with a typed error: raised as it is, and that connection
+    # (in good order) serves the next request.
+    refusal = {"type": "InvalidArgument", "message": "no such jail"}
+
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        if len(agent.requests) == 2:
+            return CLOSE
+        if len(agent.requests) == 3:
+            return _reply(request, ok=False, error=refusal)
+        return {"fail2ban": STATE}
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == STATE
+        with pytest.raises(InvalidArgument) as refused:
+            link.health()
+        assert link.health() == STATE
+        link.close()
+    assert str(refused.value) == "no such jail"
+    assert agent.connections == 2
+    assert agent.requests[2] == {"id": 2, "op": "health", "args": {}}
+
+
+def test_a_reply_arriving_in_pieces_is_read_to_its_end_and_no_further():
+    # The header split in two, then the rest: each read asks for what is missing only.
+    def answer(request: dict[str, Any], nth: int) -> Any:
+        frame = frame_encode({"id": request["id"], "ok": True, "value": {"fail2ban": STATE}})
+        return Raw([frame[:2], frame[2:9], frame[9:]])
+
+    with ScriptedAgent(answer) as agent:
+        link = AgentLink(agent.address, timeout=10.0)
+        assert link.health() == STATE
+        assert link.health() == STATE
+        link.close()
+    assert agent.connections == 1
+
+
+def test_a_reply_that_stops_after_its_header_is_given_up_on_at_the_timeout():
+    with ScriptedAgent(lambda request, nth: Raw(HEADER.pack(100))) as agent:
+        link = AgentLink(agent.address, timeout=0.1)
+        with pytest.raises(AgentUnreachable) as lost:
+            link.health()
+        link.close()
+    assert str(lost.value) == (
+        f"the jailadmin agent is not reachable at {agent.address}: "
+        f"no answer within {0.1 + REPLY_MARGIN:g} s"
+    )
