@@ -596,7 +596,7 @@ def changes_check(changes: Any, *, minimum: int = 1) -> list[Change]:
         content = change.get("content")
         if not isinstance(content, str):
             raise InvalidArgument("content must be text")
-        data = content.encode("utf-8", errors="strict") if _utf8(content) else b""
+        data = _utf8(content)
         if len(data) > MAX_FILE_BYTES:
             raise InvalidArgument(
                 f"{path.relative} would be larger than {MAX_FILE_BYTES // 1024} KB"
@@ -612,12 +612,11 @@ def changes_check(changes: Any, *, minimum: int = 1) -> list[Change]:
     return checked
 
 
-def _utf8(content: str) -> bool:
+def _utf8(content: str) -> bytes:
     try:
-        content.encode("utf-8", errors="strict")
+        return content.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from a JSON \ud800 escape
         raise InvalidArgument("content must be valid UTF-8 text") from None
-    return True
 
 
 @contextlib.contextmanager
