@@ -433,6 +433,13 @@ def test_agent_config_definition_takes_a_directory_and_a_name_only(definitions_a
     assert str(error.value) == "unexpected arguments: path"
 
 
+def test_unexpected_argument_names_are_quoted_up_to_200_characters():
+    # A refusal echoes what a caller sent: bounded, however long the names.
+    with pytest.raises(InvalidArgument) as error:
+        configfiles.op_config_read(HostConfig(), None, {"b" * 150: 1, "a" * 150: 2})
+    assert str(error.value) == "unexpected arguments: " + ("a" * 150 + ", " + "b" * 150)[:200]
+
+
 def test_definition_reader_without_options_is_a_reload_failure(
     definitions_conf, tmp_path, monkeypatch
 ):
