@@ -1013,42 +1013,6 @@ def test_a_greeting_cut_off_in_its_body_is_a_lost_agent_not_a_stranger():
     assert lost.value.reason == "the agent closed the connection"
 
 
-class _PairTransport:
-    """A transport whose far end is a socketpair's other half (as jails.agent.ssh's is an ssh
-    process's), closed at once after sending `said`."""
-
-    address = "pair:test"
-
-    def __init__(self, said: bytes) -> None:
-        self.said = said
-
-    def open(self, timeout: float) -> AgentStream:
-        ours, theirs = socket.socketpair()
-        theirs.sendall(self.said)
-        theirs.close()
-        return AgentStream(ours)
-
-
-@pytest.mark.parametrize(
-    ("said", "error", "message"),
-    [
-        (b"", AgentUnreachable, "the jailadmin agent is not reachable at pair:test: Broken pipe"),
-        (
-            b"Permission denied\n",
-            ProtocolError,
-            "pair:test does not speak the jailadmin agent's protocol: "
-            "it sent b'Permission denied\\n'",
-        ),
-    ],
-)
-def test_a_far_end_gone_before_the_hello_went_out_says_why(said, error, message):
-    # Writing the hello fails (EPIPE); what the far side said before it went is the reason.
-    link = AgentLink("unused", transport=_PairTransport(said), timeout=10.0)
-    with pytest.raises(error) as refused:
-        link.health()
-    assert type(refused.value) is error and str(refused.value) == message
-
-
 class _ExplainingStream(AgentStream):
     """As the SSH transport's stream: a failure it is told the far end closed gets its cause
     (there, what ssh said on exiting); any other failure is passed on as it is."""

@@ -598,9 +598,25 @@ class _SaidAndLeft:
         return AgentStream(ours)
 
 
-def test_agent_link_reads_what_a_peer_said_before_it_hung_up():
-    link = AgentLink("", transport=_SaidAndLeft(b"This account is currently not available.\n"))
-    with pytest.raises(ProtocolError, match="This account is currently not available"):
-        link.send("ping")
-    with pytest.raises(AgentUnreachable):  # silent and gone: unreachable, as before
-        AgentLink("", transport=_SaidAndLeft(b"")).send("ping")
+@pytest.mark.parametrize(
+    ("said", "error", "message"),
+    [
+        (
+            b"This account is currently not available.\n",
+            ProtocolError,
+            "test:said-and-left does not speak the jailadmin agent's protocol: "
+            "it sent b'This account is currently not available.\\n'",
+        ),
+        # Silent and gone: unreachable, with why writing the hello failed (EPIPE).
+        (
+            b"",
+            AgentUnreachable,
+            "the jailadmin agent is not reachable at test:said-and-left: Broken pipe",
+        ),
+    ],
+)
+def test_agent_link_reads_what_a_peer_said_before_it_hung_up(said, error, message):
+    link = AgentLink("", transport=_SaidAndLeft(said), timeout=10.0)
+    with pytest.raises(error) as refused:
+        link.health()
+    assert type(refused.value) is error and str(refused.value) == message
