@@ -89,6 +89,18 @@ def banned(f2b, jail: str) -> set[str]:
     return {str(ip) for ip in f2b.client().send("get", jail, "banip")}
 
 
+def wait_until_htmx_settled(page, selector: str) -> None:  # noqa: ANN001
+    """Wait until htmx has processed what it swapped in at `selector`: it is visible (and
+    Chromium may focus its autofocus button) before htmx's settle step hooks its forms up,
+    and a key pressed in between submits the form without htmx, as a full page."""
+    page.wait_for_function(
+        """s => { const e = document.querySelector(s);
+                  return e !== null && !e.closest(".htmx-added")
+                         && e.querySelector(".htmx-added") === null; }""",
+        arg=selector,
+    )
+
+
 def probe_live_regions(page) -> None:  # noqa: ANN001
     page.evaluate(
         """() => { for (const id of ["action-message", "jail-counters"])
@@ -150,6 +162,7 @@ def test_ban_unban_and_tune_with_the_keyboard_alone(a11y_site, chromium, f2b):
         page.keyboard.press("Enter")
         confirm = page.locator("#action-confirm [role=alertdialog]")
         confirm.get_by_text("bantime: 10m → 2h").wait_for()
+        wait_until_htmx_settled(page, "#action-confirm")
         # The confirmation takes the focus (autofocus on its button), so Enter applies it.
         assert page.evaluate(
             "() => document.activeElement.matches('#action-confirm button[type=submit]')"
