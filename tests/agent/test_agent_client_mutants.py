@@ -59,6 +59,8 @@ Answer = Callable[[dict[str, Any], int], Any]
 GREETING_PAUSE = 0.3
 LINGER_LIMIT = 30.0
 HELLO = {"version": "0-scripted", "fail2ban_version": "1.0.2", "operations": [], "endpoint": None}
+# What a health request answers about fail2ban (the replies the scripted agent sends back).
+STATE = {"reachable": True, "version": "1.0.2", "reason": None}
 
 
 class ScriptedAgent:
@@ -442,8 +444,7 @@ def test_link_built_from_the_settings_waits_their_command_timeout():
 
 # --- what goes out: the hello, then each request with its own id ---------------------------------
 def test_requests_go_out_as_the_agent_reads_them(scripted):
-    state = {"reachable": True, "version": "1.0.2", "reason": None}
-    with ScriptedAgent(answering({"fail2ban": state})) as agent:
+    with ScriptedAgent(answering({"fail2ban": STATE})) as agent:
         link = AgentLink(agent.address, timeout=10.0)
         link.health()
         link.health()
@@ -512,11 +513,10 @@ def test_endpoint_is_the_last_one_the_agent_reported(scripted):
 
 def test_a_greeting_without_an_endpoint_leaves_none(scripted):
     # The first handshake is read for the endpoint only; what else it holds is hello()'s.
-    state = {"reachable": True, "version": "1.0.2", "reason": None}
     for greeting in (["1.0", [1, 2]], {**HELLO, "endpoint": [1, 2]}):
-        with ScriptedAgent(answering({"fail2ban": state}), hello=greeting) as agent:
+        with ScriptedAgent(answering({"fail2ban": STATE}), hello=greeting) as agent:
             link = AgentLink(agent.address, timeout=10.0)
-            assert link.health() == state
+            assert link.health() == STATE
             endpoint = link.endpoint_identity()
             link.close()
         assert endpoint == (None if isinstance(greeting, list) else (1, 2))
@@ -664,13 +664,12 @@ def test_a_reply_over_64_mib_is_refused_by_its_length():
 def test_the_agents_refusal_costs_the_connection_other_errors_do_not():
     # The agent may close after refusing (AgentRefused): the next request starts afresh.
     # A refused argument leaves the connection as it was.
-    state = {"reachable": True, "version": "1.0.2", "reason": None}
 
     def answer(request: dict[str, Any], nth: int) -> Any:
         if len(agent.requests) == 1:  # the very first request, on the first connection
             error = {"type": kind, "message": "no"}
             return _reply(request, ok=False, error=error)
-        return {"fail2ban": state}
+        return {"fail2ban": STATE}
 
     opened = {}
     for kind in ("AgentRefused", "InvalidArgument"):
@@ -678,7 +677,7 @@ def test_the_agents_refusal_costs_the_connection_other_errors_do_not():
             link = AgentLink(agent.address, timeout=10.0)
             with pytest.raises((AgentRefused, InvalidArgument)):
                 link.health()
-            assert link.health() == state
+            assert link.health() == STATE
             link.close()
         opened[kind] = agent.connections
     assert opened == {"AgentRefused": 2, "InvalidArgument": 1}
@@ -688,17 +687,16 @@ def test_the_agents_refusal_costs_the_connection_other_errors_do_not():
 @pytest.mark.parametrize("cut", [2, HEADER.size + 5], ids=["in-the-header", "in-the-body"])
 def test_a_reply_cut_off_is_not_sent_again(cut):
     # Part of the reply arrived: the request may have run, so it is not repeated.
-    state = {"reachable": True, "version": "1.0.2", "reason": None}
 
     def answer(request: dict[str, Any], nth: int) -> Any:
         if nth == 2:
-            frame = frame_encode({"id": request["id"], "ok": True, "value": {"fail2ban": state}})
+            frame = frame_encode({"id": request["id"], "ok": True, "value": {"fail2ban": STATE}})
             return Raw(frame[:cut], close=True)
-        return {"fail2ban": state}
+        return {"fail2ban": STATE}
 
     with ScriptedAgent(answer) as agent:
         link = AgentLink(agent.address, timeout=10.0)
-        assert link.health() == state
+        assert link.health() == STATE
         with pytest.raises(AgentUnreachable) as lost:
             link.health()
         link.close()
@@ -715,14 +713,13 @@ def _padded_hello(size: int) -> dict[str, Any]:
 
 
 def test_a_handshake_of_up_to_1_mib_is_read_and_one_byte_more_is_not_an_agent():
-    state = {"reachable": True, "version": "1.0.2", "reason": None}
     hello = _padded_hello(HANDSHAKE_MAX_BYTES)
-    with ScriptedAgent(answering({"fail2ban": state}), hello=hello) as agent:
+    with ScriptedAgent(answering({"fail2ban": STATE}), hello=hello) as agent:
         link = AgentLink(agent.address, timeout=10.0)
-        assert link.health() == state
+        assert link.health() == STATE
         link.close()
     hello = _padded_hello(HANDSHAKE_MAX_BYTES + 1)
-    with ScriptedAgent(answering({"fail2ban": state}), hello=hello) as agent:
+    with ScriptedAgent(answering({"fail2ban": STATE}), hello=hello) as agent:
         link = AgentLink(agent.address, timeout=10.0)
         with pytest.raises(ProtocolError) as refused:
             link.health()
@@ -773,14 +770,13 @@ def test_link_address_must_be_a_unix_socket_path():
 
 
 def test_pool_keeps_at_most_pool_size_idle_connections():
-    state = {"reachable": True, "version": "1.0.2", "reason": None}
-    with ScriptedAgent(answering({"fail2ban": state})) as agent:
+    with ScriptedAgent(answering({"fail2ban": STATE})) as agent:
         link = AgentLink(agent.address, timeout=10.0, pool_size=2)
         with link.connection(), link.connection(), link.connection():
             pass  # three held at once: three opened
         assert (link.connections_opened, len(link._pool.idle)) == (3, 2)
         for _ in range(3):
-            assert link.health() == state
+            assert link.health() == STATE
         assert link.connections_opened == 3  # the idle ones serve
         link.close()
         assert link._pool.idle == []
@@ -895,7 +891,6 @@ def test_slow_operations_wait_for_the_reload_timeout_config_apply_twice_that():
 
 
 # --- connections that break in other ways: reset, refused writes, a full socket ---------------
-STATE = {"reachable": True, "version": "1.0.2", "reason": None}
 
 
 def test_agent_hanging_up_with_the_request_unread_is_retried_only_on_a_reused_connection():
